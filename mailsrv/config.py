@@ -1,0 +1,143 @@
+"""Configuration: an ini file (see etc/mailsrv.ini) with command-line overrides.
+
+Every part of the server reads its settings from one :class:`Config`, so the
+ini file, ``twistd mailsrv`` options and ``mailsrv`` admin commands agree.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+DEFAULT_DATA = "mailsrv-data"
+# Development defaults: unprivileged loopback ports.
+DEFAULT_LISTENERS = {
+    "pop3": ["tcp:1110:interface=127.0.0.1"],
+    "pop3s": ["tcp:1995:interface=127.0.0.1"],
+    "imap": ["tcp:1143:interface=127.0.0.1"],
+    "imaps": ["tcp:1993:interface=127.0.0.1"],
+    "lmtp": [],
+}
+LISTENER_KINDS = tuple(DEFAULT_LISTENERS)
+
+
+class ConfigError(Exception):
+    """A configuration problem, reported as one line."""
+
+
+def _bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "yes", "true", "on"):
+        return True
+    if v in ("0", "no", "false", "off"):
+        return False
+    raise ConfigError(f"not a boolean: {value!r}")
+
+
+@dataclass
+class Config:
+    data_dir: str = DEFAULT_DATA
+    passwd_file: Optional[str] = None  # default: <data_dir>/passwd
+    listeners: dict = field(default_factory=dict)  # kind -> [endpoint strings]
+    tls_cert: Optional[str] = None
+    tls_key: Optional[str] = None
+    # 'loopback' (default): plaintext USER/PASS/LOGIN only from 127.0.0.0/8 and ::1
+    # before TLS; 'yes': always; 'no': only after STLS/STARTTLS.
+    plaintext_auth: str = "loopback"
+    auth_fail_delay: float = 2.0
+    apop: bool = False
+    pop3_timeout: int = 600
+    imap_timeout: int = 1800
+    append_limit: int = 50 * 1024 * 1024
+    lmtp_max_size: int = 50 * 1024 * 1024
+    local_domains: List[str] = field(default_factory=list)  # empty: accept any domain
+    lmtp_detail_folders: bool = True
+    hostname: str = "localhost"
+    hash_scheme: str = "ARGON2ID"
+    demo_user: bool = True
+    trace: bool = False
+    source: Optional[str] = None  # the ini file read, if any
+
+    @property
+    def passwd_path(self) -> str:
+        return self.passwd_file or os.path.join(self.data_dir, "passwd")
+
+    def endpoints(self, kind: str) -> List[str]:
+        return list(self.listeners.get(kind, []))
+
+
+def load(path: Optional[str] = None, data_dir: Optional[str] = None) -> Config:
+    """Read ``path`` (if given) and apply ``data_dir`` on top of it."""
+    cfg = Config()
+    if path:
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            with open(path, encoding="utf-8") as f:
+                parser.read_file(f)
+        except OSError as e:
+            raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+        except configparser.Error as e:
+            raise ConfigError(f"bad config {path}: {e}".splitlines()[0]) from None
+        cfg.source = path
+        _apply(cfg, parser)
+    if data_dir:
+        cfg.data_dir = data_dir
+    return cfg
+
+
+def _apply(cfg: Config, p: configparser.ConfigParser) -> None:
+    try:
+        s = p["server"] if p.has_section("server") else {}
+        if "data" in s:
+            cfg.data_dir = s["data"]
+        if "passwd" in s:
+            cfg.passwd_file = s["passwd"]
+        if "hostname" in s:
+            cfg.hostname = s["hostname"]
+        if "trace" in s:
+            cfg.trace = _bool(s["trace"])
+        if "demo_user" in s:
+            cfg.demo_user = _bool(s["demo_user"])
+        if p.has_section("listeners"):
+            for kind, value in p["listeners"].items():
+                if kind not in LISTENER_KINDS:
+                    raise ConfigError(f"unknown listener kind {kind!r} in [listeners]")
+                cfg.listeners[kind] = [v.strip() for v in value.split("\n") if v.strip()]
+        if p.has_section("tls"):
+            t = p["tls"]
+            cfg.tls_cert = t.get("cert") or None
+            cfg.tls_key = t.get("key") or None
+        if p.has_section("auth"):
+            a = p["auth"]
+            if "plaintext" in a:
+                v = a["plaintext"].strip().lower()
+                if v not in ("loopback", "yes", "no"):
+                    raise ConfigError("[auth] plaintext must be loopback, yes or no")
+                cfg.plaintext_auth = v
+            if "fail_delay" in a:
+                cfg.auth_fail_delay = float(a["fail_delay"])
+            if "apop" in a:
+                cfg.apop = _bool(a["apop"])
+            if "scheme" in a:
+                cfg.hash_scheme = a["scheme"].strip().upper()
+        if p.has_section("pop3"):
+            if "timeout" in p["pop3"]:
+                cfg.pop3_timeout = int(p["pop3"]["timeout"])
+        if p.has_section("imap"):
+            i = p["imap"]
+            if "timeout" in i:
+                cfg.imap_timeout = int(i["timeout"])
+            if "append_limit" in i:
+                cfg.append_limit = int(i["append_limit"])
+        if p.has_section("lmtp"):
+            lm = p["lmtp"]
+            if "max_size" in lm:
+                cfg.lmtp_max_size = int(lm["max_size"])
+            if "domains" in lm:
+                cfg.local_domains = [d.strip().lower() for d in lm["domains"].replace(",", " ").split()]
+            if "detail_folders" in lm:
+                cfg.lmtp_detail_folders = _bool(lm["detail_folders"])
+    except ValueError as e:
+        raise ConfigError(f"bad value in config: {e}") from None

@@ -1,0 +1,214 @@
+"""The contract between the protocols (IMAP, POP3, LMTP) and the mail store.
+
+Protocols never touch files; they talk to these interfaces.  A second
+backend (say PostgreSQL metadata + object storage) implements the same
+interfaces without any protocol change.
+
+Conventions:
+
+- Folder names are Python ``str`` in IMAP form: ``"INBOX"``, ``"Sent"``,
+  ``"Lists/python"`` (``/`` is the hierarchy delimiter).  The IMAP layer
+  does modified UTF-7 on the wire; the store does its own on-disk encoding.
+- Flags are IMAP flag strings: ``\\Seen``, ``\\Answered``, ``\\Flagged``,
+  ``\\Deleted``, ``\\Draft``; keywords are plain atoms (``$Junk``).
+  ``\\Recent`` is never stored: see :meth:`IFolder.claim_recent`.
+- Sizes are RFC 822 sizes: the octet count of the message with CRLF line
+  ends, which is what POP3 RETR and IMAP RFC822.SIZE send.
+- Methods returning ``Deferred`` may do their disk work in a thread; their
+  in-memory effects (new UIDs, flag changes, listener calls) always happen
+  in the reactor thread, in order, before the Deferred fires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import BinaryIO, Iterable, Optional
+
+from zope.interface import Attribute, Interface
+
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
+
+class StoreError(Exception):
+    """Base class of store errors; ``code`` is an RFC 5530 response code."""
+
+    code = "SERVERBUG"
+
+
+class NoSuchFolder(StoreError):
+    code = "NONEXISTENT"
+
+
+class FolderExists(StoreError):
+    code = "ALREADYEXISTS"
+
+
+class InvalidFolderName(StoreError):
+    code = "CANNOT"
+
+
+class FolderNotEmpty(StoreError):
+    """DELETE of a folder that has inferior folders and is \\Noselect-able."""
+
+    code = "INUSE"
+
+
+class MessageGone(StoreError):
+    """The message was expunged (by another session or protocol)."""
+
+    code = "EXPUNGEISSUED"
+
+
+class TooBig(StoreError):
+    code = "LIMIT"
+
+
+@dataclass
+class MessageInfo:
+    """What the store knows of one message without opening it."""
+
+    uid: int
+    key: str  # Maildir base name (the part before ':2,'); stable for the message's life
+    size: int  # RFC 822 size (CRLF line ends)
+    internaldate: float  # seconds since the epoch (Maildir: file mtime)
+    flags: frozenset = field(default_factory=frozenset)  # system flags and keywords
+    modseq: int = 1  # bumped on every flag change; reserved for CONDSTORE
+
+
+class IFolderListener(Interface):
+    """Told by a live folder of every change, from whichever session or
+    process made it.  Called in the reactor thread.  An IMAP session queues
+    these and reports them at the points RFC 3501/2180 allow."""
+
+    def messages_added(folder: "IFolder", uids: list) -> None:
+        """New messages (APPEND, COPY/MOVE in, delivery, external new/)."""
+
+    def flags_changed(folder: "IFolder", uids: list) -> None:
+        """Flags of these messages changed (read the new ones with get())."""
+
+    def messages_expunged(folder: "IFolder", uids: list) -> None:
+        """These messages are gone for good."""
+
+
+class IFolder(Interface):
+    """One mailbox.  There is exactly one live object per folder in the
+    process, shared by every session that has it open."""
+
+    name = Attribute("IMAP name, e.g. 'INBOX' or 'Lists/python'")
+    uidvalidity = Attribute("int, never changes silently")
+    uidnext = Attribute("int, the UID the next message will get")
+    highestmodseq = Attribute("int")
+
+    def messages() -> list:
+        """All current messages as MessageInfo, ascending by UID.  The list
+        is a snapshot (a new list object); callers may keep it."""
+
+    def get(uid: int) -> Optional[MessageInfo]:
+        """The message with this UID, or None once expunged."""
+
+    def open_message(uid: int) -> BinaryIO:
+        """A binary file object on the stored bytes (LF or CRLF as stored).
+        Raises MessageGone if the message was expunged.  Caller closes it."""
+
+    def pop3_uidl(uid: int) -> str:
+        """Dovecot-compatible POP3 UIDL: a stored 'P' uidlist extension if
+        present, else '%08X%08X' % (uid, uidvalidity)."""
+
+    def refresh() -> "Deferred":
+        """Notice changes made outside this process (files dropped into new/,
+        renamed or removed), assign UIDs, tell listeners.  Cheap when nothing
+        changed (a stat of new/ and cur/).  Fires with None."""
+
+    def append(source, flags: Iterable[str] = (), internaldate: Optional[float] = None) -> "Deferred":
+        """Store one message crash-safely (tmp/, fsync, rename).  ``source``
+        is bytes or a binary file object positioned at the start.  Fires with
+        the new UID once the message is on disk and listed."""
+
+    def store_flags(uids: Iterable[int], flags: Iterable[str], mode: str) -> "Deferred":
+        """mode is '+', '-' or '='.  Fires with the list of UIDs whose flags
+        really changed (uids already expunged are skipped silently)."""
+
+    def expunge(uids: Optional[Iterable[int]] = None) -> "Deferred":
+        """Remove messages for good.  ``None`` means every message flagged
+        \\Deleted; otherwise exactly these UIDs (whatever their flags).
+        Fires with the list of UIDs removed."""
+
+    def copy_to(uids: Iterable[int], target: "IFolder") -> "Deferred":
+        """Copy messages with their flags (hard link where possible).  Fires
+        with a list of (source_uid, new_uid) pairs, ascending by source uid."""
+
+    def claim_recent() -> set:
+        """The UIDs that are \\Recent for the caller: messages that arrived
+        since the last claim.  Each message is recent for one session only."""
+
+    def add_listener(listener: IFolderListener) -> None:
+        """Start telling ``listener`` of changes."""
+
+    def remove_listener(listener: IFolderListener) -> None:
+        """Stop telling ``listener``; the folder may be closed once no
+        listener and no open handle remains."""
+
+    def keywords() -> list:
+        """Keywords in use in this folder (for FLAGS / PERMANENTFLAGS)."""
+
+    def total_size() -> int:
+        """Sum of RFC 822 sizes."""
+
+
+class IAccount(Interface):
+    """One user's mail: INBOX plus folders.  One live object per user."""
+
+    user = Attribute("user name")
+
+    def list_folders() -> list:
+        """Every existing folder name (str), INBOX included, sorted."""
+
+    def folder_exists(name: str) -> bool:
+        """True if a folder of this name exists (INBOX always)."""
+
+    def special_use(name: str) -> Optional[str]:
+        """RFC 6154 attribute ('\\\\Sent', '\\\\Trash', ...) for this folder, or None."""
+
+    def open_folder(name: str) -> "Deferred":
+        """Fires with the live IFolder (shared).  Errback NoSuchFolder.
+        INBOX is matched case-insensitively."""
+
+    def create_folder(name: str) -> "Deferred":
+        """Create it (and any missing parents).  FolderExists,
+        InvalidFolderName (empty parts, '.', control chars, ...)."""
+
+    def delete_folder(name: str) -> "Deferred":
+        """Delete it and its messages.  INBOX cannot be deleted
+        (InvalidFolderName).  Open sessions on it see every message expunged."""
+
+    def rename_folder(old: str, new: str) -> "Deferred":
+        """Rename with its inferiors.  Renaming INBOX moves its messages into
+        a new folder and leaves INBOX empty (RFC 3501)."""
+
+    def subscriptions() -> list:
+        """Subscribed names (str)."""
+
+    def subscribe(name: str) -> None:
+        """Add a name to the subscriptions (need not exist)."""
+
+    def unsubscribe(name: str) -> None:
+        """Remove a name from the subscriptions."""
+
+    def deliver(folder: str, source, flags: Iterable[str] = ()) -> "Deferred":
+        """Deliver a message from outside (LMTP): crash-safe, fsynced before
+        the Deferred fires; the live folder (if open) is refreshed so its
+        sessions see the new message at once.  Fires with the new UID."""
+
+    def acquire_pop3_lock() -> bool:
+        """Take the exclusive POP3 maildrop lock; False if already held."""
+
+    def release_pop3_lock() -> None:
+        """Give the POP3 lock back."""
+
+
+class IStore(Interface):
+    """The process-wide store: one per running server."""
+
+    def account(user: str) -> IAccount:
+        """The live account object of this user (created on first use: the
+        Maildir with its default folders)."""
