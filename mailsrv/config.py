@@ -125,10 +125,14 @@ def _apply(cfg: Config, p: configparser.ConfigParser) -> None:
         if p.has_section("pop3"):
             if "timeout" in p["pop3"]:
                 cfg.pop3_timeout = int(p["pop3"]["timeout"])
+                if cfg.pop3_timeout < 600:
+                    raise ConfigError("[pop3] timeout must be at least 600 seconds (RFC 1939)")
         if p.has_section("imap"):
             i = p["imap"]
             if "timeout" in i:
                 cfg.imap_timeout = int(i["timeout"])
+                if cfg.imap_timeout < 1800:
+                    raise ConfigError("[imap] timeout must be at least 1800 seconds (RFC 3501)")
             if "append_limit" in i:
                 cfg.append_limit = int(i["append_limit"])
         if p.has_section("lmtp"):

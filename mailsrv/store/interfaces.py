@@ -154,6 +154,14 @@ class IFolder(Interface):
     def total_size() -> int:
         """Sum of RFC 822 sizes."""
 
+    def get_cached(uid: int, kind: str) -> Optional[bytes]:
+        """A value cached for this message (e.g. kind 'envelope',
+        'bodystructure', 'header'), or None.  The cache (a per-folder SQLite
+        file) is rebuildable; it dies with the message."""
+
+    def set_cached(uid: int, kind: str, value: bytes) -> None:
+        """Remember a derived value for this message (cheap, batched writes)."""
+
 
 class IAccount(Interface):
     """One user's mail: INBOX plus folders.  One live object per user."""

@@ -1,0 +1,118 @@
+"""TLS material: the configured certificate, or a self-signed one made on first start.
+
+One context serves every listener: implicit TLS (995, 993) and STLS/STARTTLS
+on the plain ports.  The self-signed certificate names localhost, the
+loopback addresses and the configured host name, so that clients which check
+names (mbsync, curl with --cacert) can be pointed at it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import socket
+from typing import Optional, Tuple
+
+from twisted.internet import ssl
+from twisted.logger import Logger
+
+log = Logger()
+
+SELF_SIGNED_DIR = "tls"
+
+
+def self_signed_paths(data_dir: str) -> Tuple[str, str]:
+    d = os.path.join(data_dir, SELF_SIGNED_DIR)
+    return os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+
+
+def make_self_signed(cert_path: str, key_path: str, hostname: str = "localhost") -> None:
+    """Write a self-signed certificate and key (key file mode 0600)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    names = {"localhost", hostname, socket.gethostname()}
+    alt = [x509.DNSName(n) for n in sorted(n for n in names if n)]
+    alt += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname or "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    os.makedirs(os.path.dirname(cert_path) or ".", exist_ok=True)
+    key_bytes = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(key_path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key_bytes)
+    os.replace(key_path + ".tmp", key_path)
+    with open(cert_path + ".tmp", "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    os.replace(cert_path + ".tmp", cert_path)
+
+
+def resolve_paths(cert: Optional[str], key: Optional[str], data_dir: str, hostname: str) -> Tuple[str, str]:
+    """The configured pair, or the self-signed pair under ``data_dir`` (made if missing)."""
+    if cert or key:
+        return cert or key, key or cert
+    cert_path, key_path = self_signed_paths(data_dir)
+    if not (os.path.exists(cert_path) and os.path.exists(key_path)):
+        make_self_signed(cert_path, key_path, hostname)
+        log.info("generated a self-signed TLS certificate: {path}", path=cert_path)
+    return cert_path, key_path
+
+
+def load_context(cert_path: str, key_path: str) -> ssl.CertificateOptions:
+    """A server context from PEM files (the key may be inside the cert file)."""
+    with open(cert_path, "rb") as f:
+        cert_pem = f.read()
+    key_pem = cert_pem
+    if key_path != cert_path:
+        with open(key_path, "rb") as f:
+            key_pem = f.read()
+    private = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
+    chain = [c for c in _extra_certs(cert_pem)]
+    return ssl.CertificateOptions(
+        privateKey=private.privateKey.original,
+        certificate=private.original,
+        extraCertChain=chain or None,
+        raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+    )
+
+
+def _extra_certs(pem: bytes):
+    """Intermediate certificates after the first one (Let's Encrypt fullchain.pem)."""
+    marker = b"-----BEGIN CERTIFICATE-----"
+    parts = pem.split(marker)[2:]
+    for part in parts:
+        yield ssl.Certificate.loadPEM(marker + part).original
+
+
+class ReloadableContext:
+    """A context factory whose certificate can be swapped (SIGHUP) without a restart."""
+
+    def __init__(self, cert_path: str, key_path: str) -> None:
+        self.cert_path, self.key_path = cert_path, key_path
+        self._options = load_context(cert_path, key_path)
+
+    def reload(self) -> None:
+        self._options = load_context(self.cert_path, self.key_path)
+
+    def getContext(self):
+        return self._options.getContext()
