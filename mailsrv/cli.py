@@ -1,2 +1,476 @@
-def main():
-    print("mailsrv")
+"""The ``mailsrv`` admin command: users, local delivery, configuration check.
+
+Contract (issue 2): ``mailsrv [--data DIR] [--config FILE] COMMAND ...``
+where ``--data``/``--config`` may also follow the subcommand.  Every
+failure is one ``mailsrv: ...`` line on stderr and a non-zero exit code;
+``deliver`` uses sysexits codes because MTAs interpret them.
+
+New subcommands plug in through :data:`COMMANDS`: a builder receives the
+subparsers object and the parent parser carrying the global options, and
+registers a parser whose ``func(args, config) -> int`` does the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import shutil
+import sys
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from mailsrv.config import DEFAULT_LISTENERS, LISTENER_KINDS, Config, ConfigError, load
+
+# sysexits.h
+EX_OK = 0
+EX_USAGE = 64
+EX_DATAERR = 65
+EX_NOUSER = 67
+EX_SOFTWARE = 70
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+
+RESERVED_NAMES = frozenset({"tls", "passwd", "passwd.lock"})  # files the server keeps in DIR
+
+
+class CliError(Exception):
+    """A failure reported as one line, with its exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line instead of a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        where = self.prog[len("mailsrv"):].strip()
+        raise _UsageError(f"{where + ': ' if where else ''}{message} (try '{self.prog} --help')")
+
+
+def _global_options() -> argparse.ArgumentParser:
+    # SUPPRESS: a subparser must not reset a value given before the subcommand.
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--data", metavar="DIR", default=argparse.SUPPRESS,
+                   help="data folder (mail and passwd file); default ./mailsrv-data or the config's [server] data")
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                   help="ini configuration file (see etc/mailsrv.ini)")
+    return p
+
+
+# -- helpers -----------------------------------------------------------------
+
+
+def _passwd(config: Config):
+    from mailsrv.auth.passwd import PasswdFile
+
+    return PasswdFile(config.passwd_path)
+
+
+def _username(name: str) -> str:
+    from mailsrv.auth.passwd import validate_username
+
+    return validate_username(name)
+
+
+def _scheme(config: Config) -> str:
+    from mailsrv.auth.hashing import UnsupportedScheme, check_scheme
+
+    try:
+        return check_scheme(config.hash_scheme)
+    except UnsupportedScheme as e:
+        raise ConfigError(str(e)) from None
+
+
+def _read_password() -> str:
+    """One line from stdin, or twice without echo from a terminal."""
+    if sys.stdin is None:
+        raise CliError("no password: standard input is closed")
+    if sys.stdin.isatty():
+        first = getpass.getpass("New password: ")
+        if getpass.getpass("Retype new password: ") != first:
+            raise CliError("passwords do not match")
+        password = first
+    else:
+        line = sys.stdin.buffer.readline()
+        if not line:
+            raise CliError("no password on standard input")
+        if line.endswith(b"\n"):
+            line = line[:-1]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        try:
+            password = line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CliError("password is not valid UTF-8") from None
+    if not password:
+        raise CliError("empty password")
+    return password
+
+
+def _hash(password: str, config: Config) -> str:
+    from mailsrv.auth.hashing import hash_password
+
+    try:
+        return hash_password(password, _scheme(config))
+    except ValueError as e:
+        raise CliError(str(e)) from None
+
+
+def _user_dir(config: Config, name: str) -> str:
+    return os.path.join(config.data_dir, name)
+
+
+def _give_to_data_owner(config: Config, top: str) -> None:
+    """Run as root, hand new files to the data folder's owner so a server
+    that dropped privileges (twistd --uid) can still use them."""
+    if os.geteuid() != 0:
+        return
+    st = os.stat(config.data_dir)
+    if st.st_uid == 0 and st.st_gid == 0:
+        return
+    paths = [top]
+    if os.path.isdir(top):
+        for root, dirs, files in os.walk(top):
+            paths += [os.path.join(root, n) for n in dirs + files]
+    for p in paths:
+        os.lchown(p, st.st_uid, st.st_gid)
+
+
+def _make_maildir(config: Config, name: str) -> str:
+    """Create the user's Maildir through the store (default folders), or the
+    bare Maildir if the store is not available in this installation."""
+    try:
+        from mailsrv.store import Store  # type: ignore[attr-defined]
+    except ImportError:
+        Store = None
+    if Store is not None:
+        store = Store(config.data_dir)
+        store.account(name)
+        close = getattr(store, "close", None)
+        if callable(close):
+            close()
+    home = _user_dir(config, name)
+    os.makedirs(home, mode=0o700, exist_ok=True)
+    maildir = os.path.join(home, "Maildir")
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(maildir, sub), mode=0o700, exist_ok=True)
+    return maildir
+
+
+# -- user --------------------------------------------------------------------
+
+
+def _user_add(args: argparse.Namespace, config: Config) -> int:
+    from mailsrv.auth.passwd import UserExists
+
+    name = _username(args.name)
+    if name in RESERVED_NAMES:
+        raise CliError(f"user name {name!r} is reserved (the server keeps {name!r} in the data folder)")
+    home = _user_dir(config, name)
+    if os.path.lexists(home) and not os.path.isdir(os.path.join(home, "Maildir")):
+        if not os.path.isdir(home) or os.listdir(home):
+            raise CliError(f"{home} exists and is not a user's mail folder")
+    scheme = _scheme(config)
+    passwd = _passwd(config)
+    if passwd.lookup(name) is not None:
+        raise UserExists(f"user {name} already exists")
+    stored = _hash(_read_password(), config)
+    os.makedirs(config.data_dir, exist_ok=True)
+    new_file = not os.path.exists(config.passwd_path)
+    maildir = _make_maildir(config, name)
+    passwd.add_user(name, stored)
+    _give_to_data_owner(config, home)
+    if new_file:
+        _give_to_data_owner(config, config.passwd_path)
+    print(f"added user {name} ({scheme}), mail in {maildir}")
+    return EX_OK
+
+
+def _user_passwd(args: argparse.Namespace, config: Config) -> int:
+    from mailsrv.auth.passwd import NoSuchUser
+
+    name = _username(args.name)
+    passwd = _passwd(config)
+    if passwd.lookup(name) is None:
+        raise NoSuchUser(f"no such user {name}")
+    passwd.set_password(name, _hash(_read_password(), config))
+    print(f"password of {name} changed")
+    return EX_OK
+
+
+def _user_del(args: argparse.Namespace, config: Config) -> int:
+    name = _username(args.name)
+    _passwd(config).remove_user(name)
+    home = _user_dir(config, name)
+    if args.purge:
+        if os.path.isdir(home) and not os.path.islink(home):
+            shutil.rmtree(home)
+        print(f"deleted user {name} and {home}")
+    elif os.path.isdir(home):
+        print(f"deleted user {name}; mail kept in {home} (use --purge to remove it)")
+    else:
+        print(f"deleted user {name}")
+    return EX_OK
+
+
+def _user_list(args: argparse.Namespace, config: Config) -> int:
+    for name in _passwd(config).users():
+        print(name)
+    return EX_OK
+
+
+def build_user(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("user", parents=[common], help="manage users in the passwd file",
+                       description="Manage users (Dovecot-compatible passwd file, DIR/passwd by default).")
+    us = p.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    a = us.add_parser("add", parents=[common], help="add a user (password from stdin)",
+                      description="Add a user: reads the password from standard input (one line), "
+                                  "or asks twice on a terminal; creates DIR/NAME/Maildir.")
+    a.add_argument("name", metavar="NAME")
+    a.set_defaults(func=_user_add)
+    pw = us.add_parser("passwd", parents=[common], help="change a user's password (from stdin)",
+                       description="Change a user's password: one line from standard input, or asked twice on a terminal.")
+    pw.add_argument("name", metavar="NAME")
+    pw.set_defaults(func=_user_passwd)
+    d = us.add_parser("del", parents=[common], help="delete a user (keeps the mail unless --purge)",
+                      description="Remove a user from the passwd file; the mail stays unless --purge.")
+    d.add_argument("name", metavar="NAME")
+    d.add_argument("--purge", action="store_true", help="also delete DIR/NAME with all its mail")
+    d.set_defaults(func=_user_del)
+    ls = us.add_parser("list", parents=[common], help="list users",
+                       description="Print the user names, one per line.")
+    ls.set_defaults(func=_user_list)
+
+
+# -- deliver -----------------------------------------------------------------
+
+
+def _deliver(args: argparse.Namespace, config: Config) -> int:
+    from mailsrv.auth.passwd import InvalidUsername
+
+    try:
+        name = _username(args.name)
+    except InvalidUsername as e:
+        raise CliError(str(e), EX_NOUSER) from None
+    try:
+        from mailsrv.delivery import deliver_command  # type: ignore[import-not-found]
+    except ImportError as e:
+        raise CliError(f"local delivery is not available in this installation ({e})", EX_TEMPFAIL) from None
+    flags: List[str] = []
+    for f in args.flags or ():
+        flags.extend(f.split())
+    return int(deliver_command(config, name, args.folder, flags, sys.stdin.buffer))
+
+
+def build_deliver(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("deliver", parents=[common], help="deliver one message from stdin (an LDA)",
+                       description="Deliver one message read from standard input into NAME's mailbox. "
+                                   "Exit codes follow sysexits: 0 delivered, 65 bad input, 67 unknown user, "
+                                   "75 temporary failure, 78 configuration error.")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--folder", metavar="F", default="INBOX", help="target folder (default INBOX)")
+    p.add_argument("--flags", metavar="FLAGS", action="append",
+                   help="flags to set, space-separated, e.g. '\\Seen \\Flagged'")
+    p.set_defaults(func=_deliver, sysexits=True)
+
+
+# -- config check ------------------------------------------------------------
+
+
+def _check_tls(cert: str, key: str) -> List[str]:
+    """Problems with a certificate/key pair (empty list: fine)."""
+    import datetime
+
+    from OpenSSL import SSL, crypto
+
+    problems = []
+    for path in {cert, key}:
+        if not os.access(path, os.R_OK):
+            problems.append(f"cannot read {path}")
+    if problems:
+        return problems
+    try:
+        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        ctx.use_certificate_chain_file(cert)
+        ctx.use_privatekey_file(key)
+        ctx.check_privatekey()
+    except SSL.Error as e:
+        return [f"TLS certificate {cert} / key {key} unusable: {_ssl_reason(e)}"]
+    with open(cert, "rb") as f:
+        x509 = crypto.load_certificate(crypto.FILETYPE_PEM, f.read()).to_cryptography()
+    not_after = x509.not_valid_after_utc
+    now = datetime.datetime.now(datetime.timezone.utc)
+    print(f"tls: {cert}: {x509.subject.rfc4514_string()}, valid until {not_after:%Y-%m-%d %H:%M} UTC")
+    if not_after < now:
+        problems.append(f"TLS certificate {cert} expired on {not_after:%Y-%m-%d}")
+    return problems
+
+
+def _ssl_reason(e: Exception) -> str:
+    try:
+        return "; ".join(str(part[2]) for part in e.args[0]) or str(e)
+    except (IndexError, TypeError):
+        return str(e)
+
+
+def _config_check(args: argparse.Namespace, config: Config) -> int:
+    from twisted.internet import endpoints, reactor
+
+    problems: List[str] = []
+    print(f"config: {config.source or '(none, built-in defaults)'}")
+    print(f"data: {os.path.abspath(config.data_dir)}" + ("" if os.path.isdir(config.data_dir) else " (created on first start)"))
+    try:
+        _scheme(config)
+    except ConfigError as e:
+        problems.append(str(e))
+    path = config.passwd_path
+    if os.path.exists(path):
+        try:
+            users = _passwd(config).users()
+            print(f"passwd: {path}: {len(users)} user(s)")
+            if os.stat(path).st_mode & 0o077:
+                print(f"warning: {path} is readable by group or others (chmod 600 recommended)")
+        except OSError as e:
+            problems.append(f"cannot read {path}: {e.strerror}")
+    else:
+        print(f"passwd: {path} (not created yet)")
+    if config.tls_cert or config.tls_key:
+        cert = config.tls_cert or config.tls_key
+        key = config.tls_key or config.tls_cert
+        problems += _check_tls(cert, key)
+    else:
+        from mailsrv.tls import self_signed_paths
+
+        cert, key = self_signed_paths(config.data_dir)
+        if os.path.exists(cert) and os.path.exists(key):
+            problems += _check_tls(cert, key)
+        else:
+            print(f"tls: self-signed certificate generated on first start in {os.path.dirname(cert)}")
+    configured = bool(config.listeners)
+    for kind in LISTENER_KINDS:
+        specs = config.endpoints(kind) if configured else list(DEFAULT_LISTENERS[kind])
+        origin = "" if configured else " (default)"
+        if not specs:
+            print(f"listen {kind}: none")
+        for spec in specs:
+            try:
+                endpoints.serverFromString(reactor, spec)
+            except Exception as e:  # Twisted raises ValueError, KeyError, TypeError...
+                problems.append(f"bad {kind} endpoint {spec!r}: {e}")
+                continue
+            print(f"listen {kind}: {spec}{origin}")
+    if config.pop3_timeout < 600:
+        print(f"warning: pop3 timeout {config.pop3_timeout}s is below RFC 1939's 10 minutes")
+    for p in problems:
+        print(f"mailsrv: {p}", file=sys.stderr)
+    if problems:
+        return 1
+    print("configuration ok")
+    return EX_OK
+
+
+def build_config(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("config", parents=[common], help="configuration tools",
+                       description="Configuration tools.")
+    cs = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    c = cs.add_parser("check", parents=[common], help="check the configuration, certificate and listeners",
+                      description="Load the configuration, check the TLS certificate and key "
+                                  "(readable, matching, not expired), print the listeners. Exit 1 on problems.")
+    c.set_defaults(func=_config_check)
+
+
+# -- entry point ---------------------------------------------------------------
+
+COMMANDS: Dict[str, Callable[[Any, argparse.ArgumentParser], None]] = {
+    "user": build_user,
+    "deliver": build_deliver,
+    "config": build_config,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _global_options()
+    parser = _Parser(prog="mailsrv", parents=[common],
+                     description="mailsrv administration: users, local delivery, configuration.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for build in COMMANDS.values():
+        build(sub, common)
+    return parser
+
+
+def _command_of(argv: Sequence[str]) -> Optional[str]:
+    """The subcommand named in argv (for exit codes of unparsable commands)."""
+    skip = False
+    for tok in argv:
+        if skip:
+            skip = False
+        elif tok in ("--data", "--config"):
+            skip = True
+        elif not tok.startswith("-"):
+            return tok
+    return None
+
+
+def _describe_oserror(e: OSError) -> str:
+    where = f"{e.filename}: " if e.filename else ""
+    return f"{where}{e.strerror or e}"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command; returns the exit code (console_scripts exits with it)."""
+    from mailsrv.auth.hashing import UnsupportedScheme
+    from mailsrv.auth.passwd import AuthError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    sysexits = _command_of(argv) == "deliver"
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except _UsageError as e:
+            raise CliError(str(e), EX_USAGE if sysexits else 2) from None
+        config = load(getattr(args, "config", None), getattr(args, "data", None))
+        return args.func(args, config)
+    except CliError as e:
+        _err(str(e))
+        return e.code
+    except ConfigError as e:
+        _err(str(e))
+        return EX_CONFIG if sysexits else 1
+    except (AuthError, UnsupportedScheme) as e:
+        _err(str(e))
+        return 1
+    except BrokenPipeError:
+        # stdout closed early (mailsrv user list | head): not an error worth a line
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except OSError as e:
+        _err(_describe_oserror(e))
+        return EX_TEMPFAIL if sysexits else 1
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EX_TEMPFAIL if sysexits else 130
+    except Exception as e:
+        if os.environ.get("MAILSRV_TRACEBACK"):
+            raise
+        _err(f"internal error: {type(e).__name__}: {e} (set MAILSRV_TRACEBACK=1 for details)")
+        return EX_SOFTWARE
+
+
+def _err(message: str) -> None:
+    line = " ".join(message.split("\n"))
+    try:
+        print(f"mailsrv: {line}", file=sys.stderr)
+        sys.stderr.flush()
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
