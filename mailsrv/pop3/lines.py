@@ -1,0 +1,94 @@
+"""Sans-IO input handling for POP3: bounded line splitting and command parsing.
+
+Kept apart from the protocol so it can be tested (and fuzzed) on its own and
+so that the protocol never has to think about partial or over-long lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Union
+
+# RFC 2449: a command line is at most 255 octets including CRLF.  AUTH lines
+# and SASL continuations carry base64 credentials and may be longer, up to
+# MAX_LINE_LENGTH; anything longer is discarded up to its line end.
+MAX_COMMAND_LENGTH = 255
+MAX_LINE_LENGTH = 1024
+
+
+class _TooLong:
+    """Marker for a line that exceeded the hard limit (its bytes are gone)."""
+
+    def __repr__(self) -> str:
+        return "TOO_LONG"
+
+
+TOO_LONG = _TooLong()
+
+
+class LineSplitter:
+    """Turns a byte stream into lines (CRLF or bare LF), bounded in memory.
+
+    An over-long line yields one TOO_LONG once its end arrives, so responses
+    stay one per line and pipelined commands after it are not lost.
+    """
+
+    def __init__(self, max_length: int = MAX_LINE_LENGTH) -> None:
+        self.max_length = max_length
+        self._buffer = bytearray()
+        self._discarding = False
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+        if b"\n" not in self._buffer and (self._discarding or len(self._buffer) > self.max_length):
+            self._discarding = True
+            self._buffer.clear()
+
+    def next_line(self) -> Union[bytes, _TooLong, None]:
+        """The next complete line without its line end, TOO_LONG, or None."""
+        i = self._buffer.find(b"\n")
+        if i < 0:
+            if not self._discarding and len(self._buffer) > self.max_length:
+                self._discarding = True
+                self._buffer.clear()
+            return None
+        line = bytes(self._buffer[:i])
+        del self._buffer[: i + 1]
+        if self._discarding:
+            self._discarding = False
+            return TOO_LONG
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if len(line) > self.max_length:
+            return TOO_LONG
+        return line
+
+    def pending(self) -> int:
+        """Octets received but not yet returned as lines."""
+        return len(self._buffer) + (1 if self._discarding else 0)
+
+    def clear(self) -> None:
+        self._buffer.clear()
+        self._discarding = False
+
+
+@dataclass
+class Command:
+    keyword: bytes  # upper-cased
+    args: List[bytes]  # whitespace-separated arguments
+    rest: bytes  # everything after the first space, verbatim (PASS)
+
+
+def parse_command(line: bytes) -> Optional[Command]:
+    """Split a command line; None if it has no keyword at all."""
+    keyword, _, rest = line.partition(b" ")
+    if not keyword or not keyword.isalpha() or not keyword.isascii() or len(keyword) > 8:
+        return None
+    return Command(keyword.upper(), rest.split(), rest)
+
+
+def parse_number(arg: bytes) -> Optional[int]:
+    """A non-negative decimal number, or None if ``arg`` is not one."""
+    if not arg or not arg.isdigit() or not arg.isascii():
+        return None
+    return int(arg)

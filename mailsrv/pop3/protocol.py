@@ -1,0 +1,548 @@
+"""The POP3 server protocol: RFC 1939, 2449 (CAPA), 2595 (STLS), 3206, 5034.
+
+Parsing and dispatch only; mail comes from the store through the frozen
+:class:`~mailsrv.pop3.maildrop.Maildrop`, messages go out through
+:class:`~mailsrv.pop3.streaming.MessageSender`.
+
+Commands run strictly in order: one waiting on a Deferred (a login, a RETR
+being streamed, the UPDATE) holds every later pipelined command in the input
+buffer until it is done, and reading pauses if that buffer grows too big.
+
+Messages fully retrieved with RETR get ``\\Seen`` in the UPDATE state, with
+the deletions, so IMAP users see what POP3 read; like deletions, this never
+happens for a session that drops or times out.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Callable, Dict, Optional, Tuple
+
+from twisted.cred import credentials as credmod
+from twisted.cred.error import LoginFailed
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.protocols import basic, policies
+
+from mailsrv.pop3 import lines as L
+from mailsrv.pop3.maildrop import Maildrop, NoSuchMessage
+from mailsrv.pop3.sasl import APOPCredentials, decode_plain, is_apop_digest
+from mailsrv.pop3.streaming import MessageSender
+from mailsrv.store.interfaces import IAccount, MessageGone
+
+log = Logger()
+
+AUTHORIZATION, TRANSACTION, UPDATE = "AUTHORIZATION", "TRANSACTION", "UPDATE"
+MAX_BAD_COMMANDS = 10
+# Pipelined input held while a command waits; reading pauses beyond this.
+MAX_PENDING_INPUT = 64 * 1024
+
+ERR_PLAINTEXT = b"-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections."
+ERR_TEMP = b"-ERR [SYS/TEMP] Temporary server failure, try again later."
+ERR_GONE = b"-ERR Message was expunged by another session."
+
+
+class _Bad(Exception):
+    """A client error that counts towards MAX_BAD_COMMANDS."""
+
+    def __init__(self, text: bytes) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+# keyword -> (method name, states, min args, max args); PASS takes the rest of the line.
+_COMMANDS: Dict[bytes, Tuple[str, Tuple[str, ...], int, int]] = {
+    b"CAPA": ("do_CAPA", (AUTHORIZATION, TRANSACTION), 0, 0),
+    b"QUIT": ("do_QUIT", (AUTHORIZATION, TRANSACTION), 0, 0),
+    b"USER": ("do_USER", (AUTHORIZATION,), 1, 1),
+    b"PASS": ("do_PASS", (AUTHORIZATION,), 1, -1),
+    b"APOP": ("do_APOP", (AUTHORIZATION,), 2, 2),
+    b"AUTH": ("do_AUTH", (AUTHORIZATION,), 0, 2),
+    b"STLS": ("do_STLS", (AUTHORIZATION,), 0, 0),
+    b"STAT": ("do_STAT", (TRANSACTION,), 0, 0),
+    b"LIST": ("do_LIST", (TRANSACTION,), 0, 1),
+    b"UIDL": ("do_UIDL", (TRANSACTION,), 0, 1),
+    b"RETR": ("do_RETR", (TRANSACTION,), 1, 1),
+    b"TOP": ("do_TOP", (TRANSACTION,), 2, 2),
+    b"DELE": ("do_DELE", (TRANSACTION,), 1, 1),
+    b"NOOP": ("do_NOOP", (TRANSACTION,), 0, 0),
+    b"RSET": ("do_RSET", (TRANSACTION,), 0, 0),
+}
+
+
+def _local_plaintext_policy(config, peer_host: Optional[str], tls_active: bool) -> bool:
+    """config.plaintext_auth: 'yes', 'no' (TLS only) or 'loopback' (TLS or loopback peer)."""
+    mode = getattr(config, "plaintext_auth", "loopback")
+    if tls_active or mode == "yes":
+        return True
+    if mode == "no":
+        return False
+    host = (peer_host or "").split("%", 1)[0]
+    return host.startswith("127.") or host in ("::1", "::ffff:127.0.0.1") or host.startswith("::ffff:127.")
+
+
+def default_plaintext_allowed(config, peer_host: Optional[str], tls_active: bool) -> bool:
+    """mailsrv.auth.plaintext_allowed if available, else the same policy locally."""
+    try:
+        from mailsrv.auth import plaintext_allowed
+    except ImportError:
+        return _local_plaintext_policy(config, peer_host, tls_active)
+    return plaintext_allowed(config, peer_host, tls_active)
+
+
+class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
+    """One POP3 session.
+
+    Built on LineReceiver for its line conventions (``delimiter``,
+    ``sendLine``) but with its own bounded splitter: LineReceiver closes the
+    connection on an over-long line and throws away the pipelined commands
+    behind it, while POP3 must answer ``-ERR`` and carry on.
+    """
+
+    def __init__(self, factory) -> None:
+        self.factory = factory
+        self.portal = factory.portal
+        self.config = factory.config
+        self.reactor = factory.reactor
+        self.callLater = self.reactor.callLater
+        self.state = AUTHORIZATION
+        self.tls_active = bool(factory.implicit_tls)
+        self.peer_host: Optional[str] = None
+        self.bad_commands = 0
+        self.maildrop: Optional[Maildrop] = None
+        self._splitter = L.LineSplitter()
+        self._busy = False
+        self._in_process = False
+        self._closing = False
+        self._reading_paused = False
+        self._user: Optional[bytes] = None
+        self._sasl_pending = False
+        self._apop_challenge: Optional[bytes] = None
+        self._account = None
+        self._logout: Optional[Callable[[], None]] = None
+        self._locked = False
+        self._sender: Optional[MessageSender] = None
+
+    # -- connection ------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        try:
+            self.transport.setTcpNoDelay(True)
+        except (AttributeError, NotImplementedError, OSError):
+            pass  # not a TCP transport (tests, UNIX sockets)
+        try:
+            self.peer_host = getattr(self.transport.getPeer(), "host", None)
+        except Exception:
+            self.peer_host = None
+        self.setTimeout(self.config.pop3_timeout)
+        greeting = b"+OK mailsrv ready."
+        if self.config.apop:
+            host = self.config.hostname.encode("ascii", "replace")
+            self._apop_challenge = b"<%d.%s@%s>" % (os.getpid(), secrets.token_hex(8).encode(), host)
+            greeting += b" " + self._apop_challenge
+        self.sendLine(greeting)
+
+    def connectionLost(self, reason=None) -> None:
+        self._closing = True
+        self.setTimeout(None)
+        if self._sender is not None:
+            sender, self._sender = self._sender, None
+            sender.stopProducing()
+        self._release()
+
+    def timeoutConnection(self) -> None:
+        if self._closing:
+            return
+        log.info("POP3 autologout of {peer} after {t}s idle", peer=self.peer_host, t=self.timeOut)
+        self._closing = True
+        if self._sender is not None:
+            self.transport.abortConnection()  # a stalled reader: do not wait for the producer
+        else:
+            self.sendLine(b"-ERR Disconnected for inactivity.")
+            self.transport.loseConnection()
+
+    def _close(self) -> None:
+        self._closing = True
+        self.transport.loseConnection()
+
+    def _release(self) -> None:
+        """Give back the lock and the avatar; idempotent, deletes nothing."""
+        self.maildrop = None
+        account, logout, locked = self._account, self._logout, self._locked
+        self._account = self._logout = None
+        self._locked = False
+        if locked and account is not None:
+            try:
+                account.release_pop3_lock()
+            except Exception:
+                log.failure("releasing the POP3 lock failed")
+        if logout is not None:
+            try:
+                logout()
+            except Exception:
+                log.failure("avatar logout failed")
+
+    # -- input -----------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self.resetTimeout()
+        self._splitter.feed(data)
+        self._process()
+
+    def _process(self) -> None:
+        if self._in_process:
+            return
+        self._in_process = True
+        try:
+            while not self._busy and not self._closing:
+                line = self._splitter.next_line()
+                if line is None:
+                    break
+                self._dispatch(line)
+        finally:
+            self._in_process = False
+        if self._closing:
+            return
+        if self._busy and not self._reading_paused and self._splitter.pending() > MAX_PENDING_INPUT:
+            self._reading_paused = True
+            self.transport.pauseProducing()
+        elif self._reading_paused and not self._busy:
+            self._reading_paused = False
+            self.transport.resumeProducing()
+
+    def _dispatch(self, line) -> None:
+        try:
+            if line is L.TOO_LONG:
+                self._sasl_pending = False
+                raise _Bad(b"-ERR Line too long.")
+            if self._sasl_pending:
+                self._sasl_pending = False
+                result = self._sasl_continuation(line)
+            else:
+                result = self._command(line)
+        except _Bad as e:
+            self._bad(e.text)
+            return
+        except Exception:
+            log.failure("POP3 command failed")
+            self.sendLine(ERR_TEMP)
+            return
+        if isinstance(result, defer.Deferred):
+            self._busy = True
+            result.addErrback(self._async_failure)
+            result.addBoth(self._command_done)
+
+    def _command(self, line: bytes):
+        cmd = L.parse_command(line)
+        if cmd is None:
+            raise _Bad(b"-ERR Unknown command.")
+        if len(line) + 2 > L.MAX_COMMAND_LENGTH and cmd.keyword != b"AUTH":
+            raise _Bad(b"-ERR Line too long.")
+        spec = _COMMANDS.get(cmd.keyword)
+        if spec is None:
+            raise _Bad(b"-ERR Unknown command.")
+        name, states, lo, hi = spec
+        if self.state not in states:
+            raise _Bad(b"-ERR Command not valid in this state.")
+        if hi < 0:  # PASS: the rest of the line, spaces included
+            if not cmd.rest:
+                raise _Bad(b"-ERR Wrong number of arguments.")
+            return getattr(self, name)(cmd.rest)
+        if not lo <= len(cmd.args) <= hi:
+            raise _Bad(b"-ERR Wrong number of arguments.")
+        return getattr(self, name)(*cmd.args)
+
+    def _bad(self, text: bytes) -> None:
+        self.bad_commands += 1
+        if self.bad_commands >= MAX_BAD_COMMANDS:
+            self.sendLine(b"-ERR Too many bad commands, closing connection.")
+            self._close()
+        else:
+            self.sendLine(text)
+
+    def _async_failure(self, failure) -> None:
+        if not self._closing:
+            log.failure("POP3 command failed", failure)
+            self.sendLine(ERR_TEMP)
+
+    def _command_done(self, _ignored) -> None:
+        self._busy = False
+        if not self._in_process:
+            self._process()
+
+    # -- helpers ---------------------------------------------------------
+
+    def plaintext_allowed(self) -> bool:
+        return bool(self.factory.plaintext_allowed(self.config, self.peer_host, self.tls_active))
+
+    def _stls_offered(self) -> bool:
+        return self.state == AUTHORIZATION and not self.tls_active and self.factory.tls_context is not None
+
+    def _number(self, arg: bytes) -> int:
+        n = L.parse_number(arg)
+        if n is None:
+            raise _Bad(b"-ERR Invalid message number.")
+        return n
+
+    def _send_multiline(self, first: bytes, body) -> None:
+        self.transport.write(first + b"\r\n" + b"".join(line + b"\r\n" for line in body) + b".\r\n")
+
+    # -- AUTHORIZATION ---------------------------------------------------
+
+    def do_CAPA(self) -> None:
+        caps = [b"TOP", b"UIDL", b"RESP-CODES", b"AUTH-RESP-CODE", b"PIPELINING", b"EXPIRE NEVER", b"LOGIN-DELAY 0"]
+        if self.state == AUTHORIZATION:
+            if self.plaintext_allowed():
+                caps += [b"USER", b"SASL PLAIN"]
+            if self._stls_offered():
+                caps.append(b"STLS")
+        caps.append(b"IMPLEMENTATION mailsrv")
+        self._send_multiline(b"+OK Capability list follows.", caps)
+
+    def do_USER(self, user: bytes) -> None:
+        if not self.plaintext_allowed():
+            self.sendLine(ERR_PLAINTEXT)
+            return
+        self._user = user
+        self.sendLine(b"+OK")
+
+    def do_PASS(self, password: bytes):
+        if self._user is None:
+            raise _Bad(b"-ERR No username given (USER first).")
+        user, self._user = self._user, None
+        if not self.plaintext_allowed():
+            self.sendLine(ERR_PLAINTEXT)
+            return None
+        return self._login(credmod.UsernamePassword(user, password))
+
+    def do_APOP(self, user: bytes, digest: bytes):
+        if self._apop_challenge is None:
+            raise _Bad(b"-ERR APOP is not enabled.")
+        if not is_apop_digest(digest):
+            raise _Bad(b"-ERR [AUTH] Malformed APOP digest.")
+        self._user = None
+        return self._login(APOPCredentials(self._apop_challenge, user, digest.lower()))
+
+    def do_AUTH(self, mechanism: Optional[bytes] = None, initial: Optional[bytes] = None):
+        plain = self.plaintext_allowed()
+        if mechanism is None:
+            self._send_multiline(b"+OK Supported mechanisms follow.", [b"PLAIN"] if plain else [])
+            return None
+        if mechanism.upper() != b"PLAIN":
+            self.sendLine(b"-ERR Unsupported authentication mechanism.")
+            return None
+        if not plain:
+            self.sendLine(ERR_PLAINTEXT)
+            return None
+        self._user = None
+        if initial is None:
+            self._sasl_pending = True
+            self.transport.write(b"+ \r\n")
+            return None
+        return self._auth_plain(initial)
+
+    def _sasl_continuation(self, line: bytes):
+        if line.strip() == b"*":
+            self.sendLine(b"-ERR Authentication cancelled.")
+            return None
+        return self._auth_plain(line.strip())
+
+    def _auth_plain(self, response: bytes):
+        try:
+            authzid, authcid, password = decode_plain(response)
+        except ValueError:
+            raise _Bad(b"-ERR [AUTH] Malformed PLAIN response.")
+        if authzid and authzid != authcid:
+            self.sendLine(b"-ERR [AUTH] Authorization identity not allowed.")
+            return None
+        return self._login(credmod.UsernamePassword(authcid, password))
+
+    def do_STLS(self) -> None:
+        if not self._stls_offered():
+            self.sendLine(b"-ERR TLS is already active." if self.tls_active else b"-ERR STLS is not available.")
+            return
+        if self._splitter.pending():
+            self.sendLine(b"-ERR Pipelined input after STLS refused.")
+            return
+        self._splitter.clear()
+        self._user = None
+        self.sendLine(b"+OK Begin TLS negotiation.")
+        self.transport.startTLS(self.factory.tls_context)
+        self.tls_active = True
+
+    @defer.inlineCallbacks
+    def _login(self, creds):
+        """Authenticate, lock, freeze INBOX; every failure leaves AUTHORIZATION intact."""
+        try:
+            _iface, account, logout = yield self.portal.login(creds, None, IAccount)
+        except LoginFailed:
+            if not self._closing:
+                self.sendLine(b"-ERR [AUTH] Authentication failed.")
+            return
+        except Exception:
+            log.failure("POP3 login failed with an internal error")
+            if not self._closing:
+                self.sendLine(ERR_TEMP)
+            return
+        if self._closing:
+            logout()
+            return
+        try:
+            locked = account.acquire_pop3_lock()
+        except Exception:
+            logout()
+            raise
+        if not locked:
+            logout()
+            self.sendLine(b"-ERR [IN-USE] Mailbox is locked by another POP3 session.")
+            return
+        self._account, self._logout, self._locked = account, logout, True
+        try:
+            folder = yield account.open_folder("INBOX")
+            yield folder.refresh()
+            infos = folder.messages()
+        except Exception:
+            log.failure("POP3 could not open INBOX")
+            self._release()
+            if not self._closing:
+                self.sendLine(ERR_TEMP)
+            return
+        if self._closing:
+            return
+        self.maildrop = Maildrop(folder, infos)
+        self.state = TRANSACTION
+        count, octets = self.maildrop.stat()
+        self.sendLine(b"+OK Logged in, %d messages (%d octets)." % (count, octets))
+
+    # -- TRANSACTION -----------------------------------------------------
+
+    def do_STAT(self) -> None:
+        self.sendLine(b"+OK %d %d" % self.maildrop.stat())
+
+    def do_LIST(self, arg: Optional[bytes] = None) -> None:
+        if arg is None:
+            count, octets = self.maildrop.stat()
+            body = [b"%d %d" % pair for pair in self.maildrop.sizes()]
+            self._send_multiline(b"+OK %d messages (%d octets)" % (count, octets), body)
+            return
+        n = self._number(arg)
+        try:
+            self.sendLine(b"+OK %d %d" % (n, self.maildrop.size(n)))
+        except NoSuchMessage as e:
+            self.sendLine(b"-ERR " + e.text + b".")
+
+    def do_UIDL(self, arg: Optional[bytes] = None) -> None:
+        if arg is None:
+            body = [b"%d %s" % (n, u.encode("ascii")) for n, u in self.maildrop.uidls()]
+            self._send_multiline(b"+OK Unique-ID listing follows.", body)
+            return
+        n = self._number(arg)
+        try:
+            self.sendLine(b"+OK %d %s" % (n, self.maildrop.uidl(n).encode("ascii")))
+        except NoSuchMessage as e:
+            self.sendLine(b"-ERR " + e.text + b".")
+
+    def do_DELE(self, arg: bytes) -> None:
+        n = self._number(arg)
+        try:
+            self.maildrop.delete(n)
+        except NoSuchMessage as e:
+            self.sendLine(b"-ERR " + e.text + b".")
+            return
+        self.sendLine(b"+OK Marked to be deleted.")
+
+    def do_NOOP(self) -> None:
+        self.sendLine(b"+OK")
+
+    def do_RSET(self) -> None:
+        self.maildrop.reset()
+        self.sendLine(b"+OK %d messages (%d octets)." % self.maildrop.stat())
+
+    def do_RETR(self, arg: bytes):
+        n = self._number(arg)
+        return self._stream(n, None)
+
+    def do_TOP(self, arg: bytes, lines: bytes):
+        n = self._number(arg)
+        body_lines = L.parse_number(lines)
+        if body_lines is None:
+            raise _Bad(b"-ERR Invalid number of lines.")
+        return self._stream(n, body_lines)
+
+    def _stream(self, n: int, body_lines: Optional[int]):
+        drop = self.maildrop
+        try:
+            uid, size = drop.uid(n), drop.size(n)
+        except NoSuchMessage as e:
+            self.sendLine(b"-ERR " + e.text + b".")
+            return None
+        if drop.folder.get(uid) is None:
+            self.sendLine(ERR_GONE)
+            return None
+        try:
+            message = drop.folder.open_message(uid)
+        except MessageGone:
+            self.sendLine(ERR_GONE)
+            return None
+        except Exception:
+            log.failure("POP3 could not open message {uid}", uid=uid)
+            self.sendLine(ERR_TEMP)
+            return None
+        prefix = b"+OK %d octets\r\n" % size if body_lines is None else b"+OK\r\n"
+        self._sender = sender = MessageSender(
+            self.transport, message, prefix, body_lines, self.reactor, self.resetTimeout
+        )
+        d = sender.start()
+
+        def sent(_):
+            self._sender = None
+            if body_lines is None:
+                drop.mark_retrieved(n)
+
+        def cut(failure):
+            # Part of the message is on the wire: no -ERR can follow it.
+            self._sender = None
+            if not self._closing:
+                log.failure("POP3 stream of message {uid} failed", failure, uid=uid)
+                self._closing = True
+                self.transport.abortConnection()
+
+        d.addCallbacks(sent, cut)
+        return d
+
+    def do_QUIT(self):
+        if self.state == AUTHORIZATION:
+            self.sendLine(b"+OK Logging out.")
+            self._close()
+            return None
+        self.state = UPDATE
+        return self._update()
+
+    @defer.inlineCallbacks
+    def _update(self):
+        """UPDATE: \\Seen for what was retrieved, then expunge what DELE marked."""
+        drop = self.maildrop
+        seen, deleted = drop.retrieved_uids(), drop.deleted_uids()
+        if seen:
+            try:
+                yield drop.folder.store_flags(seen, ["\\Seen"], "+")
+            except Exception:
+                log.failure("POP3 could not set \\Seen")
+        ok = True
+        if deleted:
+            try:
+                yield drop.folder.expunge(deleted)
+            except Exception:
+                log.failure("POP3 UPDATE could not expunge {n} messages", n=len(deleted))
+                ok = False
+        self._release()
+        if self._closing:
+            return
+        if ok:
+            self.sendLine(b"+OK Logging out, %d messages deleted." % len(deleted))
+        else:
+            self.sendLine(b"-ERR [SYS/TEMP] Some deleted messages were not removed.")
+        self._close()
