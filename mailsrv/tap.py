@@ -155,10 +155,18 @@ class MailService(service.MultiService):
             from mailsrv.imap import IMAPFactory
 
             return IMAPFactory(self.portal, cfg, tls_context=self.tls, implicit_tls=kind == "imaps", reactor=self.reactor)
-        from mailsrv.auth import user_exists
+        from mailsrv.auth import PasswdFile
         from mailsrv.lmtp import LMTPFactory
 
-        return LMTPFactory(self.store, cfg, lambda name: user_exists(cfg, name), reactor=self.reactor)
+        passwd = PasswdFile(cfg.passwd_path)  # re-reads itself when the file changes
+
+        def account_name(local_part: str):
+            """The passwd file's spelling of a (lower-cased) local part, or False."""
+            if passwd.lookup(local_part) is not None:
+                return local_part
+            return next((u for u in passwd.users() if u.lower() == local_part), False)
+
+        return LMTPFactory(self.store, cfg, account_name, reactor=self.reactor)
 
     def _add_listener(self, kind: str, desc: str) -> None:
         factory = self._factory(kind)

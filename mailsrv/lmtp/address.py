@@ -1,0 +1,160 @@
+"""RFC 5321 reverse-path / forward-path parsing for MAIL FROM and RCPT TO.
+
+Written here rather than reusing ``twisted.mail.smtp.Address``: that class
+accepts spaces and control characters inside addresses and raises on a null
+path, and LMTP puts the addresses verbatim into ``Return-Path`` and
+``Delivered-To`` headers, so anything that could smuggle a CR/LF or a header
+fold must be refused at the door.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+# atext of RFC 5322 (dot-atom pieces) and qtext/quoted-pair of RFC 5321.
+_ATEXT = re.compile(rb"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\Z")
+_ATEXT_DOTS = re.compile(rb"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
+_LABEL = re.compile(rb"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+_LITERAL = re.compile(rb"\[[\x21-\x5a\x5e-\x7e]+\]\Z")
+_PARAM = re.compile(rb"([A-Za-z0-9][A-Za-z0-9-]*)(?:=([\x21-\x3c\x3e-\x7e]+))?\Z")
+
+MAX_LOCAL = 64
+MAX_DOMAIN = 255
+
+
+class AddressError(ValueError):
+    """The path is not a valid RFC 5321 path."""
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    """``local@domain``; ``local`` is kept as written (dequoted), ``domain``
+    lower-cased (empty for the bare ``postmaster`` form)."""
+
+    local: str
+    domain: str
+
+    def __str__(self) -> str:
+        local = self.local
+        if not _ATEXT_DOTS.match(local.encode("ascii")):
+            local = '"' + local.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return f"{local}@{self.domain}" if self.domain else local
+
+
+
+def split_path(arg: bytes) -> Tuple[bytes, List[bytes]]:
+    """Split ``<path> PARAM PARAM`` into the bracketed path and the params.
+
+    The closing ``>`` is found outside quoted strings, so ``<"a>b"@x>``
+    works.  A bare path without brackets is tolerated (some MTAs send one).
+    """
+    arg = arg.strip(b" ")
+    if not arg.startswith(b"<"):
+        path, _, rest = arg.partition(b" ")
+        return path, rest.split()
+    i, quoted = 1, False
+    while i < len(arg):
+        c = arg[i : i + 1]
+        if quoted and c == b"\\":
+            i += 2
+            continue
+        if c == b'"':
+            quoted = not quoted
+        elif c == b">" and not quoted:
+            rest = arg[i + 1 :]
+            if rest and not rest.startswith(b" "):
+                raise AddressError("junk after path")
+            return arg[1:i], rest.split()
+        i += 1
+    raise AddressError("unterminated path")
+
+
+def parse_mailbox(path: bytes, allow_null: bool) -> Optional[Mailbox]:
+    """Parse the inside of ``<...>``.  ``None`` is the null reverse-path."""
+    if path == b"":
+        if allow_null:
+            return None
+        raise AddressError("null path not allowed here")
+    if b":" in path and path.startswith(b"@"):
+        path = path.split(b":", 1)[1]  # obsolete source route: ignored (RFC 5321 C)
+    local_raw, domain = _split_at(path)
+    local = _parse_local(local_raw)
+    if domain is None:
+        if local.lower() != "postmaster":
+            raise AddressError("missing domain")
+        return Mailbox(local, "")
+    if len(domain) > MAX_DOMAIN or not _valid_domain(domain):
+        raise AddressError("bad domain")
+    return Mailbox(local, domain.decode("ascii").lower())
+
+
+def parse_params(params: List[bytes]) -> List[Tuple[str, Optional[str]]]:
+    """``KEY=value`` esmtp-params; keys upper-cased."""
+    out = []
+    for p in params:
+        m = _PARAM.match(p)
+        if not m:
+            raise AddressError("bad parameter")
+        value = m.group(2)
+        out.append((m.group(1).decode("ascii").upper(), value.decode("ascii") if value is not None else None))
+    return out
+
+
+def _split_at(path: bytes) -> Tuple[bytes, Optional[bytes]]:
+    if path.startswith(b'"'):
+        i = 1
+        while i < len(path):
+            c = path[i : i + 1]
+            if c == b"\\":
+                i += 2
+                continue
+            if c == b'"':
+                break
+            i += 1
+        else:
+            raise AddressError("unterminated quoted string")
+        rest = path[i + 1 :]
+        if rest == b"":
+            return path, None
+        if not rest.startswith(b"@"):
+            raise AddressError("junk after quoted local part")
+        return path[: i + 1], rest[1:]
+    local, at, domain = path.rpartition(b"@")
+    if not at:
+        return path, None
+    return local, domain
+
+
+def _parse_local(raw: bytes) -> str:
+    if raw.startswith(b'"'):
+        inner = raw[1:-1]
+        out = bytearray()
+        i = 0
+        while i < len(inner):
+            c = inner[i]
+            if c == 0x5C:  # backslash: quoted-pair, %d32-126
+                i += 1
+                if i >= len(inner) or not 32 <= inner[i] <= 126:
+                    raise AddressError("bad quoted pair")
+                c = inner[i]
+            elif not (32 <= c <= 126) or c == 0x22:
+                raise AddressError("bad character in quoted local part")
+            out.append(c)
+            i += 1
+        local = out.decode("ascii")
+    else:
+        if not raw or any(not _ATEXT.match(part) for part in raw.split(b".")):
+            raise AddressError("bad local part")
+        local = raw.decode("ascii")
+    if not local or len(raw) > MAX_LOCAL:
+        raise AddressError("bad local part length")
+    return local
+
+
+def _valid_domain(domain: bytes) -> bool:
+    if _LITERAL.match(domain):
+        return True
+    labels = domain.split(b".")
+    return all(_LABEL.match(label) for label in labels)
