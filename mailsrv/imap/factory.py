@@ -1,0 +1,38 @@
+"""The IMAP server factory the twistd service listens with."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from twisted.internet.protocol import Factory
+
+from mailsrv.imap.server import IMAPServer
+
+
+class IMAPFactory(Factory):
+    """Builds one :class:`IMAPServer` per connection.  ``implicit_tls`` marks
+    a listener that is already TLS (993): no STARTTLS, plaintext rules off.
+    ``idle_keepalive``/``idle_poll`` exist so tests can shorten them."""
+
+    protocol = IMAPServer
+
+    def __init__(self, portal: Any, config: Any, tls_context: Optional[Any] = None,
+                 implicit_tls: bool = False, reactor: Optional[Any] = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+            reactor = _reactor
+        self.portal = portal
+        self.config = config
+        self.tls_context = tls_context
+        self.implicit_tls = implicit_tls
+        self.reactor = reactor
+        self.idle_keepalive = IMAPServer.idle_keepalive
+        self.idle_poll = IMAPServer.idle_poll
+
+    def buildProtocol(self, addr: Any) -> IMAPServer:
+        p = IMAPServer(self.portal, self.config, None if self.implicit_tls else self.tls_context,
+                       self.implicit_tls, self.reactor)
+        p.factory = self
+        p.idle_keepalive = self.idle_keepalive
+        p.idle_poll = self.idle_poll
+        return p

@@ -1,0 +1,146 @@
+"""The per-session view of a selected mailbox (RFC 3501 / RFC 2180).
+
+Each session numbers messages on its own: its view changes only when it
+tells the client (EXISTS, EXPUNGE), so sequence numbers stay meaningful
+while other sessions, POP3 and deliveries change the shared folder.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Callable, List, Optional, Set
+
+from zope.interface import implementer
+
+from mailsrv.imap import render
+from mailsrv.store.interfaces import IFolder, IFolderListener, MessageInfo
+
+PERMANENT = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
+
+@implementer(IFolderListener)
+class SelectedMailbox:
+    """Sequence-number view plus the changes not yet reported."""
+
+    def __init__(self, folder: IFolder, readonly: bool, on_change: Optional[Callable[[], None]] = None) -> None:
+        self.folder = folder
+        self.readonly = readonly
+        self.on_change = on_change  # called when something is queued (IDLE pushes it)
+        self.uids: List[int] = [m.uid for m in folder.messages()]
+        self.recent: Set[int] = set() if readonly else set(folder.claim_recent())
+        self._added: Set[int] = set()
+        self._flags: Set[int] = set()
+        self._expunged: Set[int] = set()
+        self._known_keywords = set(folder.keywords())
+        folder.add_listener(self)
+
+    def close(self) -> None:
+        self.folder.remove_listener(self)
+        self.on_change = None
+
+    # -- IFolderListener
+    def messages_added(self, folder, uids) -> None:
+        self._added.update(uids)
+        self._notify()
+
+    def flags_changed(self, folder, uids) -> None:
+        self._flags.update(uids)
+        self._notify()
+
+    def messages_expunged(self, folder, uids) -> None:
+        self._expunged.update(uids)
+        self._added.difference_update(uids)
+        self._notify()
+
+    def _notify(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    # -- lookups
+    def __len__(self) -> int:
+        return len(self.uids)
+
+    def seq_of(self, uid: int) -> Optional[int]:
+        i = bisect_left(self.uids, uid)
+        if i < len(self.uids) and self.uids[i] == uid:
+            return i + 1
+        return None
+
+    def uid_of(self, seq: int) -> int:
+        return self.uids[seq - 1]
+
+    def is_pending_expunge(self, uid: int) -> bool:
+        return uid in self._expunged
+
+    def has_pending(self) -> bool:
+        return bool(self._added or self._flags or self._expunged)
+
+    def forget_flag_updates(self, uids) -> None:
+        """This session reported (or was told not to report) these itself."""
+        self._flags.difference_update(uids)
+
+    def infos(self) -> List[MessageInfo]:
+        """MessageInfo per sequence number; placeholders for messages that
+        were expunged elsewhere but are still in this view."""
+        out = []
+        get = self.folder.get
+        for uid in self.uids:
+            info = get(uid)
+            out.append(info if info is not None else MessageInfo(uid, "", 0, 0.0, frozenset({"\\Deleted"})))
+        return out
+
+    def flags_of(self, info: MessageInfo) -> List[str]:
+        fl = sorted(info.flags)
+        if info.uid in self.recent:
+            fl.append("\\Recent")
+        return fl
+
+    def flags_response(self) -> List[bytes]:
+        kws = sorted(self.folder.keywords())
+        self._known_keywords = set(kws)
+        allf = list(PERMANENT) + kws
+        perm = list(PERMANENT) + kws + ["\\*"]
+        return [
+            render.untagged(b"FLAGS " + render.flag_list(allf)),
+            render.untagged(b"OK [PERMANENTFLAGS " + render.flag_list([] if self.readonly else perm) + b"] Flags permitted."),
+        ]
+
+    # -- reporting
+    def flush(self, allow_expunge: bool, uid_fetch: bool = True) -> List[bytes]:
+        """Untagged responses for queued changes; updates the view."""
+        out: List[bytes] = []
+        if not set(self.folder.keywords()) <= self._known_keywords:
+            out.extend(self.flags_response())
+        if allow_expunge and self._expunged:
+            gone = sorted((s for s in (self.seq_of(u) for u in self._expunged) if s is not None), reverse=True)
+            # descending order: each EXPUNGE leaves the lower numbers valid
+            out.extend(b"* %d EXPUNGE\r\n" % seq for seq in gone)
+            if gone:
+                dead = self._expunged
+                self.uids = [u for u in self.uids if u not in dead]
+            self.recent.difference_update(self._expunged)
+            self._flags.difference_update(self._expunged)
+            self._expunged.clear()
+        if self._added:
+            last = self.uids[-1] if self.uids else 0
+            new = sorted(u for u in self._added if u > last and self.folder.get(u) is not None)
+            self._added.clear()
+            if new:
+                self.uids.extend(new)
+                if not self.readonly:
+                    self.recent.update(self.folder.claim_recent())
+                out.append(b"* %d EXISTS\r\n" % len(self.uids))
+                out.append(b"* %d RECENT\r\n" % sum(1 for u in self.recent if self.seq_of(u)))
+        if self._flags:
+            changed = sorted(self._flags)
+            self._flags.clear()
+            for uid in changed:
+                seq = self.seq_of(uid)
+                info = self.folder.get(uid)
+                if seq is None or info is None:
+                    continue
+                items = b"FLAGS " + render.flag_list(self.flags_of(info))
+                if uid_fetch:
+                    items = b"UID %d " % uid + items
+                out.append(b"* %d FETCH (%s)\r\n" % (seq, items))
+        return out

@@ -1,0 +1,3 @@
+from tests.imap.standins import install
+
+install()
