@@ -19,6 +19,12 @@ LISTEN_RE = re.compile(r"mailsrv (\w+) listening on ([\d.:a-f\[\]]+):(\d+)")
 KINDS = ("pop3", "pop3s", "imap", "imaps", "lmtp")
 
 
+def twistd_command() -> List[str]:
+    """The twistd of the running interpreter (its venv), else the one on PATH."""
+    local = os.path.join(os.path.dirname(sys.executable), "twistd")
+    return [local] if os.path.exists(local) else [shutil.which("twistd") or "twistd"]
+
+
 def mailsrv_cli(data: str, *args: str, stdin: bytes = b"", check: bool = True) -> subprocess.CompletedProcess:
     """Run the ``mailsrv`` admin command as a subprocess."""
     cmd = [sys.executable, "-m", "mailsrv.cli", "--data", data, *args]
@@ -41,7 +47,7 @@ class Server:
 
     def start(self, timeout: float = 60.0) -> "Server":
         os.makedirs(self.data, exist_ok=True)
-        args = [sys.executable, "-m", "twisted", "-n", "--pidfile=", "--logfile", self.log_path, "mailsrv",
+        args = [*twistd_command(), "-n", "--pidfile=", "--logfile", self.log_path, "mailsrv",
                 "--data", self.data, "--auth-fail-delay", "0", "--no-demo-user"]
         for kind in self.kinds:
             args += [f"--{kind}", "tcp:0:interface=127.0.0.1"]

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.e2e.harness import have
-from tests.e2e.test_pop3_clients import PW, insecure, message
+from tests.e2e.test_pop3_clients import PW, getmail_maildir, insecure, message
 
 
 def imap(server) -> imaplib.IMAP4:
@@ -218,9 +218,7 @@ def test_mbsync_two_way(server, tmp_path):
 def test_getmail_imap(server, tmp_path):
     server.deliver("alice", message(1))
     server.deliver("alice", message(2))
-    dest = tmp_path / "Maildir"
-    for sub in ("cur", "new", "tmp"):
-        (dest / sub).mkdir(parents=True)
+    dest, user_line = getmail_maildir(tmp_path)
     rc = tmp_path / "getmailrc"
     rc.write_text(
         textwrap.dedent(
@@ -236,6 +234,7 @@ def test_getmail_imap(server, tmp_path):
             [destination]
             type = Maildir
             path = {dest}/
+            {user_line}
 
             [options]
             read_all = false

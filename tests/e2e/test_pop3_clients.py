@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import poplib
+import socket
 import ssl
 import subprocess
 import textwrap
+import time
+
+from pathlib import Path
 
 import pytest
 
@@ -77,7 +81,8 @@ def test_second_login_in_use_and_drop_deletes_nothing(server):
     second.close()
     first.dele(1)
     assert first.stat()[0] == 1  # first session unharmed
-    first.sock.close()  # dropped, no QUIT
+    first.sock.shutdown(socket.SHUT_RDWR)  # dropped, no QUIT
+    first.close()
     p = None
     for _ in range(50):  # the server notices the drop and releases the lock
         try:
@@ -139,7 +144,7 @@ def _fetchmail(tmp_path, server, keep: bool):
             f"""\
             set no bouncemail
             poll 127.0.0.1 protocol pop3 port {server.ports['pop3']} uidl
-              user "alice" password "{PW}" {'keep' if keep else 'nokeep'} fetchall
+              user "alice" password "{PW}" {'keep' if keep else 'nokeep'}
               sslproto '' no sslcertck
               mda "/bin/sh -c 'cat > {out}/msg.$$'"
             """
@@ -175,12 +180,31 @@ def test_fetchmail_keep_then_delete(server, tmp_path):
     p.quit()
 
 
+def getmail_maildir(tmp_path):
+    """A destination Maildir; getmail refuses to deliver as root, so as root it is
+    handed to 'nobody' in a folder that user can reach."""
+    if os.geteuid() != 0:
+        dest = tmp_path / "Maildir"
+        for sub in ("cur", "new", "tmp"):
+            (dest / sub).mkdir(parents=True)
+        return dest, ""
+    import pwd
+    import tempfile
+
+    nobody = pwd.getpwnam("nobody")
+    base = tempfile.mkdtemp(prefix="getmail-dest-")
+    os.chmod(base, 0o755)
+    dest = Path(base) / "Maildir"
+    for sub in ("", "cur", "new", "tmp"):
+        (dest / sub).mkdir(exist_ok=True)
+        os.chown(dest / sub, nobody.pw_uid, nobody.pw_gid)
+    return dest, "user = nobody"
+
+
 @pytest.mark.skipif(not have("getmail"), reason="getmail6 not installed")
 def test_getmail_uidl_tracking(server, tmp_path):
     fill(server, 2)
-    dest = tmp_path / "Maildir"
-    for sub in ("cur", "new", "tmp"):
-        (dest / sub).mkdir(parents=True)
+    dest, user_line = getmail_maildir(tmp_path)
     gdir = tmp_path / "getmail"
     gdir.mkdir()
     rc = gdir / "getmailrc"
@@ -197,6 +221,7 @@ def test_getmail_uidl_tracking(server, tmp_path):
             [destination]
             type = Maildir
             path = {dest}/
+            {user_line}
 
             [options]
             read_all = false
