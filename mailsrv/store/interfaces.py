@@ -112,7 +112,8 @@ class IFolder(Interface):
 
     def pop3_uidl(uid: int) -> str:
         """Dovecot-compatible POP3 UIDL: a stored 'P' uidlist extension if
-        present, else '%08X%08X' % (uid, uidvalidity)."""
+        present, else '%08x%08x' % (uid, uidvalidity) (Dovecot 2.3's
+        ``%08Xu%08Xv`` prints lowercase hex: see tests/fixtures)."""
 
     def refresh() -> "Deferred":
         """Notice changes made outside this process (files dropped into new/,

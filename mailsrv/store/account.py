@@ -1,0 +1,313 @@
+"""Accounts (one live object per user) and the process-wide Store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from typing import Dict, Iterable, List, Optional
+
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from mailsrv.store import layout
+from mailsrv.store.folder import Folder
+from mailsrv.store.interfaces import (
+    FolderExists,
+    FolderNotEmpty,
+    IAccount,
+    IStore,
+    InvalidFolderName,
+    NoSuchFolder,
+    StoreError,
+)
+from mailsrv.store.layout import INBOX, SEP
+from mailsrv.store.maildir import DiskFolder, deliver as deliver_file, normalize_flags
+
+log = Logger(namespace="mailsrv.store")
+
+
+@implementer(IAccount)
+class Account:
+    """See :class:`IAccount`.  Folder objects are shared through
+    ``_folders`` while any session listens to them (or an operation runs)."""
+
+    def __init__(self, store: "Store", user: str) -> None:
+        self.store = store
+        self.user = user
+        self.root = layout.maildir_root(store.data_dir, user)
+        self._folders: Dict[str, Folder] = {}
+        self._pop3_locked = False
+        self._ensure_created()
+
+    def _ensure_created(self) -> None:
+        """First use: the Maildir with the default folders, subscribed."""
+        fresh = not os.path.isdir(self.root)
+        layout.make_folder_dirs(self.root, is_inbox=True)
+        if fresh:
+            for name in layout.DEFAULT_FOLDERS:
+                layout.make_folder_dirs(layout.folder_path(self.root, name))
+            layout.write_subscriptions(self.root, list(layout.DEFAULT_FOLDERS))
+
+    def _path(self, name: str) -> str:
+        return layout.folder_path(self.root, name)
+
+    # --- names ----------------------------------------------------------------------
+
+    def list_folders(self) -> List[str]:
+        return layout.list_folder_names(self.root)
+
+    def folder_exists(self, name: str) -> bool:
+        try:
+            name = layout.canonical(name)
+        except InvalidFolderName:
+            return False
+        return name == INBOX or os.path.isdir(self._path(name))
+
+    def special_use(self, name: str) -> Optional[str]:
+        return layout.DEFAULT_FOLDERS.get(name)
+
+    # --- folders ----------------------------------------------------------------------
+
+    def open_folder(self, name: str) -> defer.Deferred:
+        try:
+            name = layout.canonical(name)
+        except InvalidFolderName as e:
+            return defer.fail(NoSuchFolder(str(e)))
+        f = self._folders.get(name)
+        if f is not None:
+            return f._ready()
+        path = self._path(name)
+        if not os.path.isdir(path):
+            return defer.fail(NoSuchFolder(f"no folder {name}"))
+        try:
+            layout.make_folder_dirs(path, is_inbox=(name == INBOX))
+        except OSError as e:
+            return defer.fail(StoreError(f"cannot open {name}: {e.strerror}"))
+        f = Folder(self, name, path)
+        self._folders[name] = f
+
+        def failed(fail):
+            if self._folders.get(name) is f:
+                del self._folders[name]
+            return fail
+
+        return f._load().addErrback(failed)
+
+    def live_folder(self, name: str) -> Optional[Folder]:
+        """The folder object if some session has it open (no disk access)."""
+        try:
+            return self._folders.get(layout.canonical(name))
+        except InvalidFolderName:
+            return None
+
+    def _folder_idle(self, folder: Folder) -> None:
+        """No listener left: let the object go once its operations finish."""
+        def release(_=None):
+            if not folder.has_listeners() and self._folders.get(folder.name) is folder:
+                del self._folders[folder.name]
+                folder.close()
+        folder._lock.run(lambda: None).addBoth(release)
+
+    def create_folder(self, name: str) -> defer.Deferred:
+        try:
+            name = layout.canonical(name)
+        except InvalidFolderName:
+            return defer.fail()
+        if name == INBOX or os.path.isdir(self._path(name)):
+            return defer.fail(FolderExists(f"{name} already exists"))
+        try:
+            self._make_parents(name)
+            try:
+                os.mkdir(self._path(name))
+            except FileExistsError:
+                return defer.fail(FolderExists(f"{name} already exists"))
+            layout.make_folder_dirs(self._path(name))
+        except OSError as e:
+            return defer.fail(StoreError(f"cannot create {name}: {e.strerror}"))
+        return defer.succeed(None)
+
+    def _make_parents(self, name: str) -> None:
+        parts = name.split(SEP)
+        for i in range(1, len(parts)):
+            parent = SEP.join(parts[:i])
+            if parent != INBOX:
+                layout.make_folder_dirs(self._path(parent))
+
+    def _children(self, name: str) -> List[str]:
+        prefix = name + SEP
+        return [n for n in self.list_folders() if n.startswith(prefix)]
+
+    def delete_folder(self, name: str) -> defer.Deferred:
+        try:
+            name = layout.canonical(name)
+        except InvalidFolderName:
+            return defer.fail()
+        if name == INBOX:
+            return defer.fail(InvalidFolderName("INBOX cannot be deleted"))
+        path = self._path(name)
+        if not os.path.isdir(path):
+            return defer.fail(NoSuchFolder(f"no folder {name}"))
+        if self._children(name):
+            return defer.fail(FolderNotEmpty(f"{name} has subfolders; delete them first"))
+        trash = os.path.join(os.path.dirname(self.root), f".mailsrv-deleted-{uuid.uuid4().hex}")
+
+        def work():
+            try:
+                os.rename(path, trash)
+            except FileNotFoundError:
+                raise NoSuchFolder(f"no folder {name}") from None
+            live = self._folders.pop(name, None)
+            if live is not None:
+                live._deleted()
+            return threads.deferToThread(shutil.rmtree, trash, True)
+
+        live = self._folders.get(name)
+        if live is not None:
+            return live._lock.run(work).addCallback(lambda _: None)
+        return defer.maybeDeferred(work).addCallback(lambda _: None)
+
+    def rename_folder(self, old: str, new: str) -> defer.Deferred:
+        try:
+            old = layout.canonical(old)
+            new = layout.canonical(new)
+        except InvalidFolderName:
+            return defer.fail()
+        if not self.folder_exists(old):
+            return defer.fail(NoSuchFolder(f"no folder {old}"))
+        if new == INBOX or os.path.isdir(self._path(new)):
+            return defer.fail(FolderExists(f"{new} already exists"))
+        if old == INBOX:
+            return self._rename_inbox(new)
+        if new == old or new.startswith(old + SEP):
+            return defer.fail(InvalidFolderName("cannot rename a folder into itself"))
+        names = [old] + self._children(old)
+        lives = [self._folders[n] for n in names if n in self._folders]
+        locked: list = []
+
+        def acquire_all(_=None):
+            if len(locked) == len(lives):
+                return None
+            f = lives[len(locked)]
+            return f._lock.acquire().addCallback(lambda _: locked.append(f)).addCallback(acquire_all)
+
+        def do_rename(_):
+            self._make_parents(new)
+            for n in names:
+                target = new + n[len(old):]
+                tpath = self._path(target)
+                if os.path.exists(tpath):
+                    raise FolderExists(f"{target} already exists")
+                os.rename(self._path(n), tpath)
+                f = self._folders.pop(n, None)
+                if f is not None:
+                    f._moved(target, tpath)
+                    self._folders[target] = f
+            subs = self.subscriptions()
+            if any(s == old or s.startswith(old + SEP) for s in subs):
+                layout.write_subscriptions(self.root, [
+                    new + s[len(old):] if (s == old or s.startswith(old + SEP)) else s for s in subs])
+
+        def release(result):
+            for f in locked:
+                f._lock.release()
+            return result
+
+        d = defer.maybeDeferred(acquire_all)
+        d.addCallback(do_rename)
+        d.addBoth(release)
+        return d
+
+    def _rename_inbox(self, new: str) -> defer.Deferred:
+        """RFC 3501: INBOX's messages move to a new folder, INBOX stays
+        (empty, with its subfolders)."""
+        d = self.create_folder(new)
+
+        def move(_):
+            target = DiskFolder(self._path(new))
+            live = self._folders.get(INBOX)
+            if live is not None:
+                def work():
+                    return threads.deferToThread(live._disk.move_all_to, target).addCallback(
+                        lambda _: threads.deferToThread(live._disk.sync)).addCallback(live._apply_full)
+                return live._lock.run(work)
+            return threads.deferToThread(DiskFolder(self.root).move_all_to, target)
+
+        return d.addCallback(move).addCallback(lambda _: None)
+
+    # --- subscriptions -------------------------------------------------------------------
+
+    def subscriptions(self) -> List[str]:
+        return layout.read_subscriptions(self.root)
+
+    def subscribe(self, name: str) -> None:
+        name = layout.canonical(name)
+        subs = self.subscriptions()
+        if name not in subs:
+            layout.write_subscriptions(self.root, subs + [name])
+
+    def unsubscribe(self, name: str) -> None:
+        try:
+            name = layout.canonical(name)
+        except InvalidFolderName:
+            pass
+        subs = self.subscriptions()
+        if name in subs:
+            layout.write_subscriptions(self.root, [s for s in subs if s != name])
+
+    # --- delivery and POP3 ------------------------------------------------------------------
+
+    def deliver(self, folder: str, source, flags: Iterable[str] = ()) -> defer.Deferred:
+        try:
+            name = layout.canonical(folder)
+            flagset = normalize_flags(flags)
+        except StoreError:
+            return defer.fail()
+        path = self._path(name)
+        if name != INBOX and not os.path.isdir(path):
+            return defer.fail(NoSuchFolder(f"no folder {name}"))
+        d = threads.deferToThread(deliver_file, path, source, flagset)
+
+        def assign(file_path: str):
+            live = self._folders.get(name)
+            if live is not None:
+                return live._adopt(file_path)
+            return threads.deferToThread(DiskFolder(path).adopt, file_path, True).addCallback(
+                lambda res: res.entries[0][0])
+
+        return d.addCallback(assign)
+
+    def acquire_pop3_lock(self) -> bool:
+        if self._pop3_locked:
+            return False
+        self._pop3_locked = True
+        return True
+
+    def release_pop3_lock(self) -> None:
+        self._pop3_locked = False
+
+    def close(self) -> None:
+        for f in list(self._folders.values()):
+            f.close()
+
+
+@implementer(IStore)
+class Store:
+    """The process-wide Maildir++ store rooted at ``data_dir``
+    (``<data_dir>/<user>/Maildir``)."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.data_dir = data_dir
+        self._accounts: Dict[str, Account] = {}
+
+    def account(self, user: str) -> Account:
+        a = self._accounts.get(user)
+        if a is None:
+            a = self._accounts[user] = Account(self, user)
+        return a
+
+    def close(self) -> None:
+        """Flush folder caches (call on service stop)."""
+        for a in self._accounts.values():
+            a.close()

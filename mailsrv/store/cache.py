@@ -1,0 +1,146 @@
+"""Per-folder cache of derived message data (envelope, bodystructure,
+parsed headers, ...) in ``mailsrv-cache.sqlite`` inside the folder.
+
+It is only a cache: it is thrown away when UIDVALIDITY changes or the file
+is damaged, and losing writes in a crash costs a re-parse, nothing more.
+So writes are batched (committed on a short reactor timer or every
+FLUSH_EVERY values) with ``synchronous=OFF``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Dict, Iterable, Optional, Tuple
+
+from twisted.logger import Logger
+
+log = Logger(namespace="mailsrv.store")
+
+CACHE_FILE = "mailsrv-cache.sqlite"
+FLUSH_DELAY = 1.0
+FLUSH_EVERY = 500
+
+
+class FolderCache:
+    """Lazily opened; every method runs in the reactor thread."""
+
+    def __init__(self, folder_dir: str) -> None:
+        self.path = os.path.join(folder_dir, CACHE_FILE)
+        self.uidvalidity = 0
+        self._db: Optional[sqlite3.Connection] = None
+        self._pending: Dict[Tuple[int, str], bytes] = {}
+        self._timer = None
+        self._broken = False
+
+    def _conn(self) -> Optional[sqlite3.Connection]:
+        if self._db is not None or self._broken:
+            return self._db
+        for attempt in (1, 2):
+            try:
+                db = sqlite3.connect(self.path, isolation_level=None, timeout=5)
+                db.execute("PRAGMA synchronous=OFF")
+                db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
+                db.execute("CREATE TABLE IF NOT EXISTS cache (uid INTEGER, kind TEXT, value BLOB, "
+                           "PRIMARY KEY (uid, kind)) WITHOUT ROWID")
+                row = db.execute("SELECT v FROM meta WHERE k='uidvalidity'").fetchone()
+                if row is None or row[0] != str(self.uidvalidity):
+                    db.execute("DELETE FROM cache")
+                    db.execute("INSERT OR REPLACE INTO meta VALUES ('uidvalidity', ?)", (str(self.uidvalidity),))
+                self._db = db
+                return db
+            except sqlite3.DatabaseError as e:
+                log.warn("cache {path} unusable ({err}); recreating", path=self.path, err=e)
+                for suffix in ("", "-journal", "-wal", "-shm"):
+                    try:
+                        os.unlink(self.path + suffix)
+                    except OSError:
+                        pass
+        self._broken = True
+        return None
+
+    def set_uidvalidity(self, uidvalidity: int) -> None:
+        """A new UIDVALIDITY makes every cached value meaningless."""
+        if uidvalidity == self.uidvalidity:
+            return
+        self.uidvalidity = uidvalidity
+        self._pending.clear()
+        if self._db is not None:
+            self.close()
+
+    def get(self, uid: int, kind: str) -> Optional[bytes]:
+        v = self._pending.get((uid, kind))
+        if v is not None:
+            return v
+        db = self._conn()
+        if db is None:
+            return None
+        try:
+            row = db.execute("SELECT value FROM cache WHERE uid=? AND kind=?", (uid, kind)).fetchone()
+        except sqlite3.Error as e:
+            log.warn("cache read failed: {err}", err=e)
+            return None
+        return None if row is None else bytes(row[0])
+
+    def set(self, uid: int, kind: str, value: bytes) -> None:
+        self._pending[(uid, kind)] = bytes(value)
+        if len(self._pending) >= FLUSH_EVERY:
+            self.flush()
+        elif self._timer is None:
+            from twisted.internet import reactor
+
+            self._timer = reactor.callLater(FLUSH_DELAY, self.flush)
+
+    def forget(self, uids: Iterable[int]) -> None:
+        """Values die with their messages."""
+        uids = set(uids)
+        if not uids:
+            return
+        for k in [k for k in self._pending if k[0] in uids]:
+            del self._pending[k]
+        if not os.path.exists(self.path) and self._db is None:
+            return
+        db = self._conn()
+        if db is None:
+            return
+        try:
+            db.execute("BEGIN")
+            db.executemany("DELETE FROM cache WHERE uid=?", [(u,) for u in uids])
+            db.execute("COMMIT")
+        except sqlite3.Error as e:
+            log.warn("cache delete failed: {err}", err=e)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        rows = [(u, k, v) for (u, k), v in self._pending.items()]
+        self._pending.clear()
+        db = self._conn()
+        if db is None:
+            return
+        try:
+            db.execute("BEGIN")
+            db.executemany("INSERT OR REPLACE INTO cache VALUES (?, ?, ?)", rows)
+            db.execute("COMMIT")
+        except sqlite3.Error as e:
+            log.warn("cache write failed: {err}", err=e)
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+    def close(self) -> None:
+        """Flush and close (before the folder directory is renamed or the
+        server stops); the next use reopens it."""
+        self.flush()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def moved(self, folder_dir: str) -> None:
+        self.close()
+        self.path = os.path.join(folder_dir, CACHE_FILE)

@@ -1,0 +1,568 @@
+"""The live folder: one object per open mailbox, shared by every session.
+
+Disk work runs in worker threads through :class:`DiskFolder`, one operation
+at a time (a DeferredLock per folder); its results are applied here, in the
+reactor thread, where listeners are told.  Reads (``messages``, ``get``,
+``open_message``) are synchronous and served from memory.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import BinaryIO, Callable, Dict, Iterable, List, Optional
+
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from mailsrv.store.cache import FolderCache
+from mailsrv.store.interfaces import IFolder, MessageGone, MessageInfo, NoSuchFolder, StoreError
+from mailsrv.store.maildir import (
+    DiskFolder,
+    NewFile,
+    OpResult,
+    SyncResult,
+    dir_stamps,
+    flags_from_info,
+    locate,
+    message_path,
+    new_key_base,
+    normalize_flags,
+    write_tmp,
+    finish_tmp,
+)
+
+log = Logger(namespace="mailsrv.store")
+UNSURE_WINDOW_NS = 2_000_000_000  # a directory changed this recently may change again unseen
+
+
+class MaildirMessageInfo(MessageInfo):
+    """MessageInfo plus where the file is; ``internaldate`` (the file's
+    mtime) is read only when asked for, so opening a big folder needs no
+    per-file stat.  Never mutated in its public fields: a flag change makes
+    a new object, so snapshots handed out stay snapshots."""
+
+    def __init__(self, folder: "Folder", uid: int, key: str, size: int, flags: frozenset, modseq: int,
+                 sub: str, info: Optional[str], pop3: Optional[str] = None,
+                 internaldate: Optional[float] = None) -> None:
+        self.uid = uid
+        self.key = key
+        self.size = size
+        self.flags = flags
+        self.modseq = modseq
+        self.sub = sub
+        self.info = info
+        self.pop3 = pop3
+        self._folder = folder
+        self._idate = internaldate
+
+    @property  # type: ignore[override]
+    def internaldate(self) -> float:
+        if self._idate is None:
+            self._idate = self._folder._mtime(self)
+        return self._idate
+
+    @internaldate.setter
+    def internaldate(self, value: float) -> None:
+        self._idate = value
+
+    def _with(self, flags: frozenset, modseq: int, sub: str, info: Optional[str]) -> "MaildirMessageInfo":
+        return MaildirMessageInfo(self._folder, self.uid, self.key, self.size, flags, modseq, sub, info,
+                                  self.pop3, self._idate)
+
+
+class MaildirTempFile:
+    """A file in the folder's tmp/ that the IMAP layer streams an APPEND
+    literal into; ``append`` then renames it into place instead of copying.
+    ``discard()`` it if it is not appended (``with`` does that on error or
+    when it was never appended)."""
+
+    def __init__(self, path: str) -> None:
+        self.name = path
+        self.file = open(path, "x+b")
+        self._claimed = False
+
+    def write(self, data: bytes) -> int:
+        return self.file.write(data)
+
+    def read(self, n: int = -1) -> bytes:
+        return self.file.read(n)
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return self.file.seek(pos, whence)
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def fileno(self) -> int:
+        return self.file.fileno()
+
+    def close(self) -> None:
+        """Close the handle; the file stays for ``append`` (or ``discard``)."""
+        self.file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.file.closed
+
+    def discard(self) -> None:
+        self.file.close()
+        if not self._claimed:
+            try:
+                os.unlink(self.name)
+            except FileNotFoundError:
+                pass
+
+    def _claim(self) -> None:
+        if self._claimed:
+            raise StoreError("this temporary file was already appended")
+        self._claimed = True
+        self.file.close()
+
+    def __enter__(self) -> "MaildirTempFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.discard()
+
+
+@implementer(IFolder)
+class Folder:
+    """See :class:`IFolder`.  Built and registered by the Account."""
+
+    def __init__(self, account, name: str, path: str) -> None:
+        self.account = account
+        self.name = name
+        self.path = path
+        self.uidvalidity = 0
+        self.uidnext = 1
+        self.highestmodseq = 1
+        self._disk = DiskFolder(path)
+        self._lock = defer.DeferredLock()
+        self._msgs: Dict[int, MaildirMessageInfo] = {}
+        self._by_key: Dict[str, int] = {}
+        self._keywords: List[Optional[str]] = []
+        self._flag_memo: Dict[Optional[str], frozenset] = {}
+        self._listeners: list = []
+        self._recent: set = set()
+        self._stamps = None
+        self._unsure = True
+        self._cache = FolderCache(path)
+        self._loaded: Optional[defer.Deferred] = None
+        self._waiters: List[defer.Deferred] = []
+        self._gone = False
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    def _load(self) -> defer.Deferred:
+        """First scan; fires with self.  Messages still in new/ are \\Recent."""
+        def work():
+            return threads.deferToThread(self._disk.sync).addCallback(self._apply_full, notify=False)
+
+        def done(_):
+            self._loaded = True
+            waiters, self._waiters = self._waiters, []
+            for w in waiters:
+                w.callback(self)
+            return self
+
+        def failed(f):
+            waiters, self._waiters = self._waiters, []
+            for w in waiters:
+                w.errback(f)
+            return f
+
+        self._loaded = False
+        return self._lock.run(work).addCallbacks(done, failed)
+
+    def _ready(self) -> defer.Deferred:
+        if self._loaded:
+            return defer.succeed(self)
+        d = defer.Deferred()
+        self._waiters.append(d)
+        return d
+
+    def _serial(self, work: Callable[[], defer.Deferred]) -> defer.Deferred:
+        if self._gone:
+            return defer.fail(NoSuchFolder(f"{self.name} was deleted"))
+
+        def guarded():
+            if self._gone:
+                raise NoSuchFolder(f"{self.name} was deleted")
+            return work()
+
+        return self._lock.run(guarded)
+
+    def close(self) -> None:
+        """Flush the cache (the server is stopping or the folder goes idle)."""
+        self._cache.close()
+
+    # --- applying results (reactor thread) -------------------------------------------
+
+    def _flags(self, info: Optional[str]) -> frozenset:
+        f = self._flag_memo.get(info)
+        if f is None:
+            f = self._flag_memo[info] = flags_from_info(info, self._keywords)
+        return f
+
+    def _set_keywords(self, keywords: Optional[List[Optional[str]]]) -> None:
+        if keywords is not None and keywords != self._keywords:
+            self._keywords = list(keywords)
+            self._flag_memo = {}
+
+    def _apply_full(self, res: SyncResult, notify: bool = True) -> None:
+        old = self._msgs
+        expunged: List[int] = []
+        if res.uidvalidity != self.uidvalidity and old:
+            log.critical("{path}: UIDVALIDITY changed {old} -> {new}; every session must resync",
+                         path=self.path, old=self.uidvalidity, new=res.uidvalidity)
+            expunged = list(old)
+            old = {}
+            self._recent.clear()
+        self.uidvalidity = res.uidvalidity
+        self._cache.set_uidvalidity(res.uidvalidity)
+        kw_changed = res.keywords != self._keywords
+        self._set_keywords(res.keywords)
+        new: Dict[int, MaildirMessageInfo] = {}
+        added: List[int] = []
+        changed: List[int] = []
+        flags = self._flags
+        for uid, key, sub, info, size, pop3 in res.entries:
+            m = old.get(uid)
+            if m is not None and m.key == key:
+                if m.info != info or m.sub != sub or kw_changed:
+                    fl = flags(info)
+                    if fl != m.flags:
+                        self.highestmodseq += 1
+                        m = m._with(fl, self.highestmodseq, sub, info)
+                        changed.append(uid)
+                    else:
+                        m.sub, m.info = sub, info
+                new[uid] = m
+            else:
+                new[uid] = MaildirMessageInfo(self, uid, key, size, flags(info), self.highestmodseq,
+                                              sub, info, pop3)
+                added.append(uid)
+                if sub == "new":
+                    self._recent.add(uid)
+        if not expunged:
+            expunged = [u for u in old if u not in new]
+        self._msgs = new
+        self._by_key = {m.key: u for u, m in new.items()}
+        self.uidnext = res.uidnext
+        self._stamps = res.stamps
+        self._unsure = any(res.scanned_at * 1e9 - s < UNSURE_WINDOW_NS for s in res.stamps)
+        if expunged:
+            self._recent.difference_update(expunged)
+            self._cache.forget(expunged)
+        if notify:
+            self._tell("messages_expunged", expunged)
+            self._tell("messages_added", added)
+            self._tell("flags_changed", changed)
+
+    def _apply_added(self, res: OpResult, recent: bool) -> List[int]:
+        if res.full is not None:
+            self._apply_full(res.full)
+        self._set_keywords(res.keywords)
+        added = []
+        for uid, key, sub, info, size, pop3 in res.entries:
+            if uid in self._msgs:
+                continue
+            if self._msgs and uid < next(reversed(self._msgs)):
+                self._msgs = dict(sorted(self._msgs.items()))
+            self._msgs[uid] = MaildirMessageInfo(self, uid, key, size, self._flags(info),
+                                                 self.highestmodseq, sub, info, pop3)
+            self._by_key[key] = uid
+            added.append(uid)
+            if recent:
+                self._recent.add(uid)
+        self.uidnext = max(self.uidnext, res.uidnext)
+        self._unsure = True
+        self._tell("messages_added", added)
+        return [e[0] for e in res.entries]
+
+    def _tell(self, what: str, uids: List[int]) -> None:
+        if not uids:
+            return
+        for listener in list(self._listeners):
+            try:
+                getattr(listener, what)(self, list(uids))
+            except Exception:
+                log.failure("listener {l!r} failed in {what}", l=listener, what=what)
+
+    # --- reads ---------------------------------------------------------------------
+
+    def messages(self) -> List[MessageInfo]:
+        return list(self._msgs.values())
+
+    def get(self, uid: int) -> Optional[MessageInfo]:
+        return self._msgs.get(uid)
+
+    def uids(self) -> List[int]:
+        """All UIDs, ascending (cheaper than messages() when that is all)."""
+        return list(self._msgs)
+
+    def __len__(self) -> int:
+        return len(self._msgs)
+
+    def open_message(self, uid: int) -> BinaryIO:
+        m = self._msgs.get(uid)
+        if m is None:
+            raise MessageGone(f"message {uid} was expunged")
+        try:
+            return open(message_path(self.path, m.sub, m.key, m.info), "rb")
+        except FileNotFoundError:
+            where = locate(self.path, m.key)
+            if where is None:
+                self._unsure = True
+                raise MessageGone(f"message {uid} was removed from disk") from None
+            m.sub, m.info = where
+            return open(message_path(self.path, m.sub, m.key, m.info), "rb")
+
+    def message_path(self, uid: int) -> str:
+        """Current path of a message's file (for sendfile-style streaming)."""
+        m = self._msgs.get(uid)
+        if m is None:
+            raise MessageGone(f"message {uid} was expunged")
+        return message_path(self.path, m.sub, m.key, m.info)
+
+    def _mtime(self, m: MaildirMessageInfo) -> float:
+        try:
+            return os.stat(message_path(self.path, m.sub, m.key, m.info)).st_mtime
+        except FileNotFoundError:
+            where = locate(self.path, m.key)
+            if where is None:
+                return 0.0
+            m.sub, m.info = where
+            return os.stat(message_path(self.path, m.sub, m.key, m.info)).st_mtime
+
+    def pop3_uidl(self, uid: int) -> str:
+        m = self._msgs.get(uid)
+        if m is None:
+            raise MessageGone(f"message {uid} was expunged")
+        return m.pop3 or "%08x%08x" % (uid, self.uidvalidity)
+
+    def claim_recent(self) -> set:
+        r, self._recent = self._recent, set()
+        return r
+
+    def add_listener(self, listener) -> None:
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+        if not self._listeners:
+            self.account._folder_idle(self)
+
+    def has_listeners(self) -> bool:
+        return bool(self._listeners)
+
+    def keywords(self) -> List[str]:
+        return [k for k in self._keywords if k]
+
+    def total_size(self) -> int:
+        return sum(m.size for m in self._msgs.values())
+
+    def get_cached(self, uid: int, kind: str) -> Optional[bytes]:
+        if uid not in self._msgs:
+            return None
+        return self._cache.get(uid, kind)
+
+    def set_cached(self, uid: int, kind: str, value: bytes) -> None:
+        if uid in self._msgs:
+            self._cache.set(uid, kind, value)
+
+    # --- sync with the outside -------------------------------------------------------------
+
+    def _changed_on_disk(self) -> bool:
+        try:
+            return self._unsure or dir_stamps(self.path) != self._stamps
+        except FileNotFoundError:
+            return False
+
+    def refresh(self) -> defer.Deferred:
+        if self._gone or not self._changed_on_disk():
+            return defer.succeed(None)
+
+        def work():
+            if not self._changed_on_disk():
+                return None
+            return threads.deferToThread(self._disk.sync).addCallback(self._apply_full)
+
+        return self._serial(work)
+
+    # --- mutations ---------------------------------------------------------------------------
+
+    def tmp_file(self) -> MaildirTempFile:
+        """A file in tmp/ to stream a message into; pass it to append()."""
+        return MaildirTempFile(os.path.join(self.path, "tmp", new_key_base()))
+
+    def append(self, source, flags: Iterable[str] = (), internaldate: Optional[float] = None) -> defer.Deferred:
+        try:
+            flagset = normalize_flags(flags)
+        except StoreError:
+            return defer.fail()
+        tmpfile = source if isinstance(source, MaildirTempFile) else None
+        if tmpfile is not None:
+            try:
+                tmpfile._claim()
+            except StoreError:
+                return defer.fail()
+
+        def in_thread() -> OpResult:
+            if tmpfile is not None:
+                src = tmpfile.name
+                size, vsize = finish_tmp(src, internaldate)
+            else:
+                src, size, vsize = write_tmp(self.path, source, internaldate)
+            try:
+                return self._disk.add([NewFile(src, "rename", flagset, size, vsize)])
+            except BaseException:
+                try:
+                    os.unlink(src)
+                except OSError:
+                    pass
+                raise
+
+        def work():
+            return threads.deferToThread(in_thread).addCallback(
+                lambda res: self._apply_added(res, recent=True)[0])
+
+        d = self._serial(work)
+        if tmpfile is not None:
+            def cleanup(f):
+                try:
+                    os.unlink(tmpfile.name)
+                except OSError:
+                    pass
+                return f
+            d.addErrback(cleanup)
+        return d
+
+    def _adopt(self, path: str) -> defer.Deferred:
+        """A file delivered into new/ by our own deliver(): its UID now."""
+        def work():
+            return threads.deferToThread(self._disk.adopt, path).addCallback(
+                lambda res: self._apply_added(res, recent=True)[0])
+        return self._serial(work)
+
+    def _add_links(self, items: List[NewFile]) -> defer.Deferred:
+        """copy_to's target half: fires with (placed item indexes, uids)."""
+        def work():
+            return threads.deferToThread(self._disk.add, items).addCallback(
+                lambda res: (res.order, self._apply_added(res, recent=True)))
+        return self._serial(work)
+
+    def store_flags(self, uids: Iterable[int], flags: Iterable[str], mode: str) -> defer.Deferred:
+        if mode not in ("+", "-", "="):
+            return defer.fail(StoreError(f"bad flag mode {mode!r}"))
+        try:
+            flagset = normalize_flags(flags)
+        except StoreError:
+            return defer.fail()
+        uids = list(uids)
+
+        def work():
+            known = {k.lower(): k for k in self._keywords if k}
+            fl = frozenset(known.get(f.lower(), f) for f in flagset)
+            items = []
+            for uid in uids:
+                m = self._msgs.get(uid)
+                if m is None:
+                    continue
+                if mode == "+":
+                    new = m.flags | fl
+                elif mode == "-":
+                    new = m.flags - fl
+                else:
+                    new = fl
+                if new != m.flags:
+                    items.append((m.key, m.sub, m.info, new))
+            if not items:
+                return []
+            return threads.deferToThread(self._disk.set_flags, items).addCallback(self._apply_flags)
+
+        return self._serial(work)
+
+    def _apply_flags(self, res: OpResult) -> List[int]:
+        self._set_keywords(res.keywords)
+        changed = []
+        for key, where in res.keys.items():
+            uid = self._by_key.get(key)
+            m = self._msgs.get(uid) if uid is not None else None
+            if m is None:
+                continue
+            if where is None:
+                self._unsure = True  # removed behind our back: the next refresh expunges it
+                continue
+            self.highestmodseq += 1
+            self._msgs[uid] = m._with(self._flags(where[1]), self.highestmodseq, where[0], where[1])
+            changed.append(uid)
+        changed.sort()
+        self._tell("flags_changed", changed)
+        return changed
+
+    def expunge(self, uids: Optional[Iterable[int]] = None) -> defer.Deferred:
+        wanted = None if uids is None else list(uids)
+
+        def work():
+            if wanted is None:
+                targets = [m for m in self._msgs.values() if "\\Deleted" in m.flags]
+            else:
+                targets = [self._msgs[u] for u in sorted(set(wanted)) if u in self._msgs]
+            if not targets:
+                return []
+            items = [(m.key, m.sub, m.info) for m in targets]
+            return threads.deferToThread(self._disk.expunge, items).addCallback(
+                lambda res: self._apply_expunged([m.uid for m in targets]))
+
+        return self._serial(work)
+
+    def _apply_expunged(self, uids: List[int]) -> List[int]:
+        gone = [u for u in uids if u in self._msgs]
+        for u in gone:
+            m = self._msgs.pop(u)
+            self._by_key.pop(m.key, None)
+        self._recent.difference_update(gone)
+        self._cache.forget(gone)
+        self._unsure = True
+        self._tell("messages_expunged", gone)
+        return gone
+
+    def copy_to(self, uids: Iterable[int], target: "Folder") -> defer.Deferred:
+        if not isinstance(target, Folder):
+            return defer.fail(StoreError("copy between different stores is not supported"))
+        if self._gone:
+            return defer.fail(NoSuchFolder(f"{self.name} was deleted"))
+        srcs = [self._msgs[u] for u in sorted(set(uids)) if u in self._msgs]
+        if not srcs:
+            return defer.succeed([])
+        items = [NewFile(message_path(self.path, m.sub, m.key, m.info), "link", m.flags, 0, m.size,
+                         self.path, m.key) for m in srcs]
+        d = target._add_links(items)
+        d.addCallback(lambda r: [(srcs[i].uid, uid) for i, uid in zip(r[0], r[1])])
+        return d
+
+    # --- account-level events -----------------------------------------------------------
+
+    def _deleted(self) -> None:
+        """The folder was deleted: every message is gone for its sessions."""
+        gone = list(self._msgs)
+        self._msgs = {}
+        self._by_key = {}
+        self._recent.clear()
+        self._gone = True
+        self._cache.close()
+        self._tell("messages_expunged", gone)
+
+    def _moved(self, name: str, path: str) -> None:
+        self.name = name
+        self.path = path
+        self._disk.path = path
+        self._cache.moved(path)
+
