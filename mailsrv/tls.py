@@ -15,6 +15,8 @@ import socket
 from typing import Optional, Tuple
 
 from twisted.internet import ssl
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from zope.interface import implementer
 from twisted.logger import Logger
 
 log = Logger()
@@ -104,6 +106,7 @@ def _extra_certs(pem: bytes):
         yield ssl.Certificate.loadPEM(marker + part).original
 
 
+@implementer(IOpenSSLServerConnectionCreator)
 class ReloadableContext:
     """A context factory whose certificate can be swapped (SIGHUP) without a restart."""
 
@@ -116,3 +119,6 @@ class ReloadableContext:
 
     def getContext(self):
         return self._options.getContext()
+
+    def serverConnectionForTLS(self, tlsProtocol):
+        return self._options.serverConnectionForTLS(tlsProtocol)

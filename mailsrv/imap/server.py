@@ -26,6 +26,8 @@ from mailsrv.store.interfaces import StoreError
 
 log = Logger()
 
+CLOSE_GRACE = 10.0  # seconds a closing connection may wait for the peer
+
 NOT_AUTH, AUTH, SELECTED, LOGOUT = "not authenticated", "authenticated", "selected", "logout"
 MAX_BAD = 20  # consecutive bad commands before we hang up
 INPUT_HIGH = 1 << 20  # stop reading when this much unparsed input waits
@@ -122,6 +124,7 @@ class IMAPServer(Protocol, TimeoutMixin):
         self._reading_paused = False
         self.closed = False
         self.idling = False
+        self._abort_call: Any = None
 
     # -- connection
     def connectionMade(self) -> None:
@@ -134,6 +137,8 @@ class IMAPServer(Protocol, TimeoutMixin):
         self.send(render.untagged(f"OK [CAPABILITY {' '.join(self.capabilities())}] mailsrv ready."))
 
     def connectionLost(self, reason: Failure = None) -> None:
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
         self.closed = True
         self.setTimeout(None)
         self.out.stopProducing()
@@ -151,9 +156,19 @@ class IMAPServer(Protocol, TimeoutMixin):
         self.close()
 
     def close(self) -> None:
+        """Close after pending output, and for sure.
+
+        Our output gate stays registered as a producer for the whole session;
+        while it is, Twisted's TLS layer never sends its close alert and then
+        waits for the peer's one forever (twisted#7926; mbsync waits for our
+        EOF, so both sides hung).  Unregister first, and cut the connection
+        if the peer has not gone after CLOSE_GRACE seconds.
+        """
         if not self.closed:
             self.closed = True
+            self.transport.unregisterProducer()
             self.transport.loseConnection()
+            self._abort_call = self.callLater(CLOSE_GRACE, self.transport.abortConnection)
 
     @property
     def peer_host(self) -> Optional[str]:

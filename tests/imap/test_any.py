@@ -145,3 +145,23 @@ def test_logout_calls_avatar_logout_on_disconnect():
     c.login()
     c.proto.connectionLost(None)
     assert c.portal.realm.logouts == 1
+
+
+
+def test_logout_unregisters_producer_and_closes_for_sure():
+    """twisted#7926: a registered producer keeps TLS from sending its close
+    alert; mbsync waited for our EOF and both sides hung."""
+    from tests.imap.harness import Client
+
+    c = Client()
+    aborted = []
+    c.transport.abortConnection = lambda: aborted.append(True)
+    assert c.transport.producer is not None
+    c.proto.dataReceived(b"a LOGOUT\r\n")
+    assert b"a OK" in c.take()
+    assert c.transport.producer is None
+    assert c.transport.disconnecting
+    c.clock.advance(9)
+    assert not aborted
+    c.clock.advance(2)
+    assert aborted  # the peer never went: cut after the grace period
