@@ -391,7 +391,16 @@ COMMANDS: Dict[str, Callable[[Any, argparse.ArgumentParser], None]] = {
     "user": build_user,
     "deliver": build_deliver,
     "config": build_config,
+    "admin": lambda sub, common: _register("mailsrv.admin", sub, common),
+    "demo": lambda sub, common: _register("mailsrv.demo", sub, common),
 }
+
+
+def _register(module: str, subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Subcommands that live in their own module (mailbox, check, import, demo)."""
+    import importlib
+
+    importlib.import_module(module).register(subparsers, common)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,173 @@
+"""``mailsrv demo``: POP3 versus IMAP, shown with real sessions and real counts.
+
+By default the demo starts its own server (``twistd -n mailsrv`` on
+ephemeral loopback ports, a temporary data folder, a throwaway user) so it is
+reproducible anywhere; ``--host`` and the port options point it at an
+existing server instead.  Use a dedicated, empty account there: the demo
+empties its INBOX and creates and deletes a folder named ``Invoices``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any, List, Optional, Sequence
+
+from mailsrv.demo.scenarios import SCENARIOS, Result, Target, reset_mailbox
+
+DEMO_USER = "demo"
+DEMO_PASSWORD = "demo-password"
+
+
+class DemoError(Exception):
+    """Reported as one ``mailsrv: demo: ...`` line."""
+
+
+def register(subparsers: Any, common: Optional[argparse.ArgumentParser] = None) -> None:
+    """Add ``demo`` to the ``mailsrv`` command (``common``: parent parser with
+    the global options, as mailsrv.cli passes it)."""
+    parents = [common] if common is not None else []
+    p = subparsers.add_parser(
+        "demo", parents=parents, help="show POP3 versus IMAP with real sessions and counts",
+        description=__doc__.split("\n\n")[1].replace("\n", " ").strip())
+    p.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), metavar="NAME",
+                   help="run only this scenario (repeatable): " + ", ".join(SCENARIOS))
+    p.add_argument("--quiet", action="store_true", help="print only the final table")
+    p.add_argument("--color", action="store_true", help="ANSI colours even when stdout is not a terminal")
+    p.add_argument("--format", choices=("markdown", "html"), help="write a report in this format")
+    p.add_argument("--output", metavar="FILE", help="file for --format (default: stdout)")
+    p.add_argument("--host", help="use an existing server on this host instead of an embedded one")
+    p.add_argument("--pop3-port", type=int, metavar="PORT")
+    p.add_argument("--imap-port", type=int, metavar="PORT")
+    p.add_argument("--lmtp-port", type=int, metavar="PORT", help="LMTP for deliveries (else IMAP APPEND)")
+    p.add_argument("--user", default=DEMO_USER)
+    p.add_argument("--password", default=DEMO_PASSWORD)
+    p.add_argument("--rcpt-domain", default="localhost", help="domain for LMTP recipients (default localhost)")
+    p.set_defaults(func=command)
+
+
+def command(a: Any, b: Any) -> int:
+    """Entry point; takes (args, config) as mailsrv.cli calls it, or (config, args)."""
+    args = a if isinstance(a, argparse.Namespace) else b
+    try:
+        return run(args, sys.stdout)
+    except DemoError as e:
+        print(f"mailsrv: demo: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mailsrv: demo: interrupted", file=sys.stderr)
+        return 130
+
+
+def run(args: argparse.Namespace, out=None) -> int:
+    """Run the scenarios, print the transcripts and the table (or write the
+    report); 0 when every scenario ran without a protocol error."""
+    from mailsrv.demo import report
+
+    out = out or sys.stdout
+    names: Sequence[str] = args.scenario or list(SCENARIOS)
+    report_to_stdout = bool(args.format and not args.output)
+    color = not report_to_stdout and (args.color or _isatty(out))
+    progress = None if (args.quiet or report_to_stdout) else out
+    results = run_scenarios(names, args, progress=progress, color=color)
+    if args.format:
+        text = report.markdown_report(results, False) if args.format == "markdown" else report.html_report(results, False)
+        if args.output:
+            try:
+                with open(args.output, "w", encoding="utf-8") as f:
+                    f.write(text)
+            except OSError as e:
+                raise DemoError(f"cannot write {args.output}: {e.strerror}") from None
+        else:
+            out.write(text)
+    if not report_to_stdout:
+        out.write(("\n" if progress else "") + "\n".join(report.text_table(results, color)) + "\n")
+    out.flush()
+    return 0 if not any(r.errors for r in results) else 1
+
+
+def _isatty(f) -> bool:
+    try:
+        return f.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def run_scenarios(names: Sequence[str], args: argparse.Namespace, progress=None, color: bool = False) -> List[Result]:
+    """Run the named scenarios against the embedded or the given server.
+    ``progress``: a stream to print each scenario's transcript to as it ends."""
+    from mailsrv.demo import report  # noqa: F401  (fail early if broken)
+    from mailsrv.demo.wire import ANSI, render_transcript
+
+    external = bool(args.host or args.pop3_port or args.imap_port)
+    tmp = None
+    server = None
+    try:
+        if external:
+            target = Target(args.host or "127.0.0.1", args.pop3_port, args.imap_port, args.lmtp_port,
+                            args.user, args.password, None, args.rcpt_domain)
+            if not (target.pop3_port or target.imap_port):
+                raise DemoError("give --pop3-port and/or --imap-port with --host")
+        else:
+            from mailsrv.demo.server import EmbeddedServer, ServerError, add_user
+
+            tmp = tempfile.mkdtemp(prefix="mailsrv-demo-")
+            data = os.path.join(tmp, "data")
+            add_user(data, args.user, args.password)
+            server = EmbeddedServer(data, kinds=_available_kinds())
+            try:
+                server.start()
+            except ServerError as e:
+                raise DemoError(str(e)) from None
+            p = server.ports
+            target = Target("127.0.0.1", p.get("pop3"), p.get("imap"), p.get("lmtp"), args.user, args.password, server)
+        results = []
+        for name in names:
+            r = SCENARIOS[name](target)
+            results.append(r)
+            if progress is not None:
+                title = f"== {r.name}: {r.title} =="
+                progress.write(("\n" + ANSI["#"] + title + ANSI["off"] if color else "\n" + title) + "\n")
+                progress.write("\n".join(render_transcript(r.transcript, color)) + "\n")
+                progress.flush()
+        if external:
+            _cleanup(target)
+        return results
+    except OSError as e:
+        raise DemoError(f"{e.strerror or e}") from None
+    finally:
+        if server is not None:
+            server.stop()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _cleanup(target: Target) -> None:
+    try:
+        reset_mailbox(target)
+    except Exception as e:  # leftovers in a demo account are harmless
+        print(f"mailsrv: demo: cleanup failed: {e}", file=sys.stderr)
+
+
+def _available_kinds() -> tuple:
+    """Listeners whose protocol module imports (the others are left out, and
+    their scenario halves report n/a)."""
+    kinds = []
+    for kind, module in (("pop3", "mailsrv.pop3"), ("imap", "mailsrv.imap"), ("lmtp", "mailsrv.lmtp")):
+        if protocol_ready(module):
+            kinds.append(kind)
+    return tuple(kinds)
+
+
+def protocol_ready(module: str) -> bool:
+    """True if ``module`` imports and exports its factory."""
+    import importlib
+
+    factory = {"mailsrv.pop3": "POP3Factory", "mailsrv.imap": "IMAPFactory", "mailsrv.lmtp": "LMTPFactory"}[module]
+    try:
+        return hasattr(importlib.import_module(module), factory)
+    except Exception:
+        return False
