@@ -1,0 +1,159 @@
+"""FETCH data of one message: ENVELOPE, BODYSTRUCTURE/BODY, BODY[section].
+
+Derived values go into the folder's per-message cache after the first parse
+(kinds below), so a warm ``FETCH 1:* (ENVELOPE)`` or a header SEARCH never
+opens a message file.  ENVELOPE and header sections read only the header
+part of the file, in chunks, until the blank line.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional, Tuple
+
+from mailsrv.imap import mime
+from mailsrv.store.crlf import to_crlf
+from mailsrv.store.interfaces import MessageInfo
+
+HEADER = "header"  # CRLF header bytes incl. the blank line
+ENVELOPE = "envelope"
+BODYSTRUCTURE = "bodystructure"  # extended form
+BODY = "body"  # BODY (non-extended) form
+
+CHUNK = 4096
+
+
+_BLANK = re.compile(rb"\n\r?\n")
+
+
+def _crlf(raw: bytes) -> bytes:
+    return raw.replace(b"\n", b"\r\n") if b"\r" not in raw else to_crlf(raw)
+
+
+def _read_header(folder, uid: int) -> bytes:
+    """Read until the blank line; the blank line of the CRLF form is an LF
+    followed by LF or CRLF in the stored form, so search the raw bytes and
+    convert only the header."""
+    f = folder.open_message(uid)
+    try:
+        buf = b""
+        while True:
+            chunk = f.read(CHUNK)
+            if not chunk:
+                return _crlf(buf)
+            from_ = max(0, len(buf) - 2)
+            buf += chunk
+            if buf[:1] == b"\n" or buf[:2] == b"\r\n":
+                return b"\r\n"
+            if buf == b"\r":
+                continue
+            m = _BLANK.search(buf, from_)
+            if m:
+                return _crlf(buf[:m.end()])
+    finally:
+        f.close()
+
+
+def header_bytes(folder, info: MessageInfo) -> bytes:
+    """The message header exactly as BODY[HEADER] sends it (cached)."""
+    h = folder.get_cached(info.uid, HEADER)
+    if h is None:
+        h = _read_header(folder, info.uid)
+        folder.set_cached(info.uid, HEADER, h)
+    return h
+
+
+def _whole(folder, uid: int) -> bytes:
+    f = folder.open_message(uid)
+    try:
+        return _crlf(f.read())
+    finally:
+        f.close()
+
+
+def envelope(folder, info: MessageInfo) -> bytes:
+    """Parenthesised ENVELOPE (cached)."""
+    env = folder.get_cached(info.uid, ENVELOPE)
+    if env is None:
+        env = mime.envelope(mime.parse_fields(header_bytes(folder, info)))
+        folder.set_cached(info.uid, ENVELOPE, env)
+    return env
+
+
+def bodystructure(folder, info: MessageInfo, extended: bool) -> bytes:
+    """BODYSTRUCTURE (``extended``) or BODY; both forms are cached from one parse."""
+    kind = BODYSTRUCTURE if extended else BODY
+    v = folder.get_cached(info.uid, kind)
+    if v is None:
+        data = _whole(folder, info.uid)
+        root = mime.parse(data)
+        bs = mime.bodystructure(data, root, True)
+        b = mime.bodystructure(data, root, False)
+        folder.set_cached(info.uid, BODYSTRUCTURE, bs)
+        folder.set_cached(info.uid, BODY, b)
+        if folder.get_cached(info.uid, HEADER) is None:
+            folder.set_cached(info.uid, HEADER, data[:root.bstart])
+        v = bs if extended else b
+    return v
+
+
+def _locate(root: mime.Part, part: Tuple[int, ...]) -> Optional[mime.Part]:
+    """The entity a part number names (RFC 3501 6.4.5): numbers index the
+    parts of a multipart; inside a message/rfc822 part they index its inner
+    message; a non-multipart entity is its own part 1 (one level only, as
+    Dovecot: BODY[3.1] of a leaf part 3 is part 3, BODY[3.1.1] is empty)."""
+    cur = root
+    stayed = False  # a non-multipart entity is its own part 1, once
+    for depth, n in enumerate(part):
+        if depth > 0 and cur.message is not None:
+            cur = cur.message
+        elif stayed:
+            return None
+        if cur.is_multipart:
+            if not 1 <= n <= len(cur.children):
+                return None
+            cur = cur.children[n - 1]
+            stayed = False
+        elif n != 1:
+            return None
+        else:
+            stayed = True
+    return cur
+
+
+def section(folder, info: MessageInfo, part: Tuple[int, ...], text: Optional[str],
+            fields: Tuple[str, ...] = ()) -> bytes:
+    """Exact bytes of BODY[<part>.<text>]; empty for a part that does not
+    exist or a HEADER/TEXT of a part that is not a message (as Dovecot)."""
+    text = text.upper() if text else None
+    if not part:
+        if text == "HEADER":
+            return header_bytes(folder, info)
+        if text == "HEADER.FIELDS":
+            return mime.header_fields(header_bytes(folder, info), fields, False)
+        if text == "HEADER.FIELDS.NOT":
+            return mime.header_fields(header_bytes(folder, info), fields, True)
+        data = _whole(folder, info.uid)
+        if text == "TEXT":
+            return data[mime.header_end(data):]
+        if text is None:
+            return data
+        return b""
+    data = _whole(folder, info.uid)
+    p = _locate(mime.parse(data), tuple(part))
+    if p is None:
+        return b""
+    if text is None:
+        return data[p.bstart:p.end]
+    if text == "MIME":
+        return data[p.hstart:p.bstart]
+    msg = p.message
+    if msg is None:
+        return b""
+    if text == "HEADER":
+        return data[msg.hstart:msg.bstart]
+    if text == "TEXT":
+        return data[msg.bstart:msg.end]
+    if text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+        return mime.header_fields(data[msg.hstart:msg.bstart], fields, text.endswith(".NOT"))
+    return b""
