@@ -19,7 +19,7 @@ import shutil
 import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from mailsrv.config import DEFAULT_LISTENERS, LISTENER_KINDS, Config, ConfigError, load
+from mailsrv.config import DEFAULT_LISTENERS, LISTENER_KINDS, Config, ConfigError, give_to_data_owner, load
 
 # sysexits.h
 EX_OK = 0
@@ -126,22 +126,6 @@ def _user_dir(config: Config, name: str) -> str:
     return os.path.join(config.data_dir, name)
 
 
-def _give_to_data_owner(config: Config, top: str) -> None:
-    """Run as root, hand new files to the data folder's owner so a server
-    that dropped privileges (twistd --uid) can still use them."""
-    if os.geteuid() != 0:
-        return
-    st = os.stat(config.data_dir)
-    if st.st_uid == 0 and st.st_gid == 0:
-        return
-    paths = [top]
-    if os.path.isdir(top):
-        for root, dirs, files in os.walk(top):
-            paths += [os.path.join(root, n) for n in dirs + files]
-    for p in paths:
-        os.lchown(p, st.st_uid, st.st_gid)
-
-
 def _make_maildir(config: Config, name: str) -> str:
     """Create the user's Maildir through the store (default folders), or the
     bare Maildir if the store is not available in this installation."""
@@ -185,9 +169,9 @@ def _user_add(args: argparse.Namespace, config: Config) -> int:
     new_file = not os.path.exists(config.passwd_path)
     maildir = _make_maildir(config, name)
     passwd.add_user(name, stored)
-    _give_to_data_owner(config, home)
+    give_to_data_owner(config, home)
     if new_file:
-        _give_to_data_owner(config, config.passwd_path)
+        give_to_data_owner(config, config.passwd_path)
     print(f"added user {name} ({scheme}), mail in {maildir}")
     return EX_OK
 

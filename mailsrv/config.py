@@ -145,3 +145,19 @@ def _apply(cfg: Config, p: configparser.ConfigParser) -> None:
                 cfg.lmtp_detail_folders = _bool(lm["detail_folders"])
     except ValueError as e:
         raise ConfigError(f"bad value in config: {e}") from None
+
+
+def give_to_data_owner(config: Config, top: str) -> None:
+    """Run as root, hand new files to the data folder's owner so a server
+    that dropped privileges (twistd --uid) can still use them."""
+    if os.geteuid() != 0:
+        return
+    st = os.stat(config.data_dir)
+    if st.st_uid == 0 and st.st_gid == 0:
+        return
+    paths = [top]
+    if os.path.isdir(top):
+        for root, dirs, files in os.walk(top):
+            paths += [os.path.join(root, n) for n in dirs + files]
+    for p in paths:
+        os.lchown(p, st.st_uid, st.st_gid)

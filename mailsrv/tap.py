@@ -126,9 +126,17 @@ class MailService(service.MultiService):
         os.makedirs(cfg.data_dir, mode=0o700, exist_ok=True)
         self.store = Store(cfg.data_dir)
         self.portal = auth.make_portal(self.store, cfg)
+        had_tls = os.path.exists(os.path.join(cfg.data_dir, tls.SELF_SIGNED_DIR))
         cert, key = tls.resolve_paths(cfg.tls_cert, cfg.tls_key, cfg.data_dir, cfg.hostname)
         self.tls = tls.ReloadableContext(cert, key)
         self.demo_password = self._ensure_demo_user()
+        # Made as root before twistd drops to --uid: hand them to the data folder's owner.
+        made = [] if had_tls else [os.path.join(cfg.data_dir, tls.SELF_SIGNED_DIR)]
+        if self.demo_password is not None:
+            made += [os.path.join(cfg.data_dir, "demo"), cfg.passwd_path]
+        for path in made:
+            if os.path.exists(path):
+                configmod.give_to_data_owner(cfg, path)
         self.ports: Dict[str, List] = {}
         for kind in configmod.LISTENER_KINDS:
             for desc in cfg.endpoints(kind):
@@ -190,6 +198,11 @@ class MailService(service.MultiService):
         super().startService()
         if hasattr(signal, "SIGHUP") and self.reactor is _global_reactor():
             self.reactor.addSystemEventTrigger("after", "startup", self._install_sighup)
+
+    def stopService(self):
+        d = super().stopService()
+        self.store.close()  # flush the folders' cache writes
+        return d
 
     def _install_sighup(self) -> None:
         previous = signal.getsignal(signal.SIGHUP)
