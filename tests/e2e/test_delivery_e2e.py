@@ -3,8 +3,14 @@ while the server runs, seen at once by IMAP (selected and IDLE) sessions."""
 
 from __future__ import annotations
 
+import imaplib
+import os
 import poplib
+import re
+import signal
 import smtplib
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -135,9 +141,6 @@ def test_delivery_races_idle_and_pop3_sessions(lmtp_server):
 
 def test_default_run_serves_demo_user(tmp_path):
     """README's run command: no options, a demo user with a printed password and a welcome message."""
-    import re
-    import socket
-
     for port in (1110, 1143):
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -168,8 +171,6 @@ def test_default_run_serves_demo_user(tmp_path):
         p.pass_(password)
         assert b"Welcome to mailsrv" in b"\n".join(p.retr(1)[1])
         p.quit()
-        import imaplib
-
         m = imaplib.IMAP4("127.0.0.1", 1143, timeout=30)
         m.login("demo", password)
         assert m.select("INBOX")[1] == [b"1"]
@@ -177,3 +178,27 @@ def test_default_run_serves_demo_user(tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_sighup_reloads_certificate(server):
+    """Operations: a renewed certificate is served after SIGHUP, without a restart."""
+    from mailsrv import tls
+
+    def served_cert() -> bytes:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", server.ports["imaps"]), timeout=30) as raw:
+            with ctx.wrap_socket(raw) as s:
+                return s.getpeercert(binary_form=True)
+
+    before = served_cert()
+    cert, key = tls.self_signed_paths(server.data)
+    tls.make_self_signed(cert, key, "renewed.example")
+    assert served_cert() == before  # nothing changes until told
+    os.kill(server.proc.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and served_cert() == before:
+        time.sleep(0.1)
+    assert served_cert() != before
+    assert server.proc.poll() is None
