@@ -361,7 +361,7 @@ def folders_search(target: Target) -> Result:
         f["pop3_found"], f["pop3_search_received"], f["pop3_search_round_trips"] = found, p.stats.received, p.stats.round_trips
 
     def imap_half() -> None:
-        r.transcript.note(f"IMAP: create a folder, search on the server, move the hits, list the folders.")
+        r.transcript.note("IMAP: create a folder, search on the server, move the hits, list the folders.")
         m = s.imap("imap")
         _ok(*m.create(DEMO_FOLDER), "CREATE")
         _ok(*m.select("INBOX"), "SELECT")

@@ -22,9 +22,12 @@ Conventions:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterable, Optional
+from typing import TYPE_CHECKING, BinaryIO, Iterable, Optional
 
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 

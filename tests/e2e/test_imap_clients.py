@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.e2e.harness import have
-from tests.e2e.test_pop3_clients import PW, getmail_maildir, insecure, message
+from tests.e2e.test_pop3_clients import PW, Getmail, insecure, message
 
 
 def imap(server) -> imaplib.IMAP4:
@@ -218,34 +218,22 @@ def test_mbsync_two_way(server, tmp_path):
 def test_getmail_imap(server, tmp_path):
     server.deliver("alice", message(1))
     server.deliver("alice", message(2))
-    dest, user_line = getmail_maildir(tmp_path)
-    rc = tmp_path / "getmailrc"
-    rc.write_text(
-        textwrap.dedent(
-            f"""\
-            [retriever]
-            type = SimpleIMAPRetriever
-            server = 127.0.0.1
-            port = {server.ports['imap']}
-            username = alice
-            password = {PW}
-            mailboxes = ("INBOX",)
-
-            [destination]
-            type = Maildir
-            path = {dest}/
-            {user_line}
-
-            [options]
-            read_all = false
-            delete = false
-            """
-        )
+    g = Getmail(
+        tmp_path,
+        f"""\
+        [retriever]
+        type = SimpleIMAPRetriever
+        server = 127.0.0.1
+        port = {server.ports['imap']}
+        username = alice
+        password = {PW}
+        mailboxes = ("INBOX",)
+        """,
     )
-    for expected in (2, 2):
-        r = subprocess.run(["getmail", "--getmaildir", str(tmp_path), "--rcfile", str(rc)], capture_output=True, timeout=120)
-        assert r.returncode == 0, r.stdout + r.stderr
-        assert len(os.listdir(dest / "new")) == expected
+    assert g.run() == 2
+    assert g.run() == 2  # already seen: nothing fetched twice
+    server.deliver("alice", message(3))
+    assert g.run() == 3
 
 
 @pytest.mark.skipif(not have("fetchmail"), reason="fetchmail not installed")

@@ -6,7 +6,7 @@ import poplib
 import time
 
 from tests.e2e.test_imap_clients import imap
-from tests.e2e.test_pop3_clients import PW, message, pop
+from tests.e2e.test_pop3_clients import message, pop
 
 
 def wait_for(pred, timeout=10.0):

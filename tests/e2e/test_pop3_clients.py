@@ -8,7 +8,6 @@ import socket
 import ssl
 import subprocess
 import textwrap
-import time
 
 from pathlib import Path
 
@@ -201,45 +200,53 @@ def getmail_maildir(tmp_path):
     return dest, "user = nobody"
 
 
+class Getmail:
+    """getmail6 with a retriever section, delivering into a fresh Maildir."""
+
+    def __init__(self, tmp_path, retriever: str) -> None:
+        self.dest, user_line = getmail_maildir(tmp_path)
+        self.dir = tmp_path / "getmail"
+        self.dir.mkdir()
+        self.rc = self.dir / "getmailrc"
+        self.rc.write_text(
+            textwrap.dedent(retriever)
+            + textwrap.dedent(
+                f"""
+                [destination]
+                type = Maildir
+                path = {self.dest}/
+                {user_line}
+
+                [options]
+                read_all = false
+                delete = false
+                """
+            )
+        )
+
+    def run(self) -> int:
+        """One getmail run; the number of messages in the destination afterwards."""
+        r = subprocess.run(["getmail", "--getmaildir", str(self.dir), "--rcfile", str(self.rc)],
+                           capture_output=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return len(os.listdir(self.dest / "new"))
+
+
 @pytest.mark.skipif(not have("getmail"), reason="getmail6 not installed")
 def test_getmail_uidl_tracking(server, tmp_path):
     fill(server, 2)
-    dest, user_line = getmail_maildir(tmp_path)
-    gdir = tmp_path / "getmail"
-    gdir.mkdir()
-    rc = gdir / "getmailrc"
-    rc.write_text(
-        textwrap.dedent(
-            f"""\
-            [retriever]
-            type = SimplePOP3Retriever
-            server = 127.0.0.1
-            port = {server.ports['pop3']}
-            username = alice
-            password = {PW}
-
-            [destination]
-            type = Maildir
-            path = {dest}/
-            {user_line}
-
-            [options]
-            read_all = false
-            delete = false
-            verbose = 1
-            """
-        )
+    g = Getmail(
+        tmp_path,
+        f"""\
+        [retriever]
+        type = SimplePOP3Retriever
+        server = 127.0.0.1
+        port = {server.ports['pop3']}
+        username = alice
+        password = {PW}
+        """,
     )
-
-    def run():
-        r = subprocess.run(["getmail", "--getmaildir", str(gdir), "--rcfile", str(rc)], capture_output=True, timeout=120)
-        assert r.returncode == 0, r.stdout + r.stderr
-        return r
-
-    run()
-    assert len(os.listdir(dest / "new")) == 2
-    run()
-    assert len(os.listdir(dest / "new")) == 2  # UIDL tracking: nothing fetched twice
+    assert g.run() == 2
+    assert g.run() == 2  # UIDL tracking: nothing fetched twice
     server.deliver("alice", message(3))
-    run()
-    assert len(os.listdir(dest / "new")) == 3
+    assert g.run() == 3
