@@ -8,6 +8,7 @@ import socket
 import ssl
 import subprocess
 import textwrap
+import time
 
 from pathlib import Path
 
@@ -88,8 +89,6 @@ def test_second_login_in_use_and_drop_deletes_nothing(server):
             p = pop(server)
             break
         except poplib.error_proto:
-            import time
-
             time.sleep(0.1)
     assert p is not None and p.stat()[0] == 2
     p.quit()
