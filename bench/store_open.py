@@ -11,6 +11,7 @@ SELECT costs when no session has the folder open):
 - first open (UIDs assigned, dovecot-uidlist written),
 - warm open (median), cold open (median, page cache dropped; needs root),
 - STAT-like work after open (messages() + sizes + UIDLs),
+- APPEND + refresh() on the open folder (own changes must not cost a rescan),
 - process RSS.
 
 Usage: python bench/store_open.py [-n 100000] [--reps 5] [--keep DIR]
@@ -102,6 +103,27 @@ def open_once(data_dir: str):
 
 
 @defer.inlineCallbacks
+def own_changes(data_dir: str, count: int):
+    """What our own change costs the next refresh (it should be a stat,
+    not a rescan of 100k names)."""
+    store = Store(data_dir)
+    folder = yield store.account("bench").open_folder("INBOX")
+    folder._cur_recheck = folder._new_recheck = False  # the bench built cur/ moments ago
+    scans = folder._disk.scans
+    appends, refreshes = [], []
+    for i in range(count):
+        t = time.perf_counter()
+        yield folder.append(b"Subject: bench %d\r\n\r\nbody\r\n" % i, ["\\Seen"])
+        appends.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        yield folder.refresh()
+        refreshes.append(time.perf_counter() - t)
+    yield folder.expunge(folder.uids()[-count:])
+    store.close()
+    return appends, refreshes, folder._disk.scans - scans
+
+
+@defer.inlineCallbacks
 def main(reactor, args):
     deadline = time.monotonic() + args.max_seconds
     work = args.keep or tempfile.mkdtemp(prefix="mailsrv-bench-")
@@ -131,6 +153,10 @@ def main(reactor, args):
         print(f"warm open: median {statistics.median(warm):.3f}s over {len(warm)} "
               f"(min {min(warm):.3f}s, max {max(warm):.3f}s); "
               f"messages()+sizes+UIDLs after open: median {statistics.median(stats) * 1000:.0f} ms")
+        appends, refreshes, scans = yield own_changes(data_dir, 20)
+        print(f"APPEND then refresh() on the open folder, 20 times: append median "
+              f"{statistics.median(appends) * 1000:.1f} ms, refresh median "
+              f"{statistics.median(refreshes) * 1000:.2f} ms, full rescans {scans}")
         cold = []
         for _ in range(max(1, args.reps // 2)):
             if time.monotonic() > deadline or not drop_caches():

@@ -12,7 +12,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailsrv.store import layout
-from mailsrv.store.folder import Folder
+from mailsrv.store.folder import Folder, GroupCommit, _discard_sources
 from mailsrv.store.interfaces import (
     FolderExists,
     FolderNotEmpty,
@@ -23,7 +23,7 @@ from mailsrv.store.interfaces import (
     StoreError,
 )
 from mailsrv.store.layout import INBOX, SEP
-from mailsrv.store.maildir import DiskFolder, deliver as deliver_file, normalize_flags
+from mailsrv.store.maildir import DiskFolder, NewFile, normalize_flags, write_tmp
 
 log = Logger(namespace="mailsrv.store")
 
@@ -38,6 +38,8 @@ class Account:
         self.user = user
         self.root = layout.maildir_root(store.data_dir, user)
         self._folders: Dict[str, Folder] = {}
+        self._modseqs: Dict[str, int] = {}
+        self._light: Dict[str, GroupCommit] = {}
         self._pop3_locked = False
         self._ensure_created()
 
@@ -52,6 +54,14 @@ class Account:
 
     def _path(self, name: str) -> str:
         return layout.folder_path(self.root, name)
+
+    def _modseq_floor(self, name: str) -> int:
+        """Mod-sequences live in memory only; a folder object made again in
+        this process starts where the last one stopped, never lower."""
+        return self._modseqs.get(name, 1)
+
+    def _remember_modseq(self, name: str, value: int) -> None:
+        self._modseqs[name] = max(value, self._modseqs.get(name, 1))
 
     # --- names ----------------------------------------------------------------------
 
@@ -267,16 +277,30 @@ class Account:
         path = self._path(name)
         if name != INBOX and not os.path.isdir(path):
             return defer.fail(NoSuchFolder(f"no folder {name}"))
-        d = threads.deferToThread(deliver_file, path, source, flagset)
 
-        def assign(file_path: str):
+        def write():
+            for sub in ("cur", "new", "tmp"):
+                os.makedirs(os.path.join(path, sub), exist_ok=True)
+            return write_tmp(path, source)
+
+        def submit(written):
+            tmp, size, vsize = written
+            item = NewFile(tmp, "rename", flagset, size, vsize, new=True)
             live = self._folders.get(name)
-            if live is not None:
-                return live._adopt(file_path)
-            return threads.deferToThread(DiskFolder(path).adopt, file_path, True).addCallback(
-                lambda res: res.entries[0][0])
+            if live is not None and not live._gone:
+                return live._deliver(item)
+            batch = self._light.get(path)
+            if batch is None:
+                batch = self._light[path] = GroupCommit(lambda items: self._add_light(path, items))
+            return batch.submit(item)
 
-        return d.addCallback(assign)
+        return threads.deferToThread(write).addCallback(submit)
+
+    def _add_light(self, path: str, items: List[NewFile]) -> defer.Deferred:
+        """Deliveries into a folder no session has open: append-only UIDs,
+        no scan."""
+        return threads.deferToThread(DiskFolder(path).add_light, items).addErrback(
+            _discard_sources, items)
 
     def acquire_pop3_lock(self) -> bool:
         if self._pop3_locked:

@@ -5,13 +5,17 @@ It is only a cache: it is thrown away when UIDVALIDITY changes or the file
 is damaged, and losing writes in a crash costs a re-parse, nothing more.
 So writes are batched (committed on a short reactor timer or every
 FLUSH_EVERY values) with ``synchronous=OFF``.
+
+Rows are keyed (kind, uid) so a bulk read of one kind over a UID range
+(:meth:`FolderCache.get_many`, what ``FETCH 1:*`` needs) is one contiguous
+index range, not a walk over every other kind's (larger) values.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from twisted.logger import Logger
 
@@ -20,6 +24,8 @@ log = Logger(namespace="mailsrv.store")
 CACHE_FILE = "mailsrv-cache.sqlite"
 FLUSH_DELAY = 1.0
 FLUSH_EVERY = 500
+SCHEMA = "2"  # (kind, uid) primary key; older files are rebuilt
+IN_CHUNK = 500  # uids per ``uid IN (...)`` query
 
 
 class FolderCache:
@@ -41,8 +47,13 @@ class FolderCache:
                 db = sqlite3.connect(self.path, isolation_level=None, timeout=5)
                 db.execute("PRAGMA synchronous=OFF")
                 db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
-                db.execute("CREATE TABLE IF NOT EXISTS cache (uid INTEGER, kind TEXT, value BLOB, "
-                           "PRIMARY KEY (uid, kind)) WITHOUT ROWID")
+                row = db.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
+                if row is None or row[0] != SCHEMA:
+                    db.execute("DROP TABLE IF EXISTS cache")
+                    db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA,))
+                db.execute("CREATE TABLE IF NOT EXISTS cache (kind TEXT, uid INTEGER, value BLOB, "
+                           "PRIMARY KEY (kind, uid)) WITHOUT ROWID")
+                db.execute("CREATE INDEX IF NOT EXISTS cache_uid ON cache (uid)")
                 row = db.execute("SELECT v FROM meta WHERE k='uidvalidity'").fetchone()
                 if row is None or row[0] != str(self.uidvalidity):
                     db.execute("DELETE FROM cache")
@@ -76,11 +87,46 @@ class FolderCache:
         if db is None:
             return None
         try:
-            row = db.execute("SELECT value FROM cache WHERE uid=? AND kind=?", (uid, kind)).fetchone()
+            row = db.execute("SELECT value FROM cache WHERE kind=? AND uid=?", (kind, uid)).fetchone()
         except sqlite3.Error as e:
             log.warn("cache read failed: {err}", err=e)
             return None
         return None if row is None else bytes(row[0])
+
+    def get_many(self, uids: Sequence[int], kind: str) -> Dict[int, bytes]:
+        """Values of one kind for many messages (missing ones left out), in
+        a few queries: one range scan when the UIDs are dense (``1:*``),
+        else ``IN`` lists."""
+        out: Dict[int, bytes] = {}
+        if not uids:
+            return out
+        db = self._conn()
+        if db is not None:
+            wanted = sorted(set(uids))
+            lo, hi = wanted[0], wanted[-1]
+            try:
+                if hi - lo < 2 * len(wanted) + 64:
+                    rows = db.execute("SELECT uid, value FROM cache WHERE kind=? AND uid BETWEEN ? AND ?",
+                                      (kind, lo, hi))
+                    if hi - lo + 1 == len(wanted):
+                        out = {u: bytes(v) for u, v in rows}
+                    else:
+                        keep = set(wanted)
+                        out = {u: bytes(v) for u, v in rows if u in keep}
+                else:
+                    for i in range(0, len(wanted), IN_CHUNK):
+                        part: List[int] = wanted[i:i + IN_CHUNK]
+                        q = "SELECT uid, value FROM cache WHERE kind=? AND uid IN (%s)" % ",".join("?" * len(part))
+                        out.update((u, bytes(v)) for u, v in db.execute(q, (kind, *part)))
+            except sqlite3.Error as e:
+                log.warn("cache read failed: {err}", err=e)
+                out = {}
+        if self._pending:
+            for u in uids:
+                v = self._pending.get((u, kind))
+                if v is not None:
+                    out[u] = v
+        return out
 
     def set(self, uid: int, kind: str, value: bytes) -> None:
         self._pending[(uid, kind)] = bytes(value)
@@ -117,7 +163,7 @@ class FolderCache:
             self._timer = None
         if not self._pending:
             return
-        rows = [(u, k, v) for (u, k), v in self._pending.items()]
+        rows = [(k, u, v) for (u, k), v in self._pending.items()]
         self._pending.clear()
         db = self._conn()
         if db is None:

@@ -24,6 +24,7 @@ from mailsrv.store.maildir import (
     SyncResult,
     dir_stamps,
     flags_from_info,
+    uidlist_id,
     locate,
     message_path,
     new_key_base,
@@ -33,7 +34,53 @@ from mailsrv.store.maildir import (
 )
 
 log = Logger(namespace="mailsrv.store")
-UNSURE_WINDOW_NS = 2_000_000_000  # a directory changed this recently may change again unseen
+# A directory whose mtime is this close to the moment we looked at it may
+# change again within the same timestamp tick, unseen: look once more later
+# (Dovecot's "don't trust a too recent mtime").  Generous: some file systems
+# keep whole seconds.
+RECENT_NS = 1_000_000_000
+
+
+class GroupCommit:
+    """Group commit: items submitted while a batch is being written wait
+    and go together in the next one (one uid list write + fsync for all).
+    ``run`` takes a list of items and fires with a list of results aligned
+    with it (None for an item that could not be stored)."""
+
+    def __init__(self, run: Callable[[list], defer.Deferred]) -> None:
+        self._run = run
+        self._pending: list = []
+        self._busy = False
+
+    def submit(self, item) -> defer.Deferred:
+        d = defer.Deferred()
+        self._pending.append((item, d))
+        if not self._busy:
+            self._next()
+        return d
+
+    def _next(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            self._busy = False
+            return
+        self._busy = True
+
+        def done(results):
+            for (_item, d), r in zip(batch, results):
+                if r is None:
+                    d.errback(StoreError("the message could not be stored"))
+                else:
+                    d.callback(r)
+
+        def failed(f):
+            for _item, d in batch:
+                d.errback(f)
+
+        d = defer.maybeDeferred(self._run, [item for item, _d in batch])
+        d.addCallbacks(done, failed)
+        d.addErrback(lambda f: log.failure("group commit", f))
+        d.addBoth(lambda _: self._next())
 
 
 class MaildirMessageInfo(MessageInfo):
@@ -139,17 +186,21 @@ class Folder:
         self.path = path
         self.uidvalidity = 0
         self.uidnext = 1
-        self.highestmodseq = 1
+        self.highestmodseq = account._modseq_floor(name)
         self._disk = DiskFolder(path)
+        self._batch = GroupCommit(self._add_batch)
         self._lock = defer.DeferredLock()
         self._msgs: Dict[int, MaildirMessageInfo] = {}
-        self._by_key: Dict[str, int] = {}
+        self._by_key: Optional[Dict[str, int]] = {}
         self._keywords: List[Optional[str]] = []
         self._flag_memo: Dict[Optional[str], frozenset] = {}
         self._listeners: list = []
         self._recent: set = set()
         self._stamps = None
-        self._unsure = True
+        self._ul_id = None
+        self._unsure = True  # unknown state: the next refresh does a full scan
+        self._new_recheck = False  # re-list new/ on the next refresh
+        self._cur_recheck = False  # full scan on the next refresh
         self._cache = FolderCache(path)
         self._loaded: Optional[defer.Deferred] = None
         self._waiters: List[defer.Deferred] = []
@@ -198,6 +249,7 @@ class Folder:
 
     def close(self) -> None:
         """Flush the cache (the server is stopping or the folder goes idle)."""
+        self.account._remember_modseq(self.name, self.highestmodseq)
         self._cache.close()
 
     # --- applying results (reactor thread) -------------------------------------------
@@ -230,7 +282,11 @@ class Folder:
         added: List[int] = []
         changed: List[int] = []
         flags = self._flags
-        for uid, key, sub, info, size, pop3 in res.entries:
+        if not old:
+            self._load_entries(res.entries, new, bump=notify)
+            added = list(new)
+        bumped = False
+        for uid, key, sub, info, size, pop3 in (res.entries if old else ()):
             m = old.get(uid)
             if m is not None and m.key == key:
                 if m.info != info or m.sub != sub or kw_changed:
@@ -243,6 +299,9 @@ class Folder:
                         m.sub, m.info = sub, info
                 new[uid] = m
             else:
+                if not bumped:
+                    self.highestmodseq += 1
+                    bumped = True
                 new[uid] = MaildirMessageInfo(self, uid, key, size, flags(info), self.highestmodseq,
                                               sub, info, pop3)
                 added.append(uid)
@@ -251,10 +310,9 @@ class Folder:
         if not expunged:
             expunged = [u for u in old if u not in new]
         self._msgs = new
-        self._by_key = {m.key: u for u, m in new.items()}
+        self._by_key = None
         self.uidnext = res.uidnext
-        self._stamps = res.stamps
-        self._unsure = any(res.scanned_at * 1e9 - s < UNSURE_WINDOW_NS for s in res.stamps)
+        self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=True)
         if expunged:
             self._recent.difference_update(expunged)
             self._cache.forget(expunged)
@@ -263,24 +321,63 @@ class Folder:
             self._tell("messages_added", added)
             self._tell("flags_changed", changed)
 
+    def _load_entries(self, entries, into: Dict[int, "MaildirMessageInfo"], bump: bool) -> None:
+        """The first load of a folder (or a reload under a new UIDVALIDITY):
+        the tight loop, nothing to compare with."""
+        if bump and entries:
+            self.highestmodseq += 1
+        modseq = self.highestmodseq
+        memo, keywords, recent = self._flag_memo, self._keywords, self._recent
+        info_cls = MaildirMessageInfo
+        for uid, key, sub, info, size, pop3 in entries:
+            fl = memo.get(info)
+            if fl is None:
+                fl = memo[info] = flags_from_info(info, keywords)
+            into[uid] = info_cls(self, uid, key, size, fl, modseq, sub, info, pop3)
+            if sub == "new":
+                recent.add(uid)
+
+    def _keymap(self) -> Dict[str, int]:
+        """Maildir key -> UID, built when first needed (not at open)."""
+        if self._by_key is None:
+            self._by_key = {m.key: u for u, m in self._msgs.items()}
+        return self._by_key
+
+    def _apply_state(self, stamps, ul_id, scanned_at: float, full: bool) -> None:
+        """Remember which directory mtimes and uid list our view matches, so
+        the next refresh is a stat unless someone else changed something."""
+        self._stamps = stamps
+        self._ul_id = ul_id
+        if stamps is None:
+            self._unsure = True
+            return
+        self._unsure = False
+        at = scanned_at * 1e9
+        self._new_recheck = at - stamps[0] < RECENT_NS
+        if full:
+            self._cur_recheck = at - stamps[1] < RECENT_NS
+
     def _apply_added(self, res: OpResult, recent: bool) -> List[int]:
         if res.full is not None:
             self._apply_full(res.full)
         self._set_keywords(res.keywords)
         added = []
-        for uid, key, sub, info, size, pop3 in res.entries:
-            if uid in self._msgs:
-                continue
+        fresh = [e for e in res.entries if e[0] not in self._msgs]
+        if fresh:
+            self.highestmodseq += 1  # a new message is a change CONDSTORE clients must see
+        for uid, key, sub, info, size, pop3 in fresh:
             if self._msgs and uid < next(reversed(self._msgs)):
                 self._msgs = dict(sorted(self._msgs.items()))
             self._msgs[uid] = MaildirMessageInfo(self, uid, key, size, self._flags(info),
                                                  self.highestmodseq, sub, info, pop3)
-            self._by_key[key] = uid
+            if self._by_key is not None:
+                self._by_key[key] = uid
             added.append(uid)
-            if recent:
+            if recent or sub == "new":
                 self._recent.add(uid)
         self.uidnext = max(self.uidnext, res.uidnext)
-        self._unsure = True
+        if res.full is None:
+            self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=False)
         self._tell("messages_added", added)
         return [e[0] for e in res.entries]
 
@@ -377,24 +474,43 @@ class Folder:
         if uid in self._msgs:
             self._cache.set(uid, kind, value)
 
+    def get_cached_many(self, uids: Iterable[int], kind: str) -> Dict[int, bytes]:
+        msgs = self._msgs
+        return self._cache.get_many([u for u in uids if u in msgs], kind)
+
     # --- sync with the outside -------------------------------------------------------------
 
-    def _changed_on_disk(self) -> bool:
+    def _changed_on_disk(self) -> Optional[str]:
+        """None (nothing to do: the usual case, three stats), "new" (only
+        new/ may have changed: re-list it) or "full" (rescan)."""
+        if self._unsure or self._stamps is None or self._cur_recheck:
+            return "full"
         try:
-            return self._unsure or dir_stamps(self.path) != self._stamps
+            stamps = dir_stamps(self.path)
         except FileNotFoundError:
-            return False
+            return None
+        if stamps[1] != self._stamps[1] or uidlist_id(self.path) != self._ul_id:
+            return "full"
+        if stamps[0] != self._stamps[0] or self._new_recheck:
+            return "new"
+        return None
 
     def refresh(self) -> defer.Deferred:
-        if self._gone or not self._changed_on_disk():
+        if self._gone or self._changed_on_disk() is None:
             return defer.succeed(None)
 
         def work():
-            if not self._changed_on_disk():
+            how = self._changed_on_disk()
+            if how is None:
                 return None
+            if how == "new":
+                return threads.deferToThread(self._disk.sync_new).addCallback(self._apply_new)
             return threads.deferToThread(self._disk.sync).addCallback(self._apply_full)
 
         return self._serial(work)
+
+    def _apply_new(self, res: OpResult) -> None:
+        self._apply_added(res, recent=True)
 
     # --- mutations ---------------------------------------------------------------------------
 
@@ -444,12 +560,23 @@ class Folder:
             d.addErrback(cleanup)
         return d
 
-    def _adopt(self, path: str) -> defer.Deferred:
-        """A file delivered into new/ by our own deliver(): its UID now."""
+    def _deliver(self, item: NewFile) -> defer.Deferred:
+        """A delivery (a finished file in tmp/): into new/ with a UID, in
+        one batch with the deliveries that arrive meanwhile."""
+        return self._batch.submit(item)
+
+    def _add_batch(self, items: List[NewFile]) -> defer.Deferred:
+        def apply(res: OpResult) -> list:
+            uids = self._apply_added(res, recent=True)
+            out: list = [None] * len(items)
+            for i, uid in zip(res.order, uids):
+                out[i] = uid
+            return out
+
         def work():
-            return threads.deferToThread(self._disk.adopt, path).addCallback(
-                lambda res: self._apply_added(res, recent=True)[0])
-        return self._serial(work)
+            return threads.deferToThread(self._disk.add, items).addCallback(apply)
+
+        return self._serial(work).addErrback(_discard_sources, items)
 
     def _add_links(self, items: List[NewFile]) -> defer.Deferred:
         """copy_to's target half: fires with (placed item indexes, uids)."""
@@ -491,9 +618,10 @@ class Folder:
 
     def _apply_flags(self, res: OpResult) -> List[int]:
         self._set_keywords(res.keywords)
+        self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=False)
         changed = []
         for key, where in res.keys.items():
-            uid = self._by_key.get(key)
+            uid = self._keymap().get(key)
             m = self._msgs.get(uid) if uid is not None else None
             if m is None:
                 continue
@@ -519,18 +647,21 @@ class Folder:
                 return []
             items = [(m.key, m.sub, m.info) for m in targets]
             return threads.deferToThread(self._disk.expunge, items).addCallback(
-                lambda res: self._apply_expunged([m.uid for m in targets]))
+                lambda res: self._apply_expunged([m.uid for m in targets], res))
 
         return self._serial(work)
 
-    def _apply_expunged(self, uids: List[int]) -> List[int]:
+    def _apply_expunged(self, uids: List[int], res: OpResult) -> List[int]:
         gone = [u for u in uids if u in self._msgs]
         for u in gone:
             m = self._msgs.pop(u)
-            self._by_key.pop(m.key, None)
+            if self._by_key is not None:
+                self._by_key.pop(m.key, None)
+        if gone:
+            self.highestmodseq += 1
         self._recent.difference_update(gone)
         self._cache.forget(gone)
-        self._unsure = True
+        self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=False)
         self._tell("messages_expunged", gone)
         return gone
 
@@ -557,6 +688,7 @@ class Folder:
         self._by_key = {}
         self._recent.clear()
         self._gone = True
+        self.account._remember_modseq(self.name, self.highestmodseq)
         self._cache.close()
         self._tell("messages_expunged", gone)
 
@@ -566,3 +698,15 @@ class Folder:
         self._disk.path = path
         self._cache.moved(path)
 
+
+
+def _discard_sources(failure, items: List[NewFile]):
+    """A failed batch: remove its files still waiting in tmp/ (the senders
+    get the error and will retry), then pass the failure on."""
+    for it in items:
+        if it.how == "rename":
+            try:
+                os.unlink(it.src)
+            except OSError:
+                pass
+    return failure

@@ -166,6 +166,11 @@ class IFolder(Interface):
     def set_cached(uid: int, kind: str, value: bytes) -> None:
         """Remember a derived value for this message (cheap, batched writes)."""
 
+    def get_cached_many(uids: Iterable[int], kind: str) -> dict:
+        """``{uid: value}`` of one kind for many messages (those without a
+        value, or expunged, are left out): what a FETCH over many messages
+        reads in a few queries instead of one per message."""
+
 
 class IAccount(Interface):
     """One user's mail: INBOX plus folders.  One live object per user."""

@@ -33,10 +33,13 @@ from mailsrv.store.uidlist import (
     CorruptUidList,
     DotLock,
     UidList,
+    append_uidlist,
     clean_stale_temps,
     fresh_uidvalidity,
     fsync_dir,
     new_guid,
+    peek_uidlist,
+    read_appended,
     read_keywords,
     read_uidlist,
     write_keywords,
@@ -326,12 +329,15 @@ class SyncResult:
     stamps: Tuple[int, int]
     scanned_at: float
     rebuilt: bool = False
+    ul_id: Optional[Tuple[int, int, int]] = None
 
 
 @dataclass
 class OpResult:
     """What a mutation did.  ``full`` is set when the folder changed outside
-    this process meanwhile: apply it first so UIDs stay ascending."""
+    this process meanwhile: apply it first so UIDs stay ascending.
+    ``stamps`` are the new/ and cur/ mtimes the folder's view now matches
+    (None: unknown, rescan), ``ul_id`` the uid list file it matches."""
 
     entries: List[Entry] = field(default_factory=list)
     keys: Dict[str, Optional[Tuple[str, Optional[str]]]] = field(default_factory=dict)
@@ -339,13 +345,17 @@ class OpResult:
     uidnext: int = 0
     full: Optional[SyncResult] = None
     order: List[int] = field(default_factory=list)
+    stamps: Optional[Tuple[int, int]] = None
+    ul_id: Optional[Tuple[int, int, int]] = None
+    scanned_at: float = 0.0
 
 
 @dataclass
 class NewFile:
     """A message to add to a folder: ``how`` is 'rename' (a finished file in
     tmp/) or 'link' (a message of another folder: ``src_dir``/``src_key``
-    find it again if it was renamed meanwhile)."""
+    find it again if it was renamed meanwhile).  ``new`` puts a message
+    without flags into new/ (a delivery) rather than cur/."""
 
     src: str
     how: str
@@ -354,6 +364,14 @@ class NewFile:
     vsize: int
     src_dir: Optional[str] = None
     src_key: Optional[str] = None
+    new: bool = False
+
+
+SUBS = ("new", "cur")
+# Rewrite the uid list instead of appending once this many of its lines
+# are dead, or when it is small enough that a rewrite costs nothing.
+COMPACT_FRACTION = 0.25
+COMPACT_SMALL_BYTES = 64 * 1024
 
 
 def dir_stamps(folder_dir: str) -> Tuple[int, int]:
@@ -361,10 +379,36 @@ def dir_stamps(folder_dir: str) -> Tuple[int, int]:
             os.stat(os.path.join(folder_dir, "cur")).st_mtime_ns)
 
 
+def uidlist_id(folder_dir: str) -> Optional[Tuple[int, int, int]]:
+    """What identifies one state of the uid list file: (inode, mtime, size)."""
+    try:
+        st = os.stat(os.path.join(folder_dir, UIDLIST))
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _stat_id(st: os.stat_result) -> Tuple[int, int, int]:
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _size_of(key: str) -> Optional[int]:
+    """filename_size(key) for the usual name ending in ``,W=<n>``, inline-fast."""
+    i = key.rfind(",W=")
+    if i >= 0:
+        tail = key[i + 3:]
+        if tail.isdigit():
+            return int(tail)
+    return filename_size(key)
+
+
 class DiskFolder:
     """The on-disk state of one folder, touched by one thread at a time (the
     live folder serializes its operations).  Holds the parsed uid list so an
-    unchanged ``dovecot-uidlist`` is not parsed twice."""
+    unchanged ``dovecot-uidlist`` is not parsed twice, the names in new/ so
+    a change there is a cheap re-list of new/ only, and the new/ and cur/
+    mtimes the folder's view matches, updated after our own changes so they
+    do not cost a rescan."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -373,79 +417,133 @@ class DiskFolder:
         self.keywords: List[Optional[str]] = []
         self._tmp_cleaned = False
         self._rebuilt = False
+        self._lost = False  # the rebuild replaced a uid list that existed
         self.last_uidvalidity = 0
+        self._appends: List[str] = []  # keys given UIDs since the last write
+        self._dirty = False  # an existing record changed: rewrite the file
+        self.new_files: Optional[Dict[str, Optional[str]]] = None  # key -> info in new/
+        self.stamps: Optional[Tuple[int, int]] = None
+        self.scans = 0  # full scans done (tests and benchmarks watch it)
 
     # uid list -----------------------------------------------------------------
 
     def _reload(self) -> bool:
-        """Re-read the uid list if another process replaced it.  Returns True
+        """Re-read the uid list if another process changed it.  Returns True
         when it changed (or was missing / corrupt and got recreated)."""
         p = os.path.join(self.path, UIDLIST)
         try:
             st = os.stat(p)
         except FileNotFoundError:
             st = None
-        if st is not None and self.ul is not None and self._ul_id == (st.st_ino, st.st_mtime_ns, st.st_size):
+        if st is not None and self.ul is not None and self._ul_id == _stat_id(st):
             return False
         if st is None and self.ul is not None and self._ul_id is None:
             return False  # rebuilt in this operation, not written yet
         old = self.ul
+        if (st is not None and old is not None and self._ul_id is not None and not self._appends
+                and not self._dirty and st.st_ino == self._ul_id[0]):
+            try:
+                if read_appended(self.path, old, st):
+                    self._ul_id = _stat_id(st)
+                    return True
+            except OSError:
+                pass
+        self._appends, self._dirty = [], False
         try:
             ul, st = read_uidlist(self.path)
         except CorruptUidList as e:
             log.critical("{path}: corrupt {file} ({err}); rebuilding with a NEW UIDVALIDITY - "
                          "clients will re-download this folder", path=self.path, file=UIDLIST, err=e)
-            ul = None
-            st = None
-            self._rebuild(old)
+            self._rebuild(old, lost=True)
             return True
         if ul is None:
-            self._rebuild(old)
+            self._rebuild(old, lost=old is not None)
             return True
         if ul.bad_lines:
             log.warn("{path}: skipped {n} unreadable lines of {file}", path=self.path, n=ul.bad_lines,
                      file=UIDLIST)
+            self._dirty = True
         if not ul.guid:
             ul.guid = new_guid()
+            self._dirty = True
         if old is not None and old.uidvalidity != ul.uidvalidity:
             log.warn("{path}: UIDVALIDITY changed on disk from {old} to {new}", path=self.path,
                      old=old.uidvalidity, new=ul.uidvalidity)
         self.ul = ul
         self.last_uidvalidity = ul.uidvalidity
-        self._ul_id = (st.st_ino, st.st_mtime_ns, st.st_size)
+        self._ul_id = _stat_id(st)
         return True
 
-    def _rebuild(self, old: Optional[UidList]) -> None:
+    def _rebuild(self, old: Optional[UidList], lost: bool) -> None:
         avoid = max(self.last_uidvalidity, old.uidvalidity if old else 0)
         self.ul = UidList(uidvalidity=fresh_uidvalidity(avoid), uidnext=1, guid=new_guid())
         self._ul_id = None
         self._rebuilt = True
+        self._lost = self._lost or lost
         self.last_uidvalidity = self.ul.uidvalidity
 
+    def _give_uid(self, key: str) -> int:
+        ul = self.ul
+        uid = ul.uids[key] = ul.uidnext
+        ul.uidnext += 1
+        if key in ul.dead:
+            self._dirty = True  # its old line is still in the file
+        self._appends.append(key)
+        return uid
+
+    def _drop(self, key: str) -> None:
+        ul = self.ul
+        if ul.uids.pop(key, None) is not None:
+            ul.dead.add(key)
+        ul.exts.pop(key, None)
+
+    def _compact_due(self) -> bool:
+        ul = self.ul
+        dead = ul.dead_lines()
+        return dead > 0 and (ul.valid_size <= COMPACT_SMALL_BYTES or dead > COMPACT_FRACTION * ul.lines)
+
     def _write(self) -> None:
-        st = write_uidlist(self.path, self.ul)
-        self._ul_id = (st.st_ino, st.st_mtime_ns, st.st_size)
+        """Put what changed in memory on disk: append the new records, or
+        rewrite the file when there is none yet, an existing record changed
+        or enough of it is dead."""
+        ul = self.ul
+        appends, self._appends = self._appends, []
+        if self._ul_id is None or self._dirty or not ul.appendable or self._compact_due():
+            self._dirty = False
+            self._ul_id = _stat_id(write_uidlist(self.path, ul))
+            return
+        if not appends:
+            return
+        st = append_uidlist(self.path, ul, appends, self._ul_id[0])
+        if st is None:
+            self._ul_id = _stat_id(write_uidlist(self.path, ul))
+        else:
+            self._ul_id = _stat_id(st)
 
     def _lock(self) -> DotLock:
         return DotLock(os.path.join(self.path, UIDLIST))
 
     # scanning -------------------------------------------------------------------
 
-    def _listdir(self) -> Tuple[Dict[str, Tuple[str, Optional[str]]], Tuple[int, int]]:
-        """key -> (sub, info), retried until new/ and cur/ did not change
-        while being listed (a rename racing the listing could hide a file)."""
+    def _list(self, sub: str) -> Dict[str, Optional[str]]:
+        out: Dict[str, Optional[str]] = {}
+        for n in os.listdir(os.path.join(self.path, sub)):  # a plain loop is the fastest here
+            if n[0] != ".":
+                key, sep, info = n.partition(":")
+                out[key] = info if sep else None
+        return out
+
+    def _listdir(self) -> Tuple[Dict[str, Optional[str]], Dict[str, Optional[str]], Tuple[int, int]]:
+        """(new/ key -> info, cur/ key -> info, stamps), retried until new/
+        and cur/ did not change while being listed (a rename racing the
+        listing could hide a file)."""
         for _attempt in range(5):
             before = dir_stamps(self.path)
-            files: Dict[str, Tuple[str, Optional[str]]] = {}
-            for sub in ("new", "cur"):
-                for n in os.listdir(os.path.join(self.path, sub)):
-                    if n[0] == ".":
-                        continue
-                    key, sep, info = n.partition(":")
-                    files[key] = (sub, info if sep else None)
+            new = self._list("new")
+            cur = self._list("cur")
             if dir_stamps(self.path) == before:
                 break
-        return files, before
+        return new, cur, before
 
     def _clean_tmp(self) -> None:
         self._tmp_cleaned = True
@@ -466,7 +564,7 @@ class DiskFolder:
 
     def sync(self) -> SyncResult:
         """Full scan: list new/ and cur/ under the uid list lock, give new
-        files UIDs, forget vanished ones, rewrite the list if needed."""
+        files UIDs, forget vanished ones, write the list if needed."""
         if not self._tmp_cleaned:
             self._clean_tmp()
         with self._lock():
@@ -474,47 +572,139 @@ class DiskFolder:
             return self._sync_locked()
 
     def _sync_locked(self) -> SyncResult:
-        files, stamps = self._listdir()
+        self.scans += 1
+        newf, curf, stamps = self._listdir()
         scanned_at = time.time()
         self._reload()
         ul = self.ul
-        if self._rebuilt and files:
-            log.critical("{path}: no usable {file}; {n} messages get new UIDs under "
-                         "UIDVALIDITY {v}", path=self.path, file=UIDLIST, n=len(files), v=ul.uidvalidity)
-        changed = self._ul_id is None
+        if self._rebuilt and (newf or curf):
+            n = len(newf) + len(curf)
+            if self._lost:
+                log.critical("{path}: no usable {file}; {n} messages get new UIDs under "
+                             "UIDVALIDITY {v}", path=self.path, file=UIDLIST, n=n, v=ul.uidvalidity)
+            else:
+                log.info("{path}: first UIDs for {n} messages (UIDVALIDITY {v})",
+                         path=self.path, n=n, v=ul.uidvalidity)
+        self._lost = False
+        for key in [k for k in newf if k in curf]:
+            del newf[key]  # one message in both: its cur/ name wins, as before
         uids, exts = ul.uids, ul.exts
         entries: List[Entry] = []
+        append = entries.append
         dead = []
-        pop = files.pop
+        pop_new, pop_cur = newf.pop, curf.pop
+        missing = object()
+        in_new: Dict[str, Optional[str]] = {}
         for key, uid in uids.items():
-            where = pop(key, None)
-            if where is None:
-                dead.append(key)
+            info = pop_cur(key, missing)
+            if info is missing:
+                info = pop_new(key, missing)
+                if info is missing:
+                    dead.append(key)
+                    continue
+                sub = "new"
+                in_new[key] = info
+            else:
+                sub = "cur"
+            i = key.rfind(",W=")
+            tail = key[i + 3:] if i >= 0 else ""
+            if tail.isdigit() and not exts:
+                append((uid, key, sub, info, int(tail), None))
                 continue
+            size = int(tail) if tail.isdigit() else filename_size(key)
             e = exts.get(key) if exts else None
-            size = filename_size(key)
             if size is None:
-                size, computed = self._known_size(key, where, e)
-                changed = changed or computed
-            entries.append((uid, key, where[0], where[1], size, e.get("P") if e else None))
+                size, computed = self._known_size(key, (sub, info), e)
+                self._dirty = self._dirty or computed
+            append((uid, key, sub, info, size, e.get("P") if e else None))
         for key in dead:
-            del uids[key]
-            exts.pop(key, None)
-            changed = True
-        for key in sorted(files):  # files nobody gave a UID yet
-            where = files[key]
-            uids[key] = uid = ul.uidnext
-            ul.uidnext += 1
-            size = filename_size(key)
+            self._drop(key)
+        unseen = [(k, "cur", i) for k, i in curf.items()] + [(k, "new", i) for k, i in newf.items()]
+        unseen.sort()
+        for key, sub, info in unseen:  # files nobody gave a UID yet
+            uid = self._give_uid(key)
+            size = _size_of(key)
             if size is None:
-                size = self._known_size(key, where, None)[0]
-            entries.append((uid, key, where[0], where[1], size, None))
-            changed = True
-        if changed:
-            self._write()
+                size = self._known_size(key, (sub, info), None)[0]
+            append((uid, key, sub, info, size, None))
+            if sub == "new":
+                in_new[key] = info
+        self._write()
+        self.new_files = in_new
+        self.stamps = stamps
         self.keywords = read_keywords(self.path)
         return SyncResult(ul.uidvalidity, ul.uidnext, entries, list(self.keywords), stamps,
-                          scanned_at, self._rebuilt)
+                          scanned_at, self._rebuilt, self._ul_id)
+
+    def sync_new(self) -> OpResult:
+        """Only new/ changed: re-list it (it is small; cur/ holds the bulk)
+        and give UIDs to what arrived.  Anything odd - a file gone from new/,
+        a uid list changed by another process - falls back to a full scan."""
+        res = OpResult()
+        if self.new_files is not None and self.stamps is not None and self._ul_id is not None:
+            res.scanned_at = time.time()  # when we looked, not after: errs towards a re-check
+            before = os.stat(os.path.join(self.path, "new")).st_mtime_ns
+            if (self._list("new") == self.new_files and uidlist_id(self.path) == self._ul_id
+                    and os.stat(os.path.join(self.path, "new")).st_mtime_ns == before):
+                self.stamps = (before, self.stamps[1])  # nothing new: no lock needed
+                return self._finish(res, None)
+        with self._lock():
+            self._rebuilt = False
+            if self._reload() or self._rebuilt or self.new_files is None or self.stamps is None:
+                res.full = self._sync_locked()
+                return self._finish(res, None)
+            for _attempt in range(5):
+                scanned_at = time.time()
+                before = os.stat(os.path.join(self.path, "new")).st_mtime_ns
+                listed = self._list("new")
+                if os.stat(os.path.join(self.path, "new")).st_mtime_ns == before:
+                    break
+            known = self.new_files
+            if (len(listed) < len(known) or any(listed.get(k, 0) != i for k, i in known.items())):
+                res.full = self._sync_locked()
+                return self._finish(res, None)
+            uids = self.ul.uids
+            for key in sorted(listed):
+                if key in known:
+                    continue
+                if key in uids:  # a message of cur/ moved back to new/?
+                    res.full = self._sync_locked()
+                    return self._finish(res, None)
+                info = listed[key]
+                uid = self._give_uid(key)
+                size = _size_of(key)
+                if size is None:
+                    size = self._known_size(key, ("new", info), None)[0]
+                res.entries.append((uid, key, "new", info, size, None))
+                known[key] = info
+            self._write()
+            self.stamps = (before, self.stamps[1])
+            res.scanned_at = scanned_at
+            return self._finish(res, None)
+
+    def _finish(self, res: OpResult, pre: Optional[Tuple[int, int]], touched: Iterable[str] = (),
+                outside: bool = False) -> OpResult:
+        """Fill in uidnext, keywords and the stamps the view now matches.
+        After our own change to a directory its new mtime is trusted only if
+        the directory had not changed since our view of it (``pre`` equals
+        the stamps we held); else the old stamp stays and the next refresh
+        rescans.  ``outside``: the uid list showed another process's hand."""
+        if res.full is not None:
+            self.stamps = res.full.stamps
+        elif outside or self.stamps is None:
+            self.stamps = None
+        elif pre is not None and touched:
+            post = dir_stamps(self.path)
+            self.stamps = tuple(post[i] if SUBS[i] in touched and pre[i] == self.stamps[i]
+                                else self.stamps[i] for i in range(2))
+        res.stamps = self.stamps
+        res.ul_id = self._ul_id
+        res.uidnext = self.ul.uidnext if self.ul is not None else 0
+        if res.keywords is None:
+            res.keywords = list(self.keywords)
+        if not res.scanned_at:
+            res.scanned_at = time.time()
+        return res
 
     def _known_size(self, key: str, where: Tuple[str, Optional[str]],
                     e: Optional[Dict[str, str]]) -> Tuple[int, bool]:
@@ -533,19 +723,67 @@ class DiskFolder:
     # mutations -------------------------------------------------------------------
 
     def add(self, items: Sequence["NewFile"]) -> OpResult:
-        """Move finished files into cur/ (rename from tmp/, or hard link /
-        copy from another folder) and give them UIDs.  ``order`` of the
-        result lists the indexes of the items placed (a link source may have
-        vanished), aligned with ``entries``."""
+        """Move finished files into cur/ (or new/ for deliveries without
+        flags) - rename from tmp/, or hard link / copy from another folder -
+        and give them UIDs, all under the uid list lock like Dovecot (so
+        nobody else adds a file between our rename and our UID).  ``order``
+        of the result lists the indexes of the items placed (a link source
+        may have vanished), aligned with ``entries``."""
         keywords = ensure_keywords(self.path, frozenset().union(*(it.flags for it in items)))
         self.keywords = list(keywords)
+        with self._lock():
+            pre = dir_stamps(self.path)
+            placed, order = self._place(items, keywords)
+            touched = {p[1] for p in placed}
+            for sub in touched:
+                fsync_dir(os.path.join(self.path, sub))
+            res = self._assign_locked(placed)
+            res.order = order
+            return self._finish(res, pre, touched, outside=res.full is None and self._outside)
+
+    def add_light(self, items: Sequence["NewFile"]) -> List[Optional[int]]:
+        """``add`` for a folder nobody has open (a delivery): reads only the
+        head and tail of the uid list and appends to it, so a delivery costs
+        the same into 10 or 100,000 messages.  Returns the UIDs, aligned
+        with ``items`` (None for a link source that vanished)."""
+        keywords = ensure_keywords(self.path, frozenset().union(*(it.flags for it in items)))
+        self.keywords = list(keywords)
+        with self._lock():
+            placed, order = self._place(items, keywords)
+            for sub in {p[1] for p in placed}:
+                fsync_dir(os.path.join(self.path, sub))
+            out: List[Optional[int]] = [None] * len(items)
+            peek = peek_uidlist(self.path)
+            if peek is None:
+                self._rebuilt = False
+                self._sync_locked()
+                for i, p in zip(order, placed):
+                    out[i] = self.ul.uids.get(p[0])
+                return out
+            ul, st = peek
+            self.ul, self._ul_id = ul, _stat_id(st)
+            for i, (key, _sub, _info, size) in zip(order, placed):
+                out[i] = self._give_uid(key)
+                if filename_size(key) is None:
+                    ul.exts.setdefault(key, {})["W"] = str(size)
+            appends, self._appends = self._appends, []
+            if append_uidlist(self.path, ul, appends, st.st_ino) is None:
+                raise StoreError(f"{self.path}: {UIDLIST} changed while locked")
+            self.ul = self._ul_id = None  # only head and tail were read
+            return out
+
+    def _place(self, items: Sequence["NewFile"], keywords: List[Optional[str]]
+               ) -> Tuple[List[Tuple[str, str, Optional[str], int]], List[int]]:
         placed: List[Tuple[str, str, Optional[str], int]] = []
         order: List[int] = []
         for i, it in enumerate(items):
-            info = info_for(it.flags, keywords, None)
+            if it.new and not it.flags:
+                sub, info = "new", None
+            else:
+                sub, info = "cur", info_for(it.flags, keywords, None)
             if it.how == "rename":
                 key = final_key(it.src, it.size, it.vsize)
-                dest = message_path(self.path, "cur", key, info)
+                dest = message_path(self.path, sub, key, info)
                 try:
                     os.rename(it.src, dest)
                 except OSError as e:
@@ -564,7 +802,7 @@ class DiskFolder:
                     src = message_path(it.src_dir, where[0], it.src_key, where[1])
                     size = os.stat(src).st_size
                 key = final_key(os.path.join(self.path, "tmp", new_key_base()), size, it.vsize)
-                dest = message_path(self.path, "cur", key, info)
+                dest = message_path(self.path, sub, key, info)
                 try:
                     os.link(src, dest)
                 except FileNotFoundError:
@@ -574,48 +812,36 @@ class DiskFolder:
                         _copy_synced(src, os.path.join(self.path, "tmp", key), dest)
                     except FileNotFoundError:
                         continue
-            placed.append((key, "cur", info, it.vsize))
+            placed.append((key, sub, info, it.vsize))
             order.append(i)
-        if placed:
-            fsync_dir(os.path.join(self.path, "cur"))
-        res = self._assign(placed)
-        res.order = order
-        return res
+        return placed, order
 
-    def adopt(self, path: str, light: bool = False) -> OpResult:
-        """Give a UID to a file already delivered into new/ or cur/."""
-        sub = os.path.basename(os.path.dirname(path))
-        key, info = split_filename(os.path.basename(path))
-        size = filename_size(key)
-        if size is None:
-            size = file_crlf_size(path)
-        return self._assign([(key, sub, info, size)], light)
-
-    def _assign(self, placed: Sequence[Tuple[str, str, Optional[str], int]], light: bool = False) -> OpResult:
-        """UIDs for placed files.  When the uid list changed under us, do a
-        full scan instead (so UIDs reach listeners in ascending order) -
-        unless ``light`` (no live folder to keep consistent)."""
+    def _assign_locked(self, placed: Sequence[Tuple[str, str, Optional[str], int]]) -> OpResult:
+        """UIDs for placed files (uid list lock held).  When the uid list
+        changed under us, do a full scan instead (so UIDs reach listeners in
+        ascending order)."""
         res = OpResult()
-        with self._lock():
-            self._rebuilt = False
-            if (self._reload() and not light) or self._rebuilt:
-                res.full = self._sync_locked()
-                by_key = {e[1]: e for e in res.full.entries}
-                res.entries = [by_key[p[0]] for p in placed if p[0] in by_key]
-            else:
-                ul = self.ul
-                for key, sub, info, size in placed:
-                    uid = ul.uids.get(key)
-                    if uid is None:
-                        uid = ul.uids[key] = ul.uidnext
-                        ul.uidnext += 1
-                    if filename_size(key) is None:
-                        ul.exts.setdefault(key, {})["W"] = str(size)
-                    res.entries.append((uid, key, sub, info, size, None))
-                self._write()
-            res.uidnext = self.ul.uidnext
-        res.keywords = list(self.keywords)
+        self._rebuilt = False
+        self._outside = self._reload()
+        if self._outside or self._rebuilt:
+            res.full = self._sync_locked()
+            by_key = {e[1]: e for e in res.full.entries}
+            res.entries = [by_key[p[0]] for p in placed if p[0] in by_key]
+            return res
+        ul = self.ul
+        for key, sub, info, size in placed:
+            uid = ul.uids.get(key)
+            if uid is None:
+                uid = self._give_uid(key)
+            if filename_size(key) is None:
+                ul.exts.setdefault(key, {})["W"] = str(size)
+            if sub == "new" and self.new_files is not None:
+                self.new_files[key] = info
+            res.entries.append((uid, key, sub, info, size, None))
+        self._write()
         return res
+
+    _outside = False
 
     def set_flags(self, items: Sequence[Tuple[str, str, Optional[str], frozenset]]) -> OpResult:
         """Rename files to carry new flags (moving new/ -> cur/ like Dovecot).
@@ -625,12 +851,21 @@ class DiskFolder:
         keywords = ensure_keywords(self.path, frozenset().union(*(it[3] for it in items)))
         self.keywords = list(keywords)
         res.keywords = list(keywords)
+        pre = dir_stamps(self.path)
+        outside = False
+        touched = {"cur"}
+        new_files = self.new_files
         for key, sub, info, flags in items:
             old = message_path(self.path, sub, key, info)
             new_info = info_for(flags, keywords, info)
             try:
                 os.rename(old, message_path(self.path, "cur", key, new_info))
+                if sub == "new":
+                    touched.add("new")
+                    if new_files is not None:
+                        new_files.pop(key, None)
             except FileNotFoundError:
+                outside = True
                 where = locate(self.path, key)
                 if where is None:
                     res.keys[key] = None
@@ -643,40 +878,50 @@ class DiskFolder:
                     res.keys[key] = None
                     continue
             res.keys[key] = ("cur", new_info)
-        return res
+        if self.ul is not None and uidlist_id(self.path) != self._ul_id:
+            outside = True
+        return self._finish(res, pre, touched, outside)
 
     def expunge(self, items: Sequence[Tuple[str, str, Optional[str]]]) -> OpResult:
-        """Unlink messages, then drop them from the uid list."""
+        """Unlink messages, then drop them from the uid list (which is
+        compacted only once enough of it is dead)."""
         res = OpResult()
+        pre = dir_stamps(self.path)
+        outside = False
+        touched = set()
         for key, sub, info in items:
             try:
                 os.unlink(message_path(self.path, sub, key, info))
+                touched.add(sub)
             except FileNotFoundError:
+                outside = True
                 where = locate(self.path, key)
                 if where is not None:
                     _unlink_quiet(message_path(self.path, where[0], key, where[1]))
             res.keys[key] = None
+            if self.new_files is not None:
+                self.new_files.pop(key, None)
         with self._lock():
-            self._reload()
-            ul = self.ul
-            gone = [k for k, _s, _i in items if k in ul.uids]
-            for k in gone:
-                del ul.uids[k]
-                ul.exts.pop(k, None)
-            if gone or self._ul_id is None:
-                self._write()
-            res.uidnext = ul.uidnext
-        return res
+            self._rebuilt = False
+            outside = self._reload() or outside or self._rebuilt
+            for k, _s, _i in items:
+                self._drop(k)
+            self._write()
+            return self._finish(res, pre, touched, outside)
 
     def move_all_to(self, target: "DiskFolder") -> int:
         """INBOX rename: move every message file into ``target`` (whose UIDs
         are assigned by its next scan).  Returns how many moved."""
         with self._lock():
-            files, _ = self._listdir()
-            for key, (sub, info) in files.items():
-                name = key if info is None else f"{key}:{info}"
-                os.rename(os.path.join(self.path, sub, name), os.path.join(target.path, sub, name))
+            newf, curf, _ = self._listdir()
+            n = 0
+            for sub, files in (("new", newf), ("cur", curf)):
+                for key, info in files.items():
+                    name = key if info is None else f"{key}:{info}"
+                    os.rename(os.path.join(self.path, sub, name), os.path.join(target.path, sub, name))
+                    n += 1
             kw = read_keywords(self.path)
             if kw:
                 write_keywords(target.path, kw)
-            return len(files)
+            self.stamps = None
+            return n

@@ -52,21 +52,42 @@ class UidList:
     uids: Dict[str, int] = field(default_factory=dict)
     exts: Dict[str, Dict[str, str]] = field(default_factory=dict)
     bad_lines: int = 0
+    # Bookkeeping of the file as it is on disk, for appending to it:
+    # record lines in it (live, dead and bad), bytes up to the end of its
+    # last complete line, its highest UID, and whether records may simply be
+    # appended (v3 with a complete header line).
+    lines: int = field(default=0, compare=False)
+    valid_size: int = field(default=0, compare=False)
+    last_uid: int = field(default=0, compare=False)
+    appendable: bool = field(default=False, compare=False)
+    dead: set = field(default_factory=set, compare=False)
 
-    def serialize(self) -> bytes:
+    def header_line(self) -> str:
         head = [f"3 V{self.uidvalidity} N{self.uidnext}"]
         if self.guid:
             head.append(f"G{self.guid}")
         head.extend(self.header_extra)
-        lines = [" ".join(head), "\n"]
-        exts = self.exts
-        for key, uid in sorted(self.uids.items(), key=lambda kv: kv[1]):
+        return " ".join(head) + "\n"
+
+    def record_lines(self, keys) -> str:
+        """The records of ``keys`` (in the given order) as file lines."""
+        uids, exts = self.uids, self.exts
+        out = []
+        for key in keys:
             e = exts.get(key)
             if e:
-                lines.append(f"{uid} {''.join(k + v + ' ' for k, v in e.items())}:{key}\n")
+                out.append(f"{uids[key]} {''.join(k + v + ' ' for k, v in e.items())}:{key}\n")
             else:
-                lines.append(f"{uid} :{key}\n")
-        return "".join(lines).encode("utf-8", "surrogateescape")
+                out.append(f"{uids[key]} :{key}\n")
+        return "".join(out)
+
+    def serialize(self) -> bytes:
+        keys = [k for k, _u in sorted(self.uids.items(), key=lambda kv: kv[1])]
+        return (self.header_line() + self.record_lines(keys)).encode("utf-8", "surrogateescape")
+
+    def dead_lines(self) -> int:
+        """Lines in the file that no longer name a message (or never did)."""
+        return max(0, self.lines - len(self.uids))
 
 
 def new_guid() -> str:
@@ -93,8 +114,12 @@ _V1_LINE = re.compile(r"^(\d+) ([^\n]+)$", re.M)
 def parse_uidlist(data: bytes) -> UidList:
     """Parse a v3 (or v1) uid list.  Raises CorruptUidList on a bad header."""
     text = data.decode("utf-8", "surrogateescape")
-    lines = text.split("\n")
-    header = lines[0].split()
+    end = text.rfind("\n")
+    complete = end >= 0 and end == len(text) - 1
+    if end >= 0 and not complete:
+        text = text[:end + 1]  # a torn last record (crash while appending): ignored
+    first = text.split("\n", 1)[0]
+    header = first.split()
     if not header:
         raise CorruptUidList("empty uid list")
     version = header[0]
@@ -113,13 +138,24 @@ def parse_uidlist(data: bytes) -> UidList:
     elif version == "1" and len(header) >= 3 and header[1].isdigit() and header[2].isdigit():
         ul.uidvalidity, ul.uidnext = int(header[1]), int(header[2])
     else:
-        raise CorruptUidList(f"unsupported uid list header {lines[0][:60]!r}")
+        raise CorruptUidList(f"unsupported uid list header {first[:60]!r}")
     if ul.uidvalidity <= 0 or ul.uidnext <= 0:
-        raise CorruptUidList(f"bad uid list header {lines[0][:60]!r}")
+        raise CorruptUidList(f"bad uid list header {first[:60]!r}")
+    body = text[len(first) + 1:]
+    ul.valid_size = data.rfind(b"\n") + 1 if end >= 0 else len(data)
+    ul.appendable = version == "3" and end >= 0
+    count, total = _parse_records(ul, body, version == "1", 0)
+    ul.lines = total
+    ul.bad_lines += total - count
+    return ul
+
+
+def _parse_records(ul: UidList, body: str, v1: bool, last: int) -> Tuple[int, int]:
+    """Add the records of ``body`` (complete lines) to ``ul``; returns
+    (good records, non-empty lines)."""
     uids, exts = ul.uids, ul.exts
-    last = 0
-    body = text[len(lines[0]) + 1:]
-    if version == "1":
+    last = max(last, ul.last_uid)
+    if v1:
         records = ((m.group(1), "", m.group(2)) for m in _V1_LINE.finditer(body))
     else:
         records = _V3_LINE.findall(body)
@@ -136,10 +172,52 @@ def parse_uidlist(data: bytes) -> UidList:
         uids[key] = uid
         if ext_s:
             exts[key] = {tok[0]: tok[1:] for tok in ext_s.split(" ") if tok}
-    ul.bad_lines += sum(1 for ln in lines[1:] if ln) - count
+    ul.last_uid = last
     if last >= ul.uidnext:
         ul.uidnext = last + 1
-    return ul
+    return count, _count_lines(body)
+
+
+def _count_lines(body: str) -> int:
+    total = body.count("\n") + (1 if body and body[-1] != "\n" else 0)
+    if body.startswith("\n") or "\n\n" in body:
+        total = sum(1 for ln in body.split("\n") if ln)
+    return total
+
+
+def read_appended(folder_dir: str, ul: UidList, st: os.stat_result) -> bool:
+    """Merge records another process appended since ``ul`` was read (same
+    file, grown).  False when the file was changed some other way (header
+    rewritten, records out of order): the caller re-reads it whole."""
+    if not ul.appendable or st.st_size < ul.valid_size:
+        return False
+    head = ul.header_line().encode("utf-8", "surrogateescape")
+    with open(os.path.join(folder_dir, UIDLIST), "rb") as f:
+        if os.fstat(f.fileno()).st_ino != st.st_ino:
+            return False
+        first = f.readline()
+        if first != head and not _same_header(first, ul):
+            return False
+        f.seek(ul.valid_size)
+        tail = f.read()
+    end = tail.rfind(b"\n")
+    tail = tail[:end + 1]
+    bad_before = ul.bad_lines
+    count, total = _parse_records(ul, tail.decode("utf-8", "surrogateescape"), False, ul.last_uid)
+    if count != total or ul.bad_lines != bad_before:
+        return False
+    ul.lines += total
+    ul.valid_size += len(tail)
+    return True
+
+
+def _same_header(line: bytes, ul: UidList) -> bool:
+    """A header naming the same UIDVALIDITY and GUID (its N may be older or newer)."""
+    try:
+        other = parse_uidlist(line if line.endswith(b"\n") else line + b"\n")
+    except CorruptUidList:
+        return False
+    return (other.uidvalidity, other.guid, other.header_extra) == (ul.uidvalidity, ul.guid, ul.header_extra)
 
 
 def read_uidlist(folder_dir: str) -> Tuple[Optional[UidList], Optional[os.stat_result]]:
@@ -181,9 +259,94 @@ def atomic_write(path: str, data: bytes, fsync: bool = True) -> None:
 
 
 def write_uidlist(folder_dir: str, ul: UidList) -> os.stat_result:
+    """Replace the whole file (compaction): dead lines go, the header's N is
+    brought up to date."""
     path = os.path.join(folder_dir, UIDLIST)
-    atomic_write(path, ul.serialize())
+    data = ul.serialize()
+    atomic_write(path, data)
+    ul.lines = len(ul.uids)
+    ul.valid_size = len(data)
+    ul.last_uid = max(ul.uids.values(), default=0)
+    ul.appendable = True
+    ul.dead = set()
     return os.stat(path)
+
+
+def append_uidlist(folder_dir: str, ul: UidList, keys: List[str], ino: int) -> Optional[os.stat_result]:
+    """Append the records of ``keys`` (new, with UIDs above every UID in the
+    file) the way Dovecot does: one write of the new lines and an fsync,
+    under the caller's dotlock; the header's N stays as it was (readers take
+    max(N, last UID + 1)).  A torn last line left by a crash is cut off
+    first.  None when the file is not the one ``ul`` was read from: the
+    caller rewrites it whole."""
+    path = os.path.join(folder_dir, UIDLIST)
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if st.st_ino != ino or st.st_size < ul.valid_size or not ul.appendable:
+            return None
+        if st.st_size > ul.valid_size:
+            os.ftruncate(fd, ul.valid_size)
+        data = ul.record_lines(keys).encode("utf-8", "surrogateescape")
+        view, pos = memoryview(data), ul.valid_size
+        while view:
+            n = os.pwrite(fd, view, pos)
+            view, pos = view[n:], pos + n
+        os.fdatasync(fd)
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    ul.valid_size += len(data)
+    ul.lines += len(keys)
+    ul.last_uid = max(ul.last_uid, max((ul.uids[k] for k in keys), default=0))
+    return st
+
+
+def peek_uidlist(folder_dir: str, tail_bytes: int = 65536) -> Optional[Tuple[UidList, os.stat_result]]:
+    """The header and the highest UID of a v3 uid list, reading only its
+    first line and its last ``tail_bytes`` (a delivery into a folder nobody
+    has open needs no more).  The returned UidList has no records but is
+    set up for :func:`append_uidlist`.  None when there is no usable file."""
+    path = os.path.join(folder_dir, UIDLIST)
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return None
+    with f:
+        st = os.fstat(f.fileno())
+        first = f.readline(4096)
+        if not first.endswith(b"\n"):
+            return None
+        try:
+            ul = parse_uidlist(first)
+        except CorruptUidList:
+            return None
+        if not ul.appendable:
+            return None
+        start = max(len(first), st.st_size - tail_bytes)
+        f.seek(start)
+        tail = f.read()
+    end = tail.rfind(b"\n")
+    valid = start + end + 1 if end >= 0 else len(first)
+    body = tail[:end + 1] if end >= 0 else b""
+    if start > len(first):
+        nl = body.find(b"\n")
+        if nl < 0 or nl == len(body) - 1:
+            return None  # one enormous line: read it the ordinary way
+        body = body[nl + 1:]
+    last = 0
+    for line in reversed(body.split(b"\n")):
+        uid_s = line.split(b" ", 1)[0]
+        if uid_s.isdigit():
+            last = int(uid_s)
+            break
+    ul.last_uid = last
+    ul.uidnext = max(ul.uidnext, last + 1)
+    ul.valid_size = valid
+    return ul, st
 
 
 def fsync_dir(path: str) -> None:

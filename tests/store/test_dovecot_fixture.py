@@ -88,6 +88,14 @@ class DovecotFixtureTests(StoreCase):
         uid = yield inbox.append(NEW, ["\\Flagged", "NonJunk"])
         yield inbox.store_flags([3], ["\\Seen"], "+")
         yield inbox.expunge([2])
+        # records appended Dovecot's way: the header's N is left behind
+        uid2 = yield inbox.append(NEW)
+        uid3 = yield self.account.deliver("INBOX", NEW)
+        data = open(os.path.join(self.root, "dovecot-uidlist"), "rb").read()
+        self.assertIn(f" N{uid2} ".encode(), data.split(b"\n")[0] + b" ")
+        self.assertTrue(data.endswith(b"\n"))
+        self.assertEqual(parse_uidlist(data).uidnext, uid3 + 1)
+        yield inbox.refresh()
         want = {m.uid: sorted(m.flags) for m in inbox.messages()}
         uidls = [inbox.pop3_uidl(u) for u in inbox.uids()]
         got = yield threads.deferToThread(_dovecot_view, self.root)
@@ -95,6 +103,7 @@ class DovecotFixtureTests(StoreCase):
         self.assertEqual(got["flags"], want)
         self.assertEqual(got["uidl"], uidls)
         self.assertIn(uid, got["flags"])
+        self.assertEqual(sorted(got["flags"])[-2:], [uid2, uid3])
 
 
 def _free_ports(n):

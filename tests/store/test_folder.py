@@ -143,9 +143,11 @@ class FolderTests(StoreCase):
         yield self.inbox.refresh()
         self.rec.take()
         calls = []
-        orig = self.inbox._disk.sync
-        self.inbox._disk.sync = lambda: calls.append(1) or orig()
-        self.inbox._unsure = False  # pretend the directory mtimes are old
+        disk = self.inbox._disk
+        orig, orig_new = disk.sync, disk.sync_new
+        disk.sync = lambda: calls.append("full") or orig()
+        disk.sync_new = lambda: calls.append("new") or orig_new()
+        self.inbox._unsure = self.inbox._cur_recheck = self.inbox._new_recheck = False  # old mtimes
         yield self.inbox.refresh()
         self.assertEqual(calls, [])  # nothing changed: no scan
         # Postfix-style delivery: bare LF, no size fields in the name
@@ -154,7 +156,7 @@ class FolderTests(StoreCase):
             f.write(b"Subject: ext\n\nline\n")
         os.rename(os.path.join(self.inbox.path, "tmp", name), os.path.join(self.inbox.path, "new", name))
         yield self.inbox.refresh()
-        self.assertEqual(calls, [1])
+        self.assertEqual(calls, ["new"])  # only new/ changed: only new/ is listed
         self.assertEqual(self.rec.take(), [("added", [2])])
         self.assertEqual(self.inbox.get(2).size, 22)
         self.assertIn(2, self.inbox.claim_recent())

@@ -110,3 +110,37 @@ def test_dotlock_exclusive_and_stale(tmp_path):
     with DotLock(target, timeout=1):
         pass
     assert not os.path.exists(target + ".lock")
+
+
+def test_appended_records_and_torn_tail(tmp_path):
+    from mailsrv.store.uidlist import append_uidlist, peek_uidlist, read_appended
+
+    ul = parse_uidlist(SAMPLE)
+    st = write_uidlist(str(tmp_path), ul)
+    mine, _ = read_uidlist(str(tmp_path))
+    # another process appends two records; a crash leaves half a third
+    ul.uids["k6"] = 9
+    ul.uids["k7"] = 10
+    ul.exts["k7"] = {"W": "12"}
+    st2 = append_uidlist(str(tmp_path), ul, ["k6", "k7"], st.st_ino)
+    assert st2.st_ino == st.st_ino
+    with open(tmp_path / "dovecot-uidlist", "ab") as f:
+        f.write(b"11 :k")
+    data = (tmp_path / "dovecot-uidlist").read_bytes()
+    assert data.startswith(SAMPLE)  # appended, header N left as it was
+    assert data[len(SAMPLE):] == b"9 :k6\n10 W12 :k7\n11 :k"
+    assert read_appended(str(tmp_path), mine, os.stat(tmp_path / "dovecot-uidlist"))
+    assert mine == parse_uidlist(data)
+    assert (mine.uids["k7"], mine.exts["k7"], mine.uidnext) == (10, {"W": "12"}, 11)
+    peeked, _st = peek_uidlist(str(tmp_path), tail_bytes=40)
+    assert (peeked.uidnext, peeked.valid_size) == (11, len(data) - len(b"11 :k"))
+    peeked.uids["k8"] = 11
+    assert append_uidlist(str(tmp_path), peeked, ["k8"], st.st_ino) is not None
+    data = (tmp_path / "dovecot-uidlist").read_bytes()
+    assert data.endswith(b"10 W12 :k7\n11 :k8\n")
+    assert parse_uidlist(data).uids["k8"] == 11
+    # a rewritten header (new UIDVALIDITY) is not merged as an append
+    other = parse_uidlist(data)
+    other.uidvalidity += 1
+    atomic_write(str(tmp_path / "dovecot-uidlist"), other.serialize() + b"12 :k9\n")
+    assert not read_appended(str(tmp_path), mine, os.stat(tmp_path / "dovecot-uidlist"))
