@@ -496,7 +496,7 @@ class Mailsrv(BenchServer):
             return ""
 
     def start(self, timeout: float = 60.0) -> None:
-        from tests.e2e.harness import LISTEN_RE
+        from mailsrv.demo.server import LISTEN_RE
 
         self.stop()
         if os.path.exists(self.log_path):

@@ -362,3 +362,38 @@ class PlaintextPolicyTests(unittest.TestCase):
                 self.assertTrue(plaintext_allowed(cfg, host, True), (mode, host))
                 expected = mode == "yes" or (mode == "loopback" and host in loop)
                 self.assertEqual(plaintext_allowed(cfg, host, False), expected, (mode, host))
+
+
+class SodiumVerifyTests(unittest.TestCase):
+    """The libsodium fast path must answer exactly as argon2-cffi does, and
+    step aside (None) for strings it might refuse."""
+
+    def setUp(self) -> None:
+        from mailsrv.auth import sodium
+        if not sodium.available():
+            raise unittest.SkipTest("libsodium not installed")
+        self.sodium = sodium
+
+    def test_agrees_with_argon2_cffi(self) -> None:
+        import argon2
+        for type_, t in ((argon2.Type.ID, 1), (argon2.Type.ID, 3), (argon2.Type.I, 3)):
+            h = argon2.PasswordHasher(time_cost=t, memory_cost=64, parallelism=1, type=type_).hash("pw\u00e9")
+            self.assertIs(self.sodium.verify(h, "pw\u00e9".encode()), True)
+            self.assertIs(self.sodium.verify(h, b"pw"), False)
+            self.assertIs(self.sodium.verify(h, b""), False)
+
+    def test_strings_it_might_refuse_fall_back(self) -> None:
+        import argon2
+        two_lanes = argon2.PasswordHasher(time_cost=1, memory_cost=64, parallelism=2).hash("pw")
+        weak_i = argon2.PasswordHasher(time_cost=1, memory_cost=64, parallelism=1, type=argon2.Type.I).hash("pw")
+        for h in (two_lanes, weak_i, "$argon2id$v=16$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", "x" * 200):
+            self.assertIsNone(self.sodium.verify(h, b"pw"))
+        self.assertTrue(hashing.verify_password("{ARGON2ID}" + two_lanes, "pw"))
+        self.assertTrue(hashing.verify_password("{ARGON2I}" + weak_i, "pw"))
+        self.assertFalse(hashing.verify_password("{ARGON2I}" + weak_i, "px"))
+
+    def test_scheme_and_string_type_must_agree_for_the_fast_path(self) -> None:
+        h = hashing.hash_password("pw", "ARGON2ID", CHEAP)
+        self.assertTrue(hashing.verify_password(h, "pw"))
+        # an {ARGON2I} label on an argon2id string is argon2-cffi's business, as before
+        self.assertTrue(hashing.verify_password("{ARGON2I}" + h.split("}", 1)[1], "pw"))

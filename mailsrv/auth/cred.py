@@ -31,6 +31,7 @@ from mailsrv.auth.hashing import (
     plaintext_secret,
     verify_password,
 )
+from mailsrv.auth import sodium
 from mailsrv.auth.passwd import InvalidUsername, PasswdFile, validate_username
 from mailsrv.config import ConfigError
 from mailsrv.store.interfaces import IAccount
@@ -114,6 +115,7 @@ class PasswdFileChecker:
         self._sem = defer.DeferredSemaphore(max_concurrent)
         self._dummy: Optional[str] = None
         self._dummy_lock = threading.Lock()
+        sodium.available()  # load the fast Argon2 library now, not on the first login
 
     def requestAvatarId(self, credentials: Any) -> defer.Deferred:
         """Fires with the user name (str) or fails with UnauthorizedLogin

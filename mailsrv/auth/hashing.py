@@ -20,6 +20,8 @@ from typing import Optional, Tuple, Union
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from mailsrv.auth import sodium
+
 try:  # deprecated in 3.11, removed in 3.13; only needed to verify *-CRYPT entries
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -181,6 +183,9 @@ def verify_password(stored: str, password: Secret) -> bool:
             raise UnsupportedScheme("entry has no {SCHEME} prefix and is not a crypt string")
     base, enc = _split_encoding(scheme)
     if base in ("ARGON2ID", "ARGON2I"):
+        fast = sodium.verify(value, secret) if value.startswith("$argon2" + base[6:].lower() + "$") else None
+        if fast is not None:
+            return fast
         try:
             return argon2.PasswordHasher().verify(value, secret)
         except VerifyMismatchError:

@@ -41,9 +41,11 @@ async def select(server, cmd: C.MailboxCommand):
     lines = sel.flags_response()
     lines.append(b"* %d EXISTS\r\n" % len(sel))
     lines.append(b"* %d RECENT\r\n" % len(sel.recent))
-    for i, m in enumerate(folder.messages()):
-        if "\\Seen" not in m.flags and sel.seq_of(m.uid):
-            lines.append(render.untagged(f"OK [UNSEEN {sel.seq_of(m.uid)}] First unseen."))
+    get = folder.get
+    for seq, uid in enumerate(sel.uids, 1):
+        m = get(uid)
+        if m is not None and "\\Seen" not in m.flags:
+            lines.append(render.untagged(f"OK [UNSEEN {seq}] First unseen."))
             break
     lines.append(render.untagged(f"OK [UIDVALIDITY {folder.uidvalidity}] UIDs valid"))
     lines.append(render.untagged(f"OK [UIDNEXT {folder.uidnext}] Predicted next UID"))

@@ -2,14 +2,17 @@
 
 Each message's response is built whole (so a failing item never leaves a
 half-written response) except full bodies of large messages, which stream
-from the store through CRLF normalisation.  Between batches we wait for the
-transport to drain and give the reactor a turn, so a FETCH over 100,000
-messages neither starves other sessions nor fills memory.
+from the store through CRLF normalisation.  The items are compiled once per
+command (:class:`Plan`); cached values (ENVELOPE, HEADER.FIELDS answers...)
+are read in bulk per batch, and a batch's responses go to the transport in
+one write.  Between batches we wait for the transport to drain and give the
+reactor a turn, so a FETCH over 100,000 messages neither starves other
+sessions nor fills memory.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from twisted.internet import task
 from twisted.logger import Logger
@@ -23,7 +26,8 @@ from mailsrv.store.interfaces import MessageGone, MessageInfo
 log = Logger()
 
 STREAM_MIN = 1 << 20  # whole bodies above this size stream from the file
-CHUNK = 1 << 16
+CHUNK = 1 << 18
+FLUSH_AT = 1 << 18  # bytes of built responses sent to the transport at once
 
 
 class BodyStream:
@@ -34,13 +38,6 @@ class BodyStream:
 
 
 Item = Union[bytes, Tuple[bytes, BodyStream]]
-
-
-def _labelled(label: bytes, body, streams: list) -> Item:
-    if isinstance(body, BodyStream):
-        streams.append(body)
-        return (label, body)
-    return label + body
 
 
 def fetchdata():
@@ -62,6 +59,17 @@ def _literal(data: bytes) -> bytes:
     return b"{%d}\r\n" % len(data) + data
 
 
+def crlf(data: bytes) -> bytes:
+    """``to_crlf`` without the regex pass when it would change nothing (the
+    file is CRLF already) or when every line end is a bare LF (one C-level
+    replace): whole-body FETCH runs at copy speed."""
+    if b"\r" not in data:
+        return data.replace(b"\n", b"\r\n")
+    if data.count(b"\n") == data.count(b"\r\n"):
+        return data
+    return to_crlf(data)
+
+
 def _whole(folder, info: MessageInfo, partial: Optional[Tuple[int, int]]) -> Item:
     size = info.size
     origin, length = partial if partial else (0, size)
@@ -69,11 +77,12 @@ def _whole(folder, info: MessageInfo, partial: Optional[Tuple[int, int]]) -> Ite
     f = folder.open_message(info.uid)
     if size <= STREAM_MIN:
         try:
-            data = to_crlf(f.read())
+            data = crlf(f.read())
         finally:
             f.close()
-        end = origin + length if partial else len(data)
-        return _literal(data[origin:end])
+        if partial:
+            data = data[origin:origin + length]
+        return _literal(data)
     return BodyStream(f, origin, length)
 
 
@@ -81,51 +90,125 @@ def _section_bytes(folder, info: MessageInfo, sec: C.Section) -> bytes:
     return fetchdata().section(folder, info, sec.part, sec.text, sec.fields)
 
 
-def build(sel, info: MessageInfo, atts: List[C.FetchAtt]) -> List[Item]:
-    """The data items of one FETCH response, in the order asked."""
-    folder = sel.folder
-    out: List[Item] = []
-    streams: List[BodyStream] = []
-    try:
-        for a in atts:
-            n = a.name
-            if n == "UID":
-                out.append(b"UID %d" % info.uid)
-            elif n == "FLAGS":
-                out.append(b"FLAGS " + render.flag_list(sel.flags_of(info)))
-            elif n == "INTERNALDATE":
-                out.append(b"INTERNALDATE " + render.date_time(info.internaldate))
-            elif n == "RFC822.SIZE":
-                out.append(b"RFC822.SIZE %d" % info.size)
-            elif n == "ENVELOPE":
-                out.append(b"ENVELOPE " + fetchdata().envelope(folder, info))
-            elif n == "BODYSTRUCTURE":
-                out.append(b"BODYSTRUCTURE " + fetchdata().bodystructure(folder, info, True))
-            elif n == "BODY" and a.section is None:
-                out.append(b"BODY " + fetchdata().bodystructure(folder, info, False))
-            elif n == "RFC822":
-                out.append(_labelled(b"RFC822 ", _whole(folder, info, None), streams))
-            elif n in ("RFC822.HEADER", "RFC822.TEXT"):
-                data = _section_bytes(folder, info, C.Section((), n[7:]))
-                out.append(n.encode() + b" " + _literal(data))
-            else:
-                sec = a.section
-                label = b"BODY[" + sec.render().encode("ascii") + b"]"
-                if a.partial:
-                    label += b"<%d>" % a.partial[0]
-                if not sec.part and sec.text is None:
-                    out.append(_labelled(label + b" ", _whole(folder, info, a.partial), streams))
-                    continue
+Maker = Callable[[MessageInfo, Dict[str, Dict[int, bytes]]], Item]
+
+
+class Plan:
+    """A FETCH's data items compiled once per command: one function per
+    item, the cache kinds to read in bulk per batch, and whether any item
+    may stream a body (else every response is built as one bytes object)."""
+
+    def __init__(self, sel, atts: List[C.FetchAtt]) -> None:
+        self.sel = sel
+        self.folder = sel.folder
+        self.kinds: List[str] = []
+        self.may_stream = False
+        self._flag_memo: Dict[frozenset, bytes] = {}
+        self.makers: List[Maker] = [self._maker(a) for a in atts]
+
+    def flags(self, info: MessageInfo, pre=None) -> bytes:
+        if info.uid in self.sel.recent:
+            return b"FLAGS " + render.flag_list(self.sel.flags_of(info))
+        fl = info.flags
+        try:
+            b = self._flag_memo.get(fl)
+        except TypeError:  # a mutable set: not memoisable
+            return b"FLAGS " + render.flag_list(sorted(fl))
+        if b is None:
+            b = self._flag_memo[fl] = b"FLAGS " + render.flag_list(sorted(fl))
+        return b
+
+    def _cached(self, prefix: bytes, kind: str, compute: Callable[[MessageInfo], bytes]) -> Maker:
+        self.kinds.append(kind)
+
+        def make(info, pre):
+            v = pre[kind].get(info.uid)
+            if v is None:
+                v = compute(info)
+            return prefix + v
+        return make
+
+    def _maker(self, a: C.FetchAtt) -> Maker:
+        folder, fd, n = self.folder, fetchdata(), a.name
+        if n == "UID":
+            return lambda info, pre: b"UID %d" % info.uid
+        if n == "FLAGS":
+            return self.flags
+        if n == "INTERNALDATE":
+            return lambda info, pre: b"INTERNALDATE " + render.date_time(info.internaldate)
+        if n == "RFC822.SIZE":
+            return lambda info, pre: b"RFC822.SIZE %d" % info.size
+        if n == "ENVELOPE":
+            return self._cached(b"ENVELOPE ", fd.ENVELOPE, lambda info: fd.envelope(folder, info))
+        if n == "BODYSTRUCTURE":
+            return self._cached(b"BODYSTRUCTURE ", fd.BODYSTRUCTURE,
+                                lambda info: fd.bodystructure(folder, info, True))
+        if n == "BODY" and a.section is None:
+            return self._cached(b"BODY ", fd.BODY, lambda info: fd.bodystructure(folder, info, False))
+        if n == "RFC822":
+            self.may_stream = True
+            return lambda info, pre: _labelled(b"RFC822 ", _whole(folder, info, None))
+        if n in ("RFC822.HEADER", "RFC822.TEXT"):
+            sec = C.Section((), n[7:])
+            head = n.encode() + b" "
+            return lambda info, pre: head + _literal(_section_bytes(folder, info, sec))
+        sec = a.section
+        label = b"BODY[" + sec.render().encode("ascii") + b"]"
+        if a.partial:
+            label += b"<%d>" % a.partial[0]
+        label += b" "
+        partial = a.partial
+        if not sec.part and sec.text is None:
+            self.may_stream = True
+            return lambda info, pre: _labelled(label, _whole(folder, info, partial))
+        text = sec.text.upper() if sec.text else None
+        kind = None
+        if not sec.part and text == "HEADER":
+            kind = fd.HEADER
+        elif not sec.part and text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+            kind = fd.fields_kind(sec.fields, text.endswith(".NOT"))
+        if kind is not None:
+            self.kinds.append(kind)
+
+        def make(info, pre):
+            data = pre[kind].get(info.uid) if kind is not None else None
+            if data is None:
                 data = _section_bytes(folder, info, sec)
-                if a.partial:
-                    o, ln = a.partial
-                    data = data[o:o + ln]
-                out.append(label + b" " + _literal(data))
+            if partial:
+                data = data[partial[0]:partial[0] + partial[1]]
+            return label + _literal(data)
+        return make
+
+    def prefetch(self, uids: List[int]) -> Dict[str, Dict[int, bytes]]:
+        fd = fetchdata()
+        return {k: fd.cached_many(self.folder, uids, k) for k in self.kinds}
+
+
+def _labelled(label: bytes, body) -> Item:
+    if isinstance(body, BodyStream):
+        return (label, body)
+    return label + body
+
+
+def build_items(makers: List[Maker], info: MessageInfo, pre) -> List[Item]:
+    """The data items of one FETCH response, in the order asked; streams
+    opened for it are closed again if a later item fails."""
+    out: List[Item] = []
+    try:
+        for m in makers:
+            out.append(m(info, pre))
     except BaseException:
-        for s in streams:
-            s.file.close()
+        for it in out:
+            if isinstance(it, tuple):
+                it[1].file.close()
         raise
     return out
+
+
+def build(sel, info: MessageInfo, atts: List[C.FetchAtt]) -> List[Item]:
+    """The data items of one FETCH response for one message."""
+    plan = Plan(sel, atts)
+    return build_items(plan.makers, info, plan.prefetch([info.uid]))
 
 
 async def write_stream(server, s: BodyStream) -> None:
@@ -173,27 +256,33 @@ async def fetch(server, cmd: C.Fetch):
         atts.insert(0, C.FetchAtt("UID"))
     mark = _marks_seen(atts) and not sel.readonly
     has_flags = any(a.name == "FLAGS" for a in atts)
+    plan = Plan(sel, atts)
+    makers = plan.makers
+    with_flags = makers + [plan.flags]
+    may_stream = plan.may_stream
     folder = sel.folder
+    get = folder.get
     gone = failed = 0
     step = max(1, server.yield_every)
     for start in range(0, len(pairs), step):
         batch = pairs[start:start + step]
         seen_now: set = set()
         if mark:
-            need = [u for _, u in batch if (i := folder.get(u)) is not None and "\\Seen" not in i.flags]
+            need = [u for _, u in batch if (i := get(u)) is not None and "\\Seen" not in i.flags]
             if need:
                 seen_now = set(await folder.store_flags(need, ["\\Seen"], "+"))
                 sel.forget_flag_updates(seen_now)
+        pre = plan.prefetch([u for _, u in batch])
+        lines: List[bytes] = []
+        pending = 0
         for seq, uid in batch:
-            info = folder.get(uid)
+            info = get(uid)
             if info is None:
                 gone += 1
                 continue
-            my_atts = atts
-            if uid in seen_now and not has_flags:
-                my_atts = atts + [C.FetchAtt("FLAGS")]
             try:
-                items = build(sel, info, my_atts)
+                mk = with_flags if uid in seen_now and not has_flags else makers
+                items = build_items(mk, info, pre) if may_stream else [m(info, pre) for m in mk]
             except MessageGone:
                 gone += 1
                 continue
@@ -201,9 +290,23 @@ async def fetch(server, cmd: C.Fetch):
                 log.failure("FETCH of uid {uid} failed", uid=uid)
                 failed += 1
                 continue
-            await _write_items(server, seq, items)
-            if server.closed:
-                return None
+            if may_stream and any(isinstance(it, tuple) for it in items):
+                server.send_many(lines)
+                lines, pending = [], 0
+                await _write_items(server, seq, items)
+                if server.closed:
+                    return None
+                continue
+            line = b"* %d FETCH (%b)\r\n" % (seq, b" ".join(items))
+            lines.append(line)
+            pending += len(line)
+            if pending >= FLUSH_AT:
+                server.send_many(lines)
+                lines, pending = [], 0
+                await server.drained()
+                if server.closed:
+                    return None
+        server.send_many(lines)
         server.resetTimeout()
         await server.drained()
         if start + step < len(pairs):

@@ -9,7 +9,7 @@ part of the file, in chunks, until the blank line.
 from __future__ import annotations
 
 import re
-from typing import Optional, Tuple
+from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 from mailsrv.imap import mime
 from mailsrv.store.crlf import to_crlf
@@ -19,6 +19,9 @@ HEADER = "header"  # CRLF header bytes incl. the blank line
 ENVELOPE = "envelope"
 BODYSTRUCTURE = "bodystructure"  # extended form
 BODY = "body"  # BODY (non-extended) form
+FIELDS = "hf:"  # + field names: BODY[HEADER.FIELDS (...)] of the message ("hf!:" for .NOT)
+SEARCH_TEXT = "hs:"  # + field name: its values decoded and casefolded (SEARCH HEADER)
+MAX_KIND = 200  # longer field lists are computed, not cached
 
 CHUNK = 4096
 
@@ -61,6 +64,37 @@ def header_bytes(folder, info: MessageInfo) -> bytes:
         h = _read_header(folder, info.uid)
         folder.set_cached(info.uid, HEADER, h)
     return h
+
+
+def cached_many(folder, uids: Sequence[int], kind: str) -> Dict[int, bytes]:
+    """``{uid: value}`` of one cache kind, in bulk when the store can."""
+    many = getattr(folder, "get_cached_many", None)
+    if many is not None:
+        return many(uids, kind)
+    out = {}
+    for u in uids:
+        v = folder.get_cached(u, kind)
+        if v is not None:
+            out[u] = v
+    return out
+
+
+def fields_kind(fields: Iterable[str], negate: bool) -> Optional[str]:
+    """Cache kind of a HEADER.FIELDS answer: the answer depends only on the
+    set of (case-insensitive) names, so equal sets share one value."""
+    kind = ("hf!:" if negate else FIELDS) + ",".join(sorted({f.lower() for f in fields}))
+    return kind if len(kind) <= MAX_KIND else None
+
+
+def header_fields(folder, info: MessageInfo, fields: Tuple[str, ...], negate: bool) -> bytes:
+    """BODY[HEADER.FIELDS (...)] / .NOT of the whole message (cached per field set)."""
+    kind = fields_kind(fields, negate)
+    v = folder.get_cached(info.uid, kind) if kind else None
+    if v is None:
+        v = mime.header_fields(header_bytes(folder, info), fields, negate)
+        if kind:
+            folder.set_cached(info.uid, kind, v)
+    return v
 
 
 def _whole(folder, uid: int) -> bytes:
@@ -130,9 +164,9 @@ def section(folder, info: MessageInfo, part: Tuple[int, ...], text: Optional[str
         if text == "HEADER":
             return header_bytes(folder, info)
         if text == "HEADER.FIELDS":
-            return mime.header_fields(header_bytes(folder, info), fields, False)
+            return header_fields(folder, info, fields, False)
         if text == "HEADER.FIELDS.NOT":
-            return mime.header_fields(header_bytes(folder, info), fields, True)
+            return header_fields(folder, info, fields, True)
         data = _whole(folder, info.uid)
         if text == "TEXT":
             return data[mime.header_end(data):]

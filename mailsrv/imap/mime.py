@@ -184,6 +184,8 @@ def _multipart(data: bytes, part: Part, digest: bool, depth: int, budget: _Budge
         part.children.append(_entity(data, start, cend, digest, depth + 1, budget))
         if budget.parts >= MAX_PARTS:
             break
+    if not part.children:  # only a close delimiter: as Dovecot, one empty text/plain part
+        part.children.append(Part(e, e, e, [], ("text", "plain", [])))
     return new_end
 
 

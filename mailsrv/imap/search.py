@@ -20,7 +20,7 @@ import calendar
 import datetime
 import email.utils
 from bisect import bisect_right
-from typing import Callable, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Iterable, List, Optional, Sequence, Set, Tuple
 
 from mailsrv.imap import fetchdata, mime
 from mailsrv.store.crlf import to_crlf
@@ -102,10 +102,10 @@ def _compile(key, view, recent: Set[int], msg: _Message) -> Tuple[int, Pred]:
     if name == "NEW":
         return CHEAP, lambda i, m: m.uid in recent and "\\Seen" not in m.flags
     if name in ("FLAG", "UNFLAG"):
-        has = _has_flag(key[1])
+        flag, has = key[1], _has_flag(key[1])
         if name == "FLAG":
-            return CHEAP, lambda i, m: has(m.flags)
-        return CHEAP, lambda i, m: not has(m.flags)
+            return CHEAP, lambda i, m: flag in m.flags or has(m.flags)
+        return CHEAP, lambda i, m: flag not in m.flags and not has(m.flags)
     if name in ("BEFORE", "ON", "SINCE"):
         lo = calendar.timegm(key[1].timetuple())
         hi = lo + 86400
@@ -129,7 +129,7 @@ def _compile(key, view, recent: Set[int], msg: _Message) -> Tuple[int, Pred]:
         inside = _member(key[1], view[-1].uid)
         return CHEAP, lambda i, m: inside(m.uid)
     if name == "HEADER":
-        return HEADER, _header(key[1], key[2], msg)
+        return HEADER, _header(key[1], key[2], msg, view)
     if name == "BODY":
         needle = key[1].casefold()
         return BODY, lambda i, m: needle in msg.use(m).body_text().casefold()
@@ -217,24 +217,47 @@ def _field_values(header: bytes, lname: bytes):
         pos = low.find(b"\n" + lname, start + 1)
 
 
-def _header(field: str, value: str, msg: _Message) -> Pred:
-    """Substring match on every occurrence of the field in the cached header
-    bytes; decoding only when the value holds encoded words or 8-bit."""
-    needle = value.casefold()
-    raw_needle = needle.encode("ascii") if needle.isascii() else None
-    lname = field.lower().encode("utf-8", "replace")
+def _search_text(values: Iterable[bytes]) -> bytes:
+    """What a HEADER key matches against: each value RFC 2047-decoded (raw
+    8-bit as UTF-8) and casefolded, as UTF-8, each after a LF."""
+    return b"".join(b"\n" + mime.decode_header_value(v).casefold().encode("utf-8", "surrogatepass")
+                    for v in values)
 
-    def pred(i, m) -> bool:
-        for v in _field_values(msg.use(m).header(), lname):
-            if not needle:
-                return True
-            if raw_needle is not None and v.isascii() and b"=?" not in v:
-                if raw_needle in v.lower():
-                    return True
-            elif needle in mime.decode_header_value(v).casefold():
-                return True
-        return False
-    return pred
+
+def _header(field: str, value: str, msg: _Message, view: Sequence[MessageInfo]) -> Pred:
+    """Case-insensitive substring match on any occurrence of the field.
+
+    The decoded, casefolded values are cached per message (kind
+    ``hs:<name>``) and read for the whole view in one query on first use,
+    so a warm search is a bytes ``in`` per message.  A UTF-8 needle is a
+    substring of the UTF-8 text exactly when it is one of the str; a needle
+    without LF cannot span two values; an empty one matches any message
+    that has the field at all."""
+    needle = value.casefold().encode("utf-8", "surrogatepass")
+    lname = field.lower().encode("utf-8", "replace")
+    kind: Optional[str] = fetchdata.SEARCH_TEXT + field.lower()
+    if len(kind) > fetchdata.MAX_KIND:
+        kind = None
+    known: dict = {}
+    loaded = []
+
+    def text(m: MessageInfo) -> bytes:
+        if not loaded:
+            loaded.append(True)
+            if kind is not None:
+                known.update(fetchdata.cached_many(msg.folder, [i.uid for i in view], kind))
+        t = known.get(m.uid)
+        if t is None:
+            t = _search_text(_field_values(msg.use(m).header(), lname))
+            if kind is not None:
+                msg.folder.set_cached(m.uid, kind, t)
+        return t
+
+    if not needle:
+        return lambda i, m: bool(text(m))
+    if b"\n" in needle:  # only a literal can hold one: match value by value
+        return lambda i, m: any(needle in v for v in text(m).split(b"\n")[1:])
+    return lambda i, m: needle in text(m)
 
 
 def _sent(name: str, day: datetime.date, msg: _Message) -> Pred:

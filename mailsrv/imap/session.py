@@ -26,7 +26,8 @@ class SelectedMailbox:
         self.folder = folder
         self.readonly = readonly
         self.on_change = on_change  # called when something is queued (IDLE pushes it)
-        self.uids: List[int] = [m.uid for m in folder.messages()]
+        uids = getattr(folder, "uids", None)  # the live store's list(dict) beats a MessageInfo walk
+        self.uids: List[int] = uids() if uids is not None else [m.uid for m in folder.messages()]
         self.recent: Set[int] = set() if readonly else set(folder.claim_recent())
         self._added: Set[int] = set()
         self._flags: Set[int] = set()
@@ -82,12 +83,9 @@ class SelectedMailbox:
     def infos(self) -> List[MessageInfo]:
         """MessageInfo per sequence number; placeholders for messages that
         were expunged elsewhere but are still in this view."""
-        out = []
         get = self.folder.get
-        for uid in self.uids:
-            info = get(uid)
-            out.append(info if info is not None else MessageInfo(uid, "", 0, 0.0, frozenset({"\\Deleted"})))
-        return out
+        return [info if (info := get(uid)) is not None else MessageInfo(uid, "", 0, 0.0, frozenset({"\\Deleted"}))
+                for uid in self.uids]
 
     def flags_of(self, info: MessageInfo) -> List[str]:
         fl = sorted(info.flags)

@@ -109,15 +109,15 @@ class FolderCache:
                     rows = db.execute("SELECT uid, value FROM cache WHERE kind=? AND uid BETWEEN ? AND ?",
                                       (kind, lo, hi))
                     if hi - lo + 1 == len(wanted):
-                        out = {u: bytes(v) for u, v in rows}
+                        out = dict(rows.fetchall())
                     else:
                         keep = set(wanted)
-                        out = {u: bytes(v) for u, v in rows if u in keep}
+                        out = {u: v for u, v in rows if u in keep}
                 else:
                     for i in range(0, len(wanted), IN_CHUNK):
                         part: List[int] = wanted[i:i + IN_CHUNK]
                         q = "SELECT uid, value FROM cache WHERE kind=? AND uid IN (%s)" % ",".join("?" * len(part))
-                        out.update((u, bytes(v)) for u, v in db.execute(q, (kind, *part)))
+                        out.update(db.execute(q, (kind, *part)).fetchall())
             except sqlite3.Error as e:
                 log.warn("cache read failed: {err}", err=e)
                 out = {}

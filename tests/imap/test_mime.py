@@ -305,3 +305,11 @@ def test_fast_address_path_agrees_with_full_parser(corpus, monkeypatch):
     fast = [mime.parse_addresses(v) for v in values]
     monkeypatch.setattr(mime, "_simple_addresses", lambda v: None)
     assert [mime.parse_addresses(v) for v in values] == fast
+
+
+def test_multipart_with_only_a_close_delimiter_has_one_empty_part():
+    data = to_crlf(b"Content-Type: multipart/mixed; boundary=b\r\n\n--b--\n")
+    root = mime.parse(data)
+    assert mime.bodystructure(data, root, False) == b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0) "mixed")'
+    assert mime.bodystructure(data, root, True).startswith(
+        b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL) "mixed"')

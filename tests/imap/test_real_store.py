@@ -76,3 +76,70 @@ class RealStoreTest(unittest.TestCase):
             m.logout()
 
         return threads.deferToThread(run)
+
+
+ENCODED = (b"From: =?utf-8?q?J=C3=BCrgen?= <j@example.com>\r\n"
+           b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe_zum?=\r\n =?utf-8?q?_Outage?=\r\n"
+           b"Subject: second subject line\r\n\r\nbody\r\n")
+NO_SUBJECT = b"From: a@example.com\nTo: b@example.com\n\nno subject here\n"
+
+
+class WarmPathTest(RealStoreTest):
+    """Bulk cache reads and cached HEADER.FIELDS / SEARCH HEADER answers give
+    exactly what the first (parsing) pass gave, in the same session and in
+    a new one reading the SQLite cache."""
+
+    def test_cold_and_warm_answers_are_identical(self):
+        port = self.port.getHost().port
+        queries = [("fetch", "1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])"),
+                   ("fetch", "1:*", "(BODY.PEEK[HEADER.FIELDS (from subject)])"),
+                   ("fetch", "1:*", "(BODY.PEEK[HEADER.FIELDS.NOT (SUBJECT)])"),
+                   ("fetch", "1:*", "(ENVELOPE BODY.PEEK[])"),
+                   ("search", "HEADER", "Subject", '"GRÜSSE zum outage"'),
+                   ("search", "HEADER", "Subject", '"second"'),
+                   ("search", "HEADER", "Subject", '""'),
+                   ("search", "HEADER", "From", '"jürgen"')]
+
+        def answers(m):
+            out = []
+            for q in queries:
+                if q[0] == "fetch":
+                    out.append(m.fetch(q[1], q[2]))
+                else:
+                    out.append(m.uid("SEARCH", "CHARSET", "UTF-8", *[x.encode() for x in q[1:]]))
+            return out
+
+        def run():
+            m = imaplib.IMAP4("127.0.0.1", port, timeout=20)
+            m.login("joe", "secret")
+            for msg in (MSG1, ENCODED, NO_SUBJECT, MSG2):
+                assert m.append("INBOX", None, None, msg)[0] == "OK"
+            m.select("INBOX")
+            cold = answers(m)
+            warm = answers(m)
+            m.logout()
+            m = imaplib.IMAP4("127.0.0.1", port, timeout=20)
+            m.login("joe", "secret")
+            m.select("INBOX")
+            again = answers(m)
+            m.logout()
+            return cold, warm, again
+
+        def check(result):
+            cold, warm, again = result
+            self.assertEqual(cold, warm)
+            self.assertEqual(cold, again)
+            fields = [d for d in cold[0][1] if isinstance(d, tuple)]
+            self.assertEqual(fields[1][1], ENCODED[:ENCODED.index(b"\r\n\r\n") + 2] + b"\r\n")  # stored order
+            self.assertEqual(fields[2][1], b"From: a@example.com\r\n\r\n")
+            other = [d[1] for d in cold[1][1] if isinstance(d, tuple)]
+            self.assertEqual([d[1] for d in fields], other)  # same field set, other case and order
+            whole = [d for d in cold[3][1] if isinstance(d, tuple)]
+            self.assertEqual(whole[1][1], ENCODED)  # stored CRLF: sent as is
+            self.assertEqual(whole[2][1], NO_SUBJECT.replace(b"\n", b"\r\n"))
+            self.assertEqual(cold[4][1], [b"2"])
+            self.assertEqual(cold[5][1], [b"2"])
+            self.assertEqual(cold[6][1], [b"1 2 4"])
+            self.assertEqual(cold[7][1], [b"2"])
+
+        return threads.deferToThread(run).addCallback(check)
