@@ -23,6 +23,10 @@ from mailsrv import config as configmod
 
 log = Logger()
 
+# Seconds a folder nobody has open stays loaded, so the next login's SELECT
+# or STAT does not rescan a large Maildir.
+IDLE_FOLDER_TTL = 900.0
+
 WELCOME = b"""\
 From: mailsrv <postmaster@localhost>
 To: %(user)s@localhost
@@ -124,7 +128,7 @@ class MailService(service.MultiService):
         from mailsrv.store import Store
 
         os.makedirs(cfg.data_dir, mode=0o700, exist_ok=True)
-        self.store = Store(cfg.data_dir)
+        self.store = Store(cfg.data_dir, idle_ttl=IDLE_FOLDER_TTL, reactor=reactor)
         self.portal = auth.make_portal(self.store, cfg)
         had_tls = os.path.exists(os.path.join(cfg.data_dir, tls.SELF_SIGNED_DIR))
         cert, key = tls.resolve_paths(cfg.tls_cert, cfg.tls_key, cfg.data_dir, cfg.hostname)

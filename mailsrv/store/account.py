@@ -41,6 +41,7 @@ class Account:
         self._modseqs: Dict[str, int] = {}
         self._light: Dict[str, GroupCommit] = {}
         self._pop3_locked = False
+        self._idle_timers: Dict[str, object] = {}
         self._ensure_created()
 
     def _ensure_created(self) -> None:
@@ -113,12 +114,25 @@ class Account:
             return None
 
     def _folder_idle(self, folder: Folder) -> None:
-        """No listener left: let the object go once its operations finish."""
+        """No listener left: let the object go once its operations finish,
+        or, in a server (``Store.idle_ttl``), after a quiet period, so that
+        the next login finds the folder loaded (SELECT on 100k messages costs
+        a directory scan otherwise; the kept object stays exact through the
+        cheap stat check every session does)."""
         def release(_=None):
+            self._idle_timers.pop(folder.name, None)
             if not folder.has_listeners() and self._folders.get(folder.name) is folder:
                 del self._folders[folder.name]
                 folder.close()
-        folder._lock.run(lambda: None).addBoth(release)
+
+        old = self._idle_timers.pop(folder.name, None)
+        if old is not None and old.active():
+            old.cancel()
+        if self.store.idle_ttl > 0:
+            self._idle_timers[folder.name] = self.store.reactor.callLater(
+                self.store.idle_ttl, lambda: folder._lock.run(lambda: None).addBoth(release))
+        else:
+            folder._lock.run(lambda: None).addBoth(release)
 
     def create_folder(self, name: str) -> defer.Deferred:
         try:
@@ -312,6 +326,10 @@ class Account:
         self._pop3_locked = False
 
     def close(self) -> None:
+        for timer in self._idle_timers.values():
+            if timer.active():
+                timer.cancel()
+        self._idle_timers.clear()
         for f in list(self._folders.values()):
             f.close()
 
@@ -321,8 +339,14 @@ class Store:
     """The process-wide Maildir++ store rooted at ``data_dir``
     (``<data_dir>/<user>/Maildir``)."""
 
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, idle_ttl: float = 0.0, reactor=None) -> None:
+        """``idle_ttl``: seconds an unused folder object stays loaded (0: none,
+        for tools and tests; the server keeps them a while)."""
         self.data_dir = data_dir
+        self.idle_ttl = idle_ttl
+        if reactor is None and idle_ttl > 0:
+            from twisted.internet import reactor
+        self.reactor = reactor
         self._accounts: Dict[str, Account] = {}
 
     def account(self, user: str) -> Account:

@@ -252,3 +252,30 @@ class LogAndModseqTests(StoreCase):
         yield account.create_folder("Trash")
         t = yield account.open_folder("Trash")
         self.assertGreaterEqual(t.highestmodseq, 1)
+
+
+
+class IdleFolderTTL(StoreCase):
+    @defer.inlineCallbacks
+    def test_idle_folder_kept_for_the_ttl_then_released(self):
+        """A server keeps an unused folder loaded for a while (fast next SELECT), then lets it go."""
+        from twisted.internet.task import Clock
+
+        from mailsrv.store import Store
+
+        clock = Clock()
+        store = Store(self.mktemp(), idle_ttl=60, reactor=clock)
+        self.addCleanup(store.close)
+        account = store.account("u")
+        folder = yield account.open_folder("INBOX")
+        listener = Recorder()
+        folder.add_listener(listener)
+        folder.remove_listener(listener)
+        yield folder._lock.run(lambda: None)
+        clock.advance(30)
+        self.assertIs(account.live_folder("INBOX"), folder)
+        again = yield account.open_folder("INBOX")
+        self.assertIs(again, folder)  # reused, not reloaded
+        clock.advance(31)
+        yield folder._lock.run(lambda: None)
+        self.assertIsNone(account.live_folder("INBOX"))
