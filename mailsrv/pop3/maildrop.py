@@ -27,14 +27,11 @@ class Maildrop:
 
     def __init__(self, folder, infos: Iterable) -> None:
         self.folder = folder
-        self._uids: List[int] = []
-        self._sizes: List[int] = []
-        self._uidls: List[str] = []
-        uidl = folder.pop3_uidl
-        for info in infos:
-            self._uids.append(info.uid)
-            self._sizes.append(info.size)
-            self._uidls.append(uidl(info.uid))
+        infos = list(infos)
+        # Comprehensions, not an append loop: 100,000 messages are built at login.
+        self._uids: List[int] = [info.uid for info in infos]
+        self._sizes: List[int] = [info.size for info in infos]
+        self._uidls: List[str] = list(map(folder.pop3_uidl, self._uids))
         self._deleted: Set[int] = set()  # message numbers
         self._retrieved: Set[int] = set()
         self._count = len(self._uids)

@@ -493,7 +493,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
             return None
         prefix = b"+OK %d octets\r\n" % size if body_lines is None else b"+OK\r\n"
         self._sender = sender = MessageSender(
-            self.transport, message, prefix, body_lines, self.reactor, self.resetTimeout
+            self.transport, message, prefix, body_lines, self.reactor, self.resetTimeout, size=size
         )
         d = sender.start()
 

@@ -150,7 +150,7 @@ class SizesAndStorage(unittest.TestCase):
         s.proto.makeConnection(s.transport)
         s.login()
         out = s.send(b"RETR 1\r\nSTAT\r\n")
-        self.assertTrue(all(n == 1024 for n in reads))
+        self.assertTrue(all(0 < n <= 1024 for n in reads), reads)
         self.assertLessEqual(len(reads), 10)  # paused: the message is not read whole
         self.assertNotIn(b"+OK 1 ", out)  # STAT waits for RETR
         for _ in range(1000):
