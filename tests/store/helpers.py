@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -55,6 +56,10 @@ class StoreCase(unittest.TestCase):
             for f in files:
                 if f == ".keep":
                     os.unlink(os.path.join(root, f))
+        # Internal dates are file mtimes, which git does not keep: put back Dovecot's.
+        with open(os.path.join(FIXTURES, "dovecot-maildir.mtimes.json"), encoding="utf-8") as fh:
+            for rel, mtime in json.load(fh).items():
+                os.utime(os.path.join(dest, rel), (mtime, mtime))
         return dest
 
 
