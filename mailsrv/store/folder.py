@@ -89,6 +89,8 @@ class MaildirMessageInfo(MessageInfo):
     per-file stat.  Never mutated in its public fields: a flag change makes
     a new object, so snapshots handed out stay snapshots."""
 
+    __slots__ = ("sub", "info", "pop3", "_folder", "_idate")
+
     def __init__(self, folder: "Folder", uid: int, key: str, size: int, flags: frozenset, modseq: int,
                  sub: str, info: Optional[str], pop3: Optional[str] = None,
                  internaldate: Optional[float] = None) -> None:
