@@ -456,16 +456,15 @@ class BenchServer:
 
 
 class Mailsrv(BenchServer):
-    """Our server: ``twistd -n mailsrv`` on ephemeral loopback ports, found
-    from its ``mailsrv <kind> listening on HOST:PORT`` log lines (as
-    tests/e2e/harness.py does; started through twistd's own entry point)."""
+    """Our server: ``twistd -n mailsrv`` on ephemeral loopback ports, run by
+    the demo's EmbeddedServer (as the end-to-end tests do)."""
 
     label = "mailsrv"
 
     def __init__(self, data: str, kinds: Sequence[str] = ("pop3", "imap")) -> None:
         self.data = data
         self.kinds = tuple(kinds)
-        self.log_path = os.path.join(WORK, "mailsrv-twistd.log")
+        self.server = None
         self.proc: Optional[subprocess.Popen] = None
         self.ports = {}
         self.users: List[str] = []
@@ -488,52 +487,17 @@ class Mailsrv(BenchServer):
     def maildir(self, user: str) -> str:
         return os.path.join(self.data, user, "Maildir")
 
-    def log(self) -> str:
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
     def start(self, timeout: float = 60.0) -> None:
-        from mailsrv.demo.server import LISTEN_RE
+        from mailsrv.demo.server import EmbeddedServer
 
         self.stop()
-        if os.path.exists(self.log_path):
-            os.remove(self.log_path)
-        args = [sys.executable, "-c", "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()",
-                "-n", "--pidfile=", "--logfile", self.log_path, "mailsrv", "--data", self.data,
-                "--auth-fail-delay", "0", "--no-demo-user"]
-        for kind in self.kinds:
-            args += [f"--{kind}", "tcp:0:interface=127.0.0.1"]
-        out = open(os.path.join(WORK, "mailsrv-twistd.out"), "wb")
-        self.proc = subprocess.Popen(args, cwd=self.data, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-        out.close()
-        self.ports = {}
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                with open(os.path.join(WORK, "mailsrv-twistd.out"), errors="replace") as f:
-                    detail = f.read()[-1500:] + self.log()[-1500:]
-                self.proc = None
-                raise RuntimeError(f"twistd mailsrv exited: {detail}")
-            for m in LISTEN_RE.finditer(self.log()):
-                self.ports[m.group(1)] = int(m.group(3))
-            if all(k in self.ports for k in self.kinds):
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"twistd mailsrv did not listen in {timeout}s: {self.log()[-1500:]}")
+        self.server = EmbeddedServer(self.data, kinds=self.kinds).start(timeout)
+        self.proc, self.ports = self.server.proc, self.server.ports
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
-        self.proc = None
+        if self.server is not None:
+            self.server.stop()
+        self.server, self.proc = None, None
 
     def main_pid(self) -> Optional[int]:
         return self.proc.pid if self.proc else None
