@@ -10,6 +10,8 @@ SELECT costs when no session has the folder open):
 
 - first open (UIDs assigned, dovecot-uidlist written),
 - warm open (median), cold open (median, page cache dropped; needs root),
+  both with the folder's snapshot (mailsrv-index.sqlite) in use and, for
+  comparison, with it disabled (a full listing + uid list parse),
 - STAT-like work after open (messages() + sizes + UIDLs),
 - APPEND + refresh() on the open folder (own changes must not cost a rescan),
 - process RSS.
@@ -88,18 +90,36 @@ def drop_caches() -> bool:
 
 
 @defer.inlineCallbacks
-def open_once(data_dir: str):
-    store = Store(data_dir)
+def open_once(data_dir: str, use_index: bool = True, expect_index=None):
+    """Open with a fresh Store (a restarted server); ``expect_index``: fail
+    loudly if the snapshot was (not) used, so a figure is what it says."""
+    store = Store(data_dir, use_index=use_index)
     t = time.perf_counter()
     folder = yield store.account("bench").open_folder("INBOX")
     opened = time.perf_counter() - t
+    if expect_index is not None and folder.opened_from_index != expect_index:
+        raise RuntimeError(f"snapshot used: {folder.opened_from_index}, expected {expect_index}")
     t = time.perf_counter()
     infos = folder.messages()
     total = sum(m.size for m in infos)
     uidls = [folder.pop3_uidl(m.uid) for m in infos]
     stat = time.perf_counter() - t
     store.close()
+    yield folder._index_idle()
     return opened, stat, len(infos), total, len(uidls), folder
+
+
+def age(maildir: str, seconds: float = 3600) -> None:
+    """The bench built cur/ moments ago; a real folder's mtimes are older
+    (a snapshot of a view with too recent mtimes is never written)."""
+    t = time.time() - seconds
+    for name in ("new", "cur", "dovecot-uidlist"):
+        os.utime(os.path.join(maildir, name), (t, t))
+
+
+def median_line(label: str, values: list) -> str:
+    return (f"{label}: median {statistics.median(values):.3f}s over {len(values)} "
+            f"(min {min(values):.3f}s, max {max(values):.3f}s)")
 
 
 @defer.inlineCallbacks
@@ -143,28 +163,38 @@ def main(reactor, args):
         print(f"RSS: {rss_mb():.0f} MiB with the folder loaded "
               f"(+{rss_mb() - rss0:.0f} MiB), peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
         del folder
-        warm, stats = [], []
+        age(maildir)
+        yield open_once(data_dir, expect_index=False)  # scans and writes the snapshot
+        warm, stats, scan_warm = [], [], []
         for _ in range(args.reps):
             if time.monotonic() > deadline:
                 break
-            t_open, t_stat, *_rest = yield open_once(data_dir)
+            t_open, t_stat, *_rest = yield open_once(data_dir, expect_index=True)
             warm.append(t_open)
             stats.append(t_stat)
-        print(f"warm open: median {statistics.median(warm):.3f}s over {len(warm)} "
-              f"(min {min(warm):.3f}s, max {max(warm):.3f}s); "
-              f"messages()+sizes+UIDLs after open: median {statistics.median(stats) * 1000:.0f} ms")
+            scan_warm.append((yield open_once(data_dir, use_index=False))[0])
+        print(median_line("warm open with index", warm)
+              + f"; messages()+sizes+UIDLs after open: median {statistics.median(stats) * 1000:.0f} ms")
+        print(median_line("warm open without index (full scan)", scan_warm))
         appends, refreshes, scans = yield own_changes(data_dir, 20)
         print(f"APPEND then refresh() on the open folder, 20 times: append median "
               f"{statistics.median(appends) * 1000:.1f} ms, refresh median "
               f"{statistics.median(refreshes) * 1000:.2f} ms, full rescans {scans}")
-        cold = []
+        age(maildir)
+        yield open_once(data_dir, expect_index=False)  # own_changes left a view to rescan
+        cold, cold_scan = [], []
         for _ in range(max(1, args.reps // 2)):
             if time.monotonic() > deadline or not drop_caches():
                 break
-            t_open, *_rest = yield open_once(data_dir)
+            t_open, *_rest = yield open_once(data_dir, expect_index=True)
             cold.append(t_open)
+            if not drop_caches():
+                break
+            t_open, *_rest = yield open_once(data_dir, use_index=False)
+            cold_scan.append(t_open)
         if cold:
-            print(f"cold open (page cache dropped): median {statistics.median(cold):.3f}s over {len(cold)}")
+            print(median_line("cold open with index (new Store, page cache dropped)", cold))
+            print(median_line("cold open without index (full scan, page cache dropped)", cold_scan))
         else:
             print("cold open: not measured (dropping the page cache needs root)")
         print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

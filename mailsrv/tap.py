@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional
 
 from twisted.application import service
 from twisted.application.internet import StreamServerEndpointService
-from twisted.internet import endpoints
+from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
@@ -205,8 +205,8 @@ class MailService(service.MultiService):
 
     def stopService(self):
         d = super().stopService()
-        self.store.close()  # flush the folders' cache writes
-        return d
+        # Flush the folders' cache and index writes before the reactor stops.
+        return defer.gatherResults([d, defer.maybeDeferred(self.store.close)])
 
     def _install_sighup(self) -> None:
         previous = signal.getsignal(signal.SIGHUP)

@@ -325,13 +325,12 @@ class Account:
     def release_pop3_lock(self) -> None:
         self._pop3_locked = False
 
-    def close(self) -> None:
+    def close(self) -> defer.Deferred:
         for timer in self._idle_timers.values():
             if timer.active():
                 timer.cancel()
         self._idle_timers.clear()
-        for f in list(self._folders.values()):
-            f.close()
+        return defer.gatherResults([f.close() for f in list(self._folders.values())])
 
 
 @implementer(IStore)
@@ -339,11 +338,13 @@ class Store:
     """The process-wide Maildir++ store rooted at ``data_dir``
     (``<data_dir>/<user>/Maildir``)."""
 
-    def __init__(self, data_dir: str, idle_ttl: float = 0.0, reactor=None) -> None:
+    def __init__(self, data_dir: str, idle_ttl: float = 0.0, reactor=None, use_index: bool = True) -> None:
         """``idle_ttl``: seconds an unused folder object stays loaded (0: none,
-        for tools and tests; the server keeps them a while)."""
+        for tools and tests; the server keeps them a while).  ``use_index``:
+        open unchanged folders from their snapshot (mailsrv.store.index)."""
         self.data_dir = data_dir
         self.idle_ttl = idle_ttl
+        self.use_index = use_index
         if reactor is None and idle_ttl > 0:
             from twisted.internet import reactor
         self.reactor = reactor
@@ -355,7 +356,8 @@ class Store:
             a = self._accounts[user] = Account(self, user)
         return a
 
-    def close(self) -> None:
-        """Flush folder caches (call on service stop)."""
-        for a in self._accounts.values():
-            a.close()
+    def close(self) -> defer.Deferred:
+        """Flush folder caches and write folder snapshots (call on service
+        stop); fires when the snapshot writes are done - a service's
+        stopService should return it so the process waits for them."""
+        return defer.gatherResults([a.close() for a in self._accounts.values()])

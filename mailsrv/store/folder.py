@@ -9,12 +9,14 @@ reactor thread, where listeners are told.  Reads (``messages``, ``get``,
 from __future__ import annotations
 
 import os
-from typing import BinaryIO, Callable, Dict, Iterable, List, Optional
+import time
+from typing import BinaryIO, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from mailsrv.store import index
 from mailsrv.store.cache import FolderCache
 from mailsrv.store.interfaces import IFolder, MessageGone, MessageInfo, NoSuchFolder, StoreError
 from mailsrv.store.maildir import (
@@ -38,7 +40,10 @@ log = Logger(namespace="mailsrv.store")
 # change again within the same timestamp tick, unseen: look once more later
 # (Dovecot's "don't trust a too recent mtime").  Generous: some file systems
 # keep whole seconds.
-RECENT_NS = 1_000_000_000
+RECENT_NS = index.RECENT_NS
+# While a folder stays open its snapshot is brought up to date at most this
+# often (and when it is closed).
+INDEX_INTERVAL = 300.0
 
 
 class GroupCommit:
@@ -207,13 +212,23 @@ class Folder:
         self._loaded: Optional[defer.Deferred] = None
         self._waiters: List[defer.Deferred] = []
         self._gone = False
+        self.use_index = account.store.use_index
+        self.opened_from_index = False
+        self._gen = 0  # bumped whenever the view changes
+        self._index_gen = -1  # the view the snapshot on disk holds
+        self._index_tried = time.time()
+        self._index_writing: Optional[defer.Deferred] = None
+        self._index_again = False
 
     # --- lifecycle ---------------------------------------------------------------
 
     def _load(self) -> defer.Deferred:
-        """First scan; fires with self.  Messages still in new/ are \\Recent."""
+        """First look (snapshot or scan, then the message objects built, all
+        in a worker thread; the reactor only swaps them in); fires with
+        self.  Messages still in new/ are \\Recent."""
         def work():
-            return threads.deferToThread(self._disk.sync).addCallback(self._apply_full, notify=False)
+            modseq = self.highestmodseq
+            return threads.deferToThread(self._open_in_thread, modseq).addCallback(self._apply_opened, modseq)
 
         def done(_):
             self._loaded = True
@@ -249,10 +264,100 @@ class Folder:
 
         return self._lock.run(guarded)
 
-    def close(self) -> None:
-        """Flush the cache (the server is stopping or the folder goes idle)."""
+    def close(self) -> defer.Deferred:
+        """Flush the cache and bring the snapshot up to date (the server is
+        stopping or the folder goes idle); fires when the snapshot is written."""
         self.account._remember_modseq(self.name, self.highestmodseq)
         self._cache.close()
+        self._save_index()
+        return self._index_idle()
+
+    # --- opening and the snapshot ----------------------------------------------------
+
+    def _open_in_thread(self, modseq: int) -> Tuple[SyncResult, bool, Dict[int, "MaildirMessageInfo"],
+                                                      Dict[Optional[str], frozenset], Set[int]]:
+        """Worker thread: the view and its message objects, nothing shared
+        touched (the folder's lock keeps every other operation out)."""
+        res, from_index = self._disk.open(self.use_index)
+        memo: Dict[Optional[str], frozenset] = {}
+        msgs: Dict[int, MaildirMessageInfo] = {}
+        recent: Set[int] = set()
+        keywords = res.keywords
+        info_cls = MaildirMessageInfo
+        for uid, key, sub, info, size, pop3 in res.entries:
+            fl = memo.get(info)
+            if fl is None:
+                fl = memo[info] = flags_from_info(info, keywords)
+            msgs[uid] = info_cls(self, uid, key, size, fl, modseq, sub, info, pop3)
+            if sub == "new":
+                recent.add(uid)
+        return res, from_index, msgs, memo, recent
+
+    def _apply_opened(self, opened, modseq: int) -> None:
+        """Reactor: adopt what the thread built, in one cheap step."""
+        res, from_index, msgs, memo, recent = opened
+        if self._msgs or modseq != self.highestmodseq or self._gone:
+            self._apply_full(res, notify=False)  # cannot happen under the lock; stay correct anyway
+        else:
+            self.uidvalidity = res.uidvalidity
+            self._cache.set_uidvalidity(res.uidvalidity)
+            self._set_keywords(res.keywords)
+            self._flag_memo = memo
+            self._msgs = msgs
+            self._by_key = None
+            self._recent |= recent
+            self.uidnext = res.uidnext
+            self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=True)
+        self.opened_from_index = from_index
+        if from_index:
+            self._index_gen = self._gen
+        else:
+            self._save_index(res)
+
+    def _save_index(self, res: Optional[SyncResult] = None) -> Optional[defer.Deferred]:
+        """Write the snapshot in a worker thread (never waited for) when the
+        view changed since the last one and is one the next open may trust:
+        no rescan pending.  ``res``: the full scan just applied, whose
+        entries are the view already as tuples."""
+        if (not self.use_index or self._gone or not self._loaded and res is None or self._unsure
+                or self._stamps is None or self._ul_id is None or self._new_recheck or self._cur_recheck
+                or self._gen == self._index_gen):
+            return None
+        if self._index_writing is not None:
+            self._index_again = True
+            return self._index_writing
+        gen, path = self._gen, self.path
+        self._index_tried = time.time()
+        state = (self.uidvalidity, self.uidnext, self._ul_id, self._stamps)
+        if res is not None:
+            entries: Iterable = res.entries
+        else:
+            msgs = list(self._msgs.values())
+            entries = ((m.uid, m.key, m.sub, m.info, m.size, m.pop3) for m in msgs)
+
+        def done(saved: bool) -> None:
+            self._index_writing = None
+            if saved:
+                self._index_gen = gen
+            if self._index_again:
+                self._index_again = False
+                self._save_index()
+
+        def failed(f) -> None:
+            self._index_writing = None
+            log.warn("{path}: snapshot not written: {err}", path=path, err=f.getErrorMessage())
+
+        self._index_writing = d = threads.deferToThread(index.save, path, *state, entries)
+        d.addCallbacks(done, failed)
+        return d
+
+    def _index_idle(self) -> defer.Deferred:
+        """Fires once no snapshot write is running (tests, benchmarks)."""
+        if self._index_writing is None:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._index_writing.addBoth(lambda r: (d.callback(None), r)[1])
+        return d
 
     # --- applying results (reactor thread) -------------------------------------------
 
@@ -348,6 +453,7 @@ class Folder:
     def _apply_state(self, stamps, ul_id, scanned_at: float, full: bool) -> None:
         """Remember which directory mtimes and uid list our view matches, so
         the next refresh is a stat unless someone else changed something."""
+        self._gen += 1
         self._stamps = stamps
         self._ul_id = ul_id
         if stamps is None:
@@ -498,6 +604,8 @@ class Folder:
         return None
 
     def refresh(self) -> defer.Deferred:
+        if self._gen != self._index_gen and time.time() - self._index_tried > INDEX_INTERVAL:
+            self._save_index()
         if self._gone or self._changed_on_disk() is None:
             return defer.succeed(None)
 

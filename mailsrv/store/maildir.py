@@ -24,6 +24,7 @@ from typing import BinaryIO, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 
 from twisted.logger import Logger
 
+from mailsrv.store import index
 from mailsrv.store.crlf import CRLFNormalizer
 from mailsrv.store.interfaces import StoreError
 from mailsrv.store.uidlist import (
@@ -424,6 +425,9 @@ class DiskFolder:
         self.new_files: Optional[Dict[str, Optional[str]]] = None  # key -> info in new/
         self.stamps: Optional[Tuple[int, int]] = None
         self.scans = 0  # full scans done (tests and benchmarks watch it)
+        # Opened from the snapshot: (uidvalidity, uidnext) it recorded; the
+        # uid list (whose id is _ul_id) is parsed only when first needed.
+        self._lazy: Optional[Tuple[int, int]] = None
 
     # uid list -----------------------------------------------------------------
 
@@ -435,6 +439,8 @@ class DiskFolder:
             st = os.stat(p)
         except FileNotFoundError:
             st = None
+        if self._lazy is not None and self._load_lazy(st):
+            return False
         if st is not None and self.ul is not None and self._ul_id == _stat_id(st):
             return False
         if st is None and self.ul is not None and self._ul_id is None:
@@ -472,6 +478,27 @@ class DiskFolder:
         self.ul = ul
         self.last_uidvalidity = ul.uidvalidity
         self._ul_id = _stat_id(st)
+        return True
+
+    def _load_lazy(self, st: Optional[os.stat_result]) -> bool:
+        """Parse the uid list a snapshot open skipped.  True when it is the
+        file the snapshot was taken from and agrees with it; otherwise the
+        caller reads it the ordinary way and the folder is rescanned (the
+        uid list, not the snapshot, is the authority on UIDs)."""
+        expected, self._lazy = self._lazy, None
+        if st is None or self._ul_id != _stat_id(st):
+            self.ul = self._ul_id = None
+            return False
+        try:
+            ul, st2 = read_uidlist(self.path)
+        except CorruptUidList:
+            ul = st2 = None
+        if (ul is None or _stat_id(st2) != self._ul_id or (ul.uidvalidity, ul.uidnext) != expected
+                or ul.bad_lines or not ul.guid):
+            log.warn("{path}: {file} disagrees with the index; rescanning", path=self.path, file=UIDLIST)
+            self.ul = self._ul_id = None
+            return False
+        self.ul = ul
         return True
 
     def _rebuild(self, old: Optional[UidList], lost: bool) -> None:
@@ -561,6 +588,26 @@ class DiskFolder:
                     os.unlink(p)
             except OSError:
                 pass
+
+    def open(self, use_index: bool = True) -> Tuple[SyncResult, bool]:
+        """The first look at a folder: its snapshot when nothing changed since
+        it was taken (no listing, no uid list parse), else a full scan.
+        Returns (view, whether it came from the snapshot)."""
+        if not self._tmp_cleaned:
+            self._clean_tmp()
+        snap = index.load(self.path) if use_index else None
+        if snap is None:
+            return self.sync(), False
+        self.ul = None
+        self._ul_id = snap.ul_id
+        self._lazy = (snap.uidvalidity, snap.uidnext)
+        self._appends, self._dirty = [], False
+        self.last_uidvalidity = snap.uidvalidity
+        self.new_files = {e[1]: e[3] for e in snap.entries if e[2] == "new"}
+        self.stamps = snap.stamps
+        self.keywords = read_keywords(self.path)
+        return SyncResult(snap.uidvalidity, snap.uidnext, snap.entries, list(self.keywords), snap.stamps,
+                          time.time(), False, snap.ul_id), True
 
     def sync(self) -> SyncResult:
         """Full scan: list new/ and cur/ under the uid list lock, give new
@@ -699,7 +746,10 @@ class DiskFolder:
                                 else self.stamps[i] for i in range(2))
         res.stamps = self.stamps
         res.ul_id = self._ul_id
-        res.uidnext = self.ul.uidnext if self.ul is not None else 0
+        if self.ul is not None:
+            res.uidnext = self.ul.uidnext
+        elif self._lazy is not None:
+            res.uidnext = self._lazy[1]
         if res.keywords is None:
             res.keywords = list(self.keywords)
         if not res.scanned_at:
@@ -878,7 +928,7 @@ class DiskFolder:
                     res.keys[key] = None
                     continue
             res.keys[key] = ("cur", new_info)
-        if self.ul is not None and uidlist_id(self.path) != self._ul_id:
+        if (self.ul is not None or self._lazy is not None) and uidlist_id(self.path) != self._ul_id:
             outside = True
         return self._finish(res, pre, touched, outside)
 

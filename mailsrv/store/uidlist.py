@@ -373,7 +373,8 @@ def clean_stale_temps(folder_dir: str, max_age: float = 3600) -> None:
         return
     for n in names:
         if n.endswith(".tmp") and (n.startswith(UIDLIST + ".") or n.startswith(KEYWORDS + ".")
-                                   or n.startswith("subscriptions.")):
+                                   or n.startswith("subscriptions.")
+                                   or n.startswith("mailsrv-index.sqlite.")):
             p = os.path.join(folder_dir, n)
             try:
                 if now - os.stat(p).st_mtime > max_age:
