@@ -4,19 +4,31 @@
 interfaces in :mod:`mailsrv.store.interfaces`.
 """
 
-from mailsrv.store.account import Account, Store
-from mailsrv.store.folder import Folder, MaildirMessageInfo, MaildirTempFile
-from mailsrv.store.interfaces import (
-    FolderExists,
-    FolderNotEmpty,
-    InvalidFolderName,
-    MessageGone,
-    MessageInfo,
-    NoSuchFolder,
-    StoreError,
-    TooBig,
-)
-from mailsrv.store.maildir import InvalidFlag, TooManyKeywords
+from typing import Any
+
+# Names are loaded on first use: the command-line delivery agent imports only
+# the sync helpers (layout, maildir) and should not pay for Twisted's Deferred
+# machinery that the live store needs.
+_WHERE = {
+    "Account": "account", "Store": "account",
+    "Folder": "folder", "MaildirMessageInfo": "folder", "MaildirTempFile": "folder",
+    "FolderExists": "interfaces", "FolderNotEmpty": "interfaces", "InvalidFolderName": "interfaces",
+    "MessageGone": "interfaces", "MessageInfo": "interfaces", "NoSuchFolder": "interfaces",
+    "StoreError": "interfaces", "TooBig": "interfaces",
+    "InvalidFlag": "maildir", "TooManyKeywords": "maildir",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"mailsrv.store.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Account", "Folder", "FolderExists", "FolderNotEmpty", "InvalidFlag", "InvalidFolderName",

@@ -10,10 +10,36 @@ from __future__ import annotations
 import os
 from typing import List, Optional
 
-import twisted.mail.imap4  # noqa: F401  (registers the 'imap4-utf-7' codec)
+import codecs
 
 from mailsrv.store.interfaces import InvalidFolderName
 from mailsrv.store.uidlist import atomic_write
+
+
+def _imap4_utf7(name: str):
+    """Find the 'imap4-utf-7' codec without importing twisted.mail.imap4 at start-up:
+    ``mailsrv deliver`` runs once per message and pays for every import."""
+    if name in ("imap4-utf-7", "imap4_utf_7"):
+        from twisted.mail.imap4 import imap4_utf_7
+
+        return imap4_utf_7(name)
+    return None
+
+
+codecs.register(_imap4_utf7)
+
+
+def _direct(text: str) -> bool:
+    """Printable ASCII without '&' is its own modified UTF-7 (RFC 3501 5.1.3)."""
+    return "&" not in text and all(" " <= c <= "~" for c in text)
+
+
+def mutf7_encode(part: str) -> str:
+    return part if _direct(part) else part.encode("imap4-utf-7").decode("ascii")
+
+
+def mutf7_decode(part: str) -> str:
+    return part if _direct(part) else part.encode("ascii").decode("imap4-utf-7")
 
 INBOX = "INBOX"
 SEP = "/"
@@ -66,14 +92,14 @@ def canonical(name: str) -> str:
 
 def encode_name(name: str) -> str:
     """IMAP name -> directory name (without the leading dot)."""
-    return ".".join(p.encode("imap4-utf-7").decode("ascii") for p in name.split(SEP))
+    return ".".join(mutf7_encode(p) for p in name.split(SEP))
 
 
 def decode_name(dirname: str) -> Optional[str]:
     """Directory name (without the leading dot) -> IMAP name, or None when it
     is not a valid folder directory name."""
     try:
-        parts = [p.encode("ascii").decode("imap4-utf-7") for p in dirname.split(".")]
+        parts = [mutf7_decode(p) for p in dirname.split(".")]
     except (UnicodeError, ValueError):
         return None
     if any(not p for p in parts):
@@ -154,7 +180,7 @@ def read_subscriptions(root: str) -> List[str]:
             continue
         parts = line.split(parts_sep) if parts_sep else line.split(SEP)
         try:
-            name = SEP.join(p.encode("ascii").decode("imap4-utf-7") for p in parts)
+            name = SEP.join(mutf7_decode(p) for p in parts)
         except (UnicodeError, ValueError):
             name = SEP.join(parts)
         if name not in out:
@@ -163,6 +189,6 @@ def read_subscriptions(root: str) -> List[str]:
 
 
 def write_subscriptions(root: str, names: List[str]) -> None:
-    body = "".join("\t".join(p.encode("imap4-utf-7").decode("ascii") for p in n.split(SEP)) + "\n"
+    body = "".join("\t".join(mutf7_encode(p) for p in n.split(SEP)) + "\n"
                    for n in names)
     atomic_write(os.path.join(root, SUBSCRIPTIONS), ("V\t2\n\n" + body).encode("ascii"), fsync=False)
