@@ -62,6 +62,7 @@ async def store(server, cmd: C.Store):
     folder = sel.folder
     live = [u for _, u in pairs if folder.get(u) is not None]
     changed = await folder.store_flags(live, flags, cmd.mode) if live else []
+    server.send_many(sel.new_keywords_response())  # FLAGS before a FETCH that uses a new keyword
     if cmd.silent:
         sel.forget_flag_updates(changed)
     else:
@@ -104,6 +105,12 @@ async def copy(server, cmd: C.Copy):
     if not uids:
         return ok("completed (no messages)")
     copied = await folder.copy_to(uids, dest)
+    if len(copied) < len(uids):
+        # another session expunged some while we copied: all or nothing, so a
+        # client that retries does not get duplicates (RFC 2180 4.4.1)
+        if copied:
+            await dest.expunge([d for _, d in copied])
+        return no("Some of the requested messages no longer exist", "EXPUNGEISSUED")
     code = None
     if copied:
         code = "COPYUID %d %s %s" % (dest.uidvalidity, render_pairs([s for s, _ in copied]),

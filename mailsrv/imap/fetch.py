@@ -272,6 +272,8 @@ async def fetch(server, cmd: C.Fetch):
             if need:
                 seen_now = set(await folder.store_flags(need, ["\\Seen"], "+"))
                 sel.forget_flag_updates(seen_now)
+        if has_flags:  # this response carries the flags: no second, unsolicited FETCH
+            sel.forget_flag_updates([u for _, u in batch])
         pre = plan.prefetch([u for _, u in batch])
         lines: List[bytes] = []
         pending = 0

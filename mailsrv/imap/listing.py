@@ -42,7 +42,11 @@ async def status_values(server, name: str, atts: List[str]) -> bytes:
         if a == "MESSAGES":
             v = len(msgs)
         elif a == "RECENT":
-            v = len(sel.recent) if sel is not None and sel.folder is folder else 0
+            if sel is not None and sel.folder is folder:
+                v = len(sel.recent)
+            else:
+                peek = getattr(folder, "peek_recent", None)
+                v = len(peek()) if peek is not None else 0
         elif a == "UIDNEXT":
             v = folder.uidnext
         elif a == "UIDVALIDITY":
@@ -59,7 +63,10 @@ async def list_mailboxes(server, cmd: C.ListCommand) -> None:
     account = server.account
     lsub = cmd.name == "LSUB"
     if not lsub and len(cmd.patterns) == 1 and cmd.patterns[0] == "" and not cmd.extended:
-        server.send(render.untagged(b'LIST (\\Noselect) "/" ""'))
+        # the delimiter and the reference's root (RFC 3501 6.3.8: "/usr/x" -> "/")
+        ref = cmd.reference
+        root = ref[:ref.index(DELIM) + 1] if DELIM in ref else ""
+        server.send(b'* LIST (\\Noselect) "/" ' + render.mailbox(root) + b"\r\n")
         return
     existing = set(account.list_folders())
     subs = set(account.subscriptions())
@@ -90,8 +97,11 @@ async def list_mailboxes(server, cmd: C.ListCommand) -> None:
         exists = name in existing
         if sel_subscribed and name not in subs:
             sub_child = recursive and any(s.startswith(name + DELIM) for s in subs)
-            if lsub and any(s.startswith(name + DELIM) for s in subs) and not recursive:
-                attrs.append("\\Noselect")  # RFC 3501 LSUB with an implied parent
+            if lsub and not recursive and any(
+                    s.startswith(name + DELIM) and not any(r.match(s) for r in regexes) for s in subs):
+                # RFC 3501 6.3.9: a parent stands in (\Noselect) only for
+                # subscribed children the pattern does not reach ("%")
+                attrs.append("\\Noselect")
             elif sub_child:
                 extra = b' ("CHILDINFO" ("SUBSCRIBED"))'
             else:

@@ -212,7 +212,14 @@ class Reader:
             raw = self.string()
         else:
             raw = self.chars(_LIST_CHARS, "mailbox pattern")
-        return decode_mailbox(raw) if raw.upper() != b"INBOX" else "INBOX"
+        if raw.upper() == b"INBOX":
+            return "INBOX"
+        try:
+            return decode_mailbox(raw)
+        except Syntax:
+            # not modified UTF-7: no mailbox can match it (RFC 3501 allows
+            # any pattern; Dovecot lists nothing), so not a syntax error
+            return raw.decode("latin-1")
 
     def paren_list(self, item: Callable[[], Any], allow_empty: bool = True) -> list:
         self.expect(b"(")

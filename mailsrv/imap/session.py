@@ -18,6 +18,15 @@ from mailsrv.store.interfaces import IFolder, IFolderListener, MessageInfo
 PERMANENT = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
 
+def _recent(folder: IFolder, readonly: bool) -> Set[int]:
+    """SELECT claims \\Recent; EXAMINE shows it and leaves it for the next
+    SELECT (RFC 3501 6.3.2)."""
+    if not readonly:
+        return folder.claim_recent()
+    peek = getattr(folder, "peek_recent", None)
+    return peek() if peek is not None else set()
+
+
 @implementer(IFolderListener)
 class SelectedMailbox:
     """Sequence-number view plus the changes not yet reported."""
@@ -28,7 +37,7 @@ class SelectedMailbox:
         self.on_change = on_change  # called when something is queued (IDLE pushes it)
         uids = getattr(folder, "uids", None)  # the live store's list(dict) beats a MessageInfo walk
         self.uids: List[int] = uids() if uids is not None else [m.uid for m in folder.messages()]
-        self.recent: Set[int] = set() if readonly else set(folder.claim_recent())
+        self.recent: Set[int] = set(_recent(folder, readonly))
         self._added: Set[int] = set()
         self._flags: Set[int] = set()
         self._expunged: Set[int] = set()
@@ -103,6 +112,13 @@ class SelectedMailbox:
             render.untagged(b"OK [PERMANENTFLAGS " + render.flag_list([] if self.readonly else perm) + b"] Flags permitted."),
         ]
 
+    def new_keywords_response(self) -> List[bytes]:
+        """FLAGS and PERMANENTFLAGS again if keywords were added since the
+        client last heard (empty otherwise)."""
+        if set(self.folder.keywords()) <= self._known_keywords:
+            return []
+        return self.flags_response()
+
     # -- reporting
     def flush(self, allow_expunge: bool, uid_fetch: bool = True) -> List[bytes]:
         """Untagged responses for queued changes; updates the view."""
@@ -125,8 +141,7 @@ class SelectedMailbox:
             self._added.clear()
             if new:
                 self.uids.extend(new)
-                if not self.readonly:
-                    self.recent.update(self.folder.claim_recent())
+                self.recent.update(_recent(self.folder, self.readonly))
                 out.append(b"* %d EXISTS\r\n" % len(self.uids))
                 out.append(b"* %d RECENT\r\n" % sum(1 for u in self.recent if self.seq_of(u)))
         if self._flags:

@@ -554,6 +554,9 @@ class Folder:
         r, self._recent = self._recent, set()
         return r
 
+    def peek_recent(self) -> set:
+        return set(self._recent)
+
     def add_listener(self, listener) -> None:
         if listener not in self._listeners:
             self._listeners.append(listener)

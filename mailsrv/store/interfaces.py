@@ -146,6 +146,10 @@ class IFolder(Interface):
         """The UIDs that are \\Recent for the caller: messages that arrived
         since the last claim.  Each message is recent for one session only."""
 
+    def peek_recent() -> set:
+        """The UIDs still waiting to be claimed, without claiming them
+        (EXAMINE and STATUS RECENT report them, RFC 3501 6.3.2/6.3.10)."""
+
     def add_listener(listener: IFolderListener) -> None:
         """Start telling ``listener`` of changes."""
 

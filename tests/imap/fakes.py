@@ -122,6 +122,9 @@ class FakeFolder:
         r, self._recent = self._recent, set()
         return r
 
+    def peek_recent(self) -> set:
+        return set(self._recent)
+
     def add_listener(self, listener) -> None:
         self._listeners.append(listener)
 

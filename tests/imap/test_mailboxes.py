@@ -137,7 +137,8 @@ def test_status():
     inbox_with(c, MSG1, MSG2)
     c.account.folders["INBOX"].store_flags([1], ["\\Seen"], "+")
     out = c.cmd("a STATUS INBOX (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)")
-    assert out.startswith(b'* STATUS "INBOX" (MESSAGES 2 RECENT 0 UIDNEXT 3 UIDVALIDITY 1000 UNSEEN 1)\r\n')
+    # both messages are new and no session has claimed them: RECENT 2 (RFC 3501 6.3.10)
+    assert out.startswith(b'* STATUS "INBOX" (MESSAGES 2 RECENT 2 UIDNEXT 3 UIDVALIDITY 1000 UNSEEN 1)\r\n')
     assert b"b NO [NONEXISTENT]" in c.cmd("b STATUS Nope (MESSAGES)")
     assert b"c BAD" in c.cmd("c STATUS INBOX (BOGUS)")
 
