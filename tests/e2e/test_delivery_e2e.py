@@ -7,6 +7,7 @@ import imaplib
 import os
 import poplib
 import re
+import shutil
 import signal
 import smtplib
 import socket
@@ -202,3 +203,53 @@ def test_sighup_reloads_certificate(server):
         time.sleep(0.1)
     assert served_cert() != before
     assert server.proc.poll() is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="binding a privileged port needs root")
+def test_root_binds_privileged_port_then_serves_as_other_user():
+    """Operations: `twistd --uid/--gid` binds below 1024 first, then drops privileges."""
+    import pwd
+    import tempfile
+    from pathlib import Path
+
+    from tests.e2e.harness import mailsrv_cli, twistd_command
+
+    nobody = pwd.getpwnam("nobody")
+    top = tempfile.mkdtemp(prefix="mailsrv-priv-")  # pytest's tmp dirs are root-only
+    os.chmod(top, 0o755)
+    base = Path(top) / "data"
+    base.mkdir()
+    os.chown(base, nobody.pw_uid, nobody.pw_gid)
+    mailsrv_cli(str(base), "user", "add", "u", stdin=b"pw-u\n")
+    port = None
+    for candidate in range(990, 900, -1):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            port = candidate
+            break
+    assert port is not None
+    log = base / "twistd.log"
+    proc = subprocess.Popen([*twistd_command(), "-n", "--pidfile=", "--logfile", str(log),
+                             "--uid", str(nobody.pw_uid), "--gid", str(nobody.pw_gid), "mailsrv",
+                             "--data", str(base), "--pop3", f"tcp:{port}:interface=127.0.0.1",
+                             "--no-demo-user", "--auth-fail-delay", "0"])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and f":{port}" not in (log.read_text() if log.exists() else ""):
+            assert proc.poll() is None, log.read_text() if log.exists() else "twistd exited"
+            time.sleep(0.1)
+        with open(f"/proc/{proc.pid}/status") as f:
+            uid_line = next(line for line in f if line.startswith("Uid:"))
+        assert uid_line.split()[1:] == [str(nobody.pw_uid)] * 4  # real, effective, saved, fs
+        p = poplib.POP3("127.0.0.1", port, timeout=30)
+        p.user("u")
+        p.pass_("pw-u")
+        assert p.stat() == (0, 0)
+        p.quit()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        shutil.rmtree(top, ignore_errors=True)
