@@ -94,16 +94,7 @@ def resolve_uid(seqset: SeqSet, uids: Sequence[int]) -> List[int]:
 
 def render(numbers: Iterable[int]) -> str:
     """Compact form of ascending-sortable numbers: ``1:3,5``."""
-    nums = sorted(set(numbers))
-    parts: List[str] = []
-    i = 0
-    while i < len(nums):
-        j = i
-        while j + 1 < len(nums) and nums[j + 1] == nums[j] + 1:
-            j += 1
-        parts.append(str(nums[i]) if i == j else f"{nums[i]}:{nums[j]}")
-        i = j + 1
-    return ",".join(parts)
+    return render_pairs(sorted(set(numbers)))
 
 
 def render_pairs(numbers: Sequence[int]) -> str:
