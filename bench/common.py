@@ -21,7 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Iterable, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -41,7 +41,7 @@ MB = 1e6  # throughput unit: 10^6 octets
 # --------------------------------------------------------------------------
 # cleanup: run registered callbacks once, on normal exit or on a signal
 
-_cleanups: List[Callable[[], None]] = []
+_cleanups: list[Callable[[], None]] = []
 
 
 def on_exit(fn: Callable[[], None]) -> Callable[[], None]:
@@ -86,7 +86,7 @@ class Budget:
 # statistics and output
 
 
-def median(values: Iterable[float]) -> Optional[float]:
+def median(values: Iterable[float]) -> float | None:
     vals = [v for v in values if v is not None]
     return statistics.median(vals) if vals else None
 
@@ -99,7 +99,7 @@ def log(msg: str) -> None:
 class Result:
     """One figure: a number (in `unit`) or an error text."""
 
-    def __init__(self, value: Optional[float] = None, error: Optional[str] = None, note: str = "") -> None:
+    def __init__(self, value: float | None = None, error: str | None = None, note: str = "") -> None:
         self.value = value
         self.error = error
         self.note = note
@@ -117,9 +117,9 @@ class Table:
 
     def __init__(self, title: str) -> None:
         self.title = title
-        self.rows: List[Tuple[str, str, bool, Dict[str, Result]]] = []
+        self.rows: list[tuple[str, str, bool, dict[str, Result]]] = []
 
-    def add(self, figure: str, unit: str, higher_better: bool, mailsrv: Optional[Result], dovecot: Optional[Result]) -> None:
+    def add(self, figure: str, unit: str, higher_better: bool, mailsrv: Result | None, dovecot: Result | None) -> None:
         self.rows.append((figure, unit, higher_better, {"mailsrv": mailsrv or Result(), "dovecot": dovecot or Result()}))
 
     def render(self) -> str:
@@ -156,7 +156,7 @@ class Table:
         }
 
 
-def write_json(path: Optional[str], tables: Sequence[Table], extra: Optional[dict] = None) -> None:
+def write_json(path: str | None, tables: Sequence[Table], extra: dict | None = None) -> None:
     if path:
         with open(path, "w") as f:
             json.dump({"tables": [t.as_json() for t in tables], **(extra or {})}, f, indent=1)
@@ -166,8 +166,8 @@ def write_json(path: Optional[str], tables: Sequence[Table], extra: Optional[dic
 # processes: RSS/PSS from /proc, page cache
 
 
-def _children_map() -> Dict[int, List[int]]:
-    kids: Dict[int, List[int]] = {}
+def _children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -181,7 +181,7 @@ def _children_map() -> Dict[int, List[int]]:
     return kids
 
 
-def process_tree(pid: int) -> List[int]:
+def process_tree(pid: int) -> list[int]:
     """pid and all its descendants (Dovecot is a master plus children)."""
     kids = _children_map()
     out, todo = [], [pid]
@@ -208,7 +208,7 @@ def rss_mb(pid: int) -> float:
     return _status_kb(pid, "VmRSS") * 1024 / MB
 
 
-def tree_memory_mb(pid: int) -> Tuple[float, float]:
+def tree_memory_mb(pid: int) -> tuple[float, float]:
     """(sum of RSS, sum of PSS) over a process tree, MB.  PSS splits shared
     pages between the processes, so it is the fair figure for a forking
     server like Dovecot; for one process RSS and PSS are nearly equal."""
@@ -229,7 +229,7 @@ def drop_caches() -> bool:
         return False
 
 
-def run(cmd: Sequence[str], timeout: float = 120, env: Optional[dict] = None, stdin: bytes = b"") -> subprocess.CompletedProcess:
+def run(cmd: Sequence[str], timeout: float = 120, env: dict | None = None, stdin: bytes = b"") -> subprocess.CompletedProcess:
     return subprocess.run(list(cmd), input=stdin, capture_output=True, timeout=timeout, env=env)
 
 
@@ -265,8 +265,8 @@ class Corpus:
         with open(corpus_path(), "rb") as f:
             data = f.read()
         parts = re.split(rb"(?m)^From [^\n]*\n", data)
-        self.messages: List[bytes] = []
-        self._msgid_end: List[int] = []
+        self.messages: list[bytes] = []
+        self._msgid_end: list[int] = []
         for part in parts:
             if not part.strip():
                 continue
@@ -292,7 +292,7 @@ class Corpus:
         return msg[:at] + tag + msg[at:]
 
 
-Spec = List[Tuple[int, int, str]]  # (corpus index, round, maildir flags)
+Spec = list[tuple[int, int, str]]  # (corpus index, round, maildir flags)
 
 
 def inbox_spec(corpus: Corpus, n: int) -> Spec:
@@ -317,7 +317,7 @@ def spec_for_total(corpus: Corpus, n: int, total_bytes: int, flags: str = "S") -
     rnd = random.Random(1939)
     order = list(range(len(corpus.messages)))
     rnd.shuffle(order)
-    used: Dict[int, int] = {}
+    used: dict[int, int] = {}
     spec: Spec = []
     remaining = total_bytes
     for i in range(n):
@@ -337,7 +337,7 @@ def largest_spec(corpus: Corpus, n: int, distinct: int = 250) -> Spec:
     return [(big[i % len(big)], i // len(big), "S") for i in range(n)]
 
 
-def mail_owner() -> Tuple[int, int]:
+def mail_owner() -> tuple[int, int]:
     """uid/gid Dovecot's reference instance uses for mail when run as root."""
     if os.getuid() != 0:
         return os.getuid(), os.getgid()
@@ -391,7 +391,7 @@ def _seed_intact(path: str) -> bool:
     return True
 
 
-def seed_octets(path: str) -> Tuple[int, int]:
+def seed_octets(path: str) -> tuple[int, int]:
     """(message count, total CRLF octets) of a seed, i.e. what POP3 STAT must say."""
     n = w = 0
     for fn in os.listdir(os.path.join(path, "cur")):
@@ -401,7 +401,7 @@ def seed_octets(path: str) -> Tuple[int, int]:
     return n, w
 
 
-def install_maildir(seed_path: Optional[str], maildir: str, owner: Optional[Tuple[int, int]] = None) -> None:
+def install_maildir(seed_path: str | None, maildir: str, owner: tuple[int, int] | None = None) -> None:
     """Make `maildir` hold a hardlinked copy of the seed (or nothing).
     Maildir files are never rewritten in place, so links are safe and make
     a 100,000-message copy take a second instead of a minute."""
@@ -436,7 +436,7 @@ class BenchServer:
     """Common shape of the two servers under test."""
 
     label = ""
-    ports: Dict[str, int]
+    ports: dict[str, int]
 
     def maildir(self, user: str) -> str:
         raise NotImplementedError
@@ -447,10 +447,10 @@ class BenchServer:
     def stop(self) -> None:
         raise NotImplementedError
 
-    def main_pid(self) -> Optional[int]:
+    def main_pid(self) -> int | None:
         raise NotImplementedError
 
-    def memory(self) -> Tuple[float, float]:
+    def memory(self) -> tuple[float, float]:
         pid = self.main_pid()
         return tree_memory_mb(pid) if pid else (0.0, 0.0)
 
@@ -465,9 +465,9 @@ class Mailsrv(BenchServer):
         self.data = data
         self.kinds = tuple(kinds)
         self.server = None
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
         self.ports = {}
-        self.users: List[str] = []
+        self.users: list[str] = []
         on_exit(self.stop)
 
     def reset(self) -> None:
@@ -476,7 +476,7 @@ class Mailsrv(BenchServer):
         os.makedirs(self.data)
         self.users = []
 
-    def add_user(self, name: str, seed_path: Optional[str]) -> None:
+    def add_user(self, name: str, seed_path: str | None) -> None:
         res = run([sys.executable, "-m", "mailsrv.cli", "--data", self.data, "user", "add", name],
                   stdin=PASSWORD.encode() + b"\n", timeout=60)
         if res.returncode != 0:
@@ -499,7 +499,7 @@ class Mailsrv(BenchServer):
             self.server.stop()
         self.server, self.proc = None, None
 
-    def main_pid(self) -> Optional[int]:
+    def main_pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
 
@@ -513,7 +513,7 @@ class Dovecot(BenchServer):
         self.base = DOVECOT_BASE
         self.mail_root = mail_root
         self.plain = plain_passwords
-        self.users: List[str] = []
+        self.users: list[str] = []
         self.all_ports = dict(DOVECOT_PORTS)
         self.ports = {"imap": DOVECOT_PORTS["imap"], "pop3": DOVECOT_PORTS["pop3"]}
         self.owner = mail_owner()
@@ -563,7 +563,7 @@ class Dovecot(BenchServer):
         os.makedirs(self.mail_root)
         self.users = []
 
-    def add_user(self, name: str, seed_path: Optional[str]) -> None:
+    def add_user(self, name: str, seed_path: str | None) -> None:
         install_maildir(seed_path, self.maildir(name), owner=self.owner)
         self.users.append(name)
 
@@ -597,7 +597,7 @@ class Dovecot(BenchServer):
             self._down()
         self.running = False
 
-    def main_pid(self) -> Optional[int]:
+    def main_pid(self) -> int | None:
         try:
             with open(os.path.join(self.base, "run", "master.pid")) as f:
                 return int(f.read().strip())

@@ -30,7 +30,7 @@ import re
 import socket
 import sys
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,7 +81,7 @@ class IMAPClient:
     def _fill(self, deadline: float) -> int:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise socket.timeout("step timeout")
+            raise TimeoutError("step timeout")
         self.sock.settimeout(left)
         chunk = self.sock.recv(1 << 20)
         if not chunk:
@@ -100,7 +100,7 @@ class IMAPClient:
         needle = b"\r\n" + tag + b" "
         t0 = time.monotonic()
         deadline = t0 + timeout
-        kept: List[bytes] = []
+        kept: list[bytes] = []
         total = fetches = scan = 0
         try:
             self.sock.sendall(tag + b" " + cmd.encode() + b"\r\n")
@@ -137,7 +137,7 @@ class IMAPClient:
                 del self.buf[:end]
                 return Reply(status if status in ("OK", "NO", "BAD") else "BAD", text, total,
                              b"".join(kept), fetches, secs)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             return Reply("TIMEOUT", f"no tagged reply to {cmd[:40]!r} in {timeout:.0f}s", seconds=time.monotonic() - t0)
         except (EOFError, OSError) as e:
             return Reply("EOF", str(e), seconds=time.monotonic() - t0)
@@ -169,12 +169,12 @@ def compress_uids(uids: Sequence[int]) -> str:
     return ",".join(out)
 
 
-def search_uids(data: bytes) -> List[int]:
+def search_uids(data: bytes) -> list[int]:
     m = re.search(rb"(?m)^\* SEARCH([ \d]*)\r?$", data)
     return [int(x) for x in m.group(1).split()] if m else []
 
 
-def unseen_from_fetch(data: bytes) -> List[int]:
+def unseen_from_fetch(data: bytes) -> list[int]:
     """UIDs without \\Seen from '* n FETCH (UID u FLAGS (...))' lines."""
     out = []
     for line in data.split(b"\r\n"):
@@ -191,14 +191,14 @@ class Session:
 
     def __init__(self, port: int, user: str, budget: Budget, step_timeout: float) -> None:
         self.port, self.user, self.budget, self.step_timeout = port, user, budget, step_timeout
-        self.conn: Optional[IMAPClient] = None
-        self.exists: Optional[int] = None
+        self.conn: IMAPClient | None = None
+        self.exists: int | None = None
         self.select_secs = 0.0
 
     def timeout(self) -> float:
         return self.budget.timeout(self.step_timeout)
 
-    def login_select(self) -> Tuple[Optional[float], Optional[str]]:
+    def login_select(self) -> tuple[float | None, str | None]:
         """Fresh connection, LOGIN + SELECT INBOX: (seconds, error); the
         SELECT alone is left in self.select_secs (LOGIN is mostly Argon2id)."""
         self.close()
@@ -243,19 +243,19 @@ class Session:
             self.close()
 
 
-def fetch_note(r: Reply, exists: Optional[int]) -> str:
+def fetch_note(r: Reply, exists: int | None) -> str:
     if exists is not None and r.fetches != exists:
         return f"{r.fetches} FETCH responses for {exists} messages"
     return ""
 
 
-def one(r: Reply, exists: Optional[int] = None) -> Result:
+def one(r: Reply, exists: int | None = None) -> Result:
     if not r.ok:
         return Result(error=r.error())
     return Result(r.seconds * 1000, note=fetch_note(r, exists))
 
 
-def repeated(sess: Session, cmd: str, runs: int, keep: bool = False, after=None, warmup: bool = True) -> Tuple[Result, Optional[Reply]]:
+def repeated(sess: Session, cmd: str, runs: int, keep: bool = False, after=None, warmup: bool = True) -> tuple[Result, Reply | None]:
     """One untimed warm-up, then the median of `runs` timings (ms)."""
     times, last = [], None
     for i in range(runs + (1 if warmup else 0)):
@@ -275,8 +275,8 @@ def repeated(sess: Session, cmd: str, runs: int, keep: bool = False, after=None,
 
 
 def bench_mailbox(server: common.BenchServer, budget: Budget, step_timeout: float, runs: int,
-                  large_octets: int) -> Dict[str, Result]:
-    out: Dict[str, Result] = {}
+                  large_octets: int) -> dict[str, Result]:
+    out: dict[str, Result] = {}
     port_of = lambda: server.ports["imap"]  # noqa: E731
     server.stop()
     common.drop_caches()
@@ -430,12 +430,12 @@ def main() -> int:
           f"python={platform.python_version()} page-cache-drop={'yes' if can_drop else 'no'}")
     print("# passwords: Argon2id m=64MiB t=3 p=1 for both servers; Dovecot 2.3 reference instance "
           f"(private, {common.DOVECOT_BASE}); times in ms, warm = median of {args.runs} after a warm-up")
-    tables: List[Table] = []
+    tables: list[Table] = []
     dovecot = None if args.skip_dovecot else common.Dovecot(os.path.join(common.WORK, "dovecot-mail"))
     ours = None if args.skip_mailsrv or mailsrv_error else common.Mailsrv(os.path.join(common.WORK, "mailsrv-data"), kinds=("imap",))
     try:
         for n in sizes:
-            results: Dict[str, Dict[str, Result]] = {}
+            results: dict[str, dict[str, Result]] = {}
             step_timeout = 60 if n <= 20000 else 150
             for server in (dovecot, ours):
                 if server is None:

@@ -26,7 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from collections.abc import Callable, Sequence
+from typing import Union
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -104,7 +105,7 @@ class Conn:
         self.sock.settimeout(timeout)
         try:
             data = self.sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             return False
         except OSError:
             data = b""
@@ -114,7 +115,7 @@ class Conn:
         self.buf += data
         return True
 
-    def read_response(self, timeout: float = TIMEOUT) -> Optional[bytes]:
+    def read_response(self, timeout: float = TIMEOUT) -> bytes | None:
         """One response line with its literals inline, or None on timeout/EOF."""
         deadline = time.monotonic() + timeout
         out = b""
@@ -138,7 +139,7 @@ class Conn:
             out += self.buf[:n]
             self.buf = self.buf[n:]
 
-    def drain(self, wait: float) -> List[bytes]:
+    def drain(self, wait: float) -> list[bytes]:
         """Whatever arrives within ``wait`` seconds."""
         out = []
         deadline = time.monotonic() + wait
@@ -157,14 +158,14 @@ class Conn:
         except OSError:
             self.eof = True
 
-    def command(self, payload: bytes, tag: Optional[str] = None) -> Tuple[str, List[bytes]]:
+    def command(self, payload: bytes, tag: str | None = None) -> tuple[str, list[bytes]]:
         """Send ``tag payload`` (synchronising literals wait for ``+``) and
         read up to the tagged answer."""
         if tag is None:
             self.n += 1
             tag = "t%d" % self.n
         data = tag.encode() + b" " + payload + b"\r\n"
-        out: List[bytes] = []
+        out: list[bytes] = []
         pos = 0
         while True:
             m = re.compile(rb"\{(\d+)\}\r\n").search(data, pos)
@@ -183,7 +184,7 @@ class Conn:
         self.read_tagged(tag, out)
         return tag, out
 
-    def read_until_continuation(self, tag: str, out: List[bytes]) -> str:
+    def read_until_continuation(self, tag: str, out: list[bytes]) -> str:
         while True:
             r = self.read_response()
             if r is None:
@@ -195,7 +196,7 @@ class Conn:
             if r.startswith(tag.encode() + b" "):
                 return "tagged"
 
-    def read_tagged(self, tag: str, out: List[bytes]) -> None:
+    def read_tagged(self, tag: str, out: list[bytes]) -> None:
         while True:
             r = self.read_response()
             if r is None:
@@ -236,11 +237,11 @@ def _literals(line: bytes) -> str:
     return "".join(out).rstrip("\r\n")
 
 
-def _sort_flags(m: "re.Match[str]") -> str:
+def _sort_flags(m: re.Match[str]) -> str:
     return m.group(1) + " (" + " ".join(sorted(m.group(2).split())) + ")"
 
 
-def normalise(line: bytes) -> Tuple[str, str]:
+def normalise(line: bytes) -> tuple[str, str]:
     """(the part that matters, the human text) of one response line."""
     s = _literals(line)
     s = re.sub(r"(UIDVALIDITY|APPENDUID|COPYUID) \d+", r"\1 <V>", s)
@@ -276,10 +277,10 @@ class Session:
 
     def __init__(self, port: int, forgive_bad: bool = False) -> None:
         self.port = port
-        self.conns: Dict[str, Conn] = {}
+        self.conns: dict[str, Conn] = {}
         self.forgive_bad = forgive_bad  # a NOOP after each BAD: Dovecot hangs up after a few in a row
 
-    def step(self, step: Step) -> Tuple[str, List[bytes]]:
+    def step(self, step: Step) -> tuple[str, list[bytes]]:
         label, out = self.run(step)
         name = step[0] if isinstance(step, tuple) else "A"
         if self.forgive_bad and name in self.conns and self.conns[name].eof:
@@ -293,7 +294,7 @@ class Session:
             self.conns[name] = Conn(self.port)
         return self.conns[name]
 
-    def run(self, step: Step) -> Tuple[str, List[bytes]]:
+    def run(self, step: Step) -> tuple[str, list[bytes]]:
         """A step: 'CMD' or b'CMD' on connection A; ('B', 'CMD') on another;
         ('connect', name); ('login', name); ('drain', name, secs);
         ('idle', name, [steps run elsewhere while idling], done_line)."""
@@ -317,7 +318,7 @@ class Session:
             c.n += 1
             tag = "t%d" % c.n
             c.send(tag.encode() + b" IDLE\r\n")
-            out: List[bytes] = []
+            out: list[bytes] = []
             r = c.read_until_continuation(tag, out)
             if r == "+":
                 for other in others:
@@ -339,7 +340,7 @@ class Session:
 
 # ------------------------------------------------------------------ corpus & scripts
 
-def corpus(n: int) -> List[bytes]:
+def corpus(n: int) -> list[bytes]:
     path = os.path.join(tempfile.gettempdir(), "imap-compare-corpus.mbox")
     if not os.path.exists(path):
         subprocess.run([sys.executable, os.path.join(REF, "make-mbox.py"), "-n", str(max(n, 60)), "-o", path],
@@ -352,8 +353,8 @@ def corpus(n: int) -> List[bytes]:
     return out
 
 
-def seed_steps(msgs: Sequence[bytes]) -> List[Step]:
-    steps: List[Step] = []
+def seed_steps(msgs: Sequence[bytes]) -> list[Step]:
+    steps: list[Step] = []
     for i, m in enumerate(msgs, 1):
         flags = []
         if i % 5 == 0:
@@ -374,8 +375,8 @@ def lit(data: bytes, plus: bool = False) -> bytes:
     return b"{%d%s}\r\n" % (len(data), b"+" if plus else b"") + data
 
 
-def scripts(msgs: Sequence[bytes]) -> Dict[str, List[Step]]:
-    S: Dict[str, List[Step]] = {}
+def scripts(msgs: Sequence[bytes]) -> dict[str, list[Step]]:
+    S: dict[str, list[Step]] = {}
     S["nonauth"] = [
         ("connect", "A"), "CAPABILITY", "NOOP", "noop", "SELECT INBOX", "EXAMINE INBOX", "CREATE x", "DELETE x",
         "RENAME x y", "SUBSCRIBE x", "LIST \"\" *", "LSUB \"\" *", "STATUS INBOX (MESSAGES)", b"APPEND INBOX {3+}\r\nabc",
@@ -581,7 +582,7 @@ FORGIVING = {"nonauth", "badsyntax"}
 # Dovecot's QRESYNC/CONDSTORE extras that mailsrv does not advertise (yet)
 IGNORED = re.compile(r"^\* OK \[(CLOSED|HIGHESTMODSEQ \d+|NOMODSEQ)\]$")
 
-def classify(d: List[Tuple[str, str]], m: List[Tuple[str, str]]) -> str:
+def classify(d: list[tuple[str, str]], m: list[tuple[str, str]]) -> str:
     dk = [k for k, _ in d]
     mk = [k for k, _ in m]
     if dk == mk:
@@ -591,8 +592,8 @@ def classify(d: List[Tuple[str, str]], m: List[Tuple[str, str]]) -> str:
     return "DIFF"
 
 
-def run_all(dport: int, mport: int, msgs: Sequence[bytes], only: Optional[List[str]], show_all: bool,
-            write: Callable[[str], None]) -> Dict[str, int]:
+def run_all(dport: int, mport: int, msgs: Sequence[bytes], only: list[str] | None, show_all: bool,
+            write: Callable[[str], None]) -> dict[str, int]:
     counts = {"same": 0, "text": 0, "order": 0, "DIFF": 0}
     seed = [("login", "A")] + seed_steps(msgs) + ["LOGOUT"]
     for port in (dport, mport):
@@ -634,7 +635,7 @@ def run_all(dport: int, mport: int, msgs: Sequence[bytes], only: Optional[List[s
     return counts
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=50, help="corpus messages seeded into INBOX")
     ap.add_argument("--only", help="comma-separated script names")

@@ -24,7 +24,6 @@ import re
 import socket
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -97,7 +96,7 @@ class POP3Client:
         self.command(f"USER {user}")
         self.command(f"PASS {password}")
 
-    def stat(self) -> Tuple[int, int]:
+    def stat(self) -> tuple[int, int]:
         reply = self.command("STAT")
         m = re.match(rb"\+OK (\d+) (\d+)", reply)
         if not m:
@@ -117,7 +116,7 @@ class POP3Client:
             pass
 
 
-def retrieve_all(port: int, user: str, timeout: float, barrier=None) -> Tuple[int, int, float, float, float]:
+def retrieve_all(port: int, user: str, timeout: float, barrier=None) -> tuple[int, int, float, float, float]:
     """One full POP3 download session: (messages, STAT octets, start, end,
     connect time),
     timed from STAT to the QUIT answer.  Login is outside the timing (its
@@ -151,7 +150,7 @@ def _child(port: int, user: str, timeout: float, barrier, queue) -> None:
         queue.put((user, 0.0, 0.0, 0, 0, repr(e)))
 
 
-def retrieve_parallel(port: int, users: List[str], timeout: float) -> Tuple[int, int, float]:
+def retrieve_parallel(port: int, users: list[str], timeout: float) -> tuple[int, int, float]:
     """Each user downloads its maildrop in its own process (no GIL between
     clients); aggregate (messages, octets, wall seconds)."""
     ctx = multiprocessing.get_context("fork")
@@ -178,7 +177,7 @@ def retrieve_parallel(port: int, users: List[str], timeout: float) -> Tuple[int,
     return sum(r[3] for r in results), sum(r[4] for r in results), wall
 
 
-def open_stat(port: int, user: str, timeout: float) -> Tuple[float, Tuple[int, int], POP3Client]:
+def open_stat(port: int, user: str, timeout: float) -> tuple[float, tuple[int, int], POP3Client]:
     """connect + USER + PASS + STAT; the session is left open (for RSS)."""
     t0 = time.monotonic()
     c = POP3Client(port, timeout)
@@ -195,12 +194,12 @@ def err(e: Exception) -> Result:
     return Result(error=str(e) or repr(e))
 
 
-def bench_retrieval(servers: List[common.BenchServer], runs: int, expect: Tuple[int, int], budget: Budget,
-                    tables: List[Table]) -> None:
+def bench_retrieval(servers: list[common.BenchServer], runs: int, expect: tuple[int, int], budget: Budget,
+                    tables: list[Table]) -> None:
     """Both servers up at once, runs interleaved so background load hits both."""
-    per: Dict[str, Dict[str, List[Tuple[int, int, float]]]] = {s.label: {"1": [], "4": [], "1+login": []} for s in servers}
-    errors: Dict[str, Dict[str, str]] = {s.label: {} for s in servers}
-    notes: Dict[str, str] = {}
+    per: dict[str, dict[str, list[tuple[int, int, float]]]] = {s.label: {"1": [], "4": [], "1+login": []} for s in servers}
+    errors: dict[str, dict[str, str]] = {s.label: {} for s in servers}
+    notes: dict[str, str] = {}
     for s in servers:  # warm-up: builds each server's index, fills the page cache
         for u in RETR_USERS:
             try:
@@ -253,10 +252,10 @@ def bench_retrieval(servers: List[common.BenchServer], runs: int, expect: Tuple[
     tables.append(t)
 
 
-def bench_open(server: common.BenchServer, others: List[common.BenchServer], big_user: str,
-               expect: Tuple[int, int], budget: Budget, can_drop: bool) -> Dict[str, Result]:
+def bench_open(server: common.BenchServer, others: list[common.BenchServer], big_user: str,
+               expect: tuple[int, int], budget: Budget, can_drop: bool) -> dict[str, Result]:
     """Open-time figures for one server, alone on the machine."""
-    out: Dict[str, Result] = {}
+    out: dict[str, Result] = {}
     port_timeout = budget.timeout(180)
     for o in others:
         o.stop()
@@ -265,7 +264,7 @@ def bench_open(server: common.BenchServer, others: List[common.BenchServer], big
     server.start()
     port = server.ports["pop3"]
 
-    def timed(key: str, user: str) -> Optional[POP3Client]:
+    def timed(key: str, user: str) -> POP3Client | None:
         try:
             secs, st, conn = open_stat(port, user, budget.timeout(port_timeout))
             note = "" if user != big_user or st == expect else f"STAT {st[0]}/{st[1]}, seed {expect[0]}/{expect[1]}"
@@ -341,8 +340,8 @@ def main() -> int:
     drop_expect, big_expect = common.seed_octets(drop_seed), common.seed_octets(big_seed)
     can_drop = common.drop_caches()
 
-    servers: List[common.BenchServer] = []
-    setup_errors: Dict[str, str] = {}
+    servers: list[common.BenchServer] = []
+    setup_errors: dict[str, str] = {}
     users = [(u, drop_seed) for u in RETR_USERS] + [("big", big_seed), ("empty", None)]
     if not args.skip_dovecot:
         d = common.Dovecot(os.path.join(common.WORK, "dovecot-mail"))
@@ -366,7 +365,7 @@ def main() -> int:
           f"python={platform.python_version()} page-cache-drop={'yes' if can_drop else 'no'}")
     print("# passwords: Argon2id m=64MiB t=3 p=1 for both servers; Dovecot 2.3 reference instance "
           f"(private, {common.DOVECOT_BASE})")
-    tables: List[Table] = []
+    tables: list[Table] = []
     try:
         started = []
         for s in servers:
@@ -380,7 +379,7 @@ def main() -> int:
         for label, e in setup_errors.items():
             for row in tables[-1].rows:
                 row[3][label] = Result(error=e)
-        opens: Dict[str, Dict[str, Result]] = {}
+        opens: dict[str, dict[str, Result]] = {}
         for s in started:
             if budget.left() < 20:
                 log(f"time budget exhausted before the open test of {s.label}")

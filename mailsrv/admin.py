@@ -17,8 +17,9 @@ import os
 import sqlite3
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, BinaryIO, TextIO
 
 from mailsrv.store import layout, maildir, uidlist
 from mailsrv.store.interfaces import InvalidFolderName, StoreError
@@ -39,7 +40,7 @@ class AdminError(Exception):
 # -- registration ------------------------------------------------------------------
 
 
-def register(subparsers: Any, common: Optional[argparse.ArgumentParser] = None) -> None:
+def register(subparsers: Any, common: argparse.ArgumentParser | None = None) -> None:
     """Add ``mailbox``, ``check`` and ``import`` to the ``mailsrv`` command.
     ``common`` is the parent parser with the global options (--data, --config)."""
     parents = [common] if common is not None else []
@@ -130,7 +131,7 @@ def _user_root(config: Any, name: str, must_exist: bool = True) -> str:
     return root
 
 
-def _folders(root: str, only: Optional[str] = None) -> List[Tuple[str, str]]:
+def _folders(root: str, only: str | None = None) -> list[tuple[str, str]]:
     """(IMAP name, directory) of every folder, or of ``only``."""
     if only is not None:
         try:
@@ -149,7 +150,7 @@ def _folders(root: str, only: Optional[str] = None) -> List[Tuple[str, str]]:
     return out
 
 
-def _users(config: Any) -> List[str]:
+def _users(config: Any) -> list[str]:
     """Users with a mail store under the data folder."""
     try:
         entries = sorted(os.listdir(config.data_dir))
@@ -177,8 +178,8 @@ class FolderStats:
     size: int = 0
     unseen: int = 0
     without_uid: int = 0
-    uidvalidity: Optional[int] = None
-    uidnext: Optional[int] = None
+    uidvalidity: int | None = None
+    uidnext: int | None = None
 
 
 def folder_stats(name: str, path: str) -> FolderStats:
@@ -213,7 +214,7 @@ def folder_stats(name: str, path: str) -> FolderStats:
     return st
 
 
-def cmd_mailbox_list(args: argparse.Namespace, config: Any, out: Optional[TextIO] = None) -> int:
+def cmd_mailbox_list(args: argparse.Namespace, config: Any, out: TextIO | None = None) -> int:
     """Folders with message counts, sizes, UIDVALIDITY and unseen counts."""
     out = out or sys.stdout
     root = _user_root(config, args.name)
@@ -244,16 +245,16 @@ class FolderCheck:
     user: str
     name: str
     path: str
-    problems: List[str] = field(default_factory=list)
-    actions: List[str] = field(default_factory=list)
-    left: List[str] = field(default_factory=list)  # problems not repaired
+    problems: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)  # problems not repaired
 
     @property
     def label(self) -> str:
         return f"{self.user}/{self.name}"
 
 
-def _uidlist_duplicates(path: str) -> Dict[str, List[int]]:
+def _uidlist_duplicates(path: str) -> dict[str, list[int]]:
     """Keys listed more than once in dovecot-uidlist (the parser keeps the
     first and drops the rest)."""
     try:
@@ -261,7 +262,7 @@ def _uidlist_duplicates(path: str) -> Dict[str, List[int]]:
             text = f.read().decode("utf-8", "surrogateescape")
     except FileNotFoundError:
         return {}
-    seen: Dict[str, List[int]] = {}
+    seen: dict[str, list[int]] = {}
     for line in text.split("\n")[1:]:
         uid_s, _, rest = line.partition(" ")
         if not uid_s.isdigit():
@@ -275,11 +276,11 @@ def _uidlist_duplicates(path: str) -> Dict[str, List[int]]:
     return {k: v for k, v in seen.items() if len(v) > 1}
 
 
-def _scan(path: str) -> Tuple[Dict[str, List[Tuple[str, str]]], List[Tuple[str, str, str]]]:
+def _scan(path: str) -> tuple[dict[str, list[tuple[str, str]]], list[tuple[str, str, str]]]:
     """key -> [(sub, filename)] of message files, and (sub, filename, why)
     of names in new/ or cur/ that are not proper message file names."""
-    files: Dict[str, List[Tuple[str, str]]] = {}
-    bad: List[Tuple[str, str, str]] = []
+    files: dict[str, list[tuple[str, str]]] = {}
+    bad: list[tuple[str, str, str]] = []
     for sub in ("new", "cur"):
         for fn in os.listdir(os.path.join(path, sub)):
             if fn.startswith("."):
@@ -294,7 +295,7 @@ def _scan(path: str) -> Tuple[Dict[str, List[Tuple[str, str]]], List[Tuple[str, 
     return files, bad
 
 
-def _old_tmp(path: str, now: float) -> List[str]:
+def _old_tmp(path: str, now: float) -> list[str]:
     out = []
     tmpdir = os.path.join(path, "tmp")
     try:
@@ -310,7 +311,7 @@ def _old_tmp(path: str, now: float) -> List[str]:
     return out
 
 
-def _cache_state(path: str, uidvalidity: Optional[int]) -> Optional[str]:
+def _cache_state(path: str, uidvalidity: int | None) -> str | None:
     """None when the cache is absent or usable, else why it must be rebuilt."""
     p = os.path.join(path, CACHE_FILE)
     if not os.path.exists(p):
@@ -354,7 +355,7 @@ def _drop_cache(path: str) -> None:
 
 
 def check_folder(user: str, name: str, path: str, repair: bool, reindex: bool = False,
-                 now: Optional[float] = None) -> FolderCheck:
+                 now: float | None = None) -> FolderCheck:
     """Verify one folder against its uid list and cache; repair if asked."""
     now = time.time() if now is None else now
     fc = FolderCheck(user, name, path)
@@ -472,7 +473,7 @@ def check_folder(user: str, name: str, path: str, repair: bool, reindex: bool = 
 
 def _ranges(nums: Sequence[int]) -> str:
     """[1,2,3,7] -> '1-3, 7' (at most a few ranges shown)."""
-    out: List[str] = []
+    out: list[str] = []
     start = prev = None
     for n in nums:
         if start is None:
@@ -487,7 +488,7 @@ def _ranges(nums: Sequence[int]) -> str:
     return ", ".join(out[:8]) + (", ..." if len(out) > 8 else "")
 
 
-def _print_checks(checks: List[FolderCheck], repair: bool, out: TextIO) -> int:
+def _print_checks(checks: list[FolderCheck], repair: bool, out: TextIO) -> int:
     bad = 0
     for fc in checks:
         if not fc.problems:
@@ -505,7 +506,7 @@ def _print_checks(checks: List[FolderCheck], repair: bool, out: TextIO) -> int:
     return 1 if bad else 0
 
 
-def cmd_check(args: argparse.Namespace, config: Any, out: Optional[TextIO] = None) -> int:
+def cmd_check(args: argparse.Namespace, config: Any, out: TextIO | None = None) -> int:
     """Verify every folder of one user (or of all users); repair unless --dry-run."""
     out = out or sys.stdout
     users = [args.name] if args.name else _users(config)
@@ -520,7 +521,7 @@ def cmd_check(args: argparse.Namespace, config: Any, out: Optional[TextIO] = Non
     return _print_checks(checks, not args.dry_run, out)
 
 
-def cmd_mailbox_reindex(args: argparse.Namespace, config: Any, out: Optional[TextIO] = None) -> int:
+def cmd_mailbox_reindex(args: argparse.Namespace, config: Any, out: TextIO | None = None) -> int:
     """Rescan folders (assign UIDs, drop dead entries) and drop their caches."""
     out = out or sys.stdout
     root = _user_root(config, args.name)
@@ -540,7 +541,7 @@ def cmd_mailbox_reindex(args: argparse.Namespace, config: Any, out: Optional[Tex
 class Progress:
     """A one-line progress bar on stderr (only when enabled)."""
 
-    def __init__(self, total: Optional[int], enabled: bool, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, total: int | None, enabled: bool, stream: TextIO = sys.stderr) -> None:
         self.total, self.enabled, self.stream = total, enabled, stream
         self._last = 0.0
 
@@ -570,12 +571,12 @@ class Progress:
 class ImportReport:
     messages: int = 0
     bytes: int = 0
-    uids: List[int] = field(default_factory=list)
-    flags: Dict[str, int] = field(default_factory=dict)
+    uids: list[int] = field(default_factory=list)
+    flags: dict[str, int] = field(default_factory=dict)
     created_folder: bool = False
 
 
-def _ensure_folder(root: str, folder: str) -> Tuple[str, str, bool]:
+def _ensure_folder(root: str, folder: str) -> tuple[str, str, bool]:
     """(canonical name, directory, created?) for the import target."""
     try:
         name = layout.canonical(folder)
@@ -596,7 +597,7 @@ def _ensure_folder(root: str, folder: str) -> Tuple[str, str, bool]:
 
 
 def import_mbox(folder_dir: str, stream: BinaryIO, use_flags: bool = True,
-                progress: Optional[Progress] = None) -> ImportReport:
+                progress: Progress | None = None) -> ImportReport:
     """Store every message of the mbox ``stream`` in the folder, in order,
     crash-safely (tmp/, fsync, rename) with UIDs assigned in batches under
     the uid list lock.  Messages already stored stay stored if a later one
@@ -606,7 +607,7 @@ def import_mbox(folder_dir: str, stream: BinaryIO, use_flags: bool = True,
     report = ImportReport()
     disk = maildir.DiskFolder(folder_dir)
     disk.sync()  # a uid list must exist first, or the first batch is numbered by a rescan
-    batch: List[maildir.NewFile] = []
+    batch: list[maildir.NewFile] = []
     batch_bytes = 0
 
     def flush() -> None:
@@ -650,7 +651,7 @@ def _position(stream: BinaryIO) -> int:
         return 0
 
 
-def cmd_import(args: argparse.Namespace, config: Any, out: Optional[TextIO] = None) -> int:
+def cmd_import(args: argparse.Namespace, config: Any, out: TextIO | None = None) -> int:
     """Import an mbox file into a user's folder."""
     from mailsrv.mbox import MboxError
 

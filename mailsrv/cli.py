@@ -17,7 +17,8 @@ import getpass
 import os
 import shutil
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from mailsrv.config import DEFAULT_LISTENERS, LISTENER_KINDS, Config, ConfigError, give_to_data_owner, load
 
@@ -246,7 +247,7 @@ def _deliver(args: argparse.Namespace, config: Config) -> int:
         from mailsrv.delivery import deliver_command  # type: ignore[import-not-found]
     except ImportError as e:
         raise CliError(f"local delivery is not available in this installation ({e})", EX_TEMPFAIL) from None
-    flags: List[str] = []
+    flags: list[str] = []
     for f in args.flags or ():
         flags.extend(f.split())
     return int(deliver_command(config, name, args.folder, flags, sys.stdin.buffer))
@@ -267,7 +268,7 @@ def build_deliver(sub: Any, common: argparse.ArgumentParser) -> None:
 # -- config check ------------------------------------------------------------
 
 
-def _check_tls(cert: str, key: str) -> List[str]:
+def _check_tls(cert: str, key: str) -> list[str]:
     """Problems with a certificate/key pair (empty list: fine)."""
     import datetime
 
@@ -306,7 +307,7 @@ def _ssl_reason(e: Exception) -> str:
 def _config_check(args: argparse.Namespace, config: Config) -> int:
     from twisted.internet import endpoints, reactor
 
-    problems: List[str] = []
+    problems: list[str] = []
     print(f"config: {config.source or '(none, built-in defaults)'}")
     print(f"data: {os.path.abspath(config.data_dir)}" + ("" if os.path.isdir(config.data_dir) else " (created on first start)"))
     try:
@@ -371,7 +372,7 @@ def build_config(sub: Any, common: argparse.ArgumentParser) -> None:
 
 # -- entry point ---------------------------------------------------------------
 
-COMMANDS: Dict[str, Callable[[Any, argparse.ArgumentParser], None]] = {
+COMMANDS: dict[str, Callable[[Any, argparse.ArgumentParser], None]] = {
     "user": build_user,
     "deliver": build_deliver,
     "config": build_config,
@@ -397,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _command_of(argv: Sequence[str]) -> Optional[str]:
+def _command_of(argv: Sequence[str]) -> str | None:
     """The subcommand named in argv (for exit codes of unparsable commands)."""
     skip = False
     for tok in argv:
@@ -415,7 +416,7 @@ def _describe_oserror(e: OSError) -> str:
     return f"{where}{e.strerror or e}"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit code (console_scripts exits with it)."""
     from mailsrv.auth.hashing import UnsupportedScheme
     from mailsrv.auth.passwd import AuthError

@@ -9,7 +9,6 @@ from __future__ import annotations
 import configparser
 import os
 from dataclasses import dataclass, field
-from typing import List, Optional
 
 DEFAULT_DATA = "mailsrv-data"
 # Development defaults: unprivileged loopback ports.
@@ -39,10 +38,10 @@ def _bool(value: str) -> bool:
 @dataclass
 class Config:
     data_dir: str = DEFAULT_DATA
-    passwd_file: Optional[str] = None  # default: <data_dir>/passwd
+    passwd_file: str | None = None  # default: <data_dir>/passwd
     listeners: dict = field(default_factory=dict)  # kind -> [endpoint strings]
-    tls_cert: Optional[str] = None
-    tls_key: Optional[str] = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
     # 'loopback' (default): plaintext USER/PASS/LOGIN only from 127.0.0.0/8 and ::1
     # before TLS; 'yes': always; 'no': only after STLS/STARTTLS.
     plaintext_auth: str = "loopback"
@@ -52,23 +51,23 @@ class Config:
     imap_timeout: int = 1800
     append_limit: int = 50 * 1024 * 1024
     lmtp_max_size: int = 50 * 1024 * 1024
-    local_domains: List[str] = field(default_factory=list)  # empty: accept any domain
+    local_domains: list[str] = field(default_factory=list)  # empty: accept any domain
     lmtp_detail_folders: bool = True
     hostname: str = "localhost"
     hash_scheme: str = "ARGON2ID"
     demo_user: bool = True
     trace: bool = False
-    source: Optional[str] = None  # the ini file read, if any
+    source: str | None = None  # the ini file read, if any
 
     @property
     def passwd_path(self) -> str:
         return self.passwd_file or os.path.join(self.data_dir, "passwd")
 
-    def endpoints(self, kind: str) -> List[str]:
+    def endpoints(self, kind: str) -> list[str]:
         return list(self.listeners.get(kind, []))
 
 
-def load(path: Optional[str] = None, data_dir: Optional[str] = None) -> Config:
+def load(path: str | None = None, data_dir: str | None = None) -> Config:
     """Read ``path`` (if given) and apply ``data_dir`` on top of it."""
     cfg = Config()
     if path:

@@ -28,7 +28,7 @@ import os
 import re
 import sys
 import tempfile
-from typing import BinaryIO, List, Optional, TextIO
+from typing import BinaryIO, TextIO
 
 EX_OK = 0
 EX_USAGE = 64
@@ -57,10 +57,10 @@ class DeliveryFailed(Exception):
 def deliver_command(
     config,
     name: str,
-    folder: Optional[str],
-    flags: List[str],
+    folder: str | None,
+    flags: list[str],
     stdin: BinaryIO,
-    stderr: Optional[TextIO] = None,
+    stderr: TextIO | None = None,
 ) -> int:
     """Deliver the message on ``stdin`` to ``name``; return a sysexits code."""
     err = stderr if stderr is not None else sys.stderr
@@ -105,10 +105,10 @@ def find_user(passwd_path: str, name: str) -> str:
     raise DeliveryFailed(EX_NOUSER, f"unknown user {name!r}")
 
 
-def normalize_flags(flags: List[str]) -> List[str]:
+def normalize_flags(flags: list[str]) -> list[str]:
     """System flags in canonical case, keywords as given; ``\\Recent`` and
     anything that is not an atom is a usage error."""
-    out: List[str] = []
+    out: list[str] = []
     for item in flags:
         for flag in item.replace(",", " ").split():
             if flag.startswith("\\"):
@@ -179,7 +179,7 @@ def _check_size(size: int, limit: int) -> None:
         raise DeliveryFailed(EX_DATAERR, f"message too large (over {limit} bytes)")
 
 
-def _deliver(data_dir: str, user: str, folder: str, message: BinaryIO, flags: List[str]) -> bool:
+def _deliver(data_dir: str, user: str, folder: str, message: BinaryIO, flags: list[str]) -> bool:
     """Write into ``folder``, or INBOX when it does not exist (returns True then)."""
     try:
         from mailsrv.store import layout, maildir

@@ -30,8 +30,9 @@ import calendar
 import email.utils
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator, List, Optional
+from typing import BinaryIO
 
 PIECE = 1 << 20
 LINE_HEAD = 4096  # a line start is read at least this far (whole From_ lines)
@@ -60,11 +61,11 @@ class MboxMessage:
     from_line: bytes
     body: BinaryIO  # positioned at 0, exact message bytes
     size: int  # bytes as stored (LF or CRLF as in the file)
-    flags: List[str] = field(default_factory=list)
-    internaldate: Optional[float] = None
+    flags: list[str] = field(default_factory=list)
+    internaldate: float | None = None
 
 
-def parse_from_date(from_line: bytes) -> Optional[float]:
+def parse_from_date(from_line: bytes) -> float | None:
     """Seconds since the epoch from a ``From sender date`` line, or None."""
     rest = from_line.rstrip(b"\r\n")[5:]
     parts = rest.split(None, 1)
@@ -88,7 +89,7 @@ def parse_from_date(from_line: bytes) -> Optional[float]:
     return float(t)
 
 
-def flags_from_headers(headers: dict) -> List[str]:
+def flags_from_headers(headers: dict) -> list[str]:
     """IMAP flags from Status / X-Status / X-Mozilla-Status / X-Keywords values."""
     flags = []
     if "R" in headers.get("status", ""):
@@ -124,7 +125,7 @@ class _Builder:
         self.index, self.from_line = index, from_line
         self.file = tempfile.SpooledTemporaryFile(max_size=SPOOL)
         self.size = 0
-        self.held: Optional[bytes] = None  # a blank line that may be the separator
+        self.held: bytes | None = None  # a blank line that may be the separator
         self.in_headers = True
         self.headers: dict = {}
 
@@ -175,7 +176,7 @@ def iter_mbox(f: BinaryIO) -> Iterator[MboxMessage]:
     Each message's ``body`` file is closed when the iterator advances, so a
     consumer stores (or copies) it before asking for the next one.
     """
-    current: Optional[_Builder] = None
+    current: _Builder | None = None
     count = 0
     line_start = True
     while True:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Callable, Dict, List, Optional
+from collections.abc import Callable
 
 from twisted.application import service
 from twisted.application.internet import StreamServerEndpointService
@@ -141,12 +141,12 @@ class MailService(service.MultiService):
         for path in made:
             if os.path.exists(path):
                 configmod.give_to_data_owner(cfg, path)
-        self.ports: Dict[str, List] = {}
+        self.ports: dict[str, list] = {}
         for kind in configmod.LISTENER_KINDS:
             for desc in cfg.endpoints(kind):
                 self._add_listener(kind, desc)
 
-    def _ensure_demo_user(self) -> Optional[str]:
+    def _ensure_demo_user(self) -> str | None:
         from mailsrv import auth
         from mailsrv.store import layout, maildir
 
@@ -183,7 +183,7 @@ class MailService(service.MultiService):
     def _add_listener(self, kind: str, desc: str) -> None:
         factory = self._factory(kind)
         implicit = kind in ("pop3s", "imaps")
-        if implicit and not desc.split(":", 1)[0] in ("ssl", "tls"):
+        if implicit and desc.split(":", 1)[0] not in ("ssl", "tls"):
             factory = TLSMemoryBIOFactory(self.tls, False, factory)
         endpoint = endpoints.serverFromString(self.reactor, desc)
         svc = _LoggingEndpointService(endpoint, factory, kind, desc)

@@ -12,19 +12,18 @@ import datetime
 import ipaddress
 import os
 import socket
-from typing import Optional, Tuple
 
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
-from zope.interface import implementer
 from twisted.logger import Logger
+from zope.interface import implementer
 
 log = Logger()
 
 SELF_SIGNED_DIR = "tls"
 
 
-def self_signed_paths(data_dir: str) -> Tuple[str, str]:
+def self_signed_paths(data_dir: str) -> tuple[str, str]:
     d = os.path.join(data_dir, SELF_SIGNED_DIR)
     return os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
 
@@ -69,7 +68,7 @@ def make_self_signed(cert_path: str, key_path: str, hostname: str = "localhost")
     os.replace(cert_path + ".tmp", cert_path)
 
 
-def resolve_paths(cert: Optional[str], key: Optional[str], data_dir: str, hostname: str) -> Tuple[str, str]:
+def resolve_paths(cert: str | None, key: str | None, data_dir: str, hostname: str) -> tuple[str, str]:
     """The configured pair, or the self-signed pair under ``data_dir`` (made if missing)."""
     if cert or key:
         return cert or key, key or cert

@@ -27,16 +27,17 @@ from mailsrv.auth import (
     UserExists,
     ensure_demo_user,
     hash_password,
+    hashing,
     is_plaintext,
     make_portal,
     plaintext_allowed,
     validate_username,
     verify_password,
 )
-from mailsrv.auth import hashing
 from mailsrv.auth.hashing import DEFAULT_ARGON2, HASH_SCHEMES, Argon2Params
 from mailsrv.config import Config, ConfigError
 from mailsrv.store.interfaces import IAccount
+
 
 def tmpdir(case):
     """A fresh directory outside the source tree (trial's mktemp is relative

@@ -14,11 +14,11 @@ from mailsrv.delivery import (
     EX_OK,
     EX_TEMPFAIL,
     EX_USAGE,
+    DeliveryFailed,
     deliver_command,
     find_user,
     normalize_flags,
     spool_message,
-    DeliveryFailed,
 )
 
 MSG = b"From: a@example.org\nSubject: hello\n\nbody\n"

@@ -12,7 +12,8 @@ import hashlib
 import hmac
 import ipaddress
 import threading
-from typing import Any, Callable, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernameHashedPassword, IUsernamePassword
@@ -22,6 +23,7 @@ from twisted.internet import defer, task, threads
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from mailsrv.auth import sodium
 from mailsrv.auth.hashing import (
     Argon2Params,
     UnsupportedScheme,
@@ -31,7 +33,6 @@ from mailsrv.auth.hashing import (
     plaintext_secret,
     verify_password,
 )
-from mailsrv.auth import sodium
 from mailsrv.auth.passwd import InvalidUsername, PasswdFile, validate_username
 from mailsrv.config import ConfigError
 from mailsrv.store.interfaces import IAccount
@@ -45,7 +46,7 @@ class AuthUnavailable(Exception):
     not as a wrong password."""
 
 
-def _username(credentials: Any) -> Optional[str]:
+def _username(credentials: Any) -> str | None:
     raw = getattr(credentials, "username", None)
     try:
         name = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw
@@ -97,8 +98,8 @@ class PasswdFileChecker:
         config: Any,
         *,
         reactor: Any = None,
-        run_in_thread: Optional[Callable[..., defer.Deferred]] = None,
-        argon2_params: Optional[Argon2Params] = None,
+        run_in_thread: Callable[..., defer.Deferred] | None = None,
+        argon2_params: Argon2Params | None = None,
         max_concurrent: int = 4,
     ) -> None:
         try:
@@ -113,7 +114,7 @@ class PasswdFileChecker:
         self._run = run_in_thread or threads.deferToThread
         self._params = argon2_params
         self._sem = defer.DeferredSemaphore(max_concurrent)
-        self._dummy: Optional[str] = None
+        self._dummy: str | None = None
         self._dummy_lock = threading.Lock()
         sodium.available()  # load the fast Argon2 library now, not on the first login
 
@@ -132,7 +133,7 @@ class PasswdFileChecker:
                 self._dummy = hash_password("mailsrv-dummy-password", self._scheme, self._params)
             return self._dummy
 
-    def _check(self, credentials: Any) -> Tuple[Optional[str], Optional[str]]:
+    def _check(self, credentials: Any) -> tuple[str | None, str | None]:
         """(user name or None, warning to log or None)."""
         name = _username(credentials)
         entry = self.passwd.lookup(name) if name else None
@@ -163,7 +164,7 @@ class PasswdFileChecker:
 
     # -- back in the reactor thread -----------------------------------------
 
-    def _checked(self, result: Tuple[Optional[str], Optional[str]]) -> Any:
+    def _checked(self, result: tuple[str | None, str | None]) -> Any:
         name, warning = result
         if warning:
             log.warn("auth: {warning}", warning=warning)
@@ -200,7 +201,7 @@ class MailRealm:
     def __init__(self, store: Any) -> None:
         self.store = store
 
-    def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Tuple[Any, Any, Callable[[], None]]:
+    def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> tuple[Any, Any, Callable[[], None]]:
         if IAccount in interfaces:
             name = avatarId.decode("utf-8") if isinstance(avatarId, (bytes, bytearray)) else str(avatarId)
             return IAccount, self.store.account(name), _logout

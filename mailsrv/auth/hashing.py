@@ -15,7 +15,7 @@ import hmac
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import Union
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -72,7 +72,7 @@ class Argon2Params:
 DEFAULT_ARGON2 = Argon2Params()
 
 
-def split_scheme(stored: str) -> Tuple[Optional[str], str]:
+def split_scheme(stored: str) -> tuple[str | None, str]:
     """``'{SHA256}abc'`` -> ``('SHA256', 'abc')``; no prefix -> ``(None, stored)``."""
     if stored.startswith("{"):
         end = stored.find("}")
@@ -81,7 +81,7 @@ def split_scheme(stored: str) -> Tuple[Optional[str], str]:
     return None, stored
 
 
-def scheme_of(stored: str) -> Optional[str]:
+def scheme_of(stored: str) -> str | None:
     """The scheme of a stored value without its encoding suffix, or None if
     it has no ``{SCHEME}`` prefix (then Dovecot's default CRYPT applies)."""
     scheme, value = split_scheme(stored)
@@ -104,7 +104,7 @@ def plaintext_secret(stored: str) -> bytes:
     return _decode(value, enc or "plain")
 
 
-def _guess_scheme(value: str) -> Optional[str]:
+def _guess_scheme(value: str) -> str | None:
     if value.startswith("$argon2id$"):
         return "ARGON2ID"
     if value.startswith("$argon2i$"):
@@ -118,7 +118,7 @@ def _as_bytes(password: Secret) -> bytes:
     return password.encode("utf-8") if isinstance(password, str) else bytes(password)
 
 
-def _split_encoding(scheme: str) -> Tuple[str, Optional[str]]:
+def _split_encoding(scheme: str) -> tuple[str, str | None]:
     base, _, enc = scheme.partition(".")
     return base, (enc.lower() or None)
 
@@ -131,7 +131,7 @@ def _decode(value: str, encoding: str) -> bytes:
     return value.encode("utf-8", "surrogateescape")
 
 
-def hash_password(password: Secret, scheme: str = DEFAULT_SCHEME, params: Optional[Argon2Params] = None) -> str:
+def hash_password(password: Secret, scheme: str = DEFAULT_SCHEME, params: Argon2Params | None = None) -> str:
     """A new stored value ``{SCHEME}...`` for ``password``.
 
     Slow for Argon2 (tens to hundreds of milliseconds): call it in a thread
@@ -205,7 +205,7 @@ def verify_password(stored: str, password: Secret) -> bool:
     raise UnsupportedScheme(f"unknown password scheme {scheme}")
 
 
-def _verify_digest(base: str, enc: Optional[str], value: str, secret: bytes) -> bool:
+def _verify_digest(base: str, enc: str | None, value: str, secret: bytes) -> bool:
     alg, salted, default_enc = _DIGEST_SCHEMES[base]
     size = hashlib.new(alg).digest_size
     try:

@@ -15,8 +15,8 @@ import fcntl
 import os
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
 
 from mailsrv.auth.hashing import Argon2Params, check_scheme, hash_password
 
@@ -66,10 +66,10 @@ def validate_username(name: str) -> str:
 class PasswdEntry:
     name: str
     password: str  # '{SCHEME}value'; empty means the account is disabled
-    extra: List[str]  # fields 3.. as found (uid, gid, gecos, home, shell, extra)
+    extra: list[str]  # fields 3.. as found (uid, gid, gecos, home, shell, extra)
 
 
-def _parse_line(line: str) -> Optional[PasswdEntry]:
+def _parse_line(line: str) -> PasswdEntry | None:
     text = line.rstrip("\r\n")
     if not text or text.lstrip().startswith("#"):
         return None
@@ -79,8 +79,8 @@ def _parse_line(line: str) -> Optional[PasswdEntry]:
     return PasswdEntry(fields[0], fields[1] if len(fields) > 1 else "", fields[2:])
 
 
-def _parse(text: str) -> Dict[str, PasswdEntry]:
-    entries: Dict[str, PasswdEntry] = {}
+def _parse(text: str) -> dict[str, PasswdEntry]:
+    entries: dict[str, PasswdEntry] = {}
     for line in text.splitlines():
         e = _parse_line(line)
         if e is not None and e.name not in entries:  # first entry wins
@@ -97,12 +97,12 @@ class PasswdFile:
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._ident: Optional[Tuple[int, int, int, int]] = None
-        self._entries: Dict[str, PasswdEntry] = {}
+        self._ident: tuple[int, int, int, int] | None = None
+        self._entries: dict[str, PasswdEntry] = {}
 
     # -- reading -------------------------------------------------------------
 
-    def _refresh(self) -> Dict[str, PasswdEntry]:
+    def _refresh(self) -> dict[str, PasswdEntry]:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -121,17 +121,17 @@ class PasswdFile:
             self._ident = (fst.st_dev, fst.st_ino, fst.st_size, fst.st_mtime_ns)
         return self._entries
 
-    def lookup(self, name: str) -> Optional[PasswdEntry]:
+    def lookup(self, name: str) -> PasswdEntry | None:
         """The entry for ``name`` from the current file (OSError if unreadable)."""
         with self._lock:
             return self._refresh().get(name)
 
-    def users(self) -> List[str]:
+    def users(self) -> list[str]:
         """User names in file order."""
         with self._lock:
             return list(self._refresh())
 
-    def first_password(self) -> Optional[str]:
+    def first_password(self) -> str | None:
         """The stored value of the first enabled entry (to shape dummy work)."""
         with self._lock:
             for e in self._refresh().values():
@@ -145,7 +145,7 @@ class PasswdFile:
         """Append an entry; UserExists if the name is taken."""
         validate_username(name)
 
-        def change(lines: List[str]) -> List[str]:
+        def change(lines: list[str]) -> list[str]:
             if _find(lines, name):
                 raise UserExists(f"user {name} already exists")
             if lines and not lines[-1].endswith("\n"):
@@ -157,7 +157,7 @@ class PasswdFile:
     def set_password(self, name: str, stored: str) -> None:
         """Replace the password field of ``name``, keeping its other fields."""
 
-        def change(lines: List[str]) -> List[str]:
+        def change(lines: list[str]) -> list[str]:
             idx = _find(lines, name)
             if not idx:
                 raise NoSuchUser(f"no such user {name}")
@@ -176,7 +176,7 @@ class PasswdFile:
     def remove_user(self, name: str) -> None:
         """Drop every entry of ``name``; NoSuchUser if there is none."""
 
-        def change(lines: List[str]) -> List[str]:
+        def change(lines: list[str]) -> list[str]:
             idx = set(_find(lines, name))
             if not idx:
                 raise NoSuchUser(f"no such user {name}")
@@ -184,7 +184,7 @@ class PasswdFile:
 
         self._rewrite(change)
 
-    def _rewrite(self, change: Callable[[List[str]], List[str]]) -> None:
+    def _rewrite(self, change: Callable[[list[str]], list[str]]) -> None:
         """Read-modify-write under an exclusive lock, replacing the file
         atomically (temp file, fsync, rename, fsync of the directory)."""
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -194,7 +194,7 @@ class PasswdFile:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
             try:
                 with open(self.path, "rb") as f:
-                    old_stat: Optional[os.stat_result] = os.fstat(f.fileno())
+                    old_stat: os.stat_result | None = os.fstat(f.fileno())
                     text = f.read().decode("utf-8", "surrogateescape")
             except FileNotFoundError:
                 old_stat, text = None, ""
@@ -206,7 +206,7 @@ class PasswdFile:
             self._ident = None  # force a re-read on next lookup
 
 
-def _find(lines: List[str], name: str) -> List[int]:
+def _find(lines: list[str], name: str) -> list[int]:
     out = []
     for i, line in enumerate(lines):
         e = _parse_line(line)
@@ -215,7 +215,7 @@ def _find(lines: List[str], name: str) -> List[int]:
     return out
 
 
-def _atomic_write(path: str, data: bytes, old_stat: Optional[os.stat_result]) -> None:
+def _atomic_write(path: str, data: bytes, old_stat: os.stat_result | None) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, ".%s.%s.tmp" % (os.path.basename(path), secrets.token_hex(6)))
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -252,7 +252,7 @@ def _atomic_write(path: str, data: bytes, old_stat: Optional[os.stat_result]) ->
 DEMO_USER = "demo"
 
 
-def ensure_demo_user(config, params: Optional[Argon2Params] = None) -> Optional[str]:
+def ensure_demo_user(config, params: Argon2Params | None = None) -> str | None:
     """Create user ``demo`` with a generated password when the passwd file
     has no users and ``config.demo_user`` is on; return the password (to be
     shown once), else None.  Blocking: call at startup, before the reactor."""

@@ -15,7 +15,7 @@ import ctypes
 import ctypes.util
 import re
 import threading
-from typing import Any, Optional
+from typing import Any
 
 # v=19 only, one lane, salt >= 8 bytes, hash >= 16 bytes (libsodium's limits)
 _PHC = re.compile(r"\$argon2(id|i)\$v=19\$m=(\d{1,10}),t=(\d{1,10}),p=1\$[A-Za-z0-9+/]{11,}\$[A-Za-z0-9+/]{22,}\Z")
@@ -58,7 +58,7 @@ def available() -> bool:
     return _load() is not None
 
 
-def verify(phc: str, secret: bytes) -> Optional[bool]:
+def verify(phc: str, secret: bytes) -> bool | None:
     """Check ``secret`` against an Argon2 PHC string with libsodium: True or
     False, or None when libsodium is missing or the string is one it might
     refuse (the caller then verifies another way)."""

@@ -14,7 +14,8 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, List, Optional
 
 from mailsrv.demo.scenarios import SCENARIOS, Result, Target, reset_mailbox
 
@@ -26,7 +27,7 @@ class DemoError(Exception):
     """Reported as one ``mailsrv: demo: ...`` line."""
 
 
-def register(subparsers: Any, common: Optional[argparse.ArgumentParser] = None) -> None:
+def register(subparsers: Any, common: argparse.ArgumentParser | None = None) -> None:
     """Add ``demo`` to the ``mailsrv`` command (``common``: parent parser with
     the global options, as mailsrv.cli passes it)."""
     parents = [common] if common is not None else []
@@ -96,7 +97,7 @@ def _isatty(f) -> bool:
         return False
 
 
-def run_scenarios(names: Sequence[str], args: argparse.Namespace, progress=None, color: bool = False) -> List[Result]:
+def run_scenarios(names: Sequence[str], args: argparse.Namespace, progress=None, color: bool = False) -> list[Result]:
     """Run the named scenarios against the embedded or the given server.
     ``progress``: a stream to print each scenario's transcript to as it ends."""
     from mailsrv.demo import report  # noqa: F401  (fail early if broken)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, List, Optional, Tuple
+from typing import Any
 
 _TOKEN = re.compile(rb'\(|\)|"(?:[^"\\]|\\.)*"|\{\d+\}\r\n|[^\s()"]+')
 
@@ -23,7 +23,7 @@ class Part:
 
 
 def _parse(data: bytes) -> Any:
-    stack: List[list] = [[]]
+    stack: list[list] = [[]]
     pos = 0
     while pos < len(data):
         m = _TOKEN.search(data, pos)
@@ -64,7 +64,7 @@ def fetch_bytes(data: list) -> bytes:
     return out
 
 
-def bodystructure(data: list) -> List[Part]:
+def bodystructure(data: list) -> list[Part]:
     """Leaf parts of the BODYSTRUCTURE in a FETCH result, in part order."""
     raw = fetch_bytes(data)
     i = raw.upper().find(b"BODYSTRUCTURE")
@@ -73,12 +73,12 @@ def bodystructure(data: list) -> List[Part]:
     tree = _parse(raw[i + len(b"BODYSTRUCTURE"):])
     if not tree or not isinstance(tree[0], list):
         raise ValueError("unreadable BODYSTRUCTURE")
-    parts: List[Part] = []
+    parts: list[Part] = []
     _walk(tree[0], "", parts)
     return parts
 
 
-def _walk(node: list, prefix: str, out: List[Part]) -> None:
+def _walk(node: list, prefix: str, out: list[Part]) -> None:
     if node and isinstance(node[0], list):
         n = 0
         for child in node:
@@ -95,11 +95,11 @@ def _walk(node: list, prefix: str, out: List[Part]) -> None:
     out.append(Part(prefix or "1", mime, size, (node[5] or "").lower() if len(node) > 5 else ""))
 
 
-def first_part(parts: List[Part], mime: str) -> Optional[Part]:
+def first_part(parts: list[Part], mime: str) -> Part | None:
     return next((p for p in parts if p.mime == mime), None)
 
 
-def literal(data: list) -> Optional[bytes]:
+def literal(data: list) -> bytes | None:
     """The first literal in a FETCH result (e.g. BODY[1]'s contents)."""
     for item in data:
         if isinstance(item, tuple) and len(item) > 1:
@@ -107,7 +107,7 @@ def literal(data: list) -> Optional[bytes]:
     return None
 
 
-def response_code(line: bytes) -> Tuple[Optional[str], bytes]:
+def response_code(line: bytes) -> tuple[str | None, bytes]:
     """('IN-USE', text) from b'-ERR [IN-USE] text'."""
     m = re.match(rb"^[-+]\w+\s+\[([^\]]+)\]\s*(.*)$", line)
     if m:

@@ -4,7 +4,6 @@ text (optionally ANSI-coloured), Markdown or a standalone HTML page."""
 from __future__ import annotations
 
 import html
-from typing import List
 
 from mailsrv.demo.scenarios import Result
 from mailsrv.demo.wire import ANSI, render_transcript
@@ -14,7 +13,7 @@ INTRO = ("POP3 versus IMAP, measured: every figure below was counted at the clie
          "during real sessions with a mailsrv server.")
 
 
-def _table_rows(results: List[Result]) -> List[List[str]]:
+def _table_rows(results: list[Result]) -> list[list[str]]:
     rows = []
     for r in results:
         for i, row in enumerate(r.rows):
@@ -29,11 +28,11 @@ def _table_rows(results: List[Result]) -> List[List[str]]:
 HEADER = ["scenario", "what", "POP3", "IMAP"]
 
 
-def text_table(results: List[Result], color: bool = False) -> List[str]:
+def text_table(results: list[Result], color: bool = False) -> list[str]:
     rows = _table_rows(results)
     widths = [max(len(HEADER[i]), *(len(r[i]) for r in rows)) if rows else len(HEADER[i]) for i in range(4)]
 
-    def fmt(cells: List[str]) -> str:
+    def fmt(cells: list[str]) -> str:
         return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
 
     head = fmt(HEADER)
@@ -46,8 +45,8 @@ def text_table(results: List[Result], color: bool = False) -> List[str]:
     return out
 
 
-def text_report(results: List[Result], color: bool, quiet: bool) -> str:
-    out: List[str] = []
+def text_report(results: list[Result], color: bool, quiet: bool) -> str:
+    out: list[str] = []
     if not quiet:
         for r in results:
             title = f"== {r.name}: {r.title} =="
@@ -62,7 +61,7 @@ def _md_cell(s: str) -> str:
     return s.replace("|", "\\|") or " "
 
 
-def markdown_report(results: List[Result], quiet: bool) -> str:
+def markdown_report(results: list[Result], quiet: bool) -> str:
     out = ["# POP3 versus IMAP: mailsrv demo", "", INTRO, "", "## Summary", "",
            "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for row in _table_rows(results):
@@ -75,7 +74,7 @@ def markdown_report(results: List[Result], quiet: bool) -> str:
     return "\n".join(out) + "\n"
 
 
-def html_report(results: List[Result], quiet: bool) -> str:
+def html_report(results: list[Result], quiet: bool) -> str:
     e = html.escape
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            "<title>POP3 versus IMAP: mailsrv demo</title>",

@@ -15,9 +15,9 @@ import random
 import smtplib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Callable, Dict, List, Optional
 
 from mailsrv.demo import imapdata
 from mailsrv.demo.server import EmbeddedServer
@@ -37,12 +37,12 @@ class Target:
     """Where the demo connects and how it logs in."""
 
     host: str
-    pop3_port: Optional[int]
-    imap_port: Optional[int]
-    lmtp_port: Optional[int]
+    pop3_port: int | None
+    imap_port: int | None
+    lmtp_port: int | None
     user: str
     password: str
-    server: Optional[EmbeddedServer] = None  # None: an existing server
+    server: EmbeddedServer | None = None  # None: an existing server
     rcpt_domain: str = "localhost"
 
     def restart(self) -> bool:
@@ -66,15 +66,15 @@ class Row:
 class Result:
     name: str
     title: str
-    rows: List[Row] = field(default_factory=list)
-    figures: Dict[str, object] = field(default_factory=dict)
+    rows: list[Row] = field(default_factory=list)
+    figures: dict[str, object] = field(default_factory=dict)
     transcript: Transcript = field(default_factory=Transcript)
-    errors: List[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
 
 # -- messages -------------------------------------------------------------------
 
-def make_message(n: int, subject: str, body: str, attachment: Optional[bytes] = None) -> bytes:
+def make_message(n: int, subject: str, body: str, attachment: bytes | None = None) -> bytes:
     """A reproducible message (fixed date and Message-ID), CRLF line ends."""
     msg = EmailMessage()
     msg["From"] = "Alice Example <alice@example.org>"
@@ -423,7 +423,7 @@ def concurrent(target: Target) -> Result:
         cont = m.readline()
         if not cont.startswith(b"+"):
             raise ScenarioError(f"IDLE refused: {cont.strip()!r}")
-        got: Dict[str, float] = {}
+        got: dict[str, float] = {}
 
         def wait_exists() -> None:
             deadline = time.monotonic() + WAIT_SECONDS
@@ -503,7 +503,7 @@ def offline(target: Target) -> Result:
     s = Session(target, r.transcript)
     f = r.figures
 
-    def uidl() -> List[bytes]:
+    def uidl() -> list[bytes]:
         p = s.pop3("pop3")
         _, lines, _ = p.uidl()
         p.quit()
@@ -522,7 +522,7 @@ def offline(target: Target) -> Result:
     reset_mailbox(target)
     for i in range(1, 4):
         s.deliver(make_message(400 + i, f"Keep me #{i}", "An offline client caches me by my id.\n"), counted=False)
-    snapshots: Dict[str, dict] = {"first": {}, "second": {}, "restart": {}}
+    snapshots: dict[str, dict] = {"first": {}, "second": {}, "restart": {}}
 
     def take(when: str) -> None:
         _run_half(r, "POP3", lambda: snapshots[when].__setitem__("uidl", uidl()))
@@ -559,7 +559,7 @@ def offline(target: Target) -> Result:
     return r
 
 
-SCENARIOS: Dict[str, Callable[[Target], Result]] = {
+SCENARIOS: dict[str, Callable[[Target], Result]] = {
     "two-devices": two_devices,
     "hotel": hotel,
     "folders-search": folders_search,

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Dict, Iterable, List, Optional
+from collections.abc import Iterable
 
 # ``python -m twisted`` is twist(1), not twistd(1): run twistd's entry point.
 TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
@@ -38,15 +38,15 @@ class EmbeddedServer:
     """A running ``twistd -n mailsrv`` process on 127.0.0.1 ephemeral ports."""
 
     def __init__(self, data: str, kinds: Iterable[str] = ("pop3", "imap", "lmtp"),
-                 extra: Optional[List[str]] = None) -> None:
+                 extra: list[str] | None = None) -> None:
         self.data = os.path.abspath(data)  # twistd runs with cwd=data
         self.kinds = tuple(kinds)
         self.extra = list(extra or [])
-        self.ports: Dict[str, int] = {}
-        self.proc: Optional[subprocess.Popen] = None
+        self.ports: dict[str, int] = {}
+        self.proc: subprocess.Popen | None = None
         self.log_path = os.path.join(self.data, "twistd.log")
 
-    def start(self, timeout: float = 60.0) -> "EmbeddedServer":
+    def start(self, timeout: float = 60.0) -> EmbeddedServer:
         os.makedirs(self.data, exist_ok=True)
         args = [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "--logfile", self.log_path, "mailsrv",
                 "--data", self.data, "--auth-fail-delay", "0", "--no-demo-user"]
@@ -106,7 +106,7 @@ class EmbeddedServer:
         self.stop()
         self.start()
 
-    def __enter__(self) -> "EmbeddedServer":
+    def __enter__(self) -> EmbeddedServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -18,7 +18,6 @@ import smtplib
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional
 
 HEAD_KEEP = 4096  # bytes of each block kept for the transcript
 TIMEOUT = 30.0
@@ -32,14 +31,14 @@ class WireStats:
     received: int = 0
     round_trips: int = 0
     started: float = field(default_factory=time.monotonic)
-    ended: Optional[float] = None
+    ended: float | None = None
     _last: str = "send"  # a fresh connection waits for the greeting
 
     @property
     def seconds(self) -> float:
         return (self.ended or time.monotonic()) - self.started
 
-    def add(self, other: "WireStats") -> "WireStats":
+    def add(self, other: WireStats) -> WireStats:
         return WireStats(self.sent + other.sent, self.received + other.received,
                          self.round_trips + other.round_trips, 0.0, self.seconds + other.seconds)
 
@@ -58,7 +57,7 @@ class Transcript:
     """Blocks and notes in the order they happened, over all connections."""
 
     def __init__(self) -> None:
-        self.items: List[Block] = []
+        self.items: list[Block] = []
 
     def note(self, text: str) -> None:
         self.items.append(Block("", "#", bytearray(text.encode("utf-8")), 0))
@@ -78,12 +77,12 @@ class CountingSocket(socket.socket):
     """A socket that counts and records everything passing through it."""
 
     stats: WireStats
-    transcript: Optional[Transcript]
+    transcript: Transcript | None
     label: str
 
     @classmethod
     def connect_to(cls, host: str, port: int, timeout: float, label: str,
-                   transcript: Optional[Transcript]) -> "CountingSocket":
+                   transcript: Transcript | None) -> CountingSocket:
         raw = socket.create_connection((host, port), timeout)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s = cls(raw.family, raw.type, raw.proto, fileno=raw.detach())
@@ -138,7 +137,7 @@ class CountingSocket(socket.socket):
 class CountingPOP3(poplib.POP3):
     """poplib over a counting socket."""
 
-    def __init__(self, host: str, port: int, label: str, transcript: Optional[Transcript], timeout: float = TIMEOUT) -> None:
+    def __init__(self, host: str, port: int, label: str, transcript: Transcript | None, timeout: float = TIMEOUT) -> None:
         self._label, self._transcript = label, transcript
         super().__init__(host, port, timeout)
 
@@ -154,7 +153,7 @@ class CountingPOP3(poplib.POP3):
 class CountingIMAP(imaplib.IMAP4):
     """imaplib over a counting socket."""
 
-    def __init__(self, host: str, port: int, label: str, transcript: Optional[Transcript], timeout: float = TIMEOUT) -> None:
+    def __init__(self, host: str, port: int, label: str, transcript: Transcript | None, timeout: float = TIMEOUT) -> None:
         self._label, self._transcript = label, transcript
         super().__init__(host, port, timeout)
 
@@ -171,7 +170,7 @@ class CountingIMAP(imaplib.IMAP4):
 class CountingLMTP(smtplib.LMTP):
     """smtplib's LMTP client over a counting socket (TCP only)."""
 
-    def __init__(self, host: str, port: int, label: str, transcript: Optional[Transcript], timeout: float = TIMEOUT) -> None:
+    def __init__(self, host: str, port: int, label: str, transcript: Transcript | None, timeout: float = TIMEOUT) -> None:
         self._label, self._transcript = label, transcript
         super().__init__(host, port, local_hostname="demo.localhost", timeout=timeout)
 
@@ -201,7 +200,7 @@ def _redact(line: bytes) -> bytes:
     return line
 
 
-def render_block(block: Block, max_lines: int, color: bool) -> List[str]:
+def render_block(block: Block, max_lines: int, color: bool) -> list[str]:
     """Lines of text for one block, long ones elided with a byte count."""
     if block.direction == "#":
         text = block.head.decode("utf-8")
@@ -232,8 +231,8 @@ def render_block(block: Block, max_lines: int, color: bool) -> List[str]:
     return out
 
 
-def render_transcript(t: Transcript, color: bool, max_lines: int = 8) -> List[str]:
-    lines: List[str] = []
+def render_transcript(t: Transcript, color: bool, max_lines: int = 8) -> list[str]:
+    lines: list[str] = []
     for b in t.items:
         lines.extend(render_block(b, max_lines, color))
     return lines

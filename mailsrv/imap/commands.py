@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Dict, List, Optional, Tuple
+from typing import Any, BinaryIO
 
 from mailsrv.imap.seqset import SeqSet
 
@@ -18,9 +18,9 @@ class ParseError:
     """A command that could not be parsed: answer ``tag status [code] message``
     (tag None: untagged ``* BAD``); the connection goes on."""
 
-    tag: Optional[str]
+    tag: str | None
     message: str
-    code: Optional[str] = None
+    code: str | None = None
     status: str = "BAD"
 
 
@@ -29,7 +29,7 @@ class LiteralContinuation:
     """A synchronizing literal of ``size`` octets was announced and accepted:
     the server must send ``+`` before the client sends it."""
 
-    tag: Optional[str]
+    tag: str | None
     size: int
 
 
@@ -60,7 +60,7 @@ class Login(Command):
 @dataclass
 class Authenticate(Command):
     mechanism: str = ""
-    initial: Optional[bytes] = None  # SASL-IR initial response, base64 as sent
+    initial: bytes | None = None  # SASL-IR initial response, base64 as sent
 
 
 @dataclass
@@ -81,23 +81,23 @@ class ListCommand(Command):
     """LIST (RFC 3501 and LIST-EXTENDED/LIST-STATUS) and LSUB."""
 
     reference: str = ""
-    patterns: List[str] = field(default_factory=list)
-    select_opts: List[str] = field(default_factory=list)
-    return_opts: List[str] = field(default_factory=list)
-    status_atts: List[str] = field(default_factory=list)
+    patterns: list[str] = field(default_factory=list)
+    select_opts: list[str] = field(default_factory=list)
+    return_opts: list[str] = field(default_factory=list)
+    status_atts: list[str] = field(default_factory=list)
     extended: bool = False
 
 
 @dataclass
 class Status(Command):
     mailbox: str = ""
-    atts: List[str] = field(default_factory=list)
+    atts: list[str] = field(default_factory=list)
 
 
 @dataclass
 class AppendMessage:
-    flags: List[str]
-    date: Optional[float]
+    flags: list[str]
+    date: float | None
     data: BinaryIO  # positioned at 0; caller closes
     size: int
 
@@ -105,7 +105,7 @@ class AppendMessage:
 @dataclass
 class Append(Command):
     mailbox: str = ""
-    messages: List[AppendMessage] = field(default_factory=list)
+    messages: list[AppendMessage] = field(default_factory=list)
 
     def close(self) -> None:
         for m in self.messages:
@@ -114,9 +114,9 @@ class Append(Command):
 
 @dataclass
 class Section:
-    part: Tuple[int, ...] = ()
-    text: Optional[str] = None  # None HEADER HEADER.FIELDS HEADER.FIELDS.NOT TEXT MIME
-    fields: Tuple[str, ...] = ()
+    part: tuple[int, ...] = ()
+    text: str | None = None  # None HEADER HEADER.FIELDS HEADER.FIELDS.NOT TEXT MIME
+    fields: tuple[str, ...] = ()
 
     def render(self) -> str:
         s = ".".join(str(p) for p in self.part)
@@ -130,8 +130,8 @@ class Section:
 @dataclass
 class FetchAtt:
     name: str  # FLAGS UID INTERNALDATE RFC822 RFC822.HEADER RFC822.TEXT RFC822.SIZE ENVELOPE BODY BODYSTRUCTURE
-    section: Optional[Section] = None  # BODY[...] when not None
-    partial: Optional[Tuple[int, int]] = None
+    section: Section | None = None  # BODY[...] when not None
+    partial: tuple[int, int] | None = None
     peek: bool = False
 
 
@@ -139,7 +139,7 @@ class FetchAtt:
 class Fetch(Command):
     uid: bool = False
     seqset: SeqSet = field(default_factory=list)
-    atts: List[FetchAtt] = field(default_factory=list)
+    atts: list[FetchAtt] = field(default_factory=list)
 
 
 @dataclass
@@ -148,7 +148,7 @@ class Store(Command):
     seqset: SeqSet = field(default_factory=list)
     mode: str = "+"  # '+', '-', '='
     silent: bool = False
-    flags: List[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -168,19 +168,19 @@ class UidExpunge(Command):
 @dataclass
 class Search(Command):
     uid: bool = False
-    charset: Optional[str] = None
+    charset: str | None = None
     key: Any = None  # tuple tree, see mailsrv.imap.search
-    return_opts: Optional[List[str]] = None  # ESEARCH RETURN (...); None: plain SEARCH
+    return_opts: list[str] | None = None  # ESEARCH RETURN (...); None: plain SEARCH
 
 
 @dataclass
 class Enable(Command):
-    capabilities: List[str] = field(default_factory=list)
+    capabilities: list[str] = field(default_factory=list)
 
 
 @dataclass
 class Id(Command):
-    params: Optional[Dict[str, Optional[str]]] = None
+    params: dict[str, str | None] | None = None
 
 
 SearchDate = datetime.date

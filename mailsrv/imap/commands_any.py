@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Optional, Tuple
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
@@ -80,7 +79,7 @@ async def login(server, cmd: C.Login):
     return await _authenticate(server, cmd.user, cmd.password)
 
 
-def _b64(data: bytes) -> Optional[bytes]:
+def _b64(data: bytes) -> bytes | None:
     if data == b"=":
         return b""
     try:
@@ -89,7 +88,7 @@ def _b64(data: bytes) -> Optional[bytes]:
         return None
 
 
-async def _challenge(server, prompt: bytes) -> Tuple[Optional[bytes], Optional[object]]:
+async def _challenge(server, prompt: bytes) -> tuple[bytes | None, object | None]:
     """Send a continuation, read the client's line: (decoded, None) or
     (None, result) when the client cancelled or sent garbage."""
     server.send(b"+ " + base64.b64encode(prompt) + b"\r\n")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet.protocol import Factory
 
@@ -16,8 +16,8 @@ class IMAPFactory(Factory):
 
     protocol = IMAPServer
 
-    def __init__(self, portal: Any, config: Any, tls_context: Optional[Any] = None,
-                 implicit_tls: bool = False, reactor: Optional[Any] = None) -> None:
+    def __init__(self, portal: Any, config: Any, tls_context: Any | None = None,
+                 implicit_tls: bool = False, reactor: Any | None = None) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
             reactor = _reactor

@@ -12,7 +12,8 @@ sessions nor fills memory.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from collections.abc import Callable
+from typing import Union
 
 from twisted.internet import task
 from twisted.logger import Logger
@@ -37,7 +38,7 @@ class BodyStream:
         self.file, self.origin, self.length = fileobj, origin, length
 
 
-Item = Union[bytes, Tuple[bytes, BodyStream]]
+Item = Union[bytes, tuple[bytes, BodyStream]]
 
 
 def fetchdata():
@@ -45,7 +46,7 @@ def fetchdata():
     return fd
 
 
-def target(sel, uid: bool, seqset) -> Optional[List[Tuple[int, int]]]:
+def target(sel, uid: bool, seqset) -> list[tuple[int, int]] | None:
     """(seq, uid) pairs for a command's set; None if a sequence number is
     out of range (BAD for non-UID commands)."""
     if uid:
@@ -70,7 +71,7 @@ def crlf(data: bytes) -> bytes:
     return to_crlf(data)
 
 
-def _whole(folder, info: MessageInfo, partial: Optional[Tuple[int, int]]) -> Item:
+def _whole(folder, info: MessageInfo, partial: tuple[int, int] | None) -> Item:
     size = info.size
     origin, length = partial if partial else (0, size)
     length = max(0, min(length, size - origin))
@@ -90,7 +91,7 @@ def _section_bytes(folder, info: MessageInfo, sec: C.Section) -> bytes:
     return fetchdata().section(folder, info, sec.part, sec.text, sec.fields)
 
 
-Maker = Callable[[MessageInfo, Dict[str, Dict[int, bytes]]], Item]
+Maker = Callable[[MessageInfo, dict[str, dict[int, bytes]]], Item]
 
 
 class Plan:
@@ -98,13 +99,13 @@ class Plan:
     item, the cache kinds to read in bulk per batch, and whether any item
     may stream a body (else every response is built as one bytes object)."""
 
-    def __init__(self, sel, atts: List[C.FetchAtt]) -> None:
+    def __init__(self, sel, atts: list[C.FetchAtt]) -> None:
         self.sel = sel
         self.folder = sel.folder
-        self.kinds: List[str] = []
+        self.kinds: list[str] = []
         self.may_stream = False
-        self._flag_memo: Dict[frozenset, bytes] = {}
-        self.makers: List[Maker] = [self._maker(a) for a in atts]
+        self._flag_memo: dict[frozenset, bytes] = {}
+        self.makers: list[Maker] = [self._maker(a) for a in atts]
 
     def flags(self, info: MessageInfo, pre=None) -> bytes:
         if info.uid in self.sel.recent:
@@ -179,7 +180,7 @@ class Plan:
             return label + _literal(data)
         return make
 
-    def prefetch(self, uids: List[int]) -> Dict[str, Dict[int, bytes]]:
+    def prefetch(self, uids: list[int]) -> dict[str, dict[int, bytes]]:
         fd = fetchdata()
         return {k: fd.cached_many(self.folder, uids, k) for k in self.kinds}
 
@@ -190,10 +191,10 @@ def _labelled(label: bytes, body) -> Item:
     return label + body
 
 
-def build_items(makers: List[Maker], info: MessageInfo, pre) -> List[Item]:
+def build_items(makers: list[Maker], info: MessageInfo, pre) -> list[Item]:
     """The data items of one FETCH response, in the order asked; streams
     opened for it are closed again if a later item fails."""
-    out: List[Item] = []
+    out: list[Item] = []
     try:
         for m in makers:
             out.append(m(info, pre))
@@ -205,7 +206,7 @@ def build_items(makers: List[Maker], info: MessageInfo, pre) -> List[Item]:
     return out
 
 
-def build(sel, info: MessageInfo, atts: List[C.FetchAtt]) -> List[Item]:
+def build(sel, info: MessageInfo, atts: list[C.FetchAtt]) -> list[Item]:
     """The data items of one FETCH response for one message."""
     plan = Plan(sel, atts)
     return build_items(plan.makers, info, plan.prefetch([info.uid]))
@@ -241,7 +242,7 @@ async def write_stream(server, s: BodyStream) -> None:
         server.send(b" " * (s.length - sent))
 
 
-def _marks_seen(atts: List[C.FetchAtt]) -> bool:
+def _marks_seen(atts: list[C.FetchAtt]) -> bool:
     return any(a.name in ("RFC822", "RFC822.TEXT") or (a.section is not None and not a.peek) for a in atts)
 
 
@@ -275,7 +276,7 @@ async def fetch(server, cmd: C.Fetch):
         if has_flags:  # this response carries the flags: no second, unsolicited FETCH
             sel.forget_flag_updates([u for _, u in batch])
         pre = plan.prefetch([u for _, u in batch])
-        lines: List[bytes] = []
+        lines: list[bytes] = []
         pending = 0
         for seq, uid in batch:
             info = get(uid)
@@ -322,7 +323,7 @@ async def fetch(server, cmd: C.Fetch):
     return ok()
 
 
-async def _write_items(server, seq: int, items: List[Item]) -> None:
+async def _write_items(server, seq: int, items: list[Item]) -> None:
     buf = [b"* %d FETCH (" % seq]
     for i, item in enumerate(items):
         if i:

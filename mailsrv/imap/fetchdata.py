@@ -9,7 +9,7 @@ part of the file, in chunks, until the blank line.
 from __future__ import annotations
 
 import re
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from collections.abc import Iterable, Sequence
 
 from mailsrv.imap import mime
 from mailsrv.store.crlf import to_crlf
@@ -66,7 +66,7 @@ def header_bytes(folder, info: MessageInfo) -> bytes:
     return h
 
 
-def cached_many(folder, uids: Sequence[int], kind: str) -> Dict[int, bytes]:
+def cached_many(folder, uids: Sequence[int], kind: str) -> dict[int, bytes]:
     """``{uid: value}`` of one cache kind, in bulk when the store can."""
     many = getattr(folder, "get_cached_many", None)
     if many is not None:
@@ -79,14 +79,14 @@ def cached_many(folder, uids: Sequence[int], kind: str) -> Dict[int, bytes]:
     return out
 
 
-def fields_kind(fields: Iterable[str], negate: bool) -> Optional[str]:
+def fields_kind(fields: Iterable[str], negate: bool) -> str | None:
     """Cache kind of a HEADER.FIELDS answer: the answer depends only on the
     set of (case-insensitive) names, so equal sets share one value."""
     kind = ("hf!:" if negate else FIELDS) + ",".join(sorted({f.lower() for f in fields}))
     return kind if len(kind) <= MAX_KIND else None
 
 
-def header_fields(folder, info: MessageInfo, fields: Tuple[str, ...], negate: bool) -> bytes:
+def header_fields(folder, info: MessageInfo, fields: tuple[str, ...], negate: bool) -> bytes:
     """BODY[HEADER.FIELDS (...)] / .NOT of the whole message (cached per field set)."""
     kind = fields_kind(fields, negate)
     v = folder.get_cached(info.uid, kind) if kind else None
@@ -131,7 +131,7 @@ def bodystructure(folder, info: MessageInfo, extended: bool) -> bytes:
     return v
 
 
-def _locate(root: mime.Part, part: Tuple[int, ...]) -> Optional[mime.Part]:
+def _locate(root: mime.Part, part: tuple[int, ...]) -> mime.Part | None:
     """The entity a part number names (RFC 3501 6.4.5): numbers index the
     parts of a multipart; inside a message/rfc822 part they index its inner
     message; a non-multipart entity is its own part 1 (one level only, as
@@ -155,8 +155,8 @@ def _locate(root: mime.Part, part: Tuple[int, ...]) -> Optional[mime.Part]:
     return cur
 
 
-def section(folder, info: MessageInfo, part: Tuple[int, ...], text: Optional[str],
-            fields: Tuple[str, ...] = ()) -> bytes:
+def section(folder, info: MessageInfo, part: tuple[int, ...], text: str | None,
+            fields: tuple[str, ...] = ()) -> bytes:
     """Exact bytes of BODY[<part>.<text>]; empty for a part that does not
     exist or a HEADER/TEXT of a part that is not a message (as Dovecot)."""
     text = text.upper() if text else None

@@ -4,7 +4,6 @@ SPECIAL-USE 6154, CHILDREN 3348) and STATUS."""
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Set
 
 from mailsrv.imap import commands as C
 from mailsrv.imap import render
@@ -12,7 +11,7 @@ from mailsrv.imap import render
 DELIM = "/"
 
 
-def pattern_regex(pattern: str) -> "re.Pattern[str]":
+def pattern_regex(pattern: str) -> re.Pattern[str]:
     if pattern[:5].upper() == "INBOX" and (len(pattern) == 5 or pattern[5] in "/%*"):
         pattern = "INBOX" + pattern[5:]
     out = []
@@ -26,12 +25,12 @@ def pattern_regex(pattern: str) -> "re.Pattern[str]":
     return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
-def _ancestors(name: str) -> List[str]:
+def _ancestors(name: str) -> list[str]:
     parts = name.split(DELIM)
     return [DELIM.join(parts[:i]) for i in range(1, len(parts))]
 
 
-async def status_values(server, name: str, atts: List[str]) -> bytes:
+async def status_values(server, name: str, atts: list[str]) -> bytes:
     """``(MESSAGES n UIDNEXT m ...)`` for one mailbox (may be the selected one)."""
     folder = await server.account.open_folder(name)
     await folder.refresh()
@@ -76,23 +75,23 @@ async def list_mailboxes(server, cmd: C.ListCommand) -> None:
     ret_subscribed = "SUBSCRIBED" in cmd.return_opts or ("SUBSCRIBED" in cmd.select_opts)
     ret_status = "STATUS" in cmd.return_opts
 
-    candidates: Set[str] = set(existing)
+    candidates: set[str] = set(existing)
     for name in list(existing) + (list(subs) if sel_subscribed else []):
         candidates.update(_ancestors(name))
     if sel_subscribed:
         candidates.update(subs)
-    children: Dict[str, bool] = {}
+    children: dict[str, bool] = {}
     for name in existing:
         for anc in _ancestors(name):
             children[anc] = True
 
     regexes = [pattern_regex(cmd.reference + p) for p in cmd.patterns]
-    lines: List[bytes] = []
-    status_for: List[str] = []
+    lines: list[bytes] = []
+    status_for: list[str] = []
     for name in sorted(candidates, key=lambda n: (n != "INBOX", n)):
         if not any(r.match(name) for r in regexes):
             continue
-        attrs: List[str] = []
+        attrs: list[str] = []
         extra = b""
         exists = name in existing
         if sel_subscribed and name not in subs:

@@ -18,12 +18,12 @@ import base64
 import binascii
 import quopri
 import re
-from typing import Iterable, List, Optional, Sequence, Tuple
+from collections.abc import Iterable, Sequence
 
 MAX_DEPTH = 40  # nesting of multipart / message/rfc822 we descend into
 MAX_PARTS = 2000
 
-Field = Tuple[str, bytes, bytes]  # (lower-case name, raw bytes incl. CRLFs, unfolded value)
+Field = tuple[str, bytes, bytes]  # (lower-case name, raw bytes incl. CRLFs, unfolded value)
 
 _FOLD = re.compile(rb"[ \t]*\r?\n[ \t]*")
 _NEEDS_LITERAL = re.compile(rb'[^\x20-\x7e]|["\\]')
@@ -31,7 +31,7 @@ _NEEDS_LITERAL = re.compile(rb'[^\x20-\x7e]|["\\]')
 
 # --- headers --------------------------------------------------------------------------
 
-def header_end(data: bytes, start: int = 0, end: Optional[int] = None) -> int:
+def header_end(data: bytes, start: int = 0, end: int | None = None) -> int:
     """Offset just past the blank line ending the header that starts at
     ``start`` (CRLF data); ``end`` when there is no blank line."""
     if end is None:
@@ -42,18 +42,18 @@ def header_end(data: bytes, start: int = 0, end: Optional[int] = None) -> int:
     return end if i < 0 else i + 4
 
 
-def parse_fields(header: bytes) -> List[Field]:
+def parse_fields(header: bytes) -> list[Field]:
     """Header fields in order; a field's raw bytes keep its continuation
     lines.  Lines that are neither a field nor a continuation get name ''."""
-    fields: List[Field] = []
+    fields: list[Field] = []
     if not header:
         return fields
     lines = header.split(b"\r\n")
     trailing = header.endswith(b"\r\n")
     if trailing:
         lines.pop()
-    cur_name: Optional[str] = None
-    cur: List[bytes] = []
+    cur_name: str | None = None
+    cur: list[bytes] = []
     for line in lines:
         if line[:1] in (b" ", b"\t") and cur_name is not None:
             cur.append(line)
@@ -72,7 +72,7 @@ def parse_fields(header: bytes) -> List[Field]:
     return fields
 
 
-def _field(name: str, lines: List[bytes], crlf_end: bool = True) -> Field:
+def _field(name: str, lines: list[bytes], crlf_end: bool = True) -> Field:
     raw = b"\r\n".join(lines) + (b"\r\n" if crlf_end else b"")
     if not name:
         return (name, raw, b"")
@@ -86,7 +86,7 @@ def unfold(value: bytes) -> bytes:
     return _FOLD.sub(b" ", value)
 
 
-def first(fields: Sequence[Field], name: str) -> Optional[bytes]:
+def first(fields: Sequence[Field], name: str) -> bytes | None:
     for n, _, v in fields:
         if n == name:
             return v
@@ -113,19 +113,19 @@ class Part:
     __slots__ = ("hstart", "bstart", "end", "fields", "maintype", "subtype",
                  "params", "children", "message")
 
-    def __init__(self, hstart: int, bstart: int, end: int, fields: List[Field],
-                 ctype: Tuple[str, str, list]) -> None:
+    def __init__(self, hstart: int, bstart: int, end: int, fields: list[Field],
+                 ctype: tuple[str, str, list]) -> None:
         self.hstart, self.bstart, self.end = hstart, bstart, end
         self.fields = fields
         self.maintype, self.subtype, self.params = ctype
-        self.children: List[Part] = []
-        self.message: Optional[Part] = None
+        self.children: list[Part] = []
+        self.message: Part | None = None
 
     @property
     def is_multipart(self) -> bool:
         return self.maintype.lower() == "multipart"
 
-    def param(self, name: str) -> Optional[bytes]:
+    def param(self, name: str) -> bytes | None:
         key = name.encode("ascii")
         for n, v in self.params:
             if n.lower() == key:
@@ -189,7 +189,7 @@ def _multipart(data: bytes, part: Part, digest: bool, depth: int, budget: _Budge
     return new_end
 
 
-def _delimiters(data: bytes, s: int, e: int, dash: bytes) -> List[Tuple[int, bool, int]]:
+def _delimiters(data: bytes, s: int, e: int, dash: bytes) -> list[tuple[int, bool, int]]:
     """(offset of '--boundary', is close delimiter, end of the line before its
     CRLF) for each delimiter line in [s, e)."""
     out = []
@@ -251,7 +251,7 @@ def _skip_cfws(v: bytes, i: int) -> int:
 _TOKEN_RE: dict = {}
 
 
-def _token(v: bytes, i: int, stop: bytes = _TSPECIALS) -> Tuple[bytes, int]:
+def _token(v: bytes, i: int, stop: bytes = _TSPECIALS) -> tuple[bytes, int]:
     """The run of non-space, non-control bytes not in ``stop`` at v[i:]."""
     rx = _TOKEN_RE.get(stop)
     if rx is None:
@@ -261,7 +261,7 @@ def _token(v: bytes, i: int, stop: bytes = _TSPECIALS) -> Tuple[bytes, int]:
     return v[i:j], j
 
 
-def _quoted(v: bytes, i: int) -> Tuple[bytes, int]:
+def _quoted(v: bytes, i: int) -> tuple[bytes, int]:
     """Quoted string starting at v[i] == '"'; unescaped content."""
     out = bytearray()
     i += 1
@@ -279,7 +279,7 @@ def _quoted(v: bytes, i: int) -> Tuple[bytes, int]:
     return bytes(out), i
 
 
-def _params(v: bytes, i: int) -> List[Tuple[bytes, bytes]]:
+def _params(v: bytes, i: int) -> list[tuple[bytes, bytes]]:
     params = []
     n = len(v)
     while i < n:
@@ -305,7 +305,7 @@ def _params(v: bytes, i: int) -> List[Tuple[bytes, bytes]]:
     return params
 
 
-def parse_content_type(v: bytes) -> Optional[Tuple[str, str, list]]:
+def parse_content_type(v: bytes) -> tuple[str, str, list] | None:
     """(type, subtype, [(name, value)]) with the stored case, or None when
     there is no type at all (then the default applies)."""
     i = _skip_cfws(v, 0)
@@ -320,7 +320,7 @@ def parse_content_type(v: bytes) -> Optional[Tuple[str, str, list]]:
     return (mt.decode("latin-1"), st.decode("latin-1"), _params(v, i))
 
 
-def parse_disposition(v: bytes) -> Optional[Tuple[bytes, List[Tuple[bytes, bytes]]]]:
+def parse_disposition(v: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
     i = _skip_cfws(v, 0)
     d, i = _token(v, i)
     if not d:
@@ -330,7 +330,7 @@ def parse_disposition(v: bytes) -> Optional[Tuple[bytes, List[Tuple[bytes, bytes
 
 # --- IMAP rendering -------------------------------------------------------------------
 
-def istr(b: Optional[bytes]) -> bytes:
+def istr(b: bytes | None) -> bytes:
     """IMAP nstring: quoted when plain printable ASCII, else a literal (8-bit,
     CR/LF, quotes or backslashes), as Dovecot does."""
     if b is None:
@@ -340,7 +340,7 @@ def istr(b: Optional[bytes]) -> bytes:
     return b'"' + b + b'"'
 
 
-def _plist(params: List[Tuple[bytes, bytes]]) -> bytes:
+def _plist(params: list[tuple[bytes, bytes]]) -> bytes:
     if not params:
         return b"NIL"
     return b"(" + b" ".join(istr(n) + b" " + istr(v) for n, v in params) + b")"
@@ -434,10 +434,10 @@ def envelope(fields: Sequence[Field]) -> bytes:
     return b"(" + b" ".join(out) + b")"
 
 
-Address = Tuple[Optional[bytes], Optional[bytes], Optional[bytes], Optional[bytes]]
+Address = tuple[bytes | None, bytes | None, bytes | None, bytes | None]
 
 
-def render_addresses(lst: List[Address]) -> bytes:
+def render_addresses(lst: list[Address]) -> bytes:
     if not lst:
         return b"NIL"
     return b"(" + b"".join(b"(" + b" ".join(istr(x) for x in a) + b")" for a in lst) + b")"
@@ -448,7 +448,7 @@ _QUOTED = re.compile(rb'"((?:[^"\\]|\\.)*)"?', re.S)
 _QPAIR = re.compile(rb"\\(.)", re.S)
 
 
-def _tokens(v: bytes) -> List[Tuple[str, bytes]]:
+def _tokens(v: bytes) -> list[tuple[str, bytes]]:
     """(kind, text): kind 'a' atom, 'q' quoted, 'c' comment, 'd' domain
     literal, or the special character itself."""
     toks = []
@@ -481,10 +481,10 @@ _SIMPLE_ADDR = re.compile(
     + rb')>|(' + _ADDR_CH + rb')@(' + _ADDR_CH + rb'))[ \t]*(,|$)')
 
 
-def _simple_addresses(v: bytes) -> Optional[List[Address]]:
+def _simple_addresses(v: bytes) -> list[Address] | None:
     """Fast path for the usual 'Name <a@b>, c@d' lists; None when the value
     needs the full parser (groups, comments, routes, 8-bit, odd phrases)."""
-    out: List[Address] = []
+    out: list[Address] = []
     pos, n = 0, len(v)
     while pos < n:
         m = _SIMPLE_ADDR.match(v, pos)
@@ -504,17 +504,17 @@ def _simple_addresses(v: bytes) -> Optional[List[Address]]:
     return out if pos >= n else None
 
 
-def parse_addresses(v: bytes) -> List[Address]:
+def parse_addresses(v: bytes) -> list[Address]:
     """An address-list header value as ENVELOPE address tuples, groups as
     (NIL NIL name NIL) ... (NIL NIL NIL NIL)."""
     fast = _simple_addresses(v)
     if fast is not None:
         return fast
     toks = _tokens(v)
-    out: List[Address] = []
+    out: list[Address] = []
     i, n = 0, len(toks)
     in_group = False
-    item: List[Tuple[str, bytes]] = []
+    item: list[tuple[str, bytes]] = []
     prev_sep = ","
     while i < n:
         k, t = toks[i]
@@ -553,8 +553,8 @@ def _more(toks, i: int) -> bool:
     return any(k not in (",", "c") for k, _ in toks[i:])
 
 
-def _phrase(toks: List[Tuple[str, bytes]]) -> Optional[bytes]:
-    words: List[bytes] = []
+def _phrase(toks: list[tuple[str, bytes]]) -> bytes | None:
+    words: list[bytes] = []
     for k, t in toks:
         if k in ("a", "q", "d"):
             words.append(t)
@@ -563,7 +563,7 @@ def _phrase(toks: List[Tuple[str, bytes]]) -> Optional[bytes]:
     return b" ".join(words) if words else None
 
 
-def _mailbox(toks: List[Tuple[str, bytes]]) -> Address:
+def _mailbox(toks: list[tuple[str, bytes]]) -> Address:
     kinds = [k for k, _ in toks]
     adl = None
     if "<" in kinds:
@@ -619,7 +619,7 @@ def decode_header_value(v: bytes) -> str:
     if b"=?" not in v:
         return decode_raw(v)
     v = _EWORD_GAP.sub(rb"\1", v)
-    out: List[str] = []
+    out: list[str] = []
     pos = 0
     for m in _EWORD.finditer(v):
         out.append(decode_raw(v[pos:m.start()]))

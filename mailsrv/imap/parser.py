@@ -15,7 +15,8 @@ import datetime
 import io
 import re
 import tempfile
-from typing import Any, Callable, List, Optional, Tuple, Union
+from collections.abc import Callable
+from typing import Any
 
 import twisted.mail.imap4  # noqa: F401  registers the imap4-utf-7 codec
 
@@ -47,7 +48,7 @@ class Literal:
 
     def __init__(self, size: int, spool: bool) -> None:
         self.size = size
-        self.file: Optional[Any] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) if spool else None
+        self.file: Any | None = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) if spool else None
         self.buf = bytearray() if not spool else None
 
     def write(self, data: bytes) -> None:
@@ -98,7 +99,7 @@ def decode_mailbox(raw: bytes) -> str:
 class Reader:
     """Cursor over one command: text parts with literals between them."""
 
-    def __init__(self, parts: List[Union[bytes, Literal]]) -> None:
+    def __init__(self, parts: list[bytes | Literal]) -> None:
         self.parts = parts
         self.i = 0
         self.pos = 0
@@ -199,7 +200,7 @@ class Reader:
             return self.string()
         return self.chars(_ASTRING, "astring")
 
-    def nstring(self) -> Optional[bytes]:
+    def nstring(self) -> bytes | None:
         if self.maybe(b"NIL"):
             return None
         return self.string()
@@ -242,7 +243,7 @@ class Reader:
             return SYSTEM_FLAGS.get("\\" + name.upper(), "\\" + name)
         return self.atom()
 
-    def flag_list(self) -> List[str]:
+    def flag_list(self) -> list[str]:
         return self.paren_list(self.flag)
 
     def seqset(self) -> S.SeqSet:
@@ -395,9 +396,9 @@ _NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 
 def _section(r: Reader) -> C.Section:
     r.expect(b"[")
-    part: List[int] = []
+    part: list[int] = []
     text = None
-    fields: Tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()
     if r.maybe(b"]"):
         return C.Section()
     spec = r.chars(_NAME_CHARS, "section").decode().upper()
@@ -520,7 +521,7 @@ def _append(r: Reader, tag: str) -> C.Append:
     try:
         while True:
             r.sp()
-            flags: List[str] = []
+            flags: list[str] = []
             date = None
             if r.peek() == 0x28:
                 flags = r.flag_list()
@@ -544,7 +545,7 @@ _LIST_RETURN = {"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"}
 STATUS_ATTS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE"}
 
 
-def _status_atts(r: Reader) -> List[str]:
+def _status_atts(r: Reader) -> list[str]:
     atts = [a.upper() for a in r.paren_list(r.atom, allow_empty=False)]
     for a in atts:
         if a not in STATUS_ATTS:
@@ -615,7 +616,7 @@ _NO_ARGS = {"CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "CHECK", "CLOSE", "EXPUN
 _ONE_MAILBOX = {"SELECT", "EXAMINE", "CREATE", "DELETE", "SUBSCRIBE", "UNSUBSCRIBE"}
 
 
-def parse_command(parts: List[Union[bytes, Literal]]) -> Union[C.Command, C.ParseError]:
+def parse_command(parts: list[bytes | Literal]) -> C.Command | C.ParseError:
     """Parse one complete command (text parts with literals between)."""
     r = Reader(parts)
     tag = None
@@ -700,7 +701,7 @@ def parse_command(parts: List[Union[bytes, Literal]]) -> Union[C.Command, C.Pars
 
 # ---------------------------------------------------------------- framing
 
-def _peek_tag_name(line: bytes) -> Tuple[Optional[str], str]:
+def _peek_tag_name(line: bytes) -> tuple[str | None, str]:
     m = re.match(rb"([^ \x00-\x1f\x7f(){%*\"\\+]+) ([A-Za-z]+)", line)
     if not m:
         m2 = re.match(rb"([^ \x00-\x1f\x7f(){%*\"\\+]+)(?: |$)", line)
@@ -718,11 +719,11 @@ class Parser:
         self.max_line = max_line
         self._buf = bytearray()
         self._scan = 0  # where to resume looking for LF
-        self._parts: List[Union[bytes, Literal]] = []
+        self._parts: list[bytes | Literal] = []
         self._size = 0  # bytes of this command held in memory
-        self._tag: Optional[str] = None
+        self._tag: str | None = None
         self._name = ""
-        self._literal: Optional[Literal] = None
+        self._literal: Literal | None = None
         self._remaining = 0
         self._skip_literal = 0  # bytes still to discard
         self._skip_line = False  # discard up to the next LF

@@ -4,7 +4,7 @@ any bytes (8-bit header values, odd mailbox names) go out well-formed."""
 from __future__ import annotations
 
 import time
-from typing import Iterable, Optional, Union
+from collections.abc import Iterable
 
 import twisted.mail.imap4  # noqa: F401  registers the imap4-utf-7 codec
 
@@ -14,7 +14,7 @@ _ATOM = frozenset(ATOM_CHARS)
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
-def _b(s: Union[str, bytes]) -> bytes:
+def _b(s: str | bytes) -> bytes:
     return s.encode("utf-8") if isinstance(s, str) else s
 
 
@@ -22,7 +22,7 @@ def quoted_ok(data: bytes) -> bool:
     return all(0 < c < 0x80 and c not in (0x0A, 0x0D) for c in data)
 
 
-def string(s: Union[str, bytes]) -> bytes:
+def string(s: str | bytes) -> bytes:
     """A quoted string when it can be one, else a literal."""
     data = _b(s)
     if quoted_ok(data) and len(data) < 1024:
@@ -30,11 +30,11 @@ def string(s: Union[str, bytes]) -> bytes:
     return b"{%d}\r\n" % len(data) + data
 
 
-def nstring(s: Optional[Union[str, bytes]]) -> bytes:
+def nstring(s: str | bytes | None) -> bytes:
     return b"NIL" if s is None else string(s)
 
 
-def astring(s: Union[str, bytes]) -> bytes:
+def astring(s: str | bytes) -> bytes:
     """An atom when the value is one (and is not NIL), else a string."""
     data = _b(s)
     if data and data.upper() != b"NIL" and all(c in _ATOM or c == 0x5D for c in data):
@@ -72,12 +72,12 @@ def text_line(text: str) -> bytes:
     return text.replace("\r", " ").replace("\n", " ").encode("ascii", "replace")
 
 
-def tagged(tag: str, status: str, text: str, code: Optional[str] = None) -> bytes:
+def tagged(tag: str, status: str, text: str, code: str | None = None) -> bytes:
     head = f"{tag} {status} "
     if code:
         head += f"[{code}] "
     return head.encode("ascii", "replace") + text_line(text) + b"\r\n"
 
 
-def untagged(text: Union[str, bytes]) -> bytes:
+def untagged(text: str | bytes) -> bytes:
     return b"* " + _b(text) + b"\r\n"

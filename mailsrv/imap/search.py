@@ -20,7 +20,7 @@ import calendar
 import datetime
 import email.utils
 from bisect import bisect_right
-from typing import Callable, Iterable, List, Optional, Sequence, Set, Tuple
+from collections.abc import Callable, Iterable, Sequence
 
 from mailsrv.imap import fetchdata, mime
 from mailsrv.store.crlf import to_crlf
@@ -40,7 +40,7 @@ class _Message:
         self.folder = folder
         self.uid = -1
 
-    def use(self, info: MessageInfo) -> "_Message":
+    def use(self, info: MessageInfo) -> _Message:
         if info.uid != self.uid:
             self.uid = info.uid
             self._info = info
@@ -52,7 +52,7 @@ class _Message:
             self._header = fetchdata.header_bytes(self.folder, self._info)
         return self._header
 
-    def fields(self) -> List[mime.Field]:
+    def fields(self) -> list[mime.Field]:
         if self._fields is None:
             self._fields = mime.parse_fields(self.header())
         return self._fields
@@ -73,8 +73,8 @@ class _Message:
         return "\n".join(mime.decode_body(data, p) for p in mime.text_parts(self._root))
 
 
-def search(folder, view: Sequence[MessageInfo], key: tuple, recent: Set[int],
-           charset: Optional[str] = None) -> List[int]:
+def search(folder, view: Sequence[MessageInfo], key: tuple, recent: set[int],
+           charset: str | None = None) -> list[int]:
     """1-based sequence numbers of the messages of ``view`` matching ``key``.
 
     Keys: ('ALL',) ('NEW',) ('OLD',) ('RECENT',) ('FLAG', f) ('UNFLAG', f)
@@ -91,7 +91,7 @@ def search(folder, view: Sequence[MessageInfo], key: tuple, recent: Set[int],
     return [i + 1 for i, info in enumerate(view) if pred(i, info)]
 
 
-def _compile(key, view, recent: Set[int], msg: _Message) -> Tuple[int, Pred]:
+def _compile(key, view, recent: set[int], msg: _Message) -> tuple[int, Pred]:
     name = key[0]
     if name == "ALL":
         return CHEAP, lambda i, m: True
@@ -176,7 +176,7 @@ def _member(seqset, star: int) -> Callable[[int], bool]:
             a, b = b, a
         spans.append((a, b))
     spans.sort()
-    merged: List[List[int]] = []
+    merged: list[list[int]] = []
     for a, b in spans:
         if merged and a <= merged[-1][1] + 1:
             merged[-1][1] = max(merged[-1][1], b)
@@ -235,7 +235,7 @@ def _header(field: str, value: str, msg: _Message, view: Sequence[MessageInfo]) 
     that has the field at all."""
     needle = value.casefold().encode("utf-8", "surrogatepass")
     lname = field.lower().encode("utf-8", "replace")
-    kind: Optional[str] = fetchdata.SEARCH_TEXT + field.lower()
+    kind: str | None = fetchdata.SEARCH_TEXT + field.lower()
     if len(kind) > fetchdata.MAX_KIND:
         kind = None
     known: dict = {}

@@ -8,9 +8,9 @@ command runs, because ``*`` and sequence numbers mean nothing on their own.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from typing import Iterable, List, Optional, Sequence, Tuple
+from collections.abc import Iterable, Sequence
 
-SeqSet = List[Tuple[Optional[int], Optional[int]]]
+SeqSet = list[tuple[int | None, int | None]]
 
 _MAX = 0xFFFFFFFF
 
@@ -19,7 +19,7 @@ class SeqSetError(ValueError):
     """Not a valid sequence-set."""
 
 
-def _number(text: str) -> Optional[int]:
+def _number(text: str) -> int | None:
     if text == "*":
         return None
     if not text.isdigit() or not text.isascii() or text.startswith("0"):
@@ -45,13 +45,13 @@ def parse(text: str) -> SeqSet:
     return out
 
 
-def _bounds(lo: Optional[int], hi: Optional[int], star: int) -> Tuple[int, int]:
+def _bounds(lo: int | None, hi: int | None, star: int) -> tuple[int, int]:
     a = star if lo is None else lo
     b = star if hi is None else hi
     return (a, b) if a <= b else (b, a)
 
 
-def resolve_seq(seqset: SeqSet, count: int) -> List[int]:
+def resolve_seq(seqset: SeqSet, count: int) -> list[int]:
     """Sequence numbers (1-based, ascending, unique) that exist in a view of
     ``count`` messages.  Numbers beyond the view are dropped; the caller
     decides whether that is an error (see :func:`seq_in_range`)."""
@@ -76,7 +76,7 @@ def seq_in_range(seqset: SeqSet, count: int) -> bool:
     return True
 
 
-def resolve_uid(seqset: SeqSet, uids: Sequence[int]) -> List[int]:
+def resolve_uid(seqset: SeqSet, uids: Sequence[int]) -> list[int]:
     """UIDs of ``uids`` (ascending) that fall in the set.  ``*`` is the
     largest UID in use, so ``n:*`` always matches the last message (RFC 3501
     6.4.8), even when n is larger."""
@@ -100,7 +100,7 @@ def render(numbers: Iterable[int]) -> str:
 def render_pairs(numbers: Sequence[int]) -> str:
     """Like :func:`render` but keeps the given order (COPYUID needs the
     source and destination sets to correspond element by element)."""
-    parts: List[str] = []
+    parts: list[str] = []
     i = 0
     while i < len(numbers):
         j = i

@@ -8,8 +8,8 @@ asynchronous; the parser keeps the unread bytes.  Handlers live in the
 
 from __future__ import annotations
 
-import socket
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import defer, interfaces
 from twisted.internet.protocol import Protocol
@@ -36,19 +36,19 @@ INPUT_HIGH = 1 << 20  # stop reading when this much unparsed input waits
 class Result:
     """The tagged response a handler asks for."""
 
-    def __init__(self, status: str = "OK", text: str = "completed", code: Optional[str] = None) -> None:
+    def __init__(self, status: str = "OK", text: str = "completed", code: str | None = None) -> None:
         self.status, self.text, self.code = status, text, code
 
 
-def ok(text: str = "completed", code: Optional[str] = None) -> Result:
+def ok(text: str = "completed", code: str | None = None) -> Result:
     return Result("OK", text, code)
 
 
-def no(text: str, code: Optional[str] = None) -> Result:
+def no(text: str, code: str | None = None) -> Result:
     return Result("NO", text, code)
 
 
-def bad(text: str, code: Optional[str] = None) -> Result:
+def bad(text: str, code: str | None = None) -> Result:
     return Result("BAD", text, code)
 
 
@@ -60,7 +60,7 @@ class OutputGate:
     def __init__(self) -> None:
         self.paused = False
         self.stopped = False
-        self._waiters: List[defer.Deferred] = []
+        self._waiters: list[defer.Deferred] = []
 
     def pauseProducing(self) -> None:
         self.paused = True
@@ -83,9 +83,9 @@ class OutputGate:
         return d
 
 
-def _handlers() -> Dict[str, Tuple[Callable, Tuple[str, ...]]]:
+def _handlers() -> dict[str, tuple[Callable, tuple[str, ...]]]:
     from mailsrv.imap import commands_any, commands_auth, commands_selected
-    table: Dict[str, Tuple[Callable, Tuple[str, ...]]] = {}
+    table: dict[str, tuple[Callable, tuple[str, ...]]] = {}
     for mod in (commands_any, commands_auth, commands_selected):
         table.update(mod.HANDLERS)
     return table
@@ -112,14 +112,14 @@ class IMAPServer(Protocol, TimeoutMixin):
         self.parser = Parser(append_limit=config.append_limit)
         self.state = NOT_AUTH
         self.account: Any = None
-        self.selected: Optional[SelectedMailbox] = None
+        self.selected: SelectedMailbox | None = None
         self.out = OutputGate()
         self.handlers = _handlers()
         self.enabled: set = set()
-        self._logout: Optional[Callable[[], None]] = None
+        self._logout: Callable[[], None] | None = None
         self._busy = False
         self._pumping = False
-        self._raw_waiter: Optional[defer.Deferred] = None
+        self._raw_waiter: defer.Deferred | None = None
         self._bad_count = 0
         self._reading_paused = False
         self.closed = False
@@ -130,7 +130,7 @@ class IMAPServer(Protocol, TimeoutMixin):
     def connectionMade(self) -> None:
         try:
             self.transport.setTcpNoDelay(True)
-        except (AttributeError, OSError, NotImplementedError, socket.error):
+        except (AttributeError, OSError, NotImplementedError):
             pass
         self.transport.registerProducer(self.out, True)
         self.setTimeout(self.config.imap_timeout)
@@ -171,14 +171,14 @@ class IMAPServer(Protocol, TimeoutMixin):
             self._abort_call = self.callLater(CLOSE_GRACE, self.transport.abortConnection)
 
     @property
-    def peer_host(self) -> Optional[str]:
+    def peer_host(self) -> str | None:
         return getattr(self.transport.getPeer(), "host", None)
 
     def plaintext_allowed(self) -> bool:
         from mailsrv.auth import plaintext_allowed
         return bool(plaintext_allowed(self.config, self.peer_host, self.tls_active))
 
-    def capabilities(self) -> List[str]:
+    def capabilities(self) -> list[str]:
         caps = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE"]
         if self.state == NOT_AUTH:
             if self.tls_context is not None and not self.tls_active:
@@ -198,7 +198,7 @@ class IMAPServer(Protocol, TimeoutMixin):
         if not self.closed:
             self.transport.write(data)
 
-    def send_many(self, lines: List[bytes]) -> None:
+    def send_many(self, lines: list[bytes]) -> None:
         if lines and not self.closed:
             self.transport.writeSequence(lines)
 
@@ -305,7 +305,7 @@ class IMAPServer(Protocol, TimeoutMixin):
         self.flush_pending(cmd)
         self.send(render.tagged(cmd.tag, result.status, f"{cmd.name} {result.text}", result.code))
 
-    def flush_pending(self, cmd: Optional[C.Command] = None) -> None:
+    def flush_pending(self, cmd: C.Command | None = None) -> None:
         """Report other sessions' changes where RFC 3501 7.4.1 allows."""
         if self.selected is None or self.closed:
             return

@@ -8,7 +8,7 @@ while other sessions, POP3 and deliveries change the shared folder.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Callable, List, Optional, Set
+from collections.abc import Callable
 
 from zope.interface import implementer
 
@@ -18,7 +18,7 @@ from mailsrv.store.interfaces import IFolder, IFolderListener, MessageInfo
 PERMANENT = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
 
-def _recent(folder: IFolder, readonly: bool) -> Set[int]:
+def _recent(folder: IFolder, readonly: bool) -> set[int]:
     """SELECT claims \\Recent; EXAMINE shows it and leaves it for the next
     SELECT (RFC 3501 6.3.2)."""
     if not readonly:
@@ -31,16 +31,16 @@ def _recent(folder: IFolder, readonly: bool) -> Set[int]:
 class SelectedMailbox:
     """Sequence-number view plus the changes not yet reported."""
 
-    def __init__(self, folder: IFolder, readonly: bool, on_change: Optional[Callable[[], None]] = None) -> None:
+    def __init__(self, folder: IFolder, readonly: bool, on_change: Callable[[], None] | None = None) -> None:
         self.folder = folder
         self.readonly = readonly
         self.on_change = on_change  # called when something is queued (IDLE pushes it)
         uids = getattr(folder, "uids", None)  # the live store's list(dict) beats a MessageInfo walk
-        self.uids: List[int] = uids() if uids is not None else [m.uid for m in folder.messages()]
-        self.recent: Set[int] = set(_recent(folder, readonly))
-        self._added: Set[int] = set()
-        self._flags: Set[int] = set()
-        self._expunged: Set[int] = set()
+        self.uids: list[int] = uids() if uids is not None else [m.uid for m in folder.messages()]
+        self.recent: set[int] = set(_recent(folder, readonly))
+        self._added: set[int] = set()
+        self._flags: set[int] = set()
+        self._expunged: set[int] = set()
         self._known_keywords = set(folder.keywords())
         folder.add_listener(self)
 
@@ -70,7 +70,7 @@ class SelectedMailbox:
     def __len__(self) -> int:
         return len(self.uids)
 
-    def seq_of(self, uid: int) -> Optional[int]:
+    def seq_of(self, uid: int) -> int | None:
         i = bisect_left(self.uids, uid)
         if i < len(self.uids) and self.uids[i] == uid:
             return i + 1
@@ -89,20 +89,20 @@ class SelectedMailbox:
         """This session reported (or was told not to report) these itself."""
         self._flags.difference_update(uids)
 
-    def infos(self) -> List[MessageInfo]:
+    def infos(self) -> list[MessageInfo]:
         """MessageInfo per sequence number; placeholders for messages that
         were expunged elsewhere but are still in this view."""
         get = self.folder.get
         return [info if (info := get(uid)) is not None else MessageInfo(uid, "", 0, 0.0, frozenset({"\\Deleted"}))
                 for uid in self.uids]
 
-    def flags_of(self, info: MessageInfo) -> List[str]:
+    def flags_of(self, info: MessageInfo) -> list[str]:
         fl = sorted(info.flags)
         if info.uid in self.recent:
             fl.append("\\Recent")
         return fl
 
-    def flags_response(self) -> List[bytes]:
+    def flags_response(self) -> list[bytes]:
         kws = sorted(self.folder.keywords())
         self._known_keywords = set(kws)
         allf = list(PERMANENT) + kws
@@ -112,7 +112,7 @@ class SelectedMailbox:
             render.untagged(b"OK [PERMANENTFLAGS " + render.flag_list([] if self.readonly else perm) + b"] Flags permitted."),
         ]
 
-    def new_keywords_response(self) -> List[bytes]:
+    def new_keywords_response(self) -> list[bytes]:
         """FLAGS and PERMANENTFLAGS again if keywords were added since the
         client last heard (empty otherwise)."""
         if set(self.folder.keywords()) <= self._known_keywords:
@@ -120,9 +120,9 @@ class SelectedMailbox:
         return self.flags_response()
 
     # -- reporting
-    def flush(self, allow_expunge: bool, uid_fetch: bool = True) -> List[bytes]:
+    def flush(self, allow_expunge: bool, uid_fetch: bool = True) -> list[bytes]:
         """Untagged responses for queued changes; updates the view."""
-        out: List[bytes] = []
+        out: list[bytes] = []
         if not set(self.folder.keywords()) <= self._known_keywords:
             out.extend(self.flags_response())
         if allow_expunge and self._expunged:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
 
 # atext of RFC 5322 (dot-atom pieces) and qtext/quoted-pair of RFC 5321.
 _ATEXT = re.compile(rb"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\Z")
@@ -44,7 +43,7 @@ class Mailbox:
 
 
 
-def split_path(arg: bytes) -> Tuple[bytes, List[bytes]]:
+def split_path(arg: bytes) -> tuple[bytes, list[bytes]]:
     """Split ``<path> PARAM PARAM`` into the bracketed path and the params.
 
     The closing ``>`` is found outside quoted strings, so ``<"a>b"@x>``
@@ -71,7 +70,7 @@ def split_path(arg: bytes) -> Tuple[bytes, List[bytes]]:
     raise AddressError("unterminated path")
 
 
-def parse_mailbox(path: bytes, allow_null: bool) -> Optional[Mailbox]:
+def parse_mailbox(path: bytes, allow_null: bool) -> Mailbox | None:
     """Parse the inside of ``<...>``.  ``None`` is the null reverse-path."""
     if path == b"":
         if allow_null:
@@ -90,7 +89,7 @@ def parse_mailbox(path: bytes, allow_null: bool) -> Optional[Mailbox]:
     return Mailbox(local, domain.decode("ascii").lower())
 
 
-def parse_params(params: List[bytes]) -> List[Tuple[str, Optional[str]]]:
+def parse_params(params: list[bytes]) -> list[tuple[str, str | None]]:
     """``KEY=value`` esmtp-params; keys upper-cased."""
     out = []
     for p in params:
@@ -102,7 +101,7 @@ def parse_params(params: List[bytes]) -> List[Tuple[str, Optional[str]]]:
     return out
 
 
-def _split_at(path: bytes) -> Tuple[bytes, Optional[bytes]]:
+def _split_at(path: bytes) -> tuple[bytes, bytes | None]:
     if path.startswith(b'"'):
         i = 1
         while i < len(path):

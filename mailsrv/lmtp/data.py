@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import tempfile
-from typing import BinaryIO, Optional, Tuple
+from typing import BinaryIO
 
 _END = b"\r\n.\r\n"
 SPOOL_IN_MEMORY = 256 * 1024
@@ -29,7 +29,7 @@ class DotDecoder:
         self._virtual = True
         self.done = False
 
-    def feed(self, data: bytes) -> Tuple[bytes, Optional[bytes]]:
+    def feed(self, data: bytes) -> tuple[bytes, bytes | None]:
         """Return ``(message bytes, leftover)``; ``leftover`` is ``None``
         until the terminator was seen, then the bytes that followed it."""
         data = self._held + data
@@ -67,7 +67,7 @@ class Spool:
         self.limit = limit
         self.size = 0
         self.overflow = False
-        self.error: Optional[OSError] = None
+        self.error: OSError | None = None
 
     def write(self, data: bytes) -> None:
         if self.overflow or self.error is not None or not data:

@@ -10,8 +10,8 @@ buffer and is answered in order once the work is done.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, List, Optional
 
 from twisted.internet import defer
 from twisted.internet.protocol import ServerFactory
@@ -48,15 +48,15 @@ class LMTPServer(LineReceiver, TimeoutMixin):
     delimiter = b"\r\n"
 
     def __init__(self) -> None:
-        self._lhlo: Optional[str] = None
+        self._lhlo: str | None = None
         self._errors = 0
         self._busy = False
         self._paused_by_us = False
         self._discarding = False
         self._pos = 0  # start of unread input in self._buffer
         self._lost = False
-        self._decoder: Optional[DotDecoder] = None
-        self._spool: Optional[Spool] = None
+        self._decoder: DotDecoder | None = None
+        self._spool: Spool | None = None
         self._reset_transaction()
 
     # -- connection ------------------------------------------------------
@@ -199,8 +199,8 @@ class LMTPServer(LineReceiver, TimeoutMixin):
 
     def _reset_transaction(self) -> None:
         self._has_sender = False
-        self._sender: Optional[Mailbox] = None
-        self._recipients: List[Recipient] = []
+        self._sender: Mailbox | None = None
+        self._recipients: list[Recipient] = []
 
     def do_LHLO(self, arg: bytes) -> None:
         words = arg.split()
@@ -316,7 +316,7 @@ class LMTPServer(LineReceiver, TimeoutMixin):
         return self._deliver_all(spool, recipients, sender)
 
     @defer.inlineCallbacks
-    def _deliver_all(self, spool: Spool, recipients: List[Recipient], sender: Optional[Mailbox]):
+    def _deliver_all(self, spool: Spool, recipients: list[Recipient], sender: Mailbox | None):
         """One reply per recipient, in RCPT order, each sent once that
         recipient's copy is fsynced (the store's deliver fires then)."""
         return_path = str(sender) if sender is not None else ""
@@ -383,7 +383,7 @@ class LMTPServer(LineReceiver, TimeoutMixin):
     }
 
 
-def _find_folder(account, name: str) -> Optional[str]:
+def _find_folder(account, name: str) -> str | None:
     """The folder ``name`` of this account if it exists; else the one
     matching it case-insensitively (addresses are case-insensitive)."""
     if name.upper() == "INBOX" or account.folder_exists(name):

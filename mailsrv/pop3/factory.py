@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from twisted.internet import protocol
 from twisted.logger import Logger
@@ -42,6 +42,6 @@ class POP3Factory(protocol.ServerFactory):
                 t=config.pop3_timeout,
             )
 
-    def buildProtocol(self, addr) -> Optional[POP3Server]:
+    def buildProtocol(self, addr) -> POP3Server | None:
         p = self.protocol(self)
         return p

@@ -7,7 +7,6 @@ so that the protocol never has to think about partial or over-long lines.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Union
 
 # RFC 2449: a command line is at most 255 octets including CRLF.  AUTH lines
 # and SASL continuations carry base64 credentials and may be longer, up to
@@ -44,7 +43,7 @@ class LineSplitter:
             self._discarding = True
             self._buffer.clear()
 
-    def next_line(self) -> Union[bytes, _TooLong, None]:
+    def next_line(self) -> bytes | _TooLong | None:
         """The next complete line without its line end, TOO_LONG, or None."""
         i = self._buffer.find(b"\n")
         if i < 0:
@@ -75,11 +74,11 @@ class LineSplitter:
 @dataclass
 class Command:
     keyword: bytes  # upper-cased
-    args: List[bytes]  # whitespace-separated arguments
+    args: list[bytes]  # whitespace-separated arguments
     rest: bytes  # everything after the first space, verbatim (PASS)
 
 
-def parse_command(line: bytes) -> Optional[Command]:
+def parse_command(line: bytes) -> Command | None:
     """Split a command line; None if it has no keyword at all."""
     keyword, _, rest = line.partition(b" ")
     if not keyword or not keyword.isalpha() or not keyword.isascii() or len(keyword) > 8:
@@ -87,7 +86,7 @@ def parse_command(line: bytes) -> Optional[Command]:
     return Command(keyword.upper(), rest.split(), rest)
 
 
-def parse_number(arg: bytes) -> Optional[int]:
+def parse_number(arg: bytes) -> int | None:
     """A non-negative decimal number, or None if ``arg`` is not one."""
     if not arg or not arg.isdigit() or not arg.isascii():
         return None

@@ -9,7 +9,7 @@ touched by the protocol at RETR/TOP and in UPDATE.
 
 from __future__ import annotations
 
-from typing import Iterable, List, Set, Tuple
+from collections.abc import Iterable
 
 
 class NoSuchMessage(Exception):
@@ -29,15 +29,15 @@ class Maildrop:
         self.folder = folder
         infos = list(infos)
         # Comprehensions, not an append loop: 100,000 messages are built at login.
-        self._uids: List[int] = [info.uid for info in infos]
-        self._sizes: List[int] = [info.size for info in infos]
-        self._uidls: List[str] = list(map(folder.pop3_uidl, self._uids))
-        self._deleted: Set[int] = set()  # message numbers
-        self._retrieved: Set[int] = set()
+        self._uids: list[int] = [info.uid for info in infos]
+        self._sizes: list[int] = [info.size for info in infos]
+        self._uidls: list[str] = list(map(folder.pop3_uidl, self._uids))
+        self._deleted: set[int] = set()  # message numbers
+        self._retrieved: set[int] = set()
         self._count = len(self._uids)
         self._octets = sum(self._sizes)
 
-    def stat(self) -> Tuple[int, int]:
+    def stat(self) -> tuple[int, int]:
         """(messages, octets), deleted messages excluded."""
         return self._count, self._octets
 
@@ -57,15 +57,15 @@ class Maildrop:
     def uidl(self, n: int) -> str:
         return self._uidls[self._check(n)]
 
-    def numbers(self) -> List[int]:
+    def numbers(self) -> list[int]:
         """Message numbers not marked deleted, ascending."""
         deleted = self._deleted
         return [n for n in range(1, len(self._uids) + 1) if n not in deleted]
 
-    def sizes(self) -> List[Tuple[int, int]]:
+    def sizes(self) -> list[tuple[int, int]]:
         return [(n, self._sizes[n - 1]) for n in self.numbers()]
 
-    def uidls(self) -> List[Tuple[int, str]]:
+    def uidls(self) -> list[tuple[int, str]]:
         return [(n, self._uidls[n - 1]) for n in self.numbers()]
 
     def delete(self, n: int) -> None:
@@ -83,9 +83,9 @@ class Maildrop:
     def mark_retrieved(self, n: int) -> None:
         self._retrieved.add(n)
 
-    def deleted_uids(self) -> List[int]:
+    def deleted_uids(self) -> list[int]:
         return sorted(self._uids[n - 1] for n in self._deleted)
 
-    def retrieved_uids(self) -> List[int]:
+    def retrieved_uids(self) -> list[int]:
         """Fully retrieved (RETR) and not deleted: these get \\Seen in UPDATE."""
         return sorted(self._uids[n - 1] for n in self._retrieved - self._deleted)

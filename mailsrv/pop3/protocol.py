@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from typing import Callable, Dict, Optional, Tuple
+from collections.abc import Callable
 
 from twisted.cred import credentials as credmod
 from twisted.cred.error import LoginFailed
@@ -52,7 +52,7 @@ class _Bad(Exception):
 
 
 # keyword -> (method name, states, min args, max args); PASS takes the rest of the line.
-_COMMANDS: Dict[bytes, Tuple[str, Tuple[str, ...], int, int]] = {
+_COMMANDS: dict[bytes, tuple[str, tuple[str, ...], int, int]] = {
     b"CAPA": ("do_CAPA", (AUTHORIZATION, TRANSACTION), 0, 0),
     b"QUIT": ("do_QUIT", (AUTHORIZATION, TRANSACTION), 0, 0),
     b"USER": ("do_USER", (AUTHORIZATION,), 1, 1),
@@ -71,7 +71,7 @@ _COMMANDS: Dict[bytes, Tuple[str, Tuple[str, ...], int, int]] = {
 }
 
 
-def _local_plaintext_policy(config, peer_host: Optional[str], tls_active: bool) -> bool:
+def _local_plaintext_policy(config, peer_host: str | None, tls_active: bool) -> bool:
     """config.plaintext_auth: 'yes', 'no' (TLS only) or 'loopback' (TLS or loopback peer)."""
     mode = getattr(config, "plaintext_auth", "loopback")
     if tls_active or mode == "yes":
@@ -82,7 +82,7 @@ def _local_plaintext_policy(config, peer_host: Optional[str], tls_active: bool) 
     return host.startswith("127.") or host in ("::1", "::ffff:127.0.0.1") or host.startswith("::ffff:127.")
 
 
-def default_plaintext_allowed(config, peer_host: Optional[str], tls_active: bool) -> bool:
+def default_plaintext_allowed(config, peer_host: str | None, tls_active: bool) -> bool:
     """mailsrv.auth.plaintext_allowed if available, else the same policy locally."""
     try:
         from mailsrv.auth import plaintext_allowed
@@ -108,21 +108,21 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         self.callLater = self.reactor.callLater
         self.state = AUTHORIZATION
         self.tls_active = bool(factory.implicit_tls)
-        self.peer_host: Optional[str] = None
+        self.peer_host: str | None = None
         self.bad_commands = 0
-        self.maildrop: Optional[Maildrop] = None
+        self.maildrop: Maildrop | None = None
         self._splitter = L.LineSplitter()
         self._busy = False
         self._in_process = False
         self._closing = False
         self._reading_paused = False
-        self._user: Optional[bytes] = None
+        self._user: bytes | None = None
         self._sasl_pending = False
-        self._apop_challenge: Optional[bytes] = None
+        self._apop_challenge: bytes | None = None
         self._account = None
-        self._logout: Optional[Callable[[], None]] = None
+        self._logout: Callable[[], None] | None = None
         self._locked = False
-        self._sender: Optional[MessageSender] = None
+        self._sender: MessageSender | None = None
 
     # -- connection ------------------------------------------------------
 
@@ -326,7 +326,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         self._user = None
         return self._login(APOPCredentials(self._apop_challenge, user, digest.lower()))
 
-    def do_AUTH(self, mechanism: Optional[bytes] = None, initial: Optional[bytes] = None):
+    def do_AUTH(self, mechanism: bytes | None = None, initial: bytes | None = None):
         plain = self.plaintext_allowed()
         if mechanism is None:
             self._send_multiline(b"+OK Supported mechanisms follow.", [b"PLAIN"] if plain else [])
@@ -422,7 +422,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
     def do_STAT(self) -> None:
         self.sendLine(b"+OK %d %d" % self.maildrop.stat())
 
-    def do_LIST(self, arg: Optional[bytes] = None) -> None:
+    def do_LIST(self, arg: bytes | None = None) -> None:
         if arg is None:
             count, octets = self.maildrop.stat()
             body = [b"%d %d" % pair for pair in self.maildrop.sizes()]
@@ -434,7 +434,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         except NoSuchMessage as e:
             self.sendLine(b"-ERR " + e.text + b".")
 
-    def do_UIDL(self, arg: Optional[bytes] = None) -> None:
+    def do_UIDL(self, arg: bytes | None = None) -> None:
         if arg is None:
             body = [b"%d %s" % (n, u.encode("ascii")) for n, u in self.maildrop.uidls()]
             self._send_multiline(b"+OK Unique-ID listing follows.", body)
@@ -472,7 +472,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
             raise _Bad(b"-ERR Invalid number of lines.")
         return self._stream(n, body_lines)
 
-    def _stream(self, n: int, body_lines: Optional[int]):
+    def _stream(self, n: int, body_lines: int | None):
         drop = self.maildrop
         try:
             uid, size = drop.uid(n), drop.size(n)

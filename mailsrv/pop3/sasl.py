@@ -6,7 +6,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-from typing import Tuple
 
 from twisted.mail import pop3 as _twisted_pop3
 
@@ -31,7 +30,7 @@ def is_apop_digest(digest: bytes) -> bool:
     return len(digest) == 32 and all(c in b"0123456789abcdefABCDEF" for c in digest)
 
 
-def decode_plain(response: bytes) -> Tuple[bytes, bytes, bytes]:
+def decode_plain(response: bytes) -> tuple[bytes, bytes, bytes]:
     """(authzid, authcid, password) from a base64 PLAIN response; ValueError if malformed."""
     if response == b"=":
         response = b""

@@ -12,7 +12,8 @@ bare LF (its stored length equals its RFC 822 size) skips normalisation.
 
 from __future__ import annotations
 
-from typing import BinaryIO, Callable, Optional, Tuple
+from collections.abc import Callable
+from typing import BinaryIO
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
@@ -89,7 +90,7 @@ class TopLimiter:
         self._line_len = 0
         self._left = body_lines
 
-    def feed(self, data: bytes) -> Tuple[bytes, bool]:
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
         """(what to send of ``data``, whether the cut point was reached)."""
         pos, end = 0, len(data)
         while pos < end:
@@ -117,7 +118,7 @@ class TopLimiter:
         return data, False
 
 
-def stored_length(f: BinaryIO) -> Optional[int]:
+def stored_length(f: BinaryIO) -> int | None:
     """Octets left in ``f`` from its position, or None if it cannot tell."""
     try:
         pos = f.tell()
@@ -147,17 +148,17 @@ class MessageSender:
         transport,
         message: BinaryIO,
         prefix: bytes = b"",
-        body_lines: Optional[int] = None,
+        body_lines: int | None = None,
         reactor=None,
-        on_progress: Optional[Callable[[], None]] = None,
-        size: Optional[int] = None,
+        on_progress: Callable[[], None] | None = None,
+        size: int | None = None,
     ) -> None:
         self._transport = transport
         self._file = message
         self._prefix = prefix
         self._size = size
-        self._left: Optional[int] = None  # stored octets not read yet, if known
-        self._encoder: Optional[CRLFEncoder] = CRLFEncoder()
+        self._left: int | None = None  # stored octets not read yet, if known
+        self._encoder: CRLFEncoder | None = CRLFEncoder()
         self._limiter = TopLimiter(body_lines) if body_lines is not None else None
         self._stuffer = DotStuffer()
         self._reactor = reactor
@@ -219,7 +220,7 @@ class MessageSender:
         finally:
             self._producing = False
 
-    def _next(self) -> Tuple[bytes, bool]:
+    def _next(self) -> tuple[bytes, bool]:
         """The next piece to send (stuffed, no prefix) and whether the message is complete."""
         left = self._left
         if left is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from typing import Dict, Iterable, List, Optional
+from collections.abc import Iterable
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
@@ -17,8 +17,8 @@ from mailsrv.store.interfaces import (
     FolderExists,
     FolderNotEmpty,
     IAccount,
-    IStore,
     InvalidFolderName,
+    IStore,
     NoSuchFolder,
     StoreError,
 )
@@ -33,15 +33,15 @@ class Account:
     """See :class:`IAccount`.  Folder objects are shared through
     ``_folders`` while any session listens to them (or an operation runs)."""
 
-    def __init__(self, store: "Store", user: str) -> None:
+    def __init__(self, store: Store, user: str) -> None:
         self.store = store
         self.user = user
         self.root = layout.maildir_root(store.data_dir, user)
-        self._folders: Dict[str, Folder] = {}
-        self._modseqs: Dict[str, int] = {}
-        self._light: Dict[str, GroupCommit] = {}
+        self._folders: dict[str, Folder] = {}
+        self._modseqs: dict[str, int] = {}
+        self._light: dict[str, GroupCommit] = {}
         self._pop3_locked = False
-        self._idle_timers: Dict[str, object] = {}
+        self._idle_timers: dict[str, object] = {}
         self._ensure_created()
 
     def _ensure_created(self) -> None:
@@ -66,7 +66,7 @@ class Account:
 
     # --- names ----------------------------------------------------------------------
 
-    def list_folders(self) -> List[str]:
+    def list_folders(self) -> list[str]:
         return layout.list_folder_names(self.root)
 
     def folder_exists(self, name: str) -> bool:
@@ -76,7 +76,7 @@ class Account:
             return False
         return name == INBOX or os.path.isdir(self._path(name))
 
-    def special_use(self, name: str) -> Optional[str]:
+    def special_use(self, name: str) -> str | None:
         return layout.DEFAULT_FOLDERS.get(name)
 
     # --- folders ----------------------------------------------------------------------
@@ -106,7 +106,7 @@ class Account:
 
         return f._load().addErrback(failed)
 
-    def live_folder(self, name: str) -> Optional[Folder]:
+    def live_folder(self, name: str) -> Folder | None:
         """The folder object if some session has it open (no disk access)."""
         try:
             return self._folders.get(layout.canonical(name))
@@ -159,7 +159,7 @@ class Account:
             if parent != INBOX:
                 layout.make_folder_dirs(self._path(parent))
 
-    def _children(self, name: str) -> List[str]:
+    def _children(self, name: str) -> list[str]:
         prefix = name + SEP
         return [n for n in self.list_folders() if n.startswith(prefix)]
 
@@ -262,7 +262,7 @@ class Account:
 
     # --- subscriptions -------------------------------------------------------------------
 
-    def subscriptions(self) -> List[str]:
+    def subscriptions(self) -> list[str]:
         return layout.read_subscriptions(self.root)
 
     def subscribe(self, name: str) -> None:
@@ -310,7 +310,7 @@ class Account:
 
         return threads.deferToThread(write).addCallback(submit)
 
-    def _add_light(self, path: str, items: List[NewFile]) -> defer.Deferred:
+    def _add_light(self, path: str, items: list[NewFile]) -> defer.Deferred:
         """Deliveries into a folder no session has open: append-only UIDs,
         no scan."""
         return threads.deferToThread(DiskFolder(path).add_light, items).addErrback(
@@ -348,7 +348,7 @@ class Store:
         if reactor is None and idle_ttl > 0:
             from twisted.internet import reactor
         self.reactor = reactor
-        self._accounts: Dict[str, Account] = {}
+        self._accounts: dict[str, Account] = {}
 
     def account(self, user: str) -> Account:
         a = self._accounts.get(user)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from collections.abc import Iterable, Sequence
 
 from twisted.logger import Logger
 
@@ -34,12 +34,12 @@ class FolderCache:
     def __init__(self, folder_dir: str) -> None:
         self.path = os.path.join(folder_dir, CACHE_FILE)
         self.uidvalidity = 0
-        self._db: Optional[sqlite3.Connection] = None
-        self._pending: Dict[Tuple[int, str], bytes] = {}
+        self._db: sqlite3.Connection | None = None
+        self._pending: dict[tuple[int, str], bytes] = {}
         self._timer = None
         self._broken = False
 
-    def _conn(self) -> Optional[sqlite3.Connection]:
+    def _conn(self) -> sqlite3.Connection | None:
         if self._db is not None or self._broken:
             return self._db
         for attempt in (1, 2):
@@ -79,7 +79,7 @@ class FolderCache:
         if self._db is not None:
             self.close()
 
-    def get(self, uid: int, kind: str) -> Optional[bytes]:
+    def get(self, uid: int, kind: str) -> bytes | None:
         v = self._pending.get((uid, kind))
         if v is not None:
             return v
@@ -93,11 +93,11 @@ class FolderCache:
             return None
         return None if row is None else bytes(row[0])
 
-    def get_many(self, uids: Sequence[int], kind: str) -> Dict[int, bytes]:
+    def get_many(self, uids: Sequence[int], kind: str) -> dict[int, bytes]:
         """Values of one kind for many messages (missing ones left out), in
         a few queries: one range scan when the UIDs are dense (``1:*``),
         else ``IN`` lists."""
-        out: Dict[int, bytes] = {}
+        out: dict[int, bytes] = {}
         if not uids:
             return out
         db = self._conn()
@@ -115,7 +115,7 @@ class FolderCache:
                         out = {u: v for u, v in rows if u in keep}
                 else:
                     for i in range(0, len(wanted), IN_CHUNK):
-                        part: List[int] = wanted[i:i + IN_CHUNK]
+                        part: list[int] = wanted[i:i + IN_CHUNK]
                         q = "SELECT uid, value FROM cache WHERE kind=? AND uid IN (%s)" % ",".join("?" * len(part))
                         out.update(db.execute(q, (kind, *part)).fetchall())
             except sqlite3.Error as e:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import BinaryIO, Callable, Dict, Iterable, List, Optional, Set, Tuple
+from collections.abc import Callable, Iterable
+from typing import BinaryIO
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
@@ -25,14 +26,14 @@ from mailsrv.store.maildir import (
     OpResult,
     SyncResult,
     dir_stamps,
+    finish_tmp,
     flags_from_info,
-    uidlist_id,
     locate,
     message_path,
     new_key_base,
     normalize_flags,
+    uidlist_id,
     write_tmp,
-    finish_tmp,
 )
 
 log = Logger(namespace="mailsrv.store")
@@ -96,9 +97,9 @@ class MaildirMessageInfo(MessageInfo):
 
     __slots__ = ("sub", "info", "pop3", "_folder", "_idate")
 
-    def __init__(self, folder: "Folder", uid: int, key: str, size: int, flags: frozenset, modseq: int,
-                 sub: str, info: Optional[str], pop3: Optional[str] = None,
-                 internaldate: Optional[float] = None) -> None:
+    def __init__(self, folder: Folder, uid: int, key: str, size: int, flags: frozenset, modseq: int,
+                 sub: str, info: str | None, pop3: str | None = None,
+                 internaldate: float | None = None) -> None:
         self.uid = uid
         self.key = key
         self.size = size
@@ -120,7 +121,7 @@ class MaildirMessageInfo(MessageInfo):
     def internaldate(self, value: float) -> None:
         self._idate = value
 
-    def _with(self, flags: frozenset, modseq: int, sub: str, info: Optional[str]) -> "MaildirMessageInfo":
+    def _with(self, flags: frozenset, modseq: int, sub: str, info: str | None) -> MaildirMessageInfo:
         return MaildirMessageInfo(self._folder, self.uid, self.key, self.size, flags, modseq, sub, info,
                                   self.pop3, self._idate)
 
@@ -176,7 +177,7 @@ class MaildirTempFile:
         self._claimed = True
         self.file.close()
 
-    def __enter__(self) -> "MaildirTempFile":
+    def __enter__(self) -> MaildirTempFile:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -197,10 +198,10 @@ class Folder:
         self._disk = DiskFolder(path)
         self._batch = GroupCommit(self._add_batch)
         self._lock = defer.DeferredLock()
-        self._msgs: Dict[int, MaildirMessageInfo] = {}
-        self._by_key: Optional[Dict[str, int]] = {}
-        self._keywords: List[Optional[str]] = []
-        self._flag_memo: Dict[Optional[str], frozenset] = {}
+        self._msgs: dict[int, MaildirMessageInfo] = {}
+        self._by_key: dict[str, int] | None = {}
+        self._keywords: list[str | None] = []
+        self._flag_memo: dict[str | None, frozenset] = {}
         self._listeners: list = []
         self._recent: set = set()
         self._stamps = None
@@ -209,15 +210,15 @@ class Folder:
         self._new_recheck = False  # re-list new/ on the next refresh
         self._cur_recheck = False  # full scan on the next refresh
         self._cache = FolderCache(path)
-        self._loaded: Optional[defer.Deferred] = None
-        self._waiters: List[defer.Deferred] = []
+        self._loaded: defer.Deferred | None = None
+        self._waiters: list[defer.Deferred] = []
         self._gone = False
         self.use_index = account.store.use_index
         self.opened_from_index = False
         self._gen = 0  # bumped whenever the view changes
         self._index_gen = -1  # the view the snapshot on disk holds
         self._index_tried = time.time()
-        self._index_writing: Optional[defer.Deferred] = None
+        self._index_writing: defer.Deferred | None = None
         self._index_again = False
 
     # --- lifecycle ---------------------------------------------------------------
@@ -274,14 +275,14 @@ class Folder:
 
     # --- opening and the snapshot ----------------------------------------------------
 
-    def _open_in_thread(self, modseq: int) -> Tuple[SyncResult, bool, Dict[int, "MaildirMessageInfo"],
-                                                      Dict[Optional[str], frozenset], Set[int]]:
+    def _open_in_thread(self, modseq: int) -> tuple[SyncResult, bool, dict[int, MaildirMessageInfo],
+                                                      dict[str | None, frozenset], set[int]]:
         """Worker thread: the view and its message objects, nothing shared
         touched (the folder's lock keeps every other operation out)."""
         res, from_index = self._disk.open(self.use_index)
-        memo: Dict[Optional[str], frozenset] = {}
-        msgs: Dict[int, MaildirMessageInfo] = {}
-        recent: Set[int] = set()
+        memo: dict[str | None, frozenset] = {}
+        msgs: dict[int, MaildirMessageInfo] = {}
+        recent: set[int] = set()
         keywords = res.keywords
         info_cls = MaildirMessageInfo
         for uid, key, sub, info, size, pop3 in res.entries:
@@ -314,7 +315,7 @@ class Folder:
         else:
             self._save_index(res)
 
-    def _save_index(self, res: Optional[SyncResult] = None) -> Optional[defer.Deferred]:
+    def _save_index(self, res: SyncResult | None = None) -> defer.Deferred | None:
         """Write the snapshot in a worker thread (never waited for) when the
         view changed since the last one and is one the next open may trust:
         no rescan pending.  ``res``: the full scan just applied, whose
@@ -361,20 +362,20 @@ class Folder:
 
     # --- applying results (reactor thread) -------------------------------------------
 
-    def _flags(self, info: Optional[str]) -> frozenset:
+    def _flags(self, info: str | None) -> frozenset:
         f = self._flag_memo.get(info)
         if f is None:
             f = self._flag_memo[info] = flags_from_info(info, self._keywords)
         return f
 
-    def _set_keywords(self, keywords: Optional[List[Optional[str]]]) -> None:
+    def _set_keywords(self, keywords: list[str | None] | None) -> None:
         if keywords is not None and keywords != self._keywords:
             self._keywords = list(keywords)
             self._flag_memo = {}
 
     def _apply_full(self, res: SyncResult, notify: bool = True) -> None:
         old = self._msgs
-        expunged: List[int] = []
+        expunged: list[int] = []
         if res.uidvalidity != self.uidvalidity and old:
             log.critical("{path}: UIDVALIDITY changed {old} -> {new}; every session must resync",
                          path=self.path, old=self.uidvalidity, new=res.uidvalidity)
@@ -385,9 +386,9 @@ class Folder:
         self._cache.set_uidvalidity(res.uidvalidity)
         kw_changed = res.keywords != self._keywords
         self._set_keywords(res.keywords)
-        new: Dict[int, MaildirMessageInfo] = {}
-        added: List[int] = []
-        changed: List[int] = []
+        new: dict[int, MaildirMessageInfo] = {}
+        added: list[int] = []
+        changed: list[int] = []
         flags = self._flags
         if not old:
             self._load_entries(res.entries, new, bump=notify)
@@ -428,7 +429,7 @@ class Folder:
             self._tell("messages_added", added)
             self._tell("flags_changed", changed)
 
-    def _load_entries(self, entries, into: Dict[int, "MaildirMessageInfo"], bump: bool) -> None:
+    def _load_entries(self, entries, into: dict[int, MaildirMessageInfo], bump: bool) -> None:
         """The first load of a folder (or a reload under a new UIDVALIDITY):
         the tight loop, nothing to compare with."""
         if bump and entries:
@@ -444,7 +445,7 @@ class Folder:
             if sub == "new":
                 recent.add(uid)
 
-    def _keymap(self) -> Dict[str, int]:
+    def _keymap(self) -> dict[str, int]:
         """Maildir key -> UID, built when first needed (not at open)."""
         if self._by_key is None:
             self._by_key = {m.key: u for u, m in self._msgs.items()}
@@ -465,7 +466,7 @@ class Folder:
         if full:
             self._cur_recheck = at - stamps[1] < RECENT_NS
 
-    def _apply_added(self, res: OpResult, recent: bool) -> List[int]:
+    def _apply_added(self, res: OpResult, recent: bool) -> list[int]:
         if res.full is not None:
             self._apply_full(res.full)
         self._set_keywords(res.keywords)
@@ -489,7 +490,7 @@ class Folder:
         self._tell("messages_added", added)
         return [e[0] for e in res.entries]
 
-    def _tell(self, what: str, uids: List[int]) -> None:
+    def _tell(self, what: str, uids: list[int]) -> None:
         if not uids:
             return
         for listener in list(self._listeners):
@@ -500,13 +501,13 @@ class Folder:
 
     # --- reads ---------------------------------------------------------------------
 
-    def messages(self) -> List[MessageInfo]:
+    def messages(self) -> list[MessageInfo]:
         return list(self._msgs.values())
 
-    def get(self, uid: int) -> Optional[MessageInfo]:
+    def get(self, uid: int) -> MessageInfo | None:
         return self._msgs.get(uid)
 
-    def uids(self) -> List[int]:
+    def uids(self) -> list[int]:
         """All UIDs, ascending (cheaper than messages() when that is all)."""
         return list(self._msgs)
 
@@ -570,13 +571,13 @@ class Folder:
     def has_listeners(self) -> bool:
         return bool(self._listeners)
 
-    def keywords(self) -> List[str]:
+    def keywords(self) -> list[str]:
         return [k for k in self._keywords if k]
 
     def total_size(self) -> int:
         return sum(m.size for m in self._msgs.values())
 
-    def get_cached(self, uid: int, kind: str) -> Optional[bytes]:
+    def get_cached(self, uid: int, kind: str) -> bytes | None:
         if uid not in self._msgs:
             return None
         return self._cache.get(uid, kind)
@@ -585,13 +586,13 @@ class Folder:
         if uid in self._msgs:
             self._cache.set(uid, kind, value)
 
-    def get_cached_many(self, uids: Iterable[int], kind: str) -> Dict[int, bytes]:
+    def get_cached_many(self, uids: Iterable[int], kind: str) -> dict[int, bytes]:
         msgs = self._msgs
         return self._cache.get_many([u for u in uids if u in msgs], kind)
 
     # --- sync with the outside -------------------------------------------------------------
 
-    def _changed_on_disk(self) -> Optional[str]:
+    def _changed_on_disk(self) -> str | None:
         """None (nothing to do: the usual case, three stats), "new" (only
         new/ may have changed: re-list it) or "full" (rescan)."""
         if self._unsure or self._stamps is None or self._cur_recheck:
@@ -631,7 +632,7 @@ class Folder:
         """A file in tmp/ to stream a message into; pass it to append()."""
         return MaildirTempFile(os.path.join(self.path, "tmp", new_key_base()))
 
-    def append(self, source, flags: Iterable[str] = (), internaldate: Optional[float] = None) -> defer.Deferred:
+    def append(self, source, flags: Iterable[str] = (), internaldate: float | None = None) -> defer.Deferred:
         try:
             flagset = normalize_flags(flags)
         except StoreError:
@@ -678,7 +679,7 @@ class Folder:
         one batch with the deliveries that arrive meanwhile."""
         return self._batch.submit(item)
 
-    def _add_batch(self, items: List[NewFile]) -> defer.Deferred:
+    def _add_batch(self, items: list[NewFile]) -> defer.Deferred:
         def apply(res: OpResult) -> list:
             uids = self._apply_added(res, recent=True)
             out: list = [None] * len(items)
@@ -691,7 +692,7 @@ class Folder:
 
         return self._serial(work).addErrback(_discard_sources, items)
 
-    def _add_links(self, items: List[NewFile]) -> defer.Deferred:
+    def _add_links(self, items: list[NewFile]) -> defer.Deferred:
         """copy_to's target half: fires with (placed item indexes, uids)."""
         def work():
             return threads.deferToThread(self._disk.add, items).addCallback(
@@ -729,7 +730,7 @@ class Folder:
 
         return self._serial(work)
 
-    def _apply_flags(self, res: OpResult) -> List[int]:
+    def _apply_flags(self, res: OpResult) -> list[int]:
         self._set_keywords(res.keywords)
         self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=False)
         changed = []
@@ -748,7 +749,7 @@ class Folder:
         self._tell("flags_changed", changed)
         return changed
 
-    def expunge(self, uids: Optional[Iterable[int]] = None) -> defer.Deferred:
+    def expunge(self, uids: Iterable[int] | None = None) -> defer.Deferred:
         wanted = None if uids is None else list(uids)
 
         def work():
@@ -764,7 +765,7 @@ class Folder:
 
         return self._serial(work)
 
-    def _apply_expunged(self, uids: List[int], res: OpResult) -> List[int]:
+    def _apply_expunged(self, uids: list[int], res: OpResult) -> list[int]:
         gone = [u for u in uids if u in self._msgs]
         for u in gone:
             m = self._msgs.pop(u)
@@ -778,7 +779,7 @@ class Folder:
         self._tell("messages_expunged", gone)
         return gone
 
-    def copy_to(self, uids: Iterable[int], target: "Folder") -> defer.Deferred:
+    def copy_to(self, uids: Iterable[int], target: Folder) -> defer.Deferred:
         if not isinstance(target, Folder):
             return defer.fail(StoreError("copy between different stores is not supported"))
         if self._gone:
@@ -813,7 +814,7 @@ class Folder:
 
 
 
-def _discard_sources(failure, items: List[NewFile]):
+def _discard_sources(failure, items: list[NewFile]):
     """A failed batch: remove its files still waiting in tmp/ (the senders
     get the error and will retry), then pass the failure on."""
     for it in items:

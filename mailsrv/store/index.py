@@ -23,8 +23,8 @@ import sys
 import time
 import uuid
 from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Tuple
 
 from twisted.logger import Logger
 
@@ -41,8 +41,8 @@ _SEP = "\n"
 # seconds): such a view is not worth recording.
 RECENT_NS = 1_000_000_000
 
-StatId = Tuple[int, int, int]  # (inode, mtime_ns, size), as maildir.uidlist_id
-Entry = Tuple[int, str, str, Optional[str], int, Optional[str]]
+StatId = tuple[int, int, int]  # (inode, mtime_ns, size), as maildir.uidlist_id
+Entry = tuple[int, str, str, str | None, int, str | None]
 
 
 @dataclass
@@ -52,12 +52,12 @@ class Snapshot:
     uidvalidity: int
     uidnext: int
     ul_id: StatId
-    stamps: Tuple[int, int]
+    stamps: tuple[int, int]
     taken_at: float
-    entries: List[Entry]
+    entries: list[Entry]
 
 
-def _stats(folder_dir: str) -> Optional[Tuple[StatId, Tuple[int, int]]]:
+def _stats(folder_dir: str) -> tuple[StatId, tuple[int, int]] | None:
     try:
         st = os.stat(os.path.join(folder_dir, UIDLIST))
         new = os.stat(os.path.join(folder_dir, "new")).st_mtime_ns
@@ -67,12 +67,12 @@ def _stats(folder_dir: str) -> Optional[Tuple[StatId, Tuple[int, int]]]:
     return (st.st_ino, st.st_mtime_ns, st.st_size), (new, cur)
 
 
-def _old_enough(ul_id: StatId, stamps: Tuple[int, int], at: float) -> bool:
+def _old_enough(ul_id: StatId, stamps: tuple[int, int], at: float) -> bool:
     at_ns = int(at * 1e9)
     return all(at_ns - t >= RECENT_NS for t in (ul_id[1], stamps[0], stamps[1]))
 
 
-def _header_uidvalidity(folder_dir: str) -> Optional[int]:
+def _header_uidvalidity(folder_dir: str) -> int | None:
     """UIDVALIDITY from the uid list's first line only (a cheap read)."""
     try:
         with open(os.path.join(folder_dir, UIDLIST), "rb") as f:
@@ -87,7 +87,7 @@ def _header_uidvalidity(folder_dir: str) -> Optional[int]:
         return None
 
 
-def load(folder_dir: str) -> Optional[Snapshot]:
+def load(folder_dir: str) -> Snapshot | None:
     """The snapshot if it still describes the folder exactly, else None."""
     path = os.path.join(folder_dir, INDEX_FILE)
     if not os.path.exists(path):
@@ -129,7 +129,7 @@ def load(folder_dir: str) -> Optional[Snapshot]:
     return Snapshot(uidvalidity, uidnext, ul_id, stamps, taken_at, entries)
 
 
-def _entries(cols: dict, pop3: dict, count: int) -> Optional[List[Entry]]:
+def _entries(cols: dict, pop3: dict, count: int) -> list[Entry] | None:
     uids, sizes = array("q"), array("q")
     uids.frombytes(cols["uid"])
     sizes.frombytes(cols["size"])
@@ -149,7 +149,7 @@ def _entries(cols: dict, pop3: dict, count: int) -> Optional[List[Entry]]:
             for uid, key, sub, info, size in zip(uids, keys, subs, infos, sizes)]
 
 
-def save(folder_dir: str, uidvalidity: int, uidnext: int, ul_id: StatId, stamps: Tuple[int, int],
+def save(folder_dir: str, uidvalidity: int, uidnext: int, ul_id: StatId, stamps: tuple[int, int],
          entries: Iterable[Entry]) -> bool:
     """Record a view if the folder still matches it and its mtimes are old
     enough to be trusted; False when there was nothing worth writing."""
@@ -202,9 +202,9 @@ def _columns(entries: Iterable[Entry]):
     """(count, [(column name, blob)], [(uid, pop3)]), or None when a name
     holds the separator (never in a sane Maildir; such a folder is scanned)."""
     uids, sizes = array("q"), array("q")
-    keys: List[str] = []
-    subs: List[str] = []
-    infos: List[str] = []
+    keys: list[str] = []
+    subs: list[str] = []
+    infos: list[str] = []
     pop3 = []
     for uid, key, sub, info, size, p in entries:
         uids.append(uid)

@@ -21,8 +21,9 @@ Conventions:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO, Iterable, Optional
+from typing import TYPE_CHECKING, BinaryIO
 
 from zope.interface import Attribute, Interface
 
@@ -84,13 +85,13 @@ class IFolderListener(Interface):
     process made it.  Called in the reactor thread.  An IMAP session queues
     these and reports them at the points RFC 3501/2180 allow."""
 
-    def messages_added(folder: "IFolder", uids: list) -> None:
+    def messages_added(folder: IFolder, uids: list) -> None:
         """New messages (APPEND, COPY/MOVE in, delivery, external new/)."""
 
-    def flags_changed(folder: "IFolder", uids: list) -> None:
+    def flags_changed(folder: IFolder, uids: list) -> None:
         """Flags of these messages changed (read the new ones with get())."""
 
-    def messages_expunged(folder: "IFolder", uids: list) -> None:
+    def messages_expunged(folder: IFolder, uids: list) -> None:
         """These messages are gone for good."""
 
 
@@ -107,7 +108,7 @@ class IFolder(Interface):
         """All current messages as MessageInfo, ascending by UID.  The list
         is a snapshot (a new list object); callers may keep it."""
 
-    def get(uid: int) -> Optional[MessageInfo]:
+    def get(uid: int) -> MessageInfo | None:
         """The message with this UID, or None once expunged."""
 
     def open_message(uid: int) -> BinaryIO:
@@ -119,26 +120,26 @@ class IFolder(Interface):
         present, else '%08x%08x' % (uid, uidvalidity) (Dovecot 2.3's
         ``%08Xu%08Xv`` prints lowercase hex: see tests/fixtures)."""
 
-    def refresh() -> "Deferred":
+    def refresh() -> Deferred:
         """Notice changes made outside this process (files dropped into new/,
         renamed or removed), assign UIDs, tell listeners.  Cheap when nothing
         changed (a stat of new/ and cur/).  Fires with None."""
 
-    def append(source, flags: Iterable[str] = (), internaldate: Optional[float] = None) -> "Deferred":
+    def append(source, flags: Iterable[str] = (), internaldate: float | None = None) -> Deferred:
         """Store one message crash-safely (tmp/, fsync, rename).  ``source``
         is bytes or a binary file object positioned at the start.  Fires with
         the new UID once the message is on disk and listed."""
 
-    def store_flags(uids: Iterable[int], flags: Iterable[str], mode: str) -> "Deferred":
+    def store_flags(uids: Iterable[int], flags: Iterable[str], mode: str) -> Deferred:
         """mode is '+', '-' or '='.  Fires with the list of UIDs whose flags
         really changed (uids already expunged are skipped silently)."""
 
-    def expunge(uids: Optional[Iterable[int]] = None) -> "Deferred":
+    def expunge(uids: Iterable[int] | None = None) -> Deferred:
         """Remove messages for good.  ``None`` means every message flagged
         \\Deleted; otherwise exactly these UIDs (whatever their flags).
         Fires with the list of UIDs removed."""
 
-    def copy_to(uids: Iterable[int], target: "IFolder") -> "Deferred":
+    def copy_to(uids: Iterable[int], target: IFolder) -> Deferred:
         """Copy messages with their flags (hard link where possible).  Fires
         with a list of (source_uid, new_uid) pairs, ascending by source uid."""
 
@@ -163,7 +164,7 @@ class IFolder(Interface):
     def total_size() -> int:
         """Sum of RFC 822 sizes."""
 
-    def get_cached(uid: int, kind: str) -> Optional[bytes]:
+    def get_cached(uid: int, kind: str) -> bytes | None:
         """A value cached for this message (e.g. kind 'envelope',
         'bodystructure', 'header'), or None.  The cache (a per-folder SQLite
         file) is rebuildable; it dies with the message."""
@@ -188,22 +189,22 @@ class IAccount(Interface):
     def folder_exists(name: str) -> bool:
         """True if a folder of this name exists (INBOX always)."""
 
-    def special_use(name: str) -> Optional[str]:
+    def special_use(name: str) -> str | None:
         """RFC 6154 attribute ('\\\\Sent', '\\\\Trash', ...) for this folder, or None."""
 
-    def open_folder(name: str) -> "Deferred":
+    def open_folder(name: str) -> Deferred:
         """Fires with the live IFolder (shared).  Errback NoSuchFolder.
         INBOX is matched case-insensitively."""
 
-    def create_folder(name: str) -> "Deferred":
+    def create_folder(name: str) -> Deferred:
         """Create it (and any missing parents).  FolderExists,
         InvalidFolderName (empty parts, '.', control chars, ...)."""
 
-    def delete_folder(name: str) -> "Deferred":
+    def delete_folder(name: str) -> Deferred:
         """Delete it and its messages.  INBOX cannot be deleted
         (InvalidFolderName).  Open sessions on it see every message expunged."""
 
-    def rename_folder(old: str, new: str) -> "Deferred":
+    def rename_folder(old: str, new: str) -> Deferred:
         """Rename with its inferiors.  Renaming INBOX moves its messages into
         a new folder and leaves INBOX empty (RFC 3501)."""
 
@@ -216,7 +217,7 @@ class IAccount(Interface):
     def unsubscribe(name: str) -> None:
         """Remove a name from the subscriptions."""
 
-    def deliver(folder: str, source, flags: Iterable[str] = ()) -> "Deferred":
+    def deliver(folder: str, source, flags: Iterable[str] = ()) -> Deferred:
         """Deliver a message from outside (LMTP): crash-safe, fsynced before
         the Deferred fires; the live folder (if open) is refreshed so its
         sessions see the new message at once.  Fires with the new UID."""

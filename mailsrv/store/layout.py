@@ -7,10 +7,8 @@
 
 from __future__ import annotations
 
-import os
-from typing import List, Optional
-
 import codecs
+import os
 
 from mailsrv.store.interfaces import InvalidFolderName
 from mailsrv.store.uidlist import atomic_write
@@ -95,7 +93,7 @@ def encode_name(name: str) -> str:
     return ".".join(mutf7_encode(p) for p in name.split(SEP))
 
 
-def decode_name(dirname: str) -> Optional[str]:
+def decode_name(dirname: str) -> str | None:
     """Directory name (without the leading dot) -> IMAP name, or None when it
     is not a valid folder directory name."""
     try:
@@ -132,7 +130,7 @@ def folder_dir(data_dir: str, user: str, folder_name: str) -> str:
     return folder_path(maildir_root(data_dir, user), canonical(folder_name))
 
 
-def list_folder_names(root: str) -> List[str]:
+def list_folder_names(root: str) -> list[str]:
     """Every folder with a directory under ``root``, INBOX first then sorted."""
     names = []
     try:
@@ -159,7 +157,7 @@ def make_folder_dirs(path: str, is_inbox: bool = False) -> None:
             open(marker, "wb").close()
 
 
-def read_subscriptions(root: str) -> List[str]:
+def read_subscriptions(root: str) -> list[str]:
     """Dovecot 2.3 ``subscriptions`` ("V\\t2" header, levels separated by
     tabs, modified UTF-7) or the older one-name-per-line form."""
     try:
@@ -188,7 +186,7 @@ def read_subscriptions(root: str) -> List[str]:
     return out
 
 
-def write_subscriptions(root: str, names: List[str]) -> None:
+def write_subscriptions(root: str, names: list[str]) -> None:
     body = "".join("\t".join(mutf7_encode(p) for p in n.split(SEP)) + "\n"
                    for n in names)
     atomic_write(os.path.join(root, SUBSCRIPTIONS), ("V\t2\n\n" + body).encode("ascii"), fsync=False)

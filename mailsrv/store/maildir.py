@@ -19,8 +19,9 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import BinaryIO, Union
 
 from twisted.logger import Logger
 
@@ -28,9 +29,9 @@ from mailsrv.store import index
 from mailsrv.store.crlf import CRLFNormalizer
 from mailsrv.store.interfaces import StoreError
 from mailsrv.store.uidlist import (
+    KEYWORDS,
     MAX_KEYWORDS,
     UIDLIST,
-    KEYWORDS,
     CorruptUidList,
     DotLock,
     UidList,
@@ -55,7 +56,7 @@ _SYSTEM_BY_LOWER = {f.lower(): f for f in FLAG_CHARS}
 TMP_MAX_AGE = 36 * 3600  # Dovecot removes tmp/ leftovers after 36 hours
 _ATOM_SPECIALS = set('(){%*"\\] ')
 
-Entry = Tuple[int, str, str, Optional[str], int, Optional[str]]  # uid, key, sub, info, size, pop3 uidl
+Entry = tuple[int, str, str, str | None, int, str | None]  # uid, key, sub, info, size, pop3 uidl
 
 
 class TooManyKeywords(StoreError):
@@ -70,13 +71,13 @@ class InvalidFlag(StoreError):
 
 # --- filenames -------------------------------------------------------------------
 
-def split_filename(filename: str) -> Tuple[str, Optional[str]]:
+def split_filename(filename: str) -> tuple[str, str | None]:
     """'key:2,FS' -> ('key', '2,FS'); no ':' -> ('key', None)."""
     key, sep, info = filename.partition(":")
     return key, (info if sep else None)
 
 
-def filename_size(key: str, field_name: str = "W") -> Optional[int]:
+def filename_size(key: str, field_name: str = "W") -> int | None:
     """The ``,W=`` (or ``,S=``) size from a key, if present."""
     i = key.find("," + field_name + "=")
     if i < 0:
@@ -125,13 +126,13 @@ def normalize_flags(flags: Iterable[str]) -> frozenset:
     return frozenset(out)
 
 
-def flag_chars(info: Optional[str]) -> str:
+def flag_chars(info: str | None) -> str:
     if info and info.startswith("2,"):
         return info[2:]
     return ""
 
 
-def flags_from_info(info: Optional[str], keywords: Sequence[Optional[str]]) -> frozenset:
+def flags_from_info(info: str | None, keywords: Sequence[str | None]) -> frozenset:
     out = []
     for c in flag_chars(info):
         f = CHAR_FLAGS.get(c)
@@ -144,7 +145,7 @@ def flags_from_info(info: Optional[str], keywords: Sequence[Optional[str]]) -> f
     return frozenset(out)
 
 
-def info_for(flags: frozenset, keywords: Sequence[Optional[str]], old_info: Optional[str]) -> str:
+def info_for(flags: frozenset, keywords: Sequence[str | None], old_info: str | None) -> str:
     """The ``2,<chars>`` info for ``flags``, keeping characters of the old
     info that have no IMAP meaning (P = passed, unknown keyword letters)."""
     index = {k.lower(): i for i, k in enumerate(keywords) if k}
@@ -167,11 +168,11 @@ def info_for(flags: frozenset, keywords: Sequence[Optional[str]], old_info: Opti
     return "2," + "".join(sorted(chars))
 
 
-def message_path(folder_dir: str, sub: str, key: str, info: Optional[str]) -> str:
+def message_path(folder_dir: str, sub: str, key: str, info: str | None) -> str:
     return os.path.join(folder_dir, sub, key if info is None else f"{key}:{info}")
 
 
-def locate(folder_dir: str, key: str) -> Optional[Tuple[str, Optional[str]]]:
+def locate(folder_dir: str, key: str) -> tuple[str, str | None] | None:
     """(sub, info) where the message with this key is now, after someone
     renamed it; None if it is gone.  Slow path: lists new/ and cur/."""
     for sub in ("cur", "new"):
@@ -201,7 +202,7 @@ def file_crlf_size(path: str) -> int:
 Source = Union[bytes, bytearray, memoryview, BinaryIO]
 
 
-def write_tmp(folder_dir: str, source: Source, internaldate: Optional[float] = None) -> Tuple[str, int, int]:
+def write_tmp(folder_dir: str, source: Source, internaldate: float | None = None) -> tuple[str, int, int]:
     """Write ``source`` into tmp/ and fsync it.  Returns (path, size, crlf size)."""
     path = os.path.join(folder_dir, "tmp", new_key_base())
     norm = CRLFNormalizer()
@@ -228,7 +229,7 @@ def write_tmp(folder_dir: str, source: Source, internaldate: Optional[float] = N
     return path, size, vsize
 
 
-def finish_tmp(tmp_path: str, internaldate: Optional[float] = None) -> Tuple[int, int]:
+def finish_tmp(tmp_path: str, internaldate: float | None = None) -> tuple[int, int]:
     """fsync a file someone else wrote into tmp/ (IMAP literal); (size, crlf size)."""
     fd = os.open(tmp_path, os.O_RDONLY)
     try:
@@ -261,7 +262,7 @@ def _unlink_quiet(path: str) -> None:
         pass
 
 
-def ensure_keywords(folder_dir: str, names: Iterable[str]) -> List[Optional[str]]:
+def ensure_keywords(folder_dir: str, names: Iterable[str]) -> list[str | None]:
     """Give every keyword in ``names`` a letter in dovecot-keywords (under
     its dotlock); returns the whole index list."""
     wanted = [n for n in names if not n.startswith("\\")]
@@ -325,12 +326,12 @@ class SyncResult:
 
     uidvalidity: int
     uidnext: int
-    entries: List[Entry]
-    keywords: List[Optional[str]]
-    stamps: Tuple[int, int]
+    entries: list[Entry]
+    keywords: list[str | None]
+    stamps: tuple[int, int]
     scanned_at: float
     rebuilt: bool = False
-    ul_id: Optional[Tuple[int, int, int]] = None
+    ul_id: tuple[int, int, int] | None = None
 
 
 @dataclass
@@ -340,14 +341,14 @@ class OpResult:
     ``stamps`` are the new/ and cur/ mtimes the folder's view now matches
     (None: unknown, rescan), ``ul_id`` the uid list file it matches."""
 
-    entries: List[Entry] = field(default_factory=list)
-    keys: Dict[str, Optional[Tuple[str, Optional[str]]]] = field(default_factory=dict)
-    keywords: Optional[List[Optional[str]]] = None
+    entries: list[Entry] = field(default_factory=list)
+    keys: dict[str, tuple[str, str | None] | None] = field(default_factory=dict)
+    keywords: list[str | None] | None = None
     uidnext: int = 0
-    full: Optional[SyncResult] = None
-    order: List[int] = field(default_factory=list)
-    stamps: Optional[Tuple[int, int]] = None
-    ul_id: Optional[Tuple[int, int, int]] = None
+    full: SyncResult | None = None
+    order: list[int] = field(default_factory=list)
+    stamps: tuple[int, int] | None = None
+    ul_id: tuple[int, int, int] | None = None
     scanned_at: float = 0.0
 
 
@@ -363,8 +364,8 @@ class NewFile:
     flags: frozenset
     size: int
     vsize: int
-    src_dir: Optional[str] = None
-    src_key: Optional[str] = None
+    src_dir: str | None = None
+    src_key: str | None = None
     new: bool = False
 
 
@@ -375,12 +376,12 @@ COMPACT_FRACTION = 0.25
 COMPACT_SMALL_BYTES = 64 * 1024
 
 
-def dir_stamps(folder_dir: str) -> Tuple[int, int]:
+def dir_stamps(folder_dir: str) -> tuple[int, int]:
     return (os.stat(os.path.join(folder_dir, "new")).st_mtime_ns,
             os.stat(os.path.join(folder_dir, "cur")).st_mtime_ns)
 
 
-def uidlist_id(folder_dir: str) -> Optional[Tuple[int, int, int]]:
+def uidlist_id(folder_dir: str) -> tuple[int, int, int] | None:
     """What identifies one state of the uid list file: (inode, mtime, size)."""
     try:
         st = os.stat(os.path.join(folder_dir, UIDLIST))
@@ -389,11 +390,11 @@ def uidlist_id(folder_dir: str) -> Optional[Tuple[int, int, int]]:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def _stat_id(st: os.stat_result) -> Tuple[int, int, int]:
+def _stat_id(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def _size_of(key: str) -> Optional[int]:
+def _size_of(key: str) -> int | None:
     """filename_size(key) for the usual name ending in ``,W=<n>``, inline-fast."""
     i = key.rfind(",W=")
     if i >= 0:
@@ -413,21 +414,21 @@ class DiskFolder:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.ul: Optional[UidList] = None
-        self._ul_id: Optional[Tuple[int, int, int]] = None
-        self.keywords: List[Optional[str]] = []
+        self.ul: UidList | None = None
+        self._ul_id: tuple[int, int, int] | None = None
+        self.keywords: list[str | None] = []
         self._tmp_cleaned = False
         self._rebuilt = False
         self._lost = False  # the rebuild replaced a uid list that existed
         self.last_uidvalidity = 0
-        self._appends: List[str] = []  # keys given UIDs since the last write
+        self._appends: list[str] = []  # keys given UIDs since the last write
         self._dirty = False  # an existing record changed: rewrite the file
-        self.new_files: Optional[Dict[str, Optional[str]]] = None  # key -> info in new/
-        self.stamps: Optional[Tuple[int, int]] = None
+        self.new_files: dict[str, str | None] | None = None  # key -> info in new/
+        self.stamps: tuple[int, int] | None = None
         self.scans = 0  # full scans done (tests and benchmarks watch it)
         # Opened from the snapshot: (uidvalidity, uidnext) it recorded; the
         # uid list (whose id is _ul_id) is parsed only when first needed.
-        self._lazy: Optional[Tuple[int, int]] = None
+        self._lazy: tuple[int, int] | None = None
 
     # uid list -----------------------------------------------------------------
 
@@ -480,7 +481,7 @@ class DiskFolder:
         self._ul_id = _stat_id(st)
         return True
 
-    def _load_lazy(self, st: Optional[os.stat_result]) -> bool:
+    def _load_lazy(self, st: os.stat_result | None) -> bool:
         """Parse the uid list a snapshot open skipped.  True when it is the
         file the snapshot was taken from and agrees with it; otherwise the
         caller reads it the ordinary way and the folder is rescanned (the
@@ -501,7 +502,7 @@ class DiskFolder:
         self.ul = ul
         return True
 
-    def _rebuild(self, old: Optional[UidList], lost: bool) -> None:
+    def _rebuild(self, old: UidList | None, lost: bool) -> None:
         avoid = max(self.last_uidvalidity, old.uidvalidity if old else 0)
         self.ul = UidList(uidvalidity=fresh_uidvalidity(avoid), uidnext=1, guid=new_guid())
         self._ul_id = None
@@ -552,15 +553,15 @@ class DiskFolder:
 
     # scanning -------------------------------------------------------------------
 
-    def _list(self, sub: str) -> Dict[str, Optional[str]]:
-        out: Dict[str, Optional[str]] = {}
+    def _list(self, sub: str) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
         for n in os.listdir(os.path.join(self.path, sub)):  # a plain loop is the fastest here
             if n[0] != ".":
                 key, sep, info = n.partition(":")
                 out[key] = info if sep else None
         return out
 
-    def _listdir(self) -> Tuple[Dict[str, Optional[str]], Dict[str, Optional[str]], Tuple[int, int]]:
+    def _listdir(self) -> tuple[dict[str, str | None], dict[str, str | None], tuple[int, int]]:
         """(new/ key -> info, cur/ key -> info, stamps), retried until new/
         and cur/ did not change while being listed (a rename racing the
         listing could hide a file)."""
@@ -589,7 +590,7 @@ class DiskFolder:
             except OSError:
                 pass
 
-    def open(self, use_index: bool = True) -> Tuple[SyncResult, bool]:
+    def open(self, use_index: bool = True) -> tuple[SyncResult, bool]:
         """The first look at a folder: its snapshot when nothing changed since
         it was taken (no listing, no uid list parse), else a full scan.
         Returns (view, whether it came from the snapshot)."""
@@ -636,12 +637,12 @@ class DiskFolder:
         for key in [k for k in newf if k in curf]:
             del newf[key]  # one message in both: its cur/ name wins, as before
         uids, exts = ul.uids, ul.exts
-        entries: List[Entry] = []
+        entries: list[Entry] = []
         append = entries.append
         dead = []
         pop_new, pop_cur = newf.pop, curf.pop
         missing = object()
-        in_new: Dict[str, Optional[str]] = {}
+        in_new: dict[str, str | None] = {}
         for key, uid in uids.items():
             info = pop_cur(key, missing)
             if info is missing:
@@ -729,7 +730,7 @@ class DiskFolder:
             res.scanned_at = scanned_at
             return self._finish(res, None)
 
-    def _finish(self, res: OpResult, pre: Optional[Tuple[int, int]], touched: Iterable[str] = (),
+    def _finish(self, res: OpResult, pre: tuple[int, int] | None, touched: Iterable[str] = (),
                 outside: bool = False) -> OpResult:
         """Fill in uidnext, keywords and the stamps the view now matches.
         After our own change to a directory its new mtime is trusted only if
@@ -756,8 +757,8 @@ class DiskFolder:
             res.scanned_at = time.time()
         return res
 
-    def _known_size(self, key: str, where: Tuple[str, Optional[str]],
-                    e: Optional[Dict[str, str]]) -> Tuple[int, bool]:
+    def _known_size(self, key: str, where: tuple[str, str | None],
+                    e: dict[str, str] | None) -> tuple[int, bool]:
         """CRLF size of a file whose name has no W=: from the uid list's W
         extension, else read once and remembered there."""
         w = e.get("W") if e else None
@@ -772,7 +773,7 @@ class DiskFolder:
 
     # mutations -------------------------------------------------------------------
 
-    def add(self, items: Sequence["NewFile"]) -> OpResult:
+    def add(self, items: Sequence[NewFile]) -> OpResult:
         """Move finished files into cur/ (or new/ for deliveries without
         flags) - rename from tmp/, or hard link / copy from another folder -
         and give them UIDs, all under the uid list lock like Dovecot (so
@@ -791,7 +792,7 @@ class DiskFolder:
             res.order = order
             return self._finish(res, pre, touched, outside=res.full is None and self._outside)
 
-    def add_light(self, items: Sequence["NewFile"]) -> List[Optional[int]]:
+    def add_light(self, items: Sequence[NewFile]) -> list[int | None]:
         """``add`` for a folder nobody has open (a delivery): reads only the
         head and tail of the uid list and appends to it, so a delivery costs
         the same into 10 or 100,000 messages.  Returns the UIDs, aligned
@@ -802,7 +803,7 @@ class DiskFolder:
             placed, order = self._place(items, keywords)
             for sub in {p[1] for p in placed}:
                 fsync_dir(os.path.join(self.path, sub))
-            out: List[Optional[int]] = [None] * len(items)
+            out: list[int | None] = [None] * len(items)
             peek = peek_uidlist(self.path)
             if peek is None:
                 self._rebuilt = False
@@ -822,10 +823,10 @@ class DiskFolder:
             self.ul = self._ul_id = None  # only head and tail were read
             return out
 
-    def _place(self, items: Sequence["NewFile"], keywords: List[Optional[str]]
-               ) -> Tuple[List[Tuple[str, str, Optional[str], int]], List[int]]:
-        placed: List[Tuple[str, str, Optional[str], int]] = []
-        order: List[int] = []
+    def _place(self, items: Sequence[NewFile], keywords: list[str | None]
+               ) -> tuple[list[tuple[str, str, str | None, int]], list[int]]:
+        placed: list[tuple[str, str, str | None, int]] = []
+        order: list[int] = []
         for i, it in enumerate(items):
             if it.new and not it.flags:
                 sub, info = "new", None
@@ -866,7 +867,7 @@ class DiskFolder:
             order.append(i)
         return placed, order
 
-    def _assign_locked(self, placed: Sequence[Tuple[str, str, Optional[str], int]]) -> OpResult:
+    def _assign_locked(self, placed: Sequence[tuple[str, str, str | None, int]]) -> OpResult:
         """UIDs for placed files (uid list lock held).  When the uid list
         changed under us, do a full scan instead (so UIDs reach listeners in
         ascending order)."""
@@ -893,7 +894,7 @@ class DiskFolder:
 
     _outside = False
 
-    def set_flags(self, items: Sequence[Tuple[str, str, Optional[str], frozenset]]) -> OpResult:
+    def set_flags(self, items: Sequence[tuple[str, str, str | None, frozenset]]) -> OpResult:
         """Rename files to carry new flags (moving new/ -> cur/ like Dovecot).
         Items are (key, sub, info, new flags); ``keys`` of the result maps
         each key to its new (sub, info), or None when the file is gone."""
@@ -932,7 +933,7 @@ class DiskFolder:
             outside = True
         return self._finish(res, pre, touched, outside)
 
-    def expunge(self, items: Sequence[Tuple[str, str, Optional[str]]]) -> OpResult:
+    def expunge(self, items: Sequence[tuple[str, str, str | None]]) -> OpResult:
         """Unlink messages, then drop them from the uid list (which is
         compacted only once enough of it is dead)."""
         res = OpResult()
@@ -959,7 +960,7 @@ class DiskFolder:
             self._write()
             return self._finish(res, pre, touched, outside)
 
-    def move_all_to(self, target: "DiskFolder") -> int:
+    def move_all_to(self, target: DiskFolder) -> int:
         """INBOX rename: move every message file into ``target`` (whose UIDs
         are assigned by its next scan).  Returns how many moved."""
         with self._lock():

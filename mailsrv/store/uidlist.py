@@ -16,7 +16,6 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
 
 from twisted.logger import Logger
 
@@ -48,9 +47,9 @@ class UidList:
     uidvalidity: int
     uidnext: int
     guid: str = ""
-    header_extra: List[str] = field(default_factory=list)
-    uids: Dict[str, int] = field(default_factory=dict)
-    exts: Dict[str, Dict[str, str]] = field(default_factory=dict)
+    header_extra: list[str] = field(default_factory=list)
+    uids: dict[str, int] = field(default_factory=dict)
+    exts: dict[str, dict[str, str]] = field(default_factory=dict)
     bad_lines: int = 0
     # Bookkeeping of the file as it is on disk, for appending to it:
     # record lines in it (live, dead and bad), bytes up to the end of its
@@ -150,7 +149,7 @@ def parse_uidlist(data: bytes) -> UidList:
     return ul
 
 
-def _parse_records(ul: UidList, body: str, v1: bool, last: int) -> Tuple[int, int]:
+def _parse_records(ul: UidList, body: str, v1: bool, last: int) -> tuple[int, int]:
     """Add the records of ``body`` (complete lines) to ``ul``; returns
     (good records, non-empty lines)."""
     uids, exts = ul.uids, ul.exts
@@ -220,7 +219,7 @@ def _same_header(line: bytes, ul: UidList) -> bool:
     return (other.uidvalidity, other.guid, other.header_extra) == (ul.uidvalidity, ul.guid, ul.header_extra)
 
 
-def read_uidlist(folder_dir: str) -> Tuple[Optional[UidList], Optional[os.stat_result]]:
+def read_uidlist(folder_dir: str) -> tuple[UidList | None, os.stat_result | None]:
     """(parsed list, its stat) or (None, None) if there is none."""
     path = os.path.join(folder_dir, UIDLIST)
     try:
@@ -272,7 +271,7 @@ def write_uidlist(folder_dir: str, ul: UidList) -> os.stat_result:
     return os.stat(path)
 
 
-def append_uidlist(folder_dir: str, ul: UidList, keys: List[str], ino: int) -> Optional[os.stat_result]:
+def append_uidlist(folder_dir: str, ul: UidList, keys: list[str], ino: int) -> os.stat_result | None:
     """Append the records of ``keys`` (new, with UIDs above every UID in the
     file) the way Dovecot does: one write of the new lines and an fsync,
     under the caller's dotlock; the header's N stays as it was (readers take
@@ -305,7 +304,7 @@ def append_uidlist(folder_dir: str, ul: UidList, keys: List[str], ino: int) -> O
     return st
 
 
-def peek_uidlist(folder_dir: str, tail_bytes: int = 65536) -> Optional[Tuple[UidList, os.stat_result]]:
+def peek_uidlist(folder_dir: str, tail_bytes: int = 65536) -> tuple[UidList, os.stat_result] | None:
     """The header and the highest UID of a v3 uid list, reading only its
     first line and its last ``tail_bytes`` (a delivery into a folder nobody
     has open needs no more).  The returned UidList has no records but is
@@ -451,7 +450,7 @@ class DotLock:
             self._held = False
             _unlink_quiet(self.path)
 
-    def __enter__(self) -> "DotLock":
+    def __enter__(self) -> DotLock:
         self.acquire()
         return self
 
@@ -459,14 +458,14 @@ class DotLock:
         self.release()
 
 
-def read_keywords(folder_dir: str) -> List[Optional[str]]:
+def read_keywords(folder_dir: str) -> list[str | None]:
     """Index -> keyword name (None for unused indexes) from dovecot-keywords."""
     try:
         with open(os.path.join(folder_dir, KEYWORDS), "rb") as f:
             data = f.read()
     except FileNotFoundError:
         return []
-    names: List[Optional[str]] = []
+    names: list[str | None] = []
     for line in data.decode("utf-8", "replace").split("\n"):
         idx_s, _, name = line.partition(" ")
         if not idx_s.isdigit() or not name or int(idx_s) >= MAX_KEYWORDS:
@@ -478,6 +477,6 @@ def read_keywords(folder_dir: str) -> List[Optional[str]]:
     return names
 
 
-def write_keywords(folder_dir: str, names: List[Optional[str]]) -> None:
+def write_keywords(folder_dir: str, names: list[str | None]) -> None:
     data = "".join(f"{i} {n}\n" for i, n in enumerate(names) if n)
     atomic_write(os.path.join(folder_dir, KEYWORDS), data.encode("utf-8"))

@@ -10,12 +10,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from typing import List
 
 from mailsrv.demo.server import TWISTD, EmbeddedServer
 
 
-def twistd_command() -> List[str]:
+def twistd_command() -> list[str]:
     """twistd of the running interpreter (``python -m twisted`` is twist, not twistd)."""
     return [sys.executable, "-c", TWISTD]
 

@@ -25,7 +25,6 @@ import random
 import re
 import threading
 import time
-from typing import Dict, List, Optional, Set
 
 from tests.e2e.conftest import USERS
 
@@ -48,7 +47,7 @@ class Tracked(imaplib.IMAP4):
     """imaplib that also records every untagged response in arrival order."""
 
     def __init__(self, *args, **kw) -> None:
-        self.events: List[tuple] = []
+        self.events: list[tuple] = []
         super().__init__(*args, **kw)
 
     def _append_untagged(self, typ, dat):  # imaplib's single entry for untagged data
@@ -59,17 +58,17 @@ class Tracked(imaplib.IMAP4):
 class Client:
     """One stress client with its model of its own view of INBOX."""
 
-    def __init__(self, n: int, port: int, shared: "Shared") -> None:
+    def __init__(self, n: int, port: int, shared: Shared) -> None:
         self.n = n
         self.rng = random.Random(1000 + n)
         self.shared = shared
         self.m = Tracked("127.0.0.1", port, timeout=SOCKET_TIMEOUT)
-        self.view: List[Optional[int]] = []
-        self.gone: Set[int] = set()
+        self.view: list[int | None] = []
+        self.gone: set[int] = set()
         self.max_uid = 0
-        self.uidvalidity: Optional[int] = None
+        self.uidvalidity: int | None = None
         self.ops = 0
-        self.log: List[str] = []
+        self.log: list[str] = []
 
     # -- model
     def fail(self, what: str) -> None:
@@ -155,7 +154,7 @@ class Client:
         if self.view:
             self.call("FETCH 1:* UID", self.m.fetch, "1:*", "(UID)")
 
-    def some_seq(self) -> Optional[int]:
+    def some_seq(self) -> int | None:
         return self.rng.randint(1, len(self.view)) if self.view else None
 
     def op(self) -> None:
@@ -221,7 +220,7 @@ class Client:
         else:
             self.call("EXPUNGE", self.m.expunge)
 
-    def final_view(self) -> List[int]:
+    def final_view(self) -> list[int]:
         self.call("NOOP", self.m.noop)
         if self.view:
             self.call("FETCH 1:* (UID FLAGS)", self.m.fetch, "1:*", "(UID FLAGS)")
@@ -233,8 +232,8 @@ class Client:
 class Shared:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.keywords: Dict[int, Set[str]] = {}
-        self.errors: List[BaseException] = []
+        self.keywords: dict[int, set[str]] = {}
+        self.errors: list[BaseException] = []
 
     def keyword(self, uid: int, kw: str) -> None:
         with self.lock:

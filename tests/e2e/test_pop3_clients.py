@@ -9,7 +9,6 @@ import ssl
 import subprocess
 import textwrap
 import time
-
 from pathlib import Path
 
 import pytest

@@ -5,7 +5,6 @@ taken from Dovecot 2.3.19 (see test_fetchdata.py)."""
 from __future__ import annotations
 
 import io
-from typing import Dict, Optional, Tuple
 
 from mailsrv.store.crlf import to_crlf
 from mailsrv.store.interfaces import MessageInfo
@@ -16,8 +15,8 @@ class FakeFolder:
     tests can prove the warm path never opens a message."""
 
     def __init__(self) -> None:
-        self.raw: Dict[int, bytes] = {}
-        self.cache: Dict[Tuple[int, str], bytes] = {}
+        self.raw: dict[int, bytes] = {}
+        self.cache: dict[tuple[int, str], bytes] = {}
         self.opens = 0
         self.bytes_read = 0
 
@@ -39,7 +38,7 @@ class FakeFolder:
 
         return _F(self.raw[uid])
 
-    def get_cached(self, uid: int, kind: str) -> Optional[bytes]:
+    def get_cached(self, uid: int, kind: str) -> bytes | None:
         return self.cache.get((uid, kind))
 
     def set_cached(self, uid: int, kind: str, value: bytes) -> None:
@@ -47,7 +46,7 @@ class FakeFolder:
 
 
 # name -> raw message bytes (stored form; some LF-only, some CRLF)
-TRICKY: Dict[str, bytes] = {
+TRICKY: dict[str, bytes] = {
     "plain_noct": (
         b"Date: Mon, 7 Feb 1994 21:52:25 -0800 (PST)\n"
         b"From: Fred Foobar <foobar@Blurdybloop.COM>\n"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import time
-from typing import Dict, List, Optional
 
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.portal import IRealm, Portal
@@ -14,7 +13,14 @@ from zope.interface import implementer
 
 from mailsrv.store.crlf import to_crlf
 from mailsrv.store.interfaces import (
-    IAccount, IFolder, SYSTEM_FLAGS, FolderExists, InvalidFolderName, MessageGone, MessageInfo, NoSuchFolder,
+    SYSTEM_FLAGS,
+    FolderExists,
+    IAccount,
+    IFolder,
+    InvalidFolderName,
+    MessageGone,
+    MessageInfo,
+    NoSuchFolder,
 )
 
 
@@ -25,16 +31,16 @@ class FakeFolder:
         self.uidvalidity = uidvalidity
         self.uidnext = 1
         self.highestmodseq = 1
-        self._msgs: Dict[int, MessageInfo] = {}
-        self._data: Dict[int, bytes] = {}
+        self._msgs: dict[int, MessageInfo] = {}
+        self._data: dict[int, bytes] = {}
         self._recent: set = set()
         self._listeners: list = []
         self._cache: dict = {}
         self.refresh_count = 0
-        self._external: List[bytes] = []
+        self._external: list[bytes] = []
 
     # -- helpers for tests
-    def add(self, data: bytes, flags=(), internaldate: Optional[float] = None) -> int:
+    def add(self, data: bytes, flags=(), internaldate: float | None = None) -> int:
         uid = self.uidnext
         self.uidnext += 1
         self._data[uid] = data
@@ -155,8 +161,8 @@ SPECIAL = {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "
 class FakeAccount:
     def __init__(self, user: str = "joe") -> None:
         self.user = user
-        self.folders: Dict[str, FakeFolder] = {"INBOX": FakeFolder("INBOX")}
-        self._subs: List[str] = ["INBOX"]
+        self.folders: dict[str, FakeFolder] = {"INBOX": FakeFolder("INBOX")}
+        self._subs: list[str] = ["INBOX"]
         self._validity = 2000
         for name in SPECIAL:
             self.folders[name] = FakeFolder(name, self._next_validity())
@@ -249,7 +255,7 @@ class FakeAccount:
 
 @implementer(IRealm)
 class FakeRealm:
-    def __init__(self, accounts: Dict[str, object]) -> None:
+    def __init__(self, accounts: dict[str, object]) -> None:
         self.accounts = accounts
         self.logouts = 0
 
@@ -262,7 +268,7 @@ class FakeRealm:
         return IAccount, self.accounts[name], logout
 
 
-def make_portal(accounts: Dict[str, object], passwords: Optional[Dict[str, str]] = None) -> Portal:
+def make_portal(accounts: dict[str, object], passwords: dict[str, str] | None = None) -> Portal:
     passwords = passwords or {name: "secret" for name in accounts}
     checker = InMemoryUsernamePasswordDatabaseDontUse(**{k: v.encode() for k, v in passwords.items()})
     return Portal(FakeRealm(accounts), [checker])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Optional
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
@@ -21,7 +20,7 @@ MSG3 = b"Subject: bare LF\nFrom: carol@example.org\n\nline one\nline two\n"
 
 
 class Client:
-    def __init__(self, account: Optional[FakeAccount] = None, config: Optional[Config] = None,
+    def __init__(self, account: FakeAccount | None = None, config: Config | None = None,
                  peer: str = "127.0.0.1", tls_context=None, accounts=None, clock=None) -> None:
         self.account = account or FakeAccount("joe")
         self.accounts = accounts or {"joe": self.account}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
-
 from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -18,10 +16,10 @@ class FakeAccount:
 
     def __init__(self, user: str, folders=("INBOX",)) -> None:
         self.user = user
-        self.folders: Dict[str, List[Tuple[bytes, tuple]]] = {f: [] for f in folders}
-        self.fail: Optional[Exception] = None
+        self.folders: dict[str, list[tuple[bytes, tuple]]] = {f: [] for f in folders}
+        self.fail: Exception | None = None
         self.hold = False  # deliveries wait in ``pending`` until released
-        self.pending: List[Tuple[defer.Deferred, int]] = []
+        self.pending: list[tuple[defer.Deferred, int]] = []
 
     def folder_exists(self, name: str) -> bool:
         return name in self.folders
@@ -48,13 +46,13 @@ class FakeAccount:
         for d, uid in pending:
             d.callback(uid)
 
-    def messages(self, folder: str = "INBOX") -> List[bytes]:
+    def messages(self, folder: str = "INBOX") -> list[bytes]:
         return [m for m, _ in self.folders[folder]]
 
 
 class FakeStore:
     def __init__(self, **folders) -> None:
-        self.accounts: Dict[str, FakeAccount] = {}
+        self.accounts: dict[str, FakeAccount] = {}
         self.broken = False
         for user, names in folders.items():
             self.accounts[user] = FakeAccount(user, ("INBOX",) + tuple(names))
@@ -89,21 +87,21 @@ class Session:
             return self.users(name)
         return name in self.users
 
-    def take(self) -> List[bytes]:
+    def take(self) -> list[bytes]:
         """Reply lines written since the last take()."""
         out = self.transport.value()
         self.transport.clear()
         assert out == b"" or out.endswith(b"\r\n"), out
         return out.split(b"\r\n")[:-1] if out else []
 
-    def send(self, data: bytes) -> List[bytes]:
+    def send(self, data: bytes) -> list[bytes]:
         self.proto.dataReceived(data)
         return self.take()
 
-    def cmd(self, line: str) -> List[bytes]:
+    def cmd(self, line: str) -> list[bytes]:
         return self.send(line.encode() + b"\r\n")
 
-    def codes(self, data: bytes) -> List[bytes]:
+    def codes(self, data: bytes) -> list[bytes]:
         return [line[:9] for line in self.send(data)]
 
     def start(self, *rcpts: str, sender: str = "<s@example.org>") -> None:

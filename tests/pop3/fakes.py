@@ -4,7 +4,6 @@ transport, enough to drive the POP3 protocol without disk or sockets."""
 from __future__ import annotations
 
 import io
-from typing import Dict, List, Optional
 
 from twisted.cred import portal as portalmod
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
@@ -26,15 +25,15 @@ class FakeFolder:
     highestmodseq = 1
 
     def __init__(self) -> None:
-        self.raw: Dict[int, bytes] = {}
-        self.flags: Dict[int, set] = {}
+        self.raw: dict[int, bytes] = {}
+        self.flags: dict[int, set] = {}
         self.uidnext = 1
-        self.expunged: List[List[int]] = []  # every expunge() call
-        self.flag_calls: List[tuple] = []
+        self.expunged: list[list[int]] = []  # every expunge() call
+        self.flag_calls: list[tuple] = []
         self.refreshes = 0
         self.fail_expunge = False
         self.fail_open = False
-        self.opened: List[io.BytesIO] = []
+        self.opened: list[io.BytesIO] = []
 
     def add(self, raw: bytes) -> int:
         uid = self.uidnext
@@ -46,7 +45,7 @@ class FakeFolder:
     def messages(self) -> list:
         return [self.get(uid) for uid in sorted(self.raw)]
 
-    def get(self, uid: int) -> Optional[MessageInfo]:
+    def get(self, uid: int) -> MessageInfo | None:
         if uid not in self.raw:
             return None
         return MessageInfo(uid, "key%d" % uid, len(to_crlf(self.raw[uid])), 0.0, frozenset(self.flags[uid]))
@@ -115,7 +114,7 @@ class FakeAccount:
 @implementer(portalmod.IRealm)
 class FakeRealm:
     def __init__(self) -> None:
-        self.accounts: Dict[bytes, FakeAccount] = {}
+        self.accounts: dict[bytes, FakeAccount] = {}
         self.logouts = 0
 
     def account(self, user: bytes) -> FakeAccount:
@@ -216,7 +215,7 @@ class SlowChecker:
     credentialInterfaces = (_IUP,)
 
     def __init__(self) -> None:
-        self.pending: List[tuple] = []
+        self.pending: list[tuple] = []
 
     def requestAvatarId(self, credentials):
         d = defer.Deferred()

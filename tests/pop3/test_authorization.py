@@ -5,12 +5,12 @@ import hashlib
 import re
 
 from twisted.cred import portal as portalmod
+from twisted.internet.task import Clock
 from twisted.trial import unittest
 
+from mailsrv.config import Config
 from mailsrv.pop3 import POP3Factory
 from tests.pop3.fakes import FakeRealm, Session, SlowChecker, make_factory
-from mailsrv.config import Config
-from twisted.internet.task import Clock
 
 
 def b64(s: bytes) -> str:

@@ -6,7 +6,8 @@ chunk boundary."""
 import io
 import re
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from mailsrv.pop3 import streaming

@@ -2,7 +2,8 @@
 internal error, and the connection only closes by the documented rules
 (QUIT, too many bad commands)."""
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.pop3.fakes import Session, make_factory
 

@@ -4,7 +4,8 @@ LF and CRLF storage, exact sizes, TOP cuts, flow control."""
 import io
 import re
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from mailsrv.pop3 import streaming

@@ -2,6 +2,7 @@ import os
 
 from twisted.internet import defer
 
+from mailsrv.store import layout
 from mailsrv.store.interfaces import (
     FolderExists,
     FolderNotEmpty,
@@ -11,7 +12,6 @@ from mailsrv.store.interfaces import (
     IStore,
     NoSuchFolder,
 )
-from mailsrv.store import layout
 
 from .helpers import Recorder, StoreCase, files_in
 

@@ -1,9 +1,9 @@
 """FolderCache: bulk reads, the pending overlay, and rebuilding an old file."""
 
 import os
+import shutil
 import sqlite3
 import tempfile
-import shutil
 
 from twisted.trial import unittest
 

@@ -259,7 +259,7 @@ class IndexTests(StoreCase):
         ul.uids.update({"a": 1, "b": 2, "c": 5})
         write_uidlist(self.inbox, ul)
         age_all(self.inbox)
-        from mailsrv.store.maildir import uidlist_id, dir_stamps
+        from mailsrv.store.maildir import dir_stamps, uidlist_id
         entries = [(1, "a", "new", None, 10, None), (2, "b", "cur", "", 20, "uidl-b"),
                    (5, "c", "cur", "2,Sab", 30, None)]
         self.assertTrue(index.save(self.inbox, 77, 10, uidlist_id(self.inbox), dir_stamps(self.inbox),
