@@ -488,7 +488,7 @@ class Mailsrv(BenchServer):
         return os.path.join(self.data, user, "Maildir")
 
     def start(self, timeout: float = 60.0) -> None:
-        from mailsrv.demo.server import EmbeddedServer
+        from mailsrv.embedded import EmbeddedServer
 
         self.stop()
         self.server = EmbeddedServer(self.data, kinds=self.kinds).start(timeout)

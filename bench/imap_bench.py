@@ -37,6 +37,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 from common import MB, PASSWORD, Budget, Result, Table, log, median  # noqa: E402
 
+from mailsrv import ranges  # noqa: E402
+
 SEARCH_WORD = "outage"
 COMPACT_AT = 8 << 20  # bytes kept before dropping what was already scanned
 
@@ -155,18 +157,7 @@ def quote(s: str) -> str:
 
 def compress_uids(uids: Sequence[int]) -> str:
     """1,2,3,7 -> '1:3,7' (IMAP sequence-set)."""
-    out, run_start, prev = [], None, None
-    for u in sorted(uids):
-        if run_start is None:
-            run_start = prev = u
-        elif u == prev + 1:
-            prev = u
-        else:
-            out.append(f"{run_start}:{prev}" if prev != run_start else str(run_start))
-            run_start = prev = u
-    if run_start is not None:
-        out.append(f"{run_start}:{prev}" if prev != run_start else str(run_start))
-    return ",".join(out)
+    return ranges.render_sorted(uids)
 
 
 def search_uids(data: bytes) -> list[int]:

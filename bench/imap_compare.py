@@ -71,7 +71,7 @@ class Dovecot:
 
 class Mailsrv:
     def __init__(self) -> None:
-        from mailsrv.demo.server import EmbeddedServer, add_user
+        from mailsrv.embedded import EmbeddedServer, add_user
         self.tmp = tempfile.mkdtemp(prefix="imap-compare-")
         data = os.path.join(self.tmp, "data")
         add_user(data, USER, PASSWORD)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TextIO
 
+from mailsrv import ranges
 from mailsrv.store import layout, maildir, uidlist
 from mailsrv.store.interfaces import InvalidFolderName, StoreError
 
@@ -473,19 +474,7 @@ def check_folder(user: str, name: str, path: str, repair: bool, reindex: bool = 
 
 def _ranges(nums: Sequence[int]) -> str:
     """[1,2,3,7] -> '1-3, 7' (at most a few ranges shown)."""
-    out: list[str] = []
-    start = prev = None
-    for n in nums:
-        if start is None:
-            start = prev = n
-        elif n == prev + 1:
-            prev = n
-        else:
-            out.append(f"{start}-{prev}" if start != prev else str(start))
-            start = prev = n
-    if start is not None:
-        out.append(f"{start}-{prev}" if start != prev else str(start))
-    return ", ".join(out[:8]) + (", ..." if len(out) > 8 else "")
+    return ranges.render(nums, sep="-", joiner=", ", limit=8)
 
 
 def _print_checks(checks: list[FolderCheck], repair: bool, out: TextIO) -> int:

@@ -113,7 +113,7 @@ def run_scenarios(names: Sequence[str], args: argparse.Namespace, progress=None,
             if not (target.pop3_port or target.imap_port):
                 raise DemoError("give --pop3-port and/or --imap-port with --host")
         else:
-            from mailsrv.demo.server import EmbeddedServer, ServerError, add_user
+            from mailsrv.embedded import EmbeddedServer, ServerError, add_user
 
             tmp = tempfile.mkdtemp(prefix="mailsrv-demo-")
             data = os.path.join(tmp, "data")

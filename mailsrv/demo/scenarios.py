@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 from mailsrv.demo import imapdata
-from mailsrv.demo.server import EmbeddedServer
 from mailsrv.demo.wire import CountingIMAP, CountingLMTP, CountingPOP3, Transcript, WireStats
+from mailsrv.embedded import EmbeddedServer
 
 DEMO_FOLDER = "Invoices"
 ATTACHMENT_BYTES = 10 * 1024 * 1024

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from mailsrv.imap import commands as C
 from mailsrv.imap import render
 from mailsrv.imap.seqset import resolve_seq, resolve_uid, seq_in_range
-from mailsrv.store.crlf import CRLFNormalizer, to_crlf
+from mailsrv.store.crlf import CRLFEncoder, to_crlf
 from mailsrv.store.interfaces import MessageGone, MessageInfo
 
 log = Logger()
@@ -60,17 +60,6 @@ def _literal(data: bytes) -> bytes:
     return b"{%d}\r\n" % len(data) + data
 
 
-def crlf(data: bytes) -> bytes:
-    """``to_crlf`` without the regex pass when it would change nothing (the
-    file is CRLF already) or when every line end is a bare LF (one C-level
-    replace): whole-body FETCH runs at copy speed."""
-    if b"\r" not in data:
-        return data.replace(b"\n", b"\r\n")
-    if data.count(b"\n") == data.count(b"\r\n"):
-        return data
-    return to_crlf(data)
-
-
 def _whole(folder, info: MessageInfo, partial: tuple[int, int] | None) -> Item:
     size = info.size
     origin, length = partial if partial else (0, size)
@@ -78,7 +67,7 @@ def _whole(folder, info: MessageInfo, partial: tuple[int, int] | None) -> Item:
     f = folder.open_message(info.uid)
     if size <= STREAM_MIN:
         try:
-            data = crlf(f.read())
+            data = to_crlf(f.read())
         finally:
             f.close()
         if partial:
@@ -216,7 +205,7 @@ async def write_stream(server, s: BodyStream) -> None:
     """Send ``{length}`` then the bytes, chunk by chunk, waiting for the
     transport whenever it asks us to."""
     server.send(b"{%d}\r\n" % s.length)
-    norm = CRLFNormalizer()
+    norm = CRLFEncoder()
     pos = sent = 0
     try:
         while sent < s.length:

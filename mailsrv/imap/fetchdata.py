@@ -29,10 +29,6 @@ CHUNK = 4096
 _BLANK = re.compile(rb"\n\r?\n")
 
 
-def _crlf(raw: bytes) -> bytes:
-    return raw.replace(b"\n", b"\r\n") if b"\r" not in raw else to_crlf(raw)
-
-
 def _read_header(folder, uid: int) -> bytes:
     """Read until the blank line; the blank line of the CRLF form is an LF
     followed by LF or CRLF in the stored form, so search the raw bytes and
@@ -43,7 +39,7 @@ def _read_header(folder, uid: int) -> bytes:
         while True:
             chunk = f.read(CHUNK)
             if not chunk:
-                return _crlf(buf)
+                return to_crlf(buf)
             from_ = max(0, len(buf) - 2)
             buf += chunk
             if buf[:1] == b"\n" or buf[:2] == b"\r\n":
@@ -52,7 +48,7 @@ def _read_header(folder, uid: int) -> bytes:
                 continue
             m = _BLANK.search(buf, from_)
             if m:
-                return _crlf(buf[:m.end()])
+                return to_crlf(buf[:m.end()])
     finally:
         f.close()
 
@@ -100,7 +96,7 @@ def header_fields(folder, info: MessageInfo, fields: tuple[str, ...], negate: bo
 def _whole(folder, uid: int) -> bytes:
     f = folder.open_message(uid)
     try:
-        return _crlf(f.read())
+        return to_crlf(f.read())
     finally:
         f.close()
 

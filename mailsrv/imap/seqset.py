@@ -10,6 +10,8 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 
+from mailsrv import ranges
+
 SeqSet = list[tuple[int | None, int | None]]
 
 _MAX = 0xFFFFFFFF
@@ -94,18 +96,10 @@ def resolve_uid(seqset: SeqSet, uids: Sequence[int]) -> list[int]:
 
 def render(numbers: Iterable[int]) -> str:
     """Compact form of ascending-sortable numbers: ``1:3,5``."""
-    return render_pairs(sorted(set(numbers)))
+    return ranges.render_sorted(numbers)
 
 
 def render_pairs(numbers: Sequence[int]) -> str:
     """Like :func:`render` but keeps the given order (COPYUID needs the
     source and destination sets to correspond element by element)."""
-    parts: list[str] = []
-    i = 0
-    while i < len(numbers):
-        j = i
-        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
-            j += 1
-        parts.append(str(numbers[i]) if i == j else f"{numbers[i]}:{numbers[j]}")
-        i = j + 1
-    return ",".join(parts)
+    return ranges.render(numbers)

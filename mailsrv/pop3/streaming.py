@@ -21,6 +21,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from mailsrv.store.crlf import CRLFEncoder
+
 log = Logger()
 
 # Read size from the store.  Module constants so tests can make them tiny and
@@ -29,31 +31,6 @@ CHUNK_SIZE = 256 * 1024
 # Octets written in one go before yielding to the reactor, for transports
 # that never push back (the kernel socket buffer normally pauses us first).
 BURST_SIZE = 1024 * 1024
-
-
-class CRLFEncoder:
-    """Bare LF -> CRLF across chunk boundaries; CRLF and bare CR stay as is.
-
-    Same output as :class:`mailsrv.store.crlf.CRLFNormalizer`, but with
-    ``bytes.replace`` (about 30 times faster than its regular expression):
-    a chunk without CR needs one replace, a chunk with CR folds its CRLFs to
-    LF first, so every LF comes out as exactly one CRLF.
-    """
-
-    def __init__(self) -> None:
-        self._last_cr = False
-
-    def feed(self, chunk: bytes) -> bytes:
-        if not chunk:
-            return b""
-        if b"\r" in chunk:
-            out = chunk.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        else:
-            out = chunk.replace(b"\n", b"\r\n")
-        if self._last_cr and chunk[:1] == b"\n":
-            out = out[1:]  # the chunk's leading LF closed a CR from the last chunk
-        self._last_cr = chunk[-1:] == b"\r"
-        return out
 
 
 class DotStuffer:

@@ -26,7 +26,7 @@ from typing import BinaryIO, Union
 from twisted.logger import Logger
 
 from mailsrv.store import index
-from mailsrv.store.crlf import CRLFNormalizer
+from mailsrv.store.crlf import CRLFEncoder
 from mailsrv.store.interfaces import StoreError
 from mailsrv.store.uidlist import (
     KEYWORDS,
@@ -187,7 +187,7 @@ def locate(folder_dir: str, key: str) -> tuple[str, str | None] | None:
 
 
 def file_crlf_size(path: str) -> int:
-    norm = CRLFNormalizer()
+    norm = CRLFEncoder()
     total = 0
     with open(path, "rb") as f:
         while True:
@@ -205,7 +205,7 @@ Source = Union[bytes, bytearray, memoryview, BinaryIO]
 def write_tmp(folder_dir: str, source: Source, internaldate: float | None = None) -> tuple[str, int, int]:
     """Write ``source`` into tmp/ and fsync it.  Returns (path, size, crlf size)."""
     path = os.path.join(folder_dir, "tmp", new_key_base())
-    norm = CRLFNormalizer()
+    norm = CRLFEncoder()
     size = vsize = 0
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

@@ -1,6 +1,6 @@
 """The real ``twistd -n mailsrv`` on ephemeral loopback ports, for end-to-end tests.
 
-The process handling is the demo's (:class:`mailsrv.demo.server.EmbeddedServer`);
+The process handling is the demo's (:class:`mailsrv.embedded.EmbeddedServer`);
 tests add users through the real admin command and drop mail into the
 Maildir as an outside MTA would.
 """
@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 
-from mailsrv.demo.server import TWISTD, EmbeddedServer
+from mailsrv.embedded import TWISTD, EmbeddedServer
 
 
 def twistd_command() -> list[str]:

@@ -1,9 +1,10 @@
-"""The demo's embedded server: the real ``twistd -n mailsrv`` as a subprocess
-on ephemeral loopback ports, with a temporary data folder.
+"""An embedded server for tests, benchmarks and the demo: the real
+``twistd -n mailsrv`` as a subprocess on ephemeral loopback ports, with its
+own data folder.
 
 The server logs ``mailsrv <kind> listening on HOST:PORT`` for each listener;
 we read the ports from that line, so port 0 works and runs never collide.
-A subprocess (rather than listeners in this process) keeps the demo's
+A subprocess (rather than listeners in this process) keeps the
 clients honest: everything they learn comes over real sockets.
 """
 
