@@ -130,7 +130,7 @@ def test_starttls_discards_buffered_plaintext_and_switches():
     c.transport.startTLS = lambda ctx: started.append(ctx)
     out = c.cmd("a STARTTLS")
     assert out == b"a OK Begin TLS negotiation now\r\n" and started == ["ctx"]
-    assert c.proto.tls_active and b"STARTTLS" not in c.cmd("b CAPABILITY")
+    assert c.proto.ctx.tls_active and b"STARTTLS" not in c.cmd("b CAPABILITY")
     assert b"c BAD" in c.cmd("c STARTTLS")
 
 

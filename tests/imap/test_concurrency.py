@@ -71,8 +71,8 @@ def test_idle_pushes_immediately_and_needs_strict_done():
 
 def test_idle_keepalive_and_poll():
     a, b = two_sessions(MSG1)
-    a.proto.idle_keepalive = 120
-    a.proto.idle_poll = 5
+    a.proto.ctx.idle_keepalive = 120
+    a.proto.ctx.idle_poll = 5
     a.cmd("i IDLE")
     folder = a.account.folders["INBOX"]
     before = folder.refresh_count
@@ -113,11 +113,11 @@ def test_flood_of_pipelined_input_pauses_reading():
     c.login()
     paused = []
     c.transport.pauseProducing = lambda: paused.append(True)
-    c.proto._busy = True  # a command is running
+    c.proto.pump.busy = True  # a command is running
     c.send(b"x NOOP\r\n" * 200000)
     assert paused
     c.transport.resumeProducing = lambda: paused.append(False)
-    c.proto._busy = False
+    c.proto.pump.busy = False
     out = c.send(b"")
     assert out.count(b"OK NOOP") == 200000 and paused[-1] is False
 

@@ -93,7 +93,7 @@ def test_large_message_streams_in_chunks(monkeypatch):
 
 def test_fetch_waits_for_transport_backpressure():
     c = selected(MSG1, MSG2)
-    c.proto.yield_every = 1
+    c.proto.ctx.yield_every = 1
     c.proto.out.pauseProducing()
     out = c.cmd("a FETCH 1:* FLAGS")
     assert out.startswith(b"* 1 FETCH") and b"* 2 FETCH" not in out
