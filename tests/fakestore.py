@@ -42,6 +42,7 @@ from zope.interface import implementer
 from mailsrv.store.crlf import to_crlf
 from mailsrv.store.interfaces import (
     FolderExists,
+    FolderNotEmpty,
     IAccount,
     IFolder,
     IFolderListener,
@@ -245,7 +246,8 @@ class FakeFolder(_Failing):
 
     # -- IFolder: listeners and cache
     def add_listener(self, listener: IFolderListener) -> None:
-        self._listeners.append(listener)
+        if listener not in self._listeners:
+            self._listeners.append(listener)
 
     def remove_listener(self, listener: IFolderListener) -> None:
         if listener in self._listeners:
@@ -305,7 +307,7 @@ class FakeAccount(_Failing):
         return self._norm(name) in self.folders
 
     def special_use(self, name: str) -> str | None:
-        return SPECIAL.get(name) if name in self.folders else None
+        return SPECIAL.get(name)
 
     def open_folder(self, name: str) -> defer.Deferred[FakeFolder]:
         f = self.folders.get(self._norm(name))
@@ -330,9 +332,11 @@ class FakeAccount(_Failing):
         name = self._norm(name)
         if name == "INBOX":
             return defer.fail(InvalidFolderName(name))
-        f = self.folders.pop(name, None)
-        if f is None:
+        if name not in self.folders:
             return defer.fail(NoSuchFolder(name))
+        if any(n.startswith(name + "/") for n in self.folders):
+            return defer.fail(FolderNotEmpty(name))
+        f = self.folders.pop(name)
         f.expunge(f.uids())
         return self._deferred("delete_folder", None)
 

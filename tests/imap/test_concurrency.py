@@ -137,3 +137,25 @@ def test_session_timeout_config_used():
     c.login()
     c.clock.advance(11)
     assert c.transport.disconnecting
+
+
+def test_hanging_up_during_idle_is_quiet():
+    from twisted.logger import globalLogPublisher
+
+    failures = []
+
+    def observer(event):
+        if "log_failure" in event:
+            failures.append(event)
+
+    a, b = two_sessions(MSG1)
+    a.cmd("i IDLE")
+    globalLogPublisher.addObserver(observer)
+    try:
+        a.proto.connectionLost(None)
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert failures == [] and not a.proto.ctx.idling and not a.proto.waiting_for_line
+    assert a.portal.realm.logouts == 1
+    a.clock.advance(600)  # the keepalive and poll loops are gone
+    assert a.take() == b""

@@ -10,6 +10,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from mailsrv.imap import fetchdata as fd
+from mailsrv.store import Store
 from mailsrv.store.crlf import to_crlf
 from tests.fakestore import FakeFolder
 from tests.imap.tricky_messages import DOVECOT, TRICKY
@@ -125,16 +126,12 @@ class RealStoreTest(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_real_store(self):
-        try:
-            from mailsrv.store import Store
-        except ImportError:
-            raise unittest.SkipTest("mailsrv.store not importable")
         store = Store(self.mktemp())
         folder = yield store.account("u").open_folder("INBOX")
         uids = []
         for raw in TRICKY.values():
             uids.append((yield folder.append(raw)))
-        for (name, raw), uid in zip(TRICKY.items(), uids):
+        for (name, raw), uid in zip(TRICKY.items(), uids, strict=True):
             info = folder.get(uid)
             self.assertEqual(info.size, len(to_crlf(raw)))
             for item in ("ENVELOPE", "BODYSTRUCTURE", "BODY", "BODY.PEEK[2.1]", "BODY.PEEK[HEADER]",

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailsrv.imap import fetchdata as fd
 from mailsrv.imap import envelope, headers, mime
+from mailsrv.imap import fetchdata as fd
 from mailsrv.store.crlf import to_crlf
 from tests.fakestore import FakeFolder
 from tests.imap.tricky_messages import TRICKY
@@ -311,6 +311,7 @@ def test_fast_address_path_agrees_with_full_parser(corpus, monkeypatch):
 def test_multipart_with_only_a_close_delimiter_has_one_empty_part():
     data = to_crlf(b"Content-Type: multipart/mixed; boundary=b\r\n\n--b--\n")
     root = mime.parse(data)
-    assert mime.bodystructure(data, root, False) == b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0) "mixed")'
+    assert mime.bodystructure(data, root, False) == (
+        b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0) "mixed")')
     assert mime.bodystructure(data, root, True).startswith(
         b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL) "mixed"')

@@ -205,3 +205,11 @@ def test_fuzz_tokens_byte_by_byte(tokens, step):
     for i in range(0, len(data), step):
         for e in p.feed(data[i:i + step]):
             assert isinstance(e, (C.Command, C.ParseError, C.LiteralContinuation))
+
+
+def test_raw_line_too_long_leaves_raw_mode():
+    p = Parser(max_line=100)
+    p.expect_raw_line()
+    evs = p.feed(b"x" * 300)
+    assert len(evs) == 1 and evs[0].code == "TOOBIG"
+    assert p.feed(b"yyy\r\nb NOOP\r\n") == [C.Simple("b", "NOOP")]

@@ -149,7 +149,8 @@ def test_star_on_empty_mailbox_matches_nothing():
 
 def test_cheap_keys_do_not_touch_messages(box):
     folder, view = box
-    run(box, K.And((K.Flag("\\Seen"), K.Uid(((1, 5),)), K.Size("LARGER", 10), K.Date("internal", "SINCE", D(2020, 1, 1)))))
+    run(box, K.And((K.Flag("\\Seen"), K.Uid(((1, 5),)), K.Size("LARGER", 10),
+                    K.Date("internal", "SINCE", D(2020, 1, 1)))))
     assert folder.opens == 0 and not folder.cache
     # a header key after a failing cheap key is never evaluated
     run(box, K.And((K.Header("From", "x"), K.Flag("\\Draft"))))

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  captured wire data: one answer per line, as Dovecot sent it
 """Tricky messages for the IMAP content layer (mime, fetchdata, search) and
 Dovecot 2.3.19's answers for them (see test_fetchdata.py).  A data module:
 its length is the captured answers, one per message and FETCH item."""
