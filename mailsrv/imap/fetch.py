@@ -208,12 +208,6 @@ def build_items(makers: list[Maker], info: MessageInfo, pre: Prefetched) -> list
     return out
 
 
-def build(sel: SelectedMailbox, info: MessageInfo, atts: list[C.FetchAtt]) -> list[Item]:
-    """The data items of one FETCH response for one message."""
-    plan = Plan(sel, atts)
-    return build_items(plan.makers, info, plan.prefetch([info.uid]))
-
-
 async def write_stream(ctx: Context, s: BodyStream) -> None:
     """Send ``{length}`` then the bytes, chunk by chunk, waiting for the
     transport whenever it asks us to."""
