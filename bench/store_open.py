@@ -105,7 +105,7 @@ def open_once(data_dir: str, use_index: bool = True, expect_index=None):
     uidls = [folder.pop3_uidl(m.uid) for m in infos]
     stat = time.perf_counter() - t
     store.close()
-    yield folder._index_idle()
+    yield folder.snapshot_idle()
     return opened, stat, len(infos), total, len(uidls), folder
 
 
@@ -126,10 +126,9 @@ def median_line(label: str, values: list) -> str:
 def own_changes(data_dir: str, count: int):
     """What our own change costs the next refresh (it should be a stat,
     not a rescan of 100k names)."""
-    store = Store(data_dir)
+    store = Store(data_dir)  # opened from the snapshot of a folder whose mtimes main() aged
     folder = yield store.account("bench").open_folder("INBOX")
-    folder._cur_recheck = folder._new_recheck = False  # the bench built cur/ moments ago
-    scans = folder._disk.scans
+    scans = folder.scans
     appends, refreshes = [], []
     for i in range(count):
         t = time.perf_counter()
@@ -140,7 +139,7 @@ def own_changes(data_dir: str, count: int):
         refreshes.append(time.perf_counter() - t)
     yield folder.expunge(folder.uids()[-count:])
     store.close()
-    return appends, refreshes, folder._disk.scans - scans
+    return appends, refreshes, folder.scans - scans
 
 
 @defer.inlineCallbacks

@@ -11,11 +11,11 @@ from typing import Any
 # machinery that the live store needs.
 _WHERE = {
     "Account": "account", "Store": "account",
-    "Folder": "folder", "MaildirMessageInfo": "folder", "MaildirTempFile": "folder",
+    "Folder": "folder", "MaildirMessageInfo": "message", "MaildirTempFile": "message",
     "FolderExists": "interfaces", "FolderNotEmpty": "interfaces", "InvalidFolderName": "interfaces",
     "MessageGone": "interfaces", "MessageInfo": "interfaces", "NoSuchFolder": "interfaces",
     "StoreError": "interfaces", "TooBig": "interfaces",
-    "InvalidFlag": "maildir", "TooManyKeywords": "maildir",
+    "InvalidFlag": "flags", "TooManyKeywords": "filename",
 }
 
 

@@ -5,12 +5,12 @@ import time
 
 import pytest
 
+from mailsrv.store.diskfolder import STATE_FILES
+from mailsrv.store.fsutil import atomic_write, clean_stale_temps
 from mailsrv.store.uidlist import (
     CorruptUidList,
     DotLock,
     LockTimeout,
-    atomic_write,
-    clean_stale_temps,
     parse_uidlist,
     read_keywords,
     read_uidlist,
@@ -66,8 +66,9 @@ def test_write_is_atomic_and_leftover_temp_is_harmless(tmp_path):
     assert got == ul
     old = time.time() - 7200
     os.utime(tmp_path / "dovecot-uidlist.1234.deadbeef.tmp", (old, old))
-    clean_stale_temps(str(tmp_path))
-    assert sorted(os.listdir(tmp_path)) == ["dovecot-uidlist"]
+    (tmp_path / "dovecot-keywords.99.cafe.tmp").write_bytes(b"0 in fli")  # a replace in progress
+    clean_stale_temps(str(tmp_path), STATE_FILES)
+    assert sorted(os.listdir(tmp_path)) == ["dovecot-keywords.99.cafe.tmp", "dovecot-uidlist"]
     assert read_uidlist(str(tmp_path / "missing")) == (None, None)
 
 
