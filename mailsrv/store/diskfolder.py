@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from twisted.logger import Logger
 
 from mailsrv.store import index
+from mailsrv.store.bulk import gc_paused
 from mailsrv.store.entry import Entry, entry_of
 from mailsrv.store.filename import (
     filename_size,
@@ -375,7 +376,8 @@ class DiskFolder:
         Returns (view, whether it came from the snapshot)."""
         if not self._tmp_cleaned:
             self._clean_tmp()
-        snap = index.load(self.path) if use_index else None
+        with gc_paused():  # an Entry per message: see mailsrv.store.bulk
+            snap = index.load(self.path) if use_index else None
         if snap is None:
             return self.sync(), False
         self.ul = None
@@ -394,7 +396,7 @@ class DiskFolder:
         files UIDs, forget vanished ones, write the list if needed."""
         if not self._tmp_cleaned:
             self._clean_tmp()
-        with self._locked():
+        with self._locked(), gc_paused():  # the lock first: never wait for it with the collector off
             return self._sync_locked()
 
     def _sync_locked(self) -> SyncResult:

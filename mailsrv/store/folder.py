@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailsrv.store import index
+from mailsrv.store.bulk import gc_paused
 from mailsrv.store.cache import FolderCache
 from mailsrv.store.diskfolder import (
     DiskFolder,
@@ -205,20 +206,22 @@ class Folder:
 
     def _open_in_thread(self, modseq: int) -> Opened:
         """Worker thread: the view and its message objects, nothing shared
-        touched (the folder's lock keeps every other operation out)."""
+        touched (the folder's lock keeps every other operation out).  A
+        message object per entry is made here: see mailsrv.store.bulk."""
         res, from_index = self._disk.open(self.use_index)
-        memo: dict[str | None, frozenset[str]] = {}
-        msgs: dict[int, MaildirMessageInfo] = {}
-        recent: set[int] = set()
-        keywords = res.keywords
-        info_cls = MaildirMessageInfo
-        for uid, key, sub, info, size, pop3 in res.entries:
-            fl = memo.get(info)
-            if fl is None:
-                fl = memo[info] = flags_from_info(info, keywords)
-            msgs[uid] = info_cls(self, uid, key, size, fl, modseq, sub, info, pop3)
-            if sub == "new":
-                recent.add(uid)
+        with gc_paused():
+            memo: dict[str | None, frozenset[str]] = {}
+            msgs: dict[int, MaildirMessageInfo] = {}
+            recent: set[int] = set()
+            keywords = res.keywords
+            info_cls = MaildirMessageInfo
+            for uid, key, sub, info, size, pop3 in res.entries:
+                fl = memo.get(info)
+                if fl is None:
+                    fl = memo[info] = flags_from_info(info, keywords)
+                msgs[uid] = info_cls(self, uid, key, size, fl, modseq, sub, info, pop3)
+                if sub == "new":
+                    recent.add(uid)
         return res, from_index, msgs, memo, recent
 
     def _apply_opened(self, opened: Opened, modseq: int) -> None:
