@@ -349,6 +349,8 @@ def seed(corpus: Corpus, name: str, spec: Spec) -> str:
     """A pristine Maildir `cur/` for `spec`, written once and cached under
     WORK/seed (Dovecot-style names with S= and W= sizes, mtimes in order).
     Returns the seed folder; copies are hardlinked from it."""
+    from mailsrv.store.crlf import to_crlf
+
     digest = hashlib.sha1((SEED_VERSION + repr(spec)).encode()).hexdigest()[:12]
     path = os.path.join(WORK, "seed", f"{name}-{digest}")
     marker = os.path.join(path, ".complete")
@@ -363,7 +365,7 @@ def seed(corpus: Corpus, name: str, spec: Spec) -> str:
     total = 0
     for i, (idx, rnd, flags) in enumerate(spec):
         msg = corpus.variant(idx, rnd)
-        size, wsize = len(msg), len(msg) + msg.count(b"\n") - msg.count(b"\r\n")
+        size, wsize = len(msg), len(to_crlf(msg))
         fn = os.path.join(cur, f"{base + i}.M{i}P4242.benchhost,S={size},W={wsize}:2,{flags}")
         with open(fn, "wb") as f:
             f.write(msg)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable
 from typing import IO
 
-from mailsrv.store.crlf import CRLFEncoder
+from mailsrv.store.crlf import CRLFEncoder, crlf_size
 from mailsrv.store.filename import (
     MAX_KEYWORDS,
     TooManyKeywords,
@@ -40,14 +40,8 @@ Source = bytes | bytearray | memoryview | IO[bytes]  # a message: its bytes or a
 
 def file_crlf_size(path: str) -> int:
     """The RFC 822 size of a stored file (its bytes with CRLF line ends)."""
-    norm = CRLFEncoder()
-    total = 0
     with open(path, "rb") as f:
-        while True:
-            chunk = f.read(1 << 16)
-            if not chunk:
-                return total
-            total += len(norm.feed(chunk))
+        return crlf_size(f)
 
 
 def write_tmp(folder_dir: str, source: Source, internaldate: float | None = None) -> tuple[str, int, int]:
