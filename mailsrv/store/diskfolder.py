@@ -8,10 +8,9 @@ operation per folder at a time, and the admin tools call it directly.  The
 results (:class:`SyncResult`, :class:`OpResult`) are plain data the live
 folder applies in the reactor thread.
 
-One class, ~600 lines, on purpose: the uid list held in memory, the names
-in new/ and the directory mtimes the view matches are one state that every
-operation reads and updates under one lock; split up, each piece would
-reach into the others.
+The uid list as held between operations is
+:class:`mailsrv.store.uidstate.UidListState`'s; this module keeps the names
+in new/ and the directory mtimes the view matches, and does the file work.
 """
 
 from __future__ import annotations
@@ -38,37 +37,17 @@ from mailsrv.store.filename import (
     size_of,
 )
 from mailsrv.store.fsutil import clean_stale_temps, copy_synced, fsync_dir, unlink_quiet
-from mailsrv.store.interfaces import StoreError
 from mailsrv.store.layout import SUBSCRIPTIONS
 from mailsrv.store.maildir import ensure_keywords, file_crlf_size, locate, old_tmp_files
-from mailsrv.store.uidlist import (
-    KEYWORDS,
-    UIDLIST,
-    CorruptUidList,
-    DotLock,
-    UidList,
-    append_uidlist,
-    fresh_uidvalidity,
-    new_guid,
-    peek_uidlist,
-    read_appended,
-    read_keywords,
-    read_uidlist,
-    write_keywords,
-    write_uidlist,
-)
+from mailsrv.store.uidlist import KEYWORDS, UIDLIST, UidList, read_keywords, write_keywords
+from mailsrv.store.uidstate import StatId, UidListState, uidlist_id
 
 log = Logger(namespace="mailsrv.store")
 
-StatId = tuple[int, int, int]  # (inode, mtime_ns, size) of the uid list file
 Stamps = tuple[int, int]  # mtime_ns of new/ and cur/
 SUBS = ("new", "cur")
 # Files a crash during an atomic replace may leave a temporary copy of.
 STATE_FILES = (UIDLIST, KEYWORDS, SUBSCRIPTIONS, index.INDEX_FILE)
-# Rewrite the uid list instead of appending once this many of its lines
-# are dead, or when it is small enough that a rewrite costs nothing.
-COMPACT_FRACTION = 0.25
-COMPACT_SMALL_BYTES = 64 * 1024
 
 
 @dataclass
@@ -134,202 +113,56 @@ def dir_stamps(folder_dir: str) -> Stamps:
             os.stat(os.path.join(folder_dir, "cur")).st_mtime_ns)
 
 
-def uidlist_id(folder_dir: str) -> StatId | None:
-    """What identifies one state of the uid list file: (inode, mtime, size)."""
-    try:
-        st = os.stat(os.path.join(folder_dir, UIDLIST))
-    except FileNotFoundError:
-        return None
-    return stat_id(st)
-
-
-def stat_id(st: os.stat_result) -> StatId:
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
 Placed = tuple[str, str, str | None, int]  # key, sub, info, crlf size of a file put in place
 
 
 class DiskFolder:
     """The on-disk state of one folder, touched by one thread at a time (the
-    live folder serializes its operations).  Holds the parsed uid list so an
-    unchanged ``dovecot-uidlist`` is not parsed twice, the names in new/ so
-    a change there is a cheap re-list of new/ only, and the new/ and cur/
-    mtimes the folder's view matches, updated after our own changes so they
-    do not cost a rescan."""
+    live folder serializes its operations).  Holds the uid list (``uids``,
+    so an unchanged ``dovecot-uidlist`` is not parsed twice), the names in
+    new/ so a change there is a cheap re-list of new/ only, and the new/ and
+    cur/ mtimes the folder's view matches, updated after our own changes so
+    they do not cost a rescan."""
 
     def __init__(self, path: str) -> None:
-        self.path = path
-        self.ul: UidList | None = None
-        self._ul_id: StatId | None = None
+        self.uids = UidListState(path)
         self.keywords: list[str | None] = []
         self._tmp_cleaned = False
-        self._rebuilt = False
-        self._lost = False  # the rebuild replaced a uid list that existed
         self._outside = False  # the uid list showed another process's hand
-        self.last_uidvalidity = 0
-        self._appends: list[str] = []  # keys given UIDs since the last write
-        self._dirty = False  # an existing record changed: rewrite the file
         self.new_files: dict[str, str | None] | None = None  # key -> info in new/
         self.stamps: Stamps | None = None
         self.scans = 0  # full scans done (tests and benchmarks watch it)
-        # Opened from the snapshot: (uidvalidity, uidnext) it recorded; the
-        # uid list (whose id is _ul_id) is parsed only when first needed.
-        self._lazy: tuple[int, int] | None = None
 
-    # uid list -----------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        return self.uids.path
 
-    def _uids(self) -> UidList:
-        """The uid list, which every caller has loaded (or rebuilt) first."""
-        ul = self.ul
-        assert ul is not None, "uid list not loaded"
-        return ul
-
-    def _reload(self) -> bool:
-        """Re-read the uid list if another process changed it.  Returns True
-        when it changed (or was missing / corrupt and got recreated)."""
-        try:
-            st: os.stat_result | None = os.stat(os.path.join(self.path, UIDLIST))
-        except FileNotFoundError:
-            st = None
-        if self._lazy is not None and self._load_lazy(st):
-            return False
-        if self.ul is not None and (self._ul_id == (None if st is None else stat_id(st))):
-            return False  # unchanged, or rebuilt in this operation and not written yet
-        if st is not None and self._read_appended(st):
-            return True
-        self._read_whole()
-        return True
-
-    def _read_appended(self, st: os.stat_result) -> bool:
-        """Merge only what another process appended to the file we hold."""
-        old = self.ul
-        if (old is None or self._ul_id is None or self._appends or self._dirty
-                or st.st_ino != self._ul_id[0]):
-            return False
-        try:
-            if read_appended(self.path, old, st):
-                self._ul_id = stat_id(st)
-                return True
-        except OSError:
-            pass
-        return False
-
-    def _read_whole(self) -> None:
-        old = self.ul
-        self._appends, self._dirty = [], False
-        try:
-            ul, st = read_uidlist(self.path)
-        except CorruptUidList as e:
-            log.critical("{path}: corrupt {file} ({err}); rebuilding with a NEW UIDVALIDITY - "
-                         "clients will re-download this folder", path=self.path, file=UIDLIST, err=e)
-            self._rebuild(old, lost=True)
-            return
-        if ul is None or st is None:
-            self._rebuild(old, lost=old is not None)
-            return
-        if ul.bad_lines:
-            log.warn("{path}: skipped {n} unreadable lines of {file}", path=self.path, n=ul.bad_lines,
-                     file=UIDLIST)
-            self._dirty = True
-        if not ul.guid:
-            ul.guid = new_guid()
-            self._dirty = True
-        if old is not None and old.uidvalidity != ul.uidvalidity:
-            log.warn("{path}: UIDVALIDITY changed on disk from {old} to {new}", path=self.path,
-                     old=old.uidvalidity, new=ul.uidvalidity)
-        self.ul = ul
-        self.last_uidvalidity = ul.uidvalidity
-        self._ul_id = stat_id(st)
-
-    def _load_lazy(self, st: os.stat_result | None) -> bool:
-        """Parse the uid list a snapshot open skipped.  True when it is the
-        file the snapshot was taken from and agrees with it; otherwise the
-        caller reads it the ordinary way and the folder is rescanned (the
-        uid list, not the snapshot, is the authority on UIDs)."""
-        expected, self._lazy = self._lazy, None
-        if st is None or self._ul_id != stat_id(st):
-            self.ul = self._ul_id = None
-            return False
-        try:
-            ul, st2 = read_uidlist(self.path)
-        except CorruptUidList:
-            ul = st2 = None
-        if (ul is None or st2 is None or stat_id(st2) != self._ul_id
-                or (ul.uidvalidity, ul.uidnext) != expected or ul.bad_lines or not ul.guid):
-            log.warn("{path}: {file} disagrees with the index; rescanning", path=self.path, file=UIDLIST)
-            self.ul = self._ul_id = None
-            return False
-        self.ul = ul
-        return True
-
-    def _rebuild(self, old: UidList | None, lost: bool) -> None:
-        avoid = max(self.last_uidvalidity, old.uidvalidity if old else 0)
-        self.ul = UidList(uidvalidity=fresh_uidvalidity(avoid), uidnext=1, guid=new_guid())
-        self._ul_id = None
-        self._rebuilt = True
-        self._lost = self._lost or lost
-        self.last_uidvalidity = self.ul.uidvalidity
-
-    def _give_uid(self, key: str) -> int:
-        ul = self.ul
-        assert ul is not None
-        uid = ul.uids[key] = ul.uidnext
-        ul.uidnext += 1
-        if key in ul.dead:
-            self._dirty = True  # its old line is still in the file
-        self._appends.append(key)
-        return uid
-
-    def _drop(self, key: str) -> None:
-        ul = self._uids()
-        if ul.uids.pop(key, None) is not None:
-            ul.dead.add(key)
-        ul.exts.pop(key, None)
-
-    def _compact_due(self, ul: UidList) -> bool:
-        dead = ul.dead_lines()
-        return dead > 0 and (ul.valid_size <= COMPACT_SMALL_BYTES or dead > COMPACT_FRACTION * ul.lines)
-
-    def _write(self) -> None:
-        """Put what changed in memory on disk: append the new records, or
-        rewrite the file when there is none yet, an existing record changed
-        or enough of it is dead."""
-        ul = self._uids()
-        appends, self._appends = self._appends, []
-        if self._ul_id is None or self._dirty or not ul.appendable or self._compact_due(ul):
-            self._dirty = False
-            self._ul_id = stat_id(write_uidlist(self.path, ul))
-            return
-        if not appends:
-            return
-        st = append_uidlist(self.path, ul, appends, self._ul_id[0])
-        if st is None:
-            self._ul_id = stat_id(write_uidlist(self.path, ul))
-        else:
-            self._ul_id = stat_id(st)
+    @path.setter
+    def path(self, path: str) -> None:
+        """The folder was renamed (with no operation running)."""
+        self.uids.path = path
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        """The uid list dotlock, held for one operation, which starts with
-        no rebuild of its own yet."""
-        with DotLock(os.path.join(self.path, UIDLIST)):
-            self._rebuilt = False
+        """The uid list dotlock, held for one operation."""
+        with self.uids.lock():
+            self.uids.begin()
             yield
 
-    def _known_size(self, key: str, where: tuple[str, str | None],
-                    e: dict[str, str] | None) -> tuple[int, bool]:
+    def _known_size(self, key: str, where: tuple[str, str | None], e: dict[str, str] | None,
+                    existing: bool = False) -> int:
         """CRLF size of a file whose name has no W=: from the uid list's W
-        extension, else read once and remembered there."""
+        extension, else read once and remembered there (``existing``: on a
+        record already in the file)."""
         w = e.get("W") if e else None
         if w is not None and w.isdigit():
-            return int(w), False
+            return int(w)
         try:
             size = file_crlf_size(message_path(self.path, where[0], key, where[1]))
         except FileNotFoundError:
             size = 0
-        self._uids().exts.setdefault(key, {})["W"] = str(size)
-        return size, True
+        self.uids.note_size(key, size, existing)
+        return size
 
     # scanning -------------------------------------------------------------------
 
@@ -380,11 +213,7 @@ class DiskFolder:
             snap = index.load(self.path) if use_index else None
         if snap is None:
             return self.sync(), False
-        self.ul = None
-        self._ul_id = snap.ul_id
-        self._lazy = (snap.uidvalidity, snap.uidnext)
-        self._appends, self._dirty = [], False
-        self.last_uidvalidity = snap.uidvalidity
+        self.uids.adopt_snapshot(snap.ul_id, snap.uidvalidity, snap.uidnext)
         self.new_files = {key: info for _uid, key, sub, info, _size, _pop3 in snap.entries if sub == "new"}
         self.stamps = snap.stamps
         self.keywords = read_keywords(self.path)
@@ -403,34 +232,35 @@ class DiskFolder:
         self.scans += 1
         newf, curf, stamps = self._listdir()
         scanned_at = time.time()
-        self._reload()
-        ul = self._uids()
-        if self._rebuilt and (newf or curf):
+        self.uids.reload()
+        ul = self.uids.held()
+        if self.uids.rebuilt and (newf or curf):
             self._log_new_numbering(len(newf) + len(curf), ul.uidvalidity)
-        self._lost = False
+        self.uids.lost = False
         for key in [k for k in newf if k in curf]:
             del newf[key]  # one message in both: its cur/ name wins, as before
         entries, in_new = self._listed_entries(ul, newf, curf)
         append = entries.append
         unseen = [(k, "cur", i) for k, i in curf.items()] + [(k, "new", i) for k, i in newf.items()]
         unseen.sort()
+        give = self.uids.give
         for key, sub, info in unseen:  # files nobody gave a UID yet
-            uid = self._give_uid(key)
+            uid = give(key)
             size = size_of(key)
             if size is None:
-                size = self._known_size(key, (sub, info), None)[0]
+                size = self._known_size(key, (sub, info), None)
             append(entry_of((uid, key, sub, info, size, None)))
             if sub == "new":
                 in_new[key] = info
-        self._write()
+        self.uids.write()
         self.new_files = in_new
         self.stamps = stamps
         self.keywords = read_keywords(self.path)
         return SyncResult(ul.uidvalidity, ul.uidnext, entries, list(self.keywords), stamps,
-                          scanned_at, self._rebuilt, self._ul_id)
+                          scanned_at, self.uids.rebuilt, self.uids.file_id)
 
     def _log_new_numbering(self, n: int, uidvalidity: int) -> None:
-        if self._lost:
+        if self.uids.lost:
             log.critical("{path}: no usable {file}; {n} messages get new UIDs under "
                          "UIDVALIDITY {v}", path=self.path, file=UIDLIST, n=n, v=uidvalidity)
         else:
@@ -468,11 +298,10 @@ class DiskFolder:
             size = int(tail) if tail.isdigit() else filename_size(key)
             e = exts.get(key) if exts else None
             if size is None:
-                size, computed = self._known_size(key, (sub, info), e)
-                self._dirty = self._dirty or computed
+                size = self._known_size(key, (sub, info), e, existing=True)
             append(entry_of((uid, key, sub, info, size, e.get("P") if e else None)))
         for key in dead:
-            self._drop(key)
+            self.uids.drop(key)
         return entries, in_new
 
     def sync_new(self) -> OpResult:
@@ -483,7 +312,7 @@ class DiskFolder:
         if self._new_unchanged(res):
             return self._finish(res, None)
         with self._locked():
-            if self._reload() or self._rebuilt or self.new_files is None or self.stamps is None:
+            if self.uids.reload() or self.uids.rebuilt or self.new_files is None or self.stamps is None:
                 res.full = self._sync_locked()
                 return self._finish(res, None)
             listed, before, scanned_at = self._list_new()
@@ -492,7 +321,7 @@ class DiskFolder:
                 res.full = self._sync_locked()
                 return self._finish(res, None)
             res.entries = added
-            self._write()
+            self.uids.write()
             self.stamps = (before, self.stamps[1])
             res.scanned_at = scanned_at
             return self._finish(res, None)
@@ -500,12 +329,12 @@ class DiskFolder:
     def _new_unchanged(self, res: OpResult) -> bool:
         """Nothing arrived: new/ lists as we know it and the uid list is
         ours (no lock needed for that)."""
-        if self.new_files is None or self.stamps is None or self._ul_id is None:
+        if self.new_files is None or self.stamps is None or self.uids.file_id is None:
             return False
         res.scanned_at = time.time()  # when we looked, not after: errs towards a re-check
         new_dir = os.path.join(self.path, "new")
         before = os.stat(new_dir).st_mtime_ns
-        if (self._list("new") == self.new_files and uidlist_id(self.path) == self._ul_id
+        if (self._list("new") == self.new_files and uidlist_id(self.path) == self.uids.file_id
                 and os.stat(new_dir).st_mtime_ns == before):
             self.stamps = (before, self.stamps[1])
             return True
@@ -518,7 +347,7 @@ class DiskFolder:
         assert known is not None
         if len(listed) < len(known) or any(listed.get(k, 0) != i for k, i in known.items()):
             return None
-        uids = self._uids().uids
+        uids = self.uids.held().uids
         added = []
         for key in sorted(listed):
             if key in known:
@@ -526,10 +355,10 @@ class DiskFolder:
             if key in uids:  # a message of cur/ moved back to new/?
                 return None
             info = listed[key]
-            uid = self._give_uid(key)
+            uid = self.uids.give(key)
             size = size_of(key)
             if size is None:
-                size = self._known_size(key, ("new", info), None)[0]
+                size = self._known_size(key, ("new", info), None)
             added.append(Entry(uid, key, "new", info, size, None))
             known[key] = info
         return added
@@ -550,11 +379,10 @@ class DiskFolder:
             self.stamps = (post[0] if "new" in touched and pre[0] == held[0] else held[0],
                            post[1] if "cur" in touched and pre[1] == held[1] else held[1])
         res.stamps = self.stamps
-        res.ul_id = self._ul_id
-        if self.ul is not None:
-            res.uidnext = self.ul.uidnext
-        elif self._lazy is not None:
-            res.uidnext = self._lazy[1]
+        res.ul_id = self.uids.file_id
+        uidnext = self.uids.uidnext()
+        if uidnext is not None:
+            res.uidnext = uidnext
         if res.keywords is None:
             res.keywords = list(self.keywords)
         if not res.scanned_at:
@@ -597,23 +425,15 @@ class DiskFolder:
             for sub in {p[1] for p in placed}:
                 fsync_dir(os.path.join(self.path, sub))
             out: list[int | None] = [None] * len(items)
-            peek = peek_uidlist(self.path)
-            if peek is None:
+            appended = self.uids.append_light([(key, size) for key, _sub, _info, size in placed])
+            if appended is None:  # no usable uid list: the ordinary way
                 self._sync_locked()
-                uids = self._uids().uids
-                for i, p in zip(order, placed, strict=True):
-                    out[i] = uids.get(p[0])
-                return out
-            ul, st = peek
-            self.ul, self._ul_id = ul, stat_id(st)
-            for i, (key, _sub, _info, size) in zip(order, placed, strict=True):
-                out[i] = self._give_uid(key)
-                if filename_size(key) is None:
-                    ul.exts.setdefault(key, {})["W"] = str(size)
-            appends, self._appends = self._appends, []
-            if append_uidlist(self.path, ul, appends, st.st_ino) is None:
-                raise StoreError(f"{self.path}: {UIDLIST} changed while locked")
-            self.ul = self._ul_id = None  # only head and tail were read
+                uids = self.uids.held().uids
+                given = [uids.get(p[0]) for p in placed]
+            else:
+                given = list(appended)
+            for i, uid in zip(order, given, strict=True):
+                out[i] = uid
             return out
 
     def _place(self, items: Sequence[NewFile], keywords: list[str | None]) -> tuple[list[Placed], list[int]]:
@@ -677,24 +497,24 @@ class DiskFolder:
         changed under us, do a full scan instead (so UIDs reach listeners in
         ascending order)."""
         res = OpResult()
-        self._rebuilt = False
-        self._outside = self._reload()
-        if self._outside or self._rebuilt:
+        self.uids.begin()
+        self._outside = self.uids.reload()
+        if self._outside or self.uids.rebuilt:
             res.full = self._sync_locked()
             by_key = {e.key: e for e in res.full.entries}
             res.entries = [by_key[p[0]] for p in placed if p[0] in by_key]
             return res
-        ul = self._uids()
+        uids = self.uids.held().uids
         for key, sub, info, size in placed:
-            uid = ul.uids.get(key)
+            uid = uids.get(key)
             if uid is None:
-                uid = self._give_uid(key)
+                uid = self.uids.give(key)
             if filename_size(key) is None:
-                ul.exts.setdefault(key, {})["W"] = str(size)
+                self.uids.note_size(key, size)
             if sub == "new" and self.new_files is not None:
                 self.new_files[key] = info
             res.entries.append(Entry(uid, key, sub, info, size, None))
-        self._write()
+        self.uids.write()
         return res
 
     def set_flags(self, items: Sequence[tuple[str, str, str | None, frozenset[str]]]) -> OpResult:
@@ -720,7 +540,7 @@ class DiskFolder:
             except FileNotFoundError:
                 outside = True
                 res.keys[key] = self._reflag_moved(key, flags, keywords)
-        if (self.ul is not None or self._lazy is not None) and uidlist_id(self.path) != self._ul_id:
+        if self.uids.known() and uidlist_id(self.path) != self.uids.file_id:
             outside = True
         return self._finish(res, pre, touched, outside)
 
@@ -759,10 +579,10 @@ class DiskFolder:
             if self.new_files is not None:
                 self.new_files.pop(key, None)
         with self._locked():
-            outside = self._reload() or outside or self._rebuilt
+            outside = self.uids.reload() or outside or self.uids.rebuilt
             for k, _s, _i in items:
-                self._drop(k)
-            self._write()
+                self.uids.drop(k)
+            self.uids.write()
             return self._finish(res, pre, touched, outside)
 
     def move_all_to(self, target_dir: str) -> int:

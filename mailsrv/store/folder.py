@@ -33,11 +33,9 @@ from mailsrv.store.diskfolder import (
     NewFile,
     OpResult,
     Stamps,
-    StatId,
     SyncResult,
     dir_stamps,
     discard_sources,
-    uidlist_id,
 )
 from mailsrv.store.entry import Entry
 from mailsrv.store.filename import flags_from_info, message_path, new_key_base
@@ -48,6 +46,7 @@ from mailsrv.store.interfaces import IFolder, MessageGone, MessageInfo, NoSuchFo
 from mailsrv.store.listeners import ADDED, EXPUNGED, FLAGS, Listeners
 from mailsrv.store.maildir import finish_tmp, locate, write_tmp
 from mailsrv.store.message import MaildirMessageInfo, MaildirTempFile
+from mailsrv.store.uidstate import StatId, uidlist_id
 
 log = Logger(namespace="mailsrv.store")
 # A directory whose mtime is this close to the moment we looked at it may

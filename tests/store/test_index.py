@@ -10,10 +10,11 @@ from twisted.internet import defer
 
 from mailsrv.store import folder as folder_mod
 from mailsrv.store import index
-from mailsrv.store.diskfolder import STATE_FILES, dir_stamps, uidlist_id
+from mailsrv.store.diskfolder import STATE_FILES, dir_stamps
 from mailsrv.store.entry import Entry
 from mailsrv.store.fsutil import clean_stale_temps
 from mailsrv.store.uidlist import UIDLIST, UidList, read_uidlist, write_uidlist
+from mailsrv.store.uidstate import uidlist_id
 
 from .helpers import StoreCase
 from .test_sync_cost import drop_external, fill

@@ -8,7 +8,7 @@ import time
 from twisted.internet import defer
 from twisted.logger import LogLevel, globalLogPublisher
 
-from mailsrv.store import diskfolder, uidlist
+from mailsrv.store import diskfolder, uidlist, uidstate
 from mailsrv.store.uidlist import parse_uidlist, read_uidlist
 
 from .helpers import Recorder, StoreCase
@@ -171,8 +171,8 @@ class OwnChangesTests(StoreCase):
     @defer.inlineCallbacks
     def test_concurrent_deliveries_share_one_uidlist_write(self):
         writes = []
-        orig = diskfolder.append_uidlist
-        self.patch(diskfolder, "append_uidlist", lambda *a: writes.append(len(a[2])) or orig(*a))
+        orig = uidstate.append_uidlist
+        self.patch(uidstate, "append_uidlist", lambda *a: writes.append(len(a[2])) or orig(*a))
         live = yield defer.gatherResults([self.account.deliver("INBOX", MSG) for _ in range(8)])
         self.assertEqual(sorted(live), list(range(COUNT + 1, COUNT + 9)))
         self.assertEqual(sum(writes), 8)
