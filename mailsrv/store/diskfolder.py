@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from twisted.logger import Logger
 
 from mailsrv.store import index
-from mailsrv.store.bulk import gc_paused
-from mailsrv.store.entry import Entry, entry_of
+from mailsrv.store.entry import Entry, EntryTable
 from mailsrv.store.filename import (
     filename_size,
     final_key,
@@ -56,7 +55,7 @@ class SyncResult:
 
     uidvalidity: int
     uidnext: int
-    entries: list[Entry]
+    entries: EntryTable
     keywords: list[str | None]
     stamps: Stamps
     scanned_at: float
@@ -209,12 +208,12 @@ class DiskFolder:
         Returns (view, whether it came from the snapshot)."""
         if not self._tmp_cleaned:
             self._clean_tmp()
-        with gc_paused():  # an Entry per message: see mailsrv.store.bulk
-            snap = index.load(self.path) if use_index else None
+        snap = index.load(self.path) if use_index else None
         if snap is None:
             return self.sync(), False
         self.uids.adopt_snapshot(snap.ul_id, snap.uidvalidity, snap.uidnext)
-        self.new_files = {key: info for _uid, key, sub, info, _size, _pop3 in snap.entries if sub == "new"}
+        t = snap.entries
+        self.new_files = {key: info for key, sub, info in zip(t.keys, t.subs, t.infos, strict=True) if sub == "new"}
         self.stamps = snap.stamps
         self.keywords = read_keywords(self.path)
         return SyncResult(snap.uidvalidity, snap.uidnext, snap.entries, list(self.keywords), snap.stamps,
@@ -225,7 +224,7 @@ class DiskFolder:
         files UIDs, forget vanished ones, write the list if needed."""
         if not self._tmp_cleaned:
             self._clean_tmp()
-        with self._locked(), gc_paused():  # the lock first: never wait for it with the collector off
+        with self._locked():
             return self._sync_locked()
 
     def _sync_locked(self) -> SyncResult:
@@ -240,7 +239,6 @@ class DiskFolder:
         for key in [k for k in newf if k in curf]:
             del newf[key]  # one message in both: its cur/ name wins, as before
         entries, in_new = self._listed_entries(ul, newf, curf)
-        append = entries.append
         unseen = [(k, "cur", i) for k, i in curf.items()] + [(k, "new", i) for k, i in newf.items()]
         unseen.sort()
         give = self.uids.give
@@ -249,7 +247,7 @@ class DiskFolder:
             size = size_of(key)
             if size is None:
                 size = self._known_size(key, (sub, info), None)
-            append(entry_of((uid, key, sub, info, size, None)))
+            entries.append(Entry(uid, key, sub, info, size, None))
             if sub == "new":
                 in_new[key] = info
         self.uids.write()
@@ -268,13 +266,15 @@ class DiskFolder:
                      path=self.path, n=n, v=uidvalidity)
 
     def _listed_entries(self, ul: UidList, newf: dict[str, str | None], curf: dict[str, str | None]
-                        ) -> tuple[list[Entry], dict[str, str | None]]:
+                        ) -> tuple[EntryTable, dict[str, str | None]]:
         """Entries of the files the uid list names, ascending by UID; takes
         them out of ``newf``/``curf`` (what stays there has no UID yet) and
         forgets the UIDs whose file is gone.  The hot loop of a 100k scan."""
         uids, exts = ul.uids, ul.exts
-        entries: list[Entry] = []
-        append = entries.append
+        entries = EntryTable()
+        # one list.append per column: no object per entry (see entry.py)
+        a_uid, a_key, a_sub = entries.uids.append, entries.keys.append, entries.subs.append
+        a_info, a_size, a_pop3 = entries.infos.append, entries.sizes.append, entries.pop3s.append
         dead = []
         pop_new, pop_cur = newf.pop, curf.pop
         missing = "\x00missing"  # no file name holds NUL
@@ -292,14 +292,20 @@ class DiskFolder:
                 sub = "cur"
             i = key.rfind(",W=")
             tail = key[i + 3:] if i >= 0 else ""
+            pop3: str | None = None
             if tail.isdigit() and not exts:
-                append(entry_of((uid, key, sub, info, int(tail), None)))
-                continue
-            size = int(tail) if tail.isdigit() else filename_size(key)
-            e = exts.get(key) if exts else None
-            if size is None:
-                size = self._known_size(key, (sub, info), e, existing=True)
-            append(entry_of((uid, key, sub, info, size, e.get("P") if e else None)))
+                size = int(tail)
+            else:
+                e = exts.get(key) if exts else None
+                known = int(tail) if tail.isdigit() else filename_size(key)
+                size = known if known is not None else self._known_size(key, (sub, info), e, existing=True)
+                pop3 = e.get("P") if e else None
+            a_uid(uid)
+            a_key(key)
+            a_sub(sub)
+            a_info(info)
+            a_size(size)
+            a_pop3(pop3)
         for key in dead:
             self.uids.drop(key)
         return entries, in_new

@@ -9,7 +9,7 @@ What the folder needs of its account is :class:`FolderHost`; the snapshot
 of its view is written by :class:`mailsrv.store.index.SnapshotWriter`, the
 news reach sessions through :class:`mailsrv.store.listeners.Listeners`.
 
-About 650 lines as one class on purpose: the message table, the state of
+About 700 lines as one class on purpose: the message table, the state of
 the disk it matches (mtimes, uid list identity, rechecks due) and the
 operations that change both are one consistency unit; they are grouped
 below as lifecycle, snapshot, applying results, reads, sync, mutations.
@@ -26,7 +26,6 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailsrv.store import index
-from mailsrv.store.bulk import gc_paused
 from mailsrv.store.cache import FolderCache
 from mailsrv.store.diskfolder import (
     DiskFolder,
@@ -37,7 +36,7 @@ from mailsrv.store.diskfolder import (
     dir_stamps,
     discard_sources,
 )
-from mailsrv.store.entry import Entry
+from mailsrv.store.entry import EntryLike, EntryTable
 from mailsrv.store.filename import flags_from_info, message_path, new_key_base
 from mailsrv.store.flags import normalize_flags
 from mailsrv.store.fsutil import unlink_quiet
@@ -205,22 +204,20 @@ class Folder:
 
     def _open_in_thread(self, modseq: int) -> Opened:
         """Worker thread: the view and its message objects, nothing shared
-        touched (the folder's lock keeps every other operation out).  A
-        message object per entry is made here: see mailsrv.store.bulk."""
+        touched (the folder's lock keeps every other operation out)."""
         res, from_index = self._disk.open(self.use_index)
-        with gc_paused():
-            memo: dict[str | None, frozenset[str]] = {}
-            msgs: dict[int, MaildirMessageInfo] = {}
-            recent: set[int] = set()
-            keywords = res.keywords
-            info_cls = MaildirMessageInfo
-            for uid, key, sub, info, size, pop3 in res.entries:
-                fl = memo.get(info)
-                if fl is None:
-                    fl = memo[info] = flags_from_info(info, keywords)
-                msgs[uid] = info_cls(self, uid, key, size, fl, modseq, sub, info, pop3)
-                if sub == "new":
-                    recent.add(uid)
+        memo: dict[str | None, frozenset[str]] = {}
+        msgs: dict[int, MaildirMessageInfo] = {}
+        recent: set[int] = set()
+        keywords = res.keywords
+        info_cls = MaildirMessageInfo
+        for uid, key, sub, info, size, pop3 in res.entries.rows():
+            fl = memo.get(info)
+            if fl is None:
+                fl = memo[info] = flags_from_info(info, keywords)
+            msgs[uid] = info_cls(self, uid, key, size, fl, modseq, sub, info, pop3)
+            if sub == "new":
+                recent.add(uid)
         return res, from_index, msgs, memo, recent
 
     def _apply_opened(self, opened: Opened, modseq: int) -> None:
@@ -251,13 +248,13 @@ class Folder:
                 and self._stamps is not None and self._ul_id is not None
                 and not self._new_recheck and not self._cur_recheck)
 
-    def _save_snapshot(self, entries: list[Entry] | None = None) -> defer.Deferred[bool] | None:
+    def _save_snapshot(self, entries: EntryTable | None = None) -> defer.Deferred[bool] | None:
         """Have the snapshot written if our view changed and is trusted.
         ``entries``: a full scan's, just applied (the view as it is)."""
         if not self._view_trusted(loading=entries is not None):
             return None
         assert self._ul_id is not None and self._stamps is not None
-        view: Iterable[index.EntryLike] = entries if entries is not None else list(self._msgs.values())
+        view: Iterable[EntryLike] = entries if entries is not None else list(self._msgs.values())
         return self._snapshot.save(self.uidvalidity, self.uidnext, self._ul_id, self._stamps, view)
 
     def snapshot_idle(self) -> defer.Deferred[None]:
@@ -315,7 +312,7 @@ class Folder:
             self._listeners.tell(self, ADDED, added)
             self._listeners.tell(self, FLAGS, changed)
 
-    def _merge(self, old: dict[int, MaildirMessageInfo], entries: list[Entry], into: dict[int, MaildirMessageInfo],
+    def _merge(self, old: dict[int, MaildirMessageInfo], entries: EntryTable, into: dict[int, MaildirMessageInfo],
                kw_changed: bool) -> tuple[list[int], list[int]]:
         """A rescan against the view we had: keeps the objects of unchanged
         messages, makes new ones for changed flags (a modseq each) and for
@@ -324,7 +321,7 @@ class Folder:
         changed: list[int] = []
         flags = self._flags
         bumped = False
-        for uid, key, sub, info, size, pop3 in entries:
+        for uid, key, sub, info, size, pop3 in entries.rows():
             m = old.get(uid)
             if m is not None and m.key == key:
                 if m.info != info or m.sub != sub or kw_changed:
@@ -346,7 +343,7 @@ class Folder:
                 self._recent.add(uid)
         return added, changed
 
-    def _load_entries(self, entries: list[Entry], into: dict[int, MaildirMessageInfo], bump: bool) -> None:
+    def _load_entries(self, entries: EntryTable, into: dict[int, MaildirMessageInfo], bump: bool) -> None:
         """The first load of a folder (or a reload under a new UIDVALIDITY):
         the tight loop, nothing to compare with."""
         if bump and entries:
@@ -354,7 +351,7 @@ class Folder:
         modseq = self.highestmodseq
         memo, keywords, recent = self._flag_memo, self._keywords, self._recent
         info_cls = MaildirMessageInfo
-        for uid, key, sub, info, size, pop3 in entries:
+        for uid, key, sub, info, size, pop3 in entries.rows():
             fl = memo.get(info)
             if fl is None:
                 fl = memo[info] = flags_from_info(info, keywords)

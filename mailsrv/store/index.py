@@ -24,13 +24,12 @@ import time
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from mailsrv.store.entry import Entry, entry_of
+from mailsrv.store.entry import EntryLike, EntryTable
 from mailsrv.store.fsutil import replace_synced, temp_name, unlink_quiet
 from mailsrv.store.uidlist import UIDLIST, CorruptUidList, parse_uidlist
 
@@ -53,24 +52,6 @@ StatId = tuple[int, int, int]  # (inode, mtime_ns, size), as diskfolder.uidlist_
 Stamps = tuple[int, int]  # mtime_ns of new/ and cur/
 
 
-class EntryLike(Protocol):
-    """What a snapshot records of a message: an Entry, or the live folder's
-    message object, which carries the same fields."""
-
-    @property
-    def uid(self) -> int: ...
-    @property
-    def key(self) -> str: ...
-    @property
-    def sub(self) -> str: ...
-    @property
-    def info(self) -> str | None: ...
-    @property
-    def size(self) -> int: ...
-    @property
-    def pop3(self) -> str | None: ...
-
-
 @dataclass
 class Snapshot:
     """A folder's view: what DiskFolder.sync would return if nothing changed."""
@@ -80,7 +61,7 @@ class Snapshot:
     ul_id: StatId
     stamps: Stamps
     taken_at: float
-    entries: list[Entry]
+    entries: EntryTable
 
 
 def _stats(folder_dir: str) -> tuple[StatId, Stamps] | None:
@@ -134,7 +115,7 @@ def load(folder_dir: str) -> Snapshot | None:
         db.close()
     if snap is None:
         return None
-    if snap.entries and snap.entries[-1].uid >= snap.uidnext:
+    if snap.entries and snap.entries.uids[-1] >= snap.uidnext:
         log.warn("{path} is inconsistent; scanning the folder", path=path)
         return None
     if _stats(folder_dir) != now:
@@ -168,7 +149,7 @@ def _read(db: sqlite3.Connection, folder_dir: str, now: tuple[StatId, Stamps]) -
     return Snapshot(uidvalidity, uidnext, ul_id_, stamps_, taken_at, entries)
 
 
-def _entries(cols: dict[str, bytes], pop3: dict[int, str], count: int) -> list[Entry] | None:
+def _entries(cols: dict[str, bytes], pop3: dict[int, str], count: int) -> EntryTable | None:
     uids, sizes = array("q"), array("q")
     uids.frombytes(cols["uid"])
     sizes.frombytes(cols["size"])
@@ -184,8 +165,8 @@ def _entries(cols: dict[str, bytes], pop3: dict[int, str], count: int) -> list[E
     sub_names = {"n": "new", "c": "cur"}
     info_of: dict[str, str | None] = {_NONE: None}
     # Column by column through C-level maps: no Python frame per entry.
-    return list(map(entry_of, zip(uids, keys, map(sub_names.__getitem__, subs), map(info_of.get, infos, infos),
-                                  sizes, map(pop3.get, uids), strict=True)))
+    return EntryTable(uids, keys, list(map(sub_names.__getitem__, subs)), list(map(info_of.get, infos, infos)),
+                      sizes, list(map(pop3.get, uids)))
 
 
 def save(folder_dir: str, uidvalidity: int, uidnext: int, ul_id: StatId, stamps: Stamps,
@@ -237,20 +218,13 @@ def _write(db: sqlite3.Connection, entries: Iterable[EntryLike], meta: list[tupl
 def _columns(entries: Iterable[EntryLike]) -> tuple[int, list[tuple[str, bytes]], list[tuple[int, str]]] | None:
     """(count, [(column name, blob)], [(uid, pop3)]), or None when a name
     holds the separator (never in a sane Maildir; such a folder is scanned)."""
-    uids, sizes = array("q"), array("q")
-    keys: list[str] = []
-    subs: list[str] = []
-    infos: list[str] = []
-    pop3 = []
-    for e in entries:
-        uid, info = e.uid, e.info
-        uids.append(uid)
-        sizes.append(e.size)
-        keys.append(e.key)
-        subs.append("n" if e.sub == "new" else "c")
-        infos.append(_NONE if info is None else info)
-        if e.pop3 is not None:
-            pop3.append((uid, e.pop3))
+    if not isinstance(entries, EntryTable):
+        entries = EntryTable.of(entries)
+    uids, sizes = array("q", entries.uids), array("q", entries.sizes)
+    keys = entries.keys
+    subs = ["n" if s == "new" else "c" for s in entries.subs]
+    infos = [_NONE if i is None else i for i in entries.infos]
+    pop3 = [(u, p) for u, p in zip(entries.uids, entries.pop3s, strict=True) if p is not None]
     key_blob = _SEP.join(keys)
     info_blob = _SEP.join(infos)
     if key_blob.count(_SEP) != max(0, len(keys) - 1) or info_blob.count(_SEP) != max(0, len(infos) - 1):
