@@ -10,8 +10,13 @@ must have moved them (the store's "too recent mtime" caution), and the uid
 list's header still names the same UIDVALIDITY.  Anything else - missing,
 damaged, other version, other UIDVALIDITY - means a full scan.  A snapshot
 is written whole into a temporary file and renamed into place, so a crash
-leaves the old one or the new one, never a torn one.  Blocking: call it
-from a worker thread.
+leaves the old one or the new one, never a torn one.
+
+:func:`load` and :func:`save` block: call them from a worker thread.
+:class:`SnapshotWriter` is the live folder's reactor-side keeper of its
+snapshot (when to write, one write at a time).  Per-message mod-sequences
+and an expunge record (CONDSTORE/QRESYNC) would be more columns and a
+table here.
 """
 
 from __future__ import annotations
@@ -307,13 +312,15 @@ class SnapshotWriter:
         return d
 
     def idle(self) -> defer.Deferred[None]:
-        """Fires once no snapshot write is running (stop, tests, benchmarks)."""
+        """Fires once no snapshot write is running, the one a request during
+        a write started afterwards included (stop, tests, benchmarks)."""
         if self._writing is None:
             return defer.succeed(None)
         d: defer.Deferred[None] = defer.Deferred()
 
         def fire(result: object) -> object:
-            d.callback(None)
+            # done() ran first and may have started the coalesced write
+            self.idle().chainDeferred(d)
             return result
 
         self._writing.addBoth(fire)

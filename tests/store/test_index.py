@@ -46,7 +46,7 @@ class IndexTests(StoreCase):
         """A folder whose UIDs are assigned and whose snapshot is on disk;
         returns the view a scan gave."""
         f = yield self.fresh_store().account("u").open_folder("INBOX")
-        f.close()
+        yield f.close()  # no write of this view may land after the next one
         age_all(self.inbox)
         f = yield self.fresh_store().account("u").open_folder("INBOX")
         self.assertEqual(f.scans, 1)
@@ -271,3 +271,33 @@ class IndexTests(StoreCase):
         self.assertEqual((snap.uidvalidity, snap.uidnext, snap.entries), (77, 10, entries))
         self.assertFalse(index.save(self.inbox, 77, 10, uidlist_id(self.inbox), dir_stamps(self.inbox),
                                     [Entry(1, "a\nb", "cur", None, 1, None)]))
+
+    @defer.inlineCallbacks
+    def test_renamed_folder_keeps_its_snapshot_in_its_new_place(self):
+        self.patch(index, "RECENT_NS", 0)
+        self.patch(folder_mod, "RECENT_NS", 0)
+        account = self.fresh_store().account("u")
+        yield account.create_folder("Old")
+        f = yield account.open_folder("Old")
+        yield f.append(b"Subject: x\r\n\r\ny\r\n")
+        yield account.rename_folder("Old", "New")
+        yield f.close()
+        self.assertTrue(os.path.exists(os.path.join(account._path("New"), index.INDEX_FILE)))
+        g = yield self.fresh_store().account("u").open_folder("New")
+        self.assertTrue(g.opened_from_index)
+        self.assertEqual(view(g), view(f))
+
+    @defer.inlineCallbacks
+    def test_idle_waits_for_the_write_a_busy_writer_coalesced(self):
+        self.patch(index, "RECENT_NS", 0)
+        self.patch(folder_mod, "RECENT_NS", 0)
+        before = yield self.indexed()
+        f = yield self.reopen()
+        yield f.store_flags([before[0][0]], ["\\Answered"], "+")
+        f.close()  # a write starts
+        yield f.store_flags([before[1][0]], ["\\Flagged"], "+")
+        f.close()  # asked while it runs: one more write, after it
+        yield f.snapshot_idle()
+        g = yield self.reopen()
+        self.assertTrue(g.opened_from_index)
+        self.assertEqual(view(g), view(f))
