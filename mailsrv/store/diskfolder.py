@@ -242,12 +242,18 @@ class DiskFolder:
         unseen = [(k, "cur", i) for k, i in curf.items()] + [(k, "new", i) for k, i in newf.items()]
         unseen.sort()
         give = self.uids.give
+        a_uid, a_key, a_sub = entries.uids.append, entries.keys.append, entries.subs.append
+        a_info, a_size, a_pop3 = entries.infos.append, entries.sizes.append, entries.pop3s.append
         for key, sub, info in unseen:  # files nobody gave a UID yet
-            uid = give(key)
             size = size_of(key)
             if size is None:
                 size = self._known_size(key, (sub, info), None)
-            entries.append(Entry(uid, key, sub, info, size, None))
+            a_uid(give(key))
+            a_key(key)
+            a_sub(sub)
+            a_info(info)
+            a_size(size)
+            a_pop3(None)
             if sub == "new":
                 in_new[key] = info
         self.uids.write()
