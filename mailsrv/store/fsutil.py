@@ -66,10 +66,12 @@ def replace_synced(tmp: str, path: str, fsync: bool = True) -> None:
         fsync_dir(os.path.dirname(path))
 
 
-def atomic_write(path: str, data: bytes, fsync: bool = True) -> None:
+def atomic_write(path: str, data: bytes, fsync: bool = True, owner: tuple[int, int] | None = None) -> None:
     """Write-to-temp + fsync + rename + fsync(dir): the old file stays valid
     until the new one is complete.  ``fsync=False`` keeps the atomic rename
-    but not the durability (for files a crash may roll back harmlessly)."""
+    but not the durability (for files a crash may roll back harmlessly).
+    The new file is mode 0600; ``owner`` (uid, gid) gives it to another
+    user, as root rewriting a file the unprivileged server reads."""
     tmp = temp_name(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -77,6 +79,8 @@ def atomic_write(path: str, data: bytes, fsync: bool = True) -> None:
         while view:
             n = os.write(fd, view)
             view = view[n:]
+        if owner is not None:
+            os.fchown(fd, *owner)
         if fsync:
             os.fsync(fd)
     except BaseException:

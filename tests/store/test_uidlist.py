@@ -145,3 +145,14 @@ def test_appended_records_and_torn_tail(tmp_path):
     other.uidvalidity += 1
     atomic_write(str(tmp_path / "dovecot-uidlist"), other.serialize() + b"12 :k9\n")
     assert not read_appended(str(tmp_path), mine, os.stat(tmp_path / "dovecot-uidlist"))
+
+
+def test_atomic_write_mode_and_owner(tmp_path):
+    p = str(tmp_path / "f")
+    atomic_write(p, b"x", fsync=False)
+    assert os.stat(p).st_mode & 0o777 == 0o600
+    if os.geteuid() == 0:
+        atomic_write(p, b"y", owner=(65534, 65534))
+        st = os.stat(p)
+        assert (st.st_uid, st.st_gid) == (65534, 65534) and open(p, "rb").read() == b"y"
+    assert [n for n in os.listdir(tmp_path) if n.endswith(".tmp")] == []
