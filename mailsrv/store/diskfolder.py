@@ -11,6 +11,8 @@ folder applies in the reactor thread.
 The uid list as held between operations is
 :class:`mailsrv.store.uidstate.UidListState`'s; this module keeps the names
 in new/ and the directory mtimes the view matches, and does the file work.
+It stays one piece (~600 lines) because every operation updates those
+names and mtimes together with the files it moves, under the same lock.
 """
 
 from __future__ import annotations
