@@ -424,8 +424,8 @@ class DiskFolder:
             touched = {p[1] for p in placed}
             for sub in touched:
                 fsync_dir(os.path.join(self.path, sub))
-            res = self._assign_locked(placed)
-            res.order = order
+            res, kept = self._assign_locked(placed)
+            res.order = [order[j] for j in kept]
             return self._finish(res, pre, touched, outside=res.full is None and self._outside)
 
     def add_light(self, items: Sequence[NewFile]) -> list[int | None]:
@@ -506,18 +506,21 @@ class DiskFolder:
                 return None
         return key
 
-    def _assign_locked(self, placed: Sequence[Placed]) -> OpResult:
-        """UIDs for placed files (uid list lock held).  When the uid list
-        changed under us, do a full scan instead (so UIDs reach listeners in
-        ascending order)."""
+    def _assign_locked(self, placed: Sequence[Placed]) -> tuple[OpResult, list[int]]:
+        """UIDs for placed files (uid list lock held), and the indexes into
+        ``placed`` that the entries of the result stand for.  When the uid
+        list changed under us, do a full scan instead (so UIDs reach
+        listeners in ascending order); a file someone removed meanwhile
+        then has no entry."""
         res = OpResult()
         self.uids.begin()
         self._outside = self.uids.reload()
         if self._outside or self.uids.rebuilt:
             res.full = self._sync_locked()
             by_key = {e.key: e for e in res.full.entries}
-            res.entries = [by_key[p[0]] for p in placed if p[0] in by_key]
-            return res
+            kept = [j for j, p in enumerate(placed) if p[0] in by_key]
+            res.entries = [by_key[placed[j][0]] for j in kept]
+            return res, kept
         uids = self.uids.held().uids
         for key, sub, info, size in placed:
             uid = uids.get(key)
@@ -529,7 +532,7 @@ class DiskFolder:
                 self.new_files[key] = info
             res.entries.append(Entry(uid, key, sub, info, size, None))
         self.uids.write()
-        return res
+        return res, list(range(len(placed)))
 
     def set_flags(self, items: Sequence[tuple[str, str, str | None, frozenset[str]]]) -> OpResult:
         """Rename files to carry new flags (moving new/ -> cur/ like Dovecot).
