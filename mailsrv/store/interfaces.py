@@ -125,7 +125,7 @@ class IFolder(Interface):
         renamed or removed), assign UIDs, tell listeners.  Cheap when nothing
         changed (a stat of new/ and cur/).  Fires with None."""
 
-    def append(source, flags: Iterable[str] = (), internaldate: float | None = None) -> Deferred:
+    def append(source: bytes | BinaryIO, flags: Iterable[str] = (), internaldate: float | None = None) -> Deferred:
         """Store one message crash-safely (tmp/, fsync, rename).  ``source``
         is bytes or a binary file object positioned at the start.  Fires with
         the new UID once the message is on disk and listed."""
@@ -217,7 +217,7 @@ class IAccount(Interface):
     def unsubscribe(name: str) -> None:
         """Remove a name from the subscriptions."""
 
-    def deliver(folder: str, source, flags: Iterable[str] = ()) -> Deferred:
+    def deliver(folder: str, source: bytes | BinaryIO, flags: Iterable[str] = ()) -> Deferred:
         """Deliver a message from outside (LMTP): crash-safe, fsynced before
         the Deferred fires; the live folder (if open) is refreshed so its
         sessions see the new message at once.  Fires with the new UID."""
