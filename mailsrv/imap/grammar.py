@@ -466,6 +466,13 @@ def _named_header(field: str) -> KeyFn:
     return parse
 
 
+def _address(field: str) -> KeyFn:
+    def parse(r: Reader, name: str, text: TextFn) -> K.SearchKey:
+        r.sp()
+        return K.Address(field, text(r.astring()))
+    return parse
+
+
 def _header(r: Reader, name: str, text: TextFn) -> K.SearchKey:
     r.sp()
     field = r.astring().decode("ascii", "replace")
@@ -525,8 +532,8 @@ SEARCH_KEYS: dict[str, KeyFn] = {
     **{"UN" + word: _flag(flag, False) for word, flag in F.SEARCH_FLAG_KEYS.items()},
     "KEYWORD": _keyword,
     "UNKEYWORD": _keyword,
-    **{word: _named_header(field) for word, field in
-       (("FROM", "From"), ("TO", "To"), ("CC", "Cc"), ("BCC", "Bcc"), ("SUBJECT", "Subject"))},
+    **{word: _address(field) for word, field in (("FROM", "From"), ("TO", "To"), ("CC", "Cc"), ("BCC", "Bcc"))},
+    "SUBJECT": _named_header("Subject"),
     "HEADER": _header,
     "BODY": _body,
     "TEXT": _text,

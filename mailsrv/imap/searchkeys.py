@@ -58,6 +58,16 @@ class Header:
 
 
 @dataclass(frozen=True, slots=True)
+class Address:
+    """FROM TO CC BCC: case-insensitive substring of the field's addresses
+    and display names as parsed and written out one by one (so comments,
+    groups and folding do not hide an address), RFC 2047-decoded."""
+
+    field: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
 class Body:
     """BODY: substring of the decoded text parts."""
 
@@ -121,4 +131,5 @@ class And:
     keys: tuple[SearchKey, ...]
 
 
-SearchKey: TypeAlias = All | Recent | New | Old | Flag | Header | Body | Text | Date | Size | Seq | Uid | Not | Or | And
+SearchKey: TypeAlias = (All | Recent | New | Old | Flag | Header | Address | Body | Text | Date | Size | Seq | Uid
+                        | Not | Or | And)
