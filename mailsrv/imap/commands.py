@@ -23,6 +23,7 @@ class ParseError:
     message: str
     code: str | None = None
     status: str = "BAD"
+    command: str | None = None  # with status NO: the command refused (a state check still applies)
 
 
 @dataclass

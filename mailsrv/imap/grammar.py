@@ -19,7 +19,7 @@ from mailsrv.imap import commands as C
 from mailsrv.imap import flags as F
 from mailsrv.imap import searchkeys as K
 from mailsrv.imap.framing import MAX_LINE, Literal, Parser, Parts
-from mailsrv.imap.reader import MAX_DEPTH, TAG, Reader, Syntax, parse_date_time
+from mailsrv.imap.reader import MAX_DEPTH, TAG, BadMailboxName, Reader, Syntax, parse_date_time
 
 ParseFn = Callable[[Reader, str, str, bool], C.Command]
 """(reader after the name, tag, upper-case name, uid) -> command."""
@@ -41,11 +41,14 @@ def parse_command(parts: Parts) -> C.Command | C.ParseError:
     try:
         tag = r.chars(TAG, "tag").decode("ascii")
         r.sp()
-        name = r.atom().upper()
+        name = r.command = r.atom().upper()
         fn = COMMANDS.get(name)
         if fn is None:
             raise Syntax(f"unknown command {name}")
         return fn(r, tag, name, False)
+    except BadMailboxName as e:
+        _close_literals(parts)
+        return C.ParseError(tag, str(e), status="NO", command=r.command)
     except Syntax as e:
         for p in parts:
             if isinstance(p, Literal):
@@ -55,11 +58,17 @@ def parse_command(parts: Parts) -> C.Command | C.ParseError:
         return C.ParseError(tag, "Error in IMAP command: unexpected literal")
 
 
+def _close_literals(parts: Parts) -> None:
+    for p in parts:
+        if isinstance(p, Literal):
+            p.close()
+
+
 # ---------------------------------------------------------------- commands
 
 def _uid(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
     r.sp()
-    sub = r.atom().upper()
+    sub = r.command = r.atom().upper()
     if sub not in UID_COMMANDS:
         raise Syntax(f"unknown UID command {sub}")
     return COMMANDS[sub](r, tag, sub, True)

@@ -38,6 +38,11 @@ class Syntax(Exception):
     """Grammar error inside one command (becomes a ParseError)."""
 
 
+class BadMailboxName(Syntax):
+    """A mailbox name that is not modified UTF-7: no such mailbox can
+    exist, so the command is answered NO (as Dovecot does), not BAD."""
+
+
 def decode_mailbox(raw: bytes) -> str:
     """Wire mailbox name (modified UTF-7, or raw UTF-8 from lax clients) to
     str; INBOX is case-insensitive."""
@@ -49,7 +54,7 @@ def decode_mailbox(raw: bytes) -> str:
         else:
             name = raw.decode("utf-8")
     except (UnicodeDecodeError, ValueError) as e:
-        raise Syntax("mailbox name is not valid modified UTF-7") from e
+        raise BadMailboxName("Mailbox name is not valid mUTF-7") from e
     if name.upper() == "INBOX":
         return "INBOX"
     if name[:6].upper() == "INBOX/":
@@ -92,6 +97,7 @@ class Reader:
         self.i = 0
         self.pos = 0
         self.depth = 0
+        self.command = ""  # the command being read (a UID command's own name)
 
     @property
     def text(self) -> bytes:

@@ -78,7 +78,9 @@ def test_non_ascii_names_round_trip():
     assert "Entw\u00fcrfe" in c.account.folders
     out = c.cmd('b LIST "" "Entw*"')
     assert b'* LIST (\\HasNoChildren) "/" "Entw&APw-rfe"\r\n' in out
-    assert b"c BAD" in c.cmd('c CREATE "bad&-name&Jjo"')
+    # not modified UTF-7: no such mailbox can exist; NO as Dovecot (issue 9), nothing created
+    assert c.cmd('c CREATE "bad&-name&Jjo"') == b"c NO Mailbox name is not valid mUTF-7\r\n"
+    assert not any("Jjo" in n for n in c.account.folders)
 
 
 def test_list_basic_and_special_use_and_children():
@@ -197,3 +199,32 @@ def test_namespace_enable():
     c = authed()
     assert c.cmd("a NAMESPACE") == b'* NAMESPACE (("" "/")) NIL NIL\r\na OK NAMESPACE completed\r\n'
     assert c.cmd("b ENABLE CONDSTORE") == b"* ENABLED\r\nb OK ENABLE completed\r\n"
+
+
+ATOMS = "!#$&'+,-.0123456789:;<=>?@^_`|[}"
+
+
+def test_names_that_are_not_modified_utf7_are_refused_with_no():
+    """imaptest's atoms: SELECT of such a name is NO (and leaves no mailbox
+    selected), LIST with it as a pattern answers normally, and none of it
+    counts towards the bad-command limit."""
+    c = authed()
+    c.account.folders["INBOX"].add(b"Subject: x\r\n\r\nx\r\n")
+    assert b"s OK" in c.cmd("s SELECT INBOX")
+    assert c.cmd("a SELECT " + ATOMS) == b"a NO Mailbox name is not valid mUTF-7\r\n"
+    assert c.cmd("b FETCH 1 FLAGS").startswith(b"b BAD")  # the failed SELECT unselected INBOX
+    assert c.cmd('c LIST "" ' + ATOMS + "%*") == b"c OK LIST completed\r\n"
+    for i, cmd in enumerate(["EXAMINE &Jjo", "CREATE a&b", "DELETE &Jjo", "RENAME &Jjo x", "RENAME INBOX &Jjo",
+                             "STATUS &Jjo (MESSAGES)", "SUBSCRIBE &Jjo", "UNSUBSCRIBE &Jjo"] * 3):
+        assert c.cmd(f"d{i} {cmd}") == b"d%d NO Mailbox name is not valid mUTF-7\r\n" % i
+    assert c.send(b"e APPEND &Jjo {3+}\r\nabc\r\n") == b"e NO Mailbox name is not valid mUTF-7\r\n"
+    assert c.cmd("f NOOP") == b"f OK NOOP completed\r\n"  # 26 refusals, the session is still up
+    assert c.cmd("g SELECT &Jjo-").startswith(b"g NO [NONEXISTENT]")  # valid: just no such mailbox
+
+
+def test_invalid_name_in_the_wrong_state_is_bad():
+    c = Client()
+    assert c.cmd("a SELECT &Jjo") == b"a BAD SELECT is not permitted in this state\r\n"
+    c.login()
+    assert c.cmd("b COPY 1 &Jjo") == b"b BAD COPY is not permitted in this state\r\n"
+    assert c.cmd("c UID MOVE 1 &Jjo") == b"c BAD MOVE is not permitted in this state\r\n"

@@ -97,7 +97,10 @@ def test_list_variants():
 def test_mailbox_names_modified_utf7_and_inbox():
     assert one(b"a SELECT inbox\r\n").mailbox == "INBOX"
     assert one(b'a CREATE "Entw&APw-rfe"\r\n').mailbox == "Entw\u00fcrfe"
-    assert isinstance(one(b'a CREATE "&Jjo"\r\n'), C.ParseError)
+    ev = one(b'a CREATE "&Jjo"\r\n')
+    assert isinstance(ev, C.ParseError) and (ev.status, ev.command) == ("NO", "CREATE")
+    ev = one(b'a UID COPY 1 "&Jjo"\r\n')
+    assert isinstance(ev, C.ParseError) and (ev.status, ev.command) == ("NO", "COPY")
 
 
 def test_append_flags_date_and_multiappend():
