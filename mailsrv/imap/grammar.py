@@ -159,8 +159,8 @@ def _list_select_opts(r: Reader, cmd: C.ListCommand) -> None:
     for o in cmd.select_opts:
         if o not in _LIST_SELECT:
             raise Syntax(f"unknown LIST selection option {o}")
-    if cmd.select_opts == ["RECURSIVEMATCH"]:
-        raise Syntax("RECURSIVEMATCH needs another selection option")
+    if "RECURSIVEMATCH" in cmd.select_opts and not set(cmd.select_opts) - {"RECURSIVEMATCH", "REMOTE"}:
+        raise Syntax("RECURSIVEMATCH needs another selection option")  # REMOTE is none (RFC 5258 3.1)
     r.sp()
 
 

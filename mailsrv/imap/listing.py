@@ -100,7 +100,8 @@ class _Listing:
             # RFC 3501 6.3.9: a parent stands in (\Noselect) only for
             # subscribed children the pattern does not reach ("%")
             return ["\\Noselect"], b""
-        if self.recursive and any(s.startswith(name + DELIM) for s in self.subs):
+        if self.recursive and any(s.startswith(name + DELIM) and not self.matches(s) for s in self.subs):
+            # RFC 5258 3.5: only for descendants the patterns do not list themselves
             return [], b' ("CHILDINFO" ("SUBSCRIBED"))'
         return None
 

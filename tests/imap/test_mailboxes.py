@@ -228,3 +228,48 @@ def test_invalid_name_in_the_wrong_state_is_bad():
     c.login()
     assert c.cmd("b COPY 1 &Jjo") == b"b BAD COPY is not permitted in this state\r\n"
     assert c.cmd("c UID MOVE 1 &Jjo") == b"c BAD MOVE is not permitted in this state\r\n"
+
+
+def _listext_tree() -> Client:
+    """imaptest listext's folders: t1, t2/t1, t7/t7, t8/t8, t8/t9
+    subscribed; t6 subscribed and then deleted."""
+    c = authed()
+    for name in ("m/t1", "m/t2/t1", "m/t3", "m/t6", "m/t7/t7", "m/t8/t8", "m/t8/t9"):
+        assert b" OK" in c.cmd(f"a CREATE {name}")
+    for name in ("m/t1", "m/t2/t1", "m/t6", "m/t7/t7", "m/t8/t8", "m/t8/t9"):
+        assert b" OK" in c.cmd(f"a SUBSCRIBE {name}")
+    assert b" OK" in c.cmd("a DELETE m/t6")
+    return c
+
+
+def _lines(out: bytes) -> list[bytes]:
+    return [ln for ln in out.split(b"\r\n") if ln.startswith(b"* ")]
+
+
+def test_list_extended_recursivematch_needs_a_real_selection_option():
+    c = authed()
+    for opts in ("RECURSIVEMATCH", "RECURSIVEMATCH REMOTE", "REMOTE RECURSIVEMATCH"):
+        out = c.cmd(f'a LIST ({opts}) "" "*"')
+        assert out.startswith(b"a BAD") and not _lines(out), out
+    assert c.cmd('b LIST (REMOTE) "" %').endswith(b"b OK LIST completed\r\n")
+    assert c.cmd('c LIST (SUBSCRIBED RECURSIVEMATCH REMOTE) "" %').endswith(b"c OK LIST completed\r\n")
+
+
+def test_list_extended_childinfo_only_for_children_the_patterns_miss():
+    c = _listext_tree()
+    # t2 is not subscribed, its child is: CHILDINFO while the child is not listed itself
+    assert _lines(c.cmd('a LIST (SUBSCRIBED RECURSIVEMATCH) "" (m/t2)')) == [
+        b'* LIST (\\HasChildren) "/" "m/t2" ("CHILDINFO" ("SUBSCRIBED"))']
+    assert _lines(c.cmd('b LIST (SUBSCRIBED RECURSIVEMATCH) "" (m/t2 m/t2/t1)')) == [
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "m/t2/t1"']
+    assert _lines(c.cmd('c LIST (SUBSCRIBED RECURSIVEMATCH) "" m*t7')) == [
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "m/t7/t7"']
+    assert _lines(c.cmd('d LIST (SUBSCRIBED RECURSIVEMATCH) "" m*t8')) == [
+        b'* LIST (\\HasChildren) "/" "m/t8" ("CHILDINFO" ("SUBSCRIBED"))',
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "m/t8/t8"']
+    assert _lines(c.cmd('e LIST (SUBSCRIBED RECURSIVEMATCH) "" m/t2% RETURN (CHILDREN)')) == [
+        b'* LIST (\\HasChildren) "/" "m/t2" ("CHILDINFO" ("SUBSCRIBED"))']
+    # without RECURSIVEMATCH a parent that is not subscribed is not listed at all
+    out = _lines(c.cmd('f LIST (SUBSCRIBED) "" m/*'))
+    assert b'* LIST (\\NonExistent \\HasNoChildren \\Subscribed) "/" "m/t6"' in out
+    assert not any(b'"m/t2"' in ln for ln in out)
