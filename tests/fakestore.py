@@ -42,7 +42,6 @@ from zope.interface import implementer
 from mailsrv.store.crlf import to_crlf
 from mailsrv.store.interfaces import (
     FolderExists,
-    FolderNotEmpty,
     IAccount,
     IFolder,
     IFolderListener,
@@ -334,8 +333,6 @@ class FakeAccount(_Failing):
             return defer.fail(InvalidFolderName(name))
         if name not in self.folders:
             return defer.fail(NoSuchFolder(name))
-        if any(n.startswith(name + "/") for n in self.folders):
-            return defer.fail(FolderNotEmpty(name))
         f = self.folders.pop(name)
         f.expunge(f.uids())
         return self._deferred("delete_folder", None)

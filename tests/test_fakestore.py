@@ -17,7 +17,6 @@ from mailsrv.store import Store
 from mailsrv.store.crlf import to_crlf
 from mailsrv.store.interfaces import (
     FolderExists,
-    FolderNotEmpty,
     IAccount,
     IFolder,
     InvalidFolderName,
@@ -177,8 +176,12 @@ class Contract:
         assert self.account.folder_exists("Lists") and self.account.folder_exists("Lists/python")
         with self.assertRaises(FolderExists):
             yield self.account.create_folder("Lists")
-        with self.assertRaises(FolderNotEmpty):
-            yield self.account.delete_folder("Lists")
+        yield self.account.create_folder("Lists2/python")
+        yield self.account.delete_folder("Lists2")  # its children stay (RFC 3501 6.3.4)
+        assert not self.account.folder_exists("Lists2") and self.account.folder_exists("Lists2/python")
+        assert "Lists2" not in self.account.list_folders() and "Lists2/python" in self.account.list_folders()
+        with self.assertRaises(NoSuchFolder):
+            yield self.account.open_folder("Lists2")
         yield self.account.rename_folder("Lists", "Groups")
         assert self.account.folder_exists("Groups/python") and not self.account.folder_exists("Lists/python")
         yield self.account.delete_folder("Groups/python")

@@ -20,7 +20,6 @@ from mailsrv.store.folder import Folder
 from mailsrv.store.groupcommit import GroupCommit
 from mailsrv.store.interfaces import (
     FolderExists,
-    FolderNotEmpty,
     IAccount,
     InvalidFolderName,
     IStore,
@@ -180,8 +179,6 @@ class Account:
         path = self._path(name)
         if not os.path.isdir(path):
             return defer.fail(NoSuchFolder(f"no folder {name}"))
-        if self._children(name):
-            return defer.fail(FolderNotEmpty(f"{name} has subfolders; delete them first"))
         trash = os.path.join(os.path.dirname(self.root), f".mailsrv-deleted-{uuid.uuid4().hex}")
 
         def work() -> defer.Deferred[None]:

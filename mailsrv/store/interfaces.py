@@ -56,7 +56,8 @@ class InvalidFolderName(StoreError):
 
 
 class FolderNotEmpty(StoreError):
-    """DELETE of a folder that has inferior folders and is \\Noselect-able."""
+    """A folder cannot go because of what it holds.  (DELETE of a folder
+    with inferior folders is allowed: see :meth:`IAccount.delete_folder`.)"""
 
     code = "INUSE"
 
@@ -206,7 +207,10 @@ class IAccount(Interface):
 
     def delete_folder(name: str) -> Deferred:
         """Delete it and its messages.  INBOX cannot be deleted
-        (InvalidFolderName).  Open sessions on it see every message expunged."""
+        (InvalidFolderName).  Open sessions on it see every message expunged.
+        Inferior folders stay (RFC 3501 6.3.4, and Dovecot's Maildir++):
+        the name then exists only as their parent, which LIST shows as
+        \\Noselect / \\NonExistent, and ``folder_exists`` is False for it."""
 
     def rename_folder(old: str, new: str) -> Deferred:
         """Rename with its inferiors.  Renaming INBOX moves its messages into

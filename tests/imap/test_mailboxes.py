@@ -273,3 +273,23 @@ def test_list_extended_childinfo_only_for_children_the_patterns_miss():
     out = _lines(c.cmd('f LIST (SUBSCRIBED) "" m/*'))
     assert b'* LIST (\\NonExistent \\HasNoChildren \\Subscribed) "/" "m/t6"' in out
     assert not any(b'"m/t2"' in ln for ln in out)
+
+
+def test_delete_folder_with_children_keeps_them_and_leaves_a_noselect_name():
+    """RFC 3501 6.3.4: the folder's messages go, its children stay, its
+    name is \\Noselect from then on (Dovecot's Maildir++ does the same)."""
+    c = authed()
+    for cmd in ("a CREATE p/c", "b SUBSCRIBE p"):
+        assert b" OK" in c.cmd(cmd)
+    c.account.folders["p"].add(MSG1)
+    c.account.folders["p/c"].add(MSG2)
+    assert c.cmd("d DELETE p") == b"d OK DELETE completed\r\n"
+    out = c.cmd('e LIST "" p*')
+    assert _lines(out) == [b'* LIST (\\Noselect \\HasChildren) "/" "p"', b'* LIST (\\HasNoChildren) "/" "p/c"']
+    assert c.cmd("f SELECT p").startswith(b"f NO [NONEXISTENT]")
+    assert c.cmd("g STATUS p/c (MESSAGES)").startswith(b"* STATUS \"p/c\" (MESSAGES 1)")
+    assert c.cmd("h DELETE p").startswith(b"h NO [NONEXISTENT]")
+    assert _lines(c.cmd('i LIST (SUBSCRIBED) "" p')) == [b'* LIST (\\NonExistent \\HasChildren \\Subscribed) "/" "p"']
+    assert c.cmd("j CREATE p") == b"j OK CREATE completed\r\n"  # a new, empty mailbox of that name
+    assert b"* 0 EXISTS" in c.cmd("k SELECT p")
+    assert c.cmd("l DELETE INBOX").startswith(b"l NO")
