@@ -42,7 +42,6 @@ class Account:
         self.user = user
         self.root = layout.maildir_root(store.data_dir, user)
         self._folders: dict[str, Folder] = {}
-        self._modseqs: dict[str, int] = {}
         self._light: dict[str, GroupCommit] = {}
         self._pop3_locked = False
         self._idle_timers: dict[str, IDelayedCall] = {}
@@ -59,16 +58,6 @@ class Account:
 
     def _path(self, name: str) -> str:
         return layout.folder_path(self.root, name)
-
-    # --- what a live folder asks of its account (folder.FolderHost) -------------------
-
-    def modseq_floor(self, name: str) -> int:
-        """Mod-sequences live in memory only; a folder object made again in
-        this process starts where the last one stopped, never lower."""
-        return self._modseqs.get(name, 1)
-
-    def remember_modseq(self, name: str, value: int) -> None:
-        self._modseqs[name] = max(value, self._modseqs.get(name, 1))
 
     # --- names ----------------------------------------------------------------------
 

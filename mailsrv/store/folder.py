@@ -18,6 +18,8 @@ below as lifecycle, snapshot, applying results, reads, sync, mutations.
 from __future__ import annotations
 
 import os
+from array import array
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO, Protocol
 
@@ -27,6 +29,7 @@ from zope.interface import implementer
 
 from mailsrv.store import index
 from mailsrv.store.cache import FolderCache
+from mailsrv.store.changes import Changes, ModseqRecorder
 from mailsrv.store.diskfolder import (
     DiskFolder,
     NewFile,
@@ -45,6 +48,7 @@ from mailsrv.store.interfaces import IFolder, MessageGone, MessageInfo, NoSuchFo
 from mailsrv.store.listeners import ADDED, EXPUNGED, FLAGS, Listeners
 from mailsrv.store.maildir import finish_tmp, locate, write_tmp
 from mailsrv.store.message import MaildirMessageInfo, MaildirTempFile
+from mailsrv.store.modseq import Loaded, trim_point
 from mailsrv.store.uidstate import StatId, uidlist_id
 
 log = Logger(namespace="mailsrv.store")
@@ -54,18 +58,11 @@ log = Logger(namespace="mailsrv.store")
 # keep whole seconds.
 RECENT_NS = index.RECENT_NS
 
-Opened = tuple[SyncResult, bool, dict[int, MaildirMessageInfo], dict[str | None, frozenset[str]], set[int]]
+Opened = tuple[SyncResult, bool, dict[int, MaildirMessageInfo], dict[str | None, frozenset[str]], set[int], Loaded]
 
 
 class FolderHost(Protocol):
     """What a live folder asks of the account that made it."""
-
-    def modseq_floor(self, name: str) -> int:
-        """Where this folder's mod-sequences start (never below where the
-        last object for it stopped)."""
-
-    def remember_modseq(self, name: str, value: int) -> None:
-        """The folder object goes away at ``value``."""
 
     def folder_idle(self, folder: Folder) -> None:
         """The last listener left."""
@@ -81,7 +78,8 @@ class Folder:
         self.path = path
         self.uidvalidity = 0
         self.uidnext = 1
-        self.highestmodseq = account.modseq_floor(name)
+        self.highestmodseq = 1
+        self.vanished_floor = 1  # vanished_since() is exact from here on
         self.use_index = use_index
         self.opened_from_index = False
         self._disk = DiskFolder(path)
@@ -103,6 +101,11 @@ class Folder:
         self._waiters: list[defer.Deferred[Folder]] = []
         self._gone = False
         self._snapshot = index.SnapshotWriter(path, self._save_snapshot)
+        # mod-sequences: recorded by the thread side, the expunge record
+        # (ascending by mod-sequence) kept here for VANISHED (EARLIER)
+        self._modseqs = ModseqRecorder(path)
+        self._gone_uids = array("q")
+        self._gone_modseqs = array("q")
 
     # --- lifecycle (what the account calls) ---------------------------------------
 
@@ -111,8 +114,7 @@ class Folder:
         in a worker thread; the reactor only swaps them in); fires with
         self.  Messages still in new/ are \\Recent."""
         def work() -> defer.Deferred[None]:
-            modseq = self.highestmodseq
-            return threads.deferToThread(self._open_in_thread, modseq).addCallback(self._apply_opened, modseq)
+            return threads.deferToThread(self._open_in_thread).addCallback(self._apply_opened)
 
         def done(_: object) -> Folder:
             self._loaded = True
@@ -165,12 +167,20 @@ class Folder:
         return self._lock.run(guarded)
 
     def close(self) -> defer.Deferred[None]:
-        """Flush the cache and bring the snapshot up to date (the server is
-        stopping or the folder goes idle); fires when the snapshot is written."""
-        self.account.remember_modseq(self.name, self.highestmodseq)
+        """Flush the cache, bring the snapshot up to date and close the
+        mod-sequence record (the server is stopping or the folder goes
+        idle); fires when both are written."""
         self._cache.close()
         self._save_snapshot()
-        return self._snapshot.idle()
+        if self._gone:
+            return self._snapshot.idle()
+
+        def record() -> defer.Deferred[None]:
+            return threads.deferToThread(self._modseqs.close, self._msgs, self.vanished_floor)
+
+        d = self._lock.run(record)
+        d.addErrback(lambda f: log.failure("{path}: closing the mod-sequence record", f, path=self.path))
+        return defer.gatherResults([d, self._snapshot.idle()]).addCallback(lambda _: None)
 
     def deleted(self) -> None:
         """The account deleted the folder: every message is gone for its sessions."""
@@ -179,8 +189,8 @@ class Folder:
         self._by_key = {}
         self._recent.clear()
         self._gone = True
-        self.account.remember_modseq(self.name, self.highestmodseq)
         self._cache.close()
+        threads.deferToThread(self._modseqs.drop)
         self._listeners.tell(self, EXPUNGED, gone)
 
     def moved(self, name: str, path: str) -> None:
@@ -190,6 +200,7 @@ class Folder:
         self._disk.path = path
         self._snapshot.path = path
         self._cache.moved(path)
+        self._modseqs.moved(path)
 
     def move_messages_to(self, target_dir: str) -> defer.Deferred[None]:
         """RENAME INBOX (RFC 3501): every message file moves into the folder
@@ -197,44 +208,45 @@ class Folder:
         folder rescans, so its sessions see them expunged."""
         def work() -> defer.Deferred[None]:
             return threads.deferToThread(self._disk.move_all_to, target_dir).addCallback(
-                lambda _: threads.deferToThread(self._disk.sync)).addCallback(self._apply_full)
+                lambda _: threads.deferToThread(self._rescan_in_thread)).addCallback(self._apply_rescan)
         return self._lock.run(work)
 
     # --- opening and the snapshot ----------------------------------------------------
 
-    def _open_in_thread(self, modseq: int) -> Opened:
-        """Worker thread: the view and its message objects, nothing shared
-        touched (the folder's lock keeps every other operation out)."""
+    def _open_in_thread(self) -> Opened:
+        """Worker thread: the view, its mod-sequences and its message
+        objects, nothing shared touched (the folder's lock keeps every
+        other operation out)."""
         res, from_index = self._disk.open(self.use_index)
+        loaded = self._modseqs.load(res.uidvalidity, res.uidnext, res.entries, res.keywords)
         memo: dict[str | None, frozenset[str]] = {}
         msgs: dict[int, MaildirMessageInfo] = {}
         recent: set[int] = set()
         keywords = res.keywords
         info_cls = MaildirMessageInfo
-        for uid, key, sub, info, size, pop3 in res.entries.rows():
+        for (uid, key, sub, info, size, pop3), modseq in zip(res.entries.rows(), loaded.modseqs, strict=True):
             fl = memo.get(info)
             if fl is None:
                 fl = memo[info] = flags_from_info(info, keywords)
             msgs[uid] = info_cls(self, uid, key, size, fl, modseq, sub, info, pop3)
             if sub == "new":
                 recent.add(uid)
-        return res, from_index, msgs, memo, recent
+        return res, from_index, msgs, memo, recent, loaded
 
-    def _apply_opened(self, opened: Opened, modseq: int) -> None:
-        """Reactor: adopt what the thread built, in one cheap step."""
-        res, from_index, msgs, memo, recent = opened
-        if self._msgs or modseq != self.highestmodseq or self._gone:
-            self._apply_full(res, notify=False)  # cannot happen under the lock; stay correct anyway
-        else:
-            self.uidvalidity = res.uidvalidity
-            self._cache.set_uidvalidity(res.uidvalidity)
-            self._set_keywords(res.keywords)
-            self._flag_memo = memo
-            self._msgs = msgs
-            self._by_key = None
-            self._recent |= recent
-            self.uidnext = res.uidnext
-            self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=True)
+    def _apply_opened(self, opened: Opened) -> None:
+        """Reactor: adopt what the thread built, in one cheap step (a live
+        folder is loaded once, before anything else runs)."""
+        res, from_index, msgs, memo, recent, loaded = opened
+        self.uidvalidity = res.uidvalidity
+        self._cache.set_uidvalidity(res.uidvalidity)
+        self._set_keywords(res.keywords)
+        self._flag_memo = memo
+        self._msgs = msgs
+        self._by_key = None
+        self._recent |= recent
+        self.uidnext = res.uidnext
+        self._adopt_modseqs(loaded)
+        self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=True)
         self.opened_from_index = from_index
         if from_index:
             self._snapshot.current()
@@ -279,27 +291,66 @@ class Folder:
             self._keywords = list(keywords)
             self._flag_memo = {}
 
-    def _apply_full(self, res: SyncResult, notify: bool = True) -> None:
+    # mod-sequences: the thread side decided them (mailsrv.store.changes)
+
+    def _adopt_modseqs(self, loaded: Loaded) -> None:
+        """A (re)opened record: the highest and the expunge record."""
+        self.highestmodseq = loaded.highest
+        self.vanished_floor = loaded.vanished_floor
+        self._gone_uids = array("q", loaded.gone_uids)
+        self._gone_modseqs = array("q", loaded.gone_modseqs)
+
+    def _note_changes(self, ch: Changes) -> None:
+        """An operation's mod-sequence and expunges, as recorded."""
+        if not ch.modseq:
+            return
+        self.highestmodseq = max(self.highestmodseq, ch.modseq)
+        if ch.expunged:
+            self._gone_uids.extend(ch.expunged)
+            self._gone_modseqs.extend([ch.modseq] * len(ch.expunged))
+            excess = trim_point(len(self._gone_uids))
+            if excess:
+                self.vanished_floor = max(self.vanished_floor, self._gone_modseqs[excess - 1])
+                del self._gone_uids[:excess]
+                del self._gone_modseqs[:excess]
+
+    def _rescan_in_thread(self) -> tuple[SyncResult, Changes]:
+        """Worker thread: a full scan and what it found changed."""
+        res = self._disk.sync()
+        return res, self._modseqs.rescan(res.uidvalidity, res.uidnext, self.uidvalidity, res.entries,
+                                         res.keywords, self._msgs)
+
+    def _changes_of(self, res: OpResult) -> Changes:
+        """Worker thread: the changes an add or a new/ sync made."""
+        if res.full is not None:
+            full = res.full
+            return self._modseqs.rescan(full.uidvalidity, full.uidnext, self.uidvalidity, full.entries,
+                                        full.keywords, self._msgs)
+        keywords = res.keywords if res.keywords is not None else self._disk.keywords
+        return self._modseqs.arrivals(((e.uid, e.info) for e in res.entries), keywords, self._msgs)
+
+    def _apply_rescan(self, scanned: tuple[SyncResult, Changes]) -> None:
+        self._apply_full(*scanned)
+
+    def _apply_full(self, res: SyncResult, ch: Changes, notify: bool = True) -> None:
         old = self._msgs
-        expunged: list[int] = []
-        if res.uidvalidity != self.uidvalidity and old:
-            log.critical("{path}: UIDVALIDITY changed {old} -> {new}; every session must resync",
-                         path=self.path, old=self.uidvalidity, new=res.uidvalidity)
-            expunged = list(old)
-            old = {}
+        new: dict[int, MaildirMessageInfo] = {}
+        if ch.reset is not None:
+            if old:
+                log.critical("{path}: UIDVALIDITY changed {old} -> {new}; every session must resync",
+                             path=self.path, old=self.uidvalidity, new=res.uidvalidity)
             self._recent.clear()
+            self._adopt_modseqs(ch.reset)
         self.uidvalidity = res.uidvalidity
         self._cache.set_uidvalidity(res.uidvalidity)
-        kw_changed = res.keywords != self._keywords
         self._set_keywords(res.keywords)
-        new: dict[int, MaildirMessageInfo] = {}
-        if old:
-            added, changed = self._merge(old, res.entries, new, kw_changed)
+        if ch.reset is not None or not old:
+            self._load_entries(res.entries, new, ch)
+            added, changed, expunged = list(new), list[int](), list(old)
         else:
-            self._load_entries(res.entries, new, bump=notify)
-            added, changed = list(new), []
-        if not expunged:
-            expunged = [u for u in old if u not in new]
+            added, changed = self._merge(old, res.entries, new, ch)
+            expunged = ch.expunged
+            self._note_changes(ch)
         self._msgs = new
         self._by_key = None
         self.uidnext = res.uidnext
@@ -313,45 +364,38 @@ class Folder:
             self._listeners.tell(self, FLAGS, changed)
 
     def _merge(self, old: dict[int, MaildirMessageInfo], entries: EntryTable, into: dict[int, MaildirMessageInfo],
-               kw_changed: bool) -> tuple[list[int], list[int]]:
+               ch: Changes) -> tuple[list[int], list[int]]:
         """A rescan against the view we had: keeps the objects of unchanged
-        messages, makes new ones for changed flags (a modseq each) and for
-        arrivals (one modseq for all).  Returns (added, flags changed)."""
-        added: list[int] = []
-        changed: list[int] = []
-        flags = self._flags
-        bumped = False
+        messages, makes new ones, at the rescan's mod-sequence, for changed
+        flags and for arrivals.  Returns (added, flags changed)."""
+        changed_flags, modseq = ch.flags, ch.modseq
         for uid, key, sub, info, size, pop3 in entries.rows():
             m = old.get(uid)
+            fl = changed_flags.get(uid)
             if m is not None and m.key == key:
-                if m.info != info or m.sub != sub or kw_changed:
-                    fl = flags(info)
-                    if fl != m.flags:
-                        self.highestmodseq += 1
-                        m = m.with_flags(fl, self.highestmodseq, sub, info)
-                        changed.append(uid)
-                    else:
-                        m.sub, m.info = sub, info
+                if fl is not None:
+                    m = m.with_flags(fl, modseq, sub, info)
+                elif m.info != info or m.sub != sub:
+                    m.sub, m.info = sub, info
                 into[uid] = m
                 continue
-            if not bumped:
-                self.highestmodseq += 1
-                bumped = True
-            into[uid] = MaildirMessageInfo(self, uid, key, size, flags(info), self.highestmodseq, sub, info, pop3)
-            added.append(uid)
+            into[uid] = MaildirMessageInfo(self, uid, key, size, fl if fl is not None else self._flags(info),
+                                           modseq, sub, info, pop3)
             if sub == "new":
                 self._recent.add(uid)
-        return added, changed
+        return ch.added, ch.changed
 
-    def _load_entries(self, entries: EntryTable, into: dict[int, MaildirMessageInfo], bump: bool) -> None:
-        """The first load of a folder (or a reload under a new UIDVALIDITY):
+    def _load_entries(self, entries: EntryTable, into: dict[int, MaildirMessageInfo], ch: Changes) -> None:
+        """Everything anew (a first view, or one under a new UIDVALIDITY):
         the tight loop, nothing to compare with."""
-        if bump and entries:
-            self.highestmodseq += 1
-        modseq = self.highestmodseq
+        if ch.reset is not None:
+            modseqs: Iterable[int] = ch.reset.modseqs
+        else:
+            self._note_changes(ch)
+            modseqs = [ch.modseq or self.highestmodseq] * len(entries)
         memo, keywords, recent = self._flag_memo, self._keywords, self._recent
         info_cls = MaildirMessageInfo
-        for uid, key, sub, info, size, pop3 in entries.rows():
+        for (uid, key, sub, info, size, pop3), modseq in zip(entries.rows(), modseqs, strict=True):
             fl = memo.get(info)
             if fl is None:
                 fl = memo[info] = flags_from_info(info, keywords)
@@ -380,19 +424,19 @@ class Folder:
         if full:
             self._cur_recheck = at - stamps[1] < RECENT_NS
 
-    def _apply_added(self, res: OpResult, recent: bool) -> list[int]:
+    def _apply_added(self, res: OpResult, ch: Changes, recent: bool) -> list[int]:
         if res.full is not None:
-            self._apply_full(res.full)
+            self._apply_full(res.full, ch)
+        else:
+            self._note_changes(ch)
         self._set_keywords(res.keywords)
         added = []
         fresh = [e for e in res.entries if e.uid not in self._msgs]
-        if fresh:
-            self.highestmodseq += 1  # a new message is a change CONDSTORE clients must see
         for uid, key, sub, info, size, pop3 in fresh:
             if self._msgs and uid < next(reversed(self._msgs)):
                 self._msgs = dict(sorted(self._msgs.items()))
             self._msgs[uid] = MaildirMessageInfo(self, uid, key, size, self._flags(info),
-                                                 self.highestmodseq, sub, info, pop3)
+                                                 ch.modseq or self.highestmodseq, sub, info, pop3)
             if self._by_key is not None:
                 self._by_key[key] = uid
             added.append(uid)
@@ -456,6 +500,12 @@ class Folder:
         if m is None:
             raise MessageGone(f"message {uid} was expunged")
         return m.pop3 or "%08x%08x" % (uid, self.uidvalidity)
+
+    def vanished_since(self, modseq: int) -> list[int]:
+        if modseq >= self.vanished_floor:
+            return sorted(self._gone_uids[bisect_right(self._gone_modseqs, modseq):])
+        msgs = self._msgs  # the record no longer reaches back that far: everything missing
+        return [u for u in range(1, self.uidnext) if u not in msgs]
 
     def claim_recent(self) -> set[int]:
         r, self._recent = self._recent, set()
@@ -522,13 +572,18 @@ class Folder:
             if how is None:
                 return None
             if how == "new":
-                return threads.deferToThread(self._disk.sync_new).addCallback(self._apply_new)
-            return threads.deferToThread(self._disk.sync).addCallback(self._apply_full)
+                return threads.deferToThread(self._added_in_thread, self._disk.sync_new).addCallback(self._apply_new)
+            return threads.deferToThread(self._rescan_in_thread).addCallback(self._apply_rescan)
 
         return self._serial(work)
 
-    def _apply_new(self, res: OpResult) -> None:
-        self._apply_added(res, recent=True)
+    def _apply_new(self, done: tuple[OpResult, Changes]) -> None:
+        self._apply_added(done[0], done[1], recent=True)
+
+    def _added_in_thread(self, op: Callable[..., OpResult], *args: Any) -> tuple[OpResult, Changes]:
+        """Worker thread: an operation that adds messages, and its changes."""
+        res = op(*args)
+        return res, self._changes_of(res)
 
     # --- mutations ---------------------------------------------------------------------------
 
@@ -546,21 +601,22 @@ class Folder:
         except StoreError:
             return defer.fail()
 
-        def in_thread() -> OpResult:
+        def in_thread() -> tuple[OpResult, Changes]:
             if tmpfile is not None:
                 src = tmpfile.name
                 size, vsize = finish_tmp(src, internaldate)
             else:
                 src, size, vsize = write_tmp(self.path, source, internaldate)
             try:
-                return self._disk.add([NewFile(src, "rename", flagset, size, vsize)])
+                res = self._disk.add([NewFile(src, "rename", flagset, size, vsize)])
             except BaseException:
                 unlink_quiet(src)
                 raise
+            return res, self._changes_of(res)
 
         def work() -> defer.Deferred[int]:
             return threads.deferToThread(in_thread).addCallback(
-                lambda res: self._apply_added(res, recent=True)[0])
+                lambda done: self._apply_added(done[0], done[1], recent=True)[0])
 
         d = self._serial(work)
         if tmpfile is not None:
@@ -576,15 +632,15 @@ class Folder:
         return self._batch.submit(item)
 
     def _add_batch(self, items: list[NewFile]) -> defer.Deferred[list[int | None]]:
-        def apply(res: OpResult) -> list[int | None]:
-            uids = self._apply_added(res, recent=True)
+        def apply(done: tuple[OpResult, Changes]) -> list[int | None]:
+            uids = self._apply_added(done[0], done[1], recent=True)
             out: list[int | None] = [None] * len(items)
-            for i, uid in zip(res.order, uids, strict=True):
+            for i, uid in zip(done[0].order, uids, strict=True):
                 out[i] = uid
             return out
 
         def work() -> defer.Deferred[list[int | None]]:
-            return threads.deferToThread(self._disk.add, items).addCallback(apply)
+            return threads.deferToThread(self._added_in_thread, self._disk.add, items).addCallback(apply)
 
         def failed(f: Any) -> Any:
             discard_sources(items)
@@ -595,11 +651,22 @@ class Folder:
     def _add_links(self, items: list[NewFile]) -> defer.Deferred[tuple[list[int], list[int]]]:
         """copy_to's target half: fires with (placed item indexes, uids)."""
         def work() -> defer.Deferred[tuple[list[int], list[int]]]:
-            return threads.deferToThread(self._disk.add, items).addCallback(
-                lambda res: (res.order, self._apply_added(res, recent=True)))
+            return threads.deferToThread(self._added_in_thread, self._disk.add, items).addCallback(
+                lambda done: (done[0].order, self._apply_added(done[0], done[1], recent=True)))
         return self._serial(work)
 
     def store_flags(self, uids: Iterable[int], flags: Iterable[str], mode: str) -> defer.Deferred[list[int]]:
+        return self._store(uids, flags, mode, None).addCallback(lambda done: done[0])
+
+    def store_flags_unchanged_since(self, uids: Iterable[int], flags: Iterable[str], mode: str,
+                                    unchangedsince: int) -> defer.Deferred[tuple[list[int], list[int]]]:
+        return self._store(uids, flags, mode, unchangedsince)
+
+    def _store(self, uids: Iterable[int], flags: Iterable[str], mode: str, unchangedsince: int | None
+               ) -> defer.Deferred[tuple[list[int], list[int]]]:
+        """Fires with (changed, modified): ``modified`` are the messages left
+        alone because their mod-sequence is above ``unchangedsince``; the
+        check and the change happen in one operation."""
         if mode not in ("+", "-", "="):
             return defer.fail(StoreError(f"bad flag mode {mode!r}"))
         try:
@@ -608,24 +675,33 @@ class Folder:
             return defer.fail()
         wanted = list(uids)
 
-        def work() -> defer.Deferred[list[int]] | list[int]:
-            items = self._flag_changes(wanted, flagset, mode)
+        def work() -> defer.Deferred[tuple[list[int], list[int]]] | tuple[list[int], list[int]]:
+            items, item_uids, modified = self._flag_changes(wanted, flagset, mode, unchangedsince)
             if not items:
-                return []
-            return threads.deferToThread(self._disk.set_flags, items).addCallback(self._apply_flags)
+                return [], modified
+            return threads.deferToThread(self._flags_in_thread, items, item_uids).addCallback(
+                self._apply_flags).addCallback(lambda changed: (changed, modified))
 
         return self._serial(work)
 
-    def _flag_changes(self, uids: list[int], flagset: frozenset[str], mode: str
-                      ) -> list[tuple[str, str, str | None, frozenset[str]]]:
+    def _flag_changes(self, uids: list[int], flagset: frozenset[str], mode: str, unchangedsince: int | None
+                      ) -> tuple[list[tuple[str, str, str | None, frozenset[str]]], list[int], list[int]]:
         """(key, sub, info, new flags) of the messages whose flags ``mode``
-        really changes; keywords spelled as the folder already knows them."""
+        really changes, with their UIDs; keywords spelled as the folder
+        already knows them; and the UIDs whose mod-sequence is above
+        ``unchangedsince`` (not changed, RFC 7162 3.1.3)."""
         known = {k.lower(): k for k in self._keywords if k}
         fl = frozenset(known.get(f.lower(), f) for f in flagset)
         items = []
+        item_uids = []
+        modified = []
+        msgs = self._msgs
         for uid in uids:
-            m = self._msgs.get(uid)
+            m = msgs.get(uid)
             if m is None:
+                continue
+            if unchangedsince is not None and m.modseq > unchangedsince:
+                modified.append(uid)
                 continue
             if mode == "+":
                 new = m.flags | fl
@@ -635,23 +711,34 @@ class Folder:
                 new = fl
             if new != m.flags:
                 items.append((m.key, m.sub, m.info, new))
-        return items
+                item_uids.append(uid)
+        return items, item_uids, modified
 
-    def _apply_flags(self, res: OpResult) -> list[int]:
+    def _flags_in_thread(self, items: list[tuple[str, str, str | None, frozenset[str]]], uids: list[int]
+                         ) -> tuple[OpResult, Changes, list[int]]:
+        """Worker thread: rename the files, record the new flags."""
+        res = self._disk.set_flags(items)
+        keys = res.keys
+        done = [(uid, where[1]) for uid, it in zip(uids, items, strict=True) if (where := keys.get(it[0])) is not None]
+        keywords = res.keywords if res.keywords is not None else self._disk.keywords
+        return res, self._modseqs.flagged(done, keywords), uids
+
+    def _apply_flags(self, done: tuple[OpResult, Changes, list[int]]) -> list[int]:
+        res, ch, uids = done
         self._set_keywords(res.keywords)
         self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=False)
+        self._note_changes(ch)
         changed = []
-        keymap = self._keymap()
-        for key, where in res.keys.items():
-            uid = keymap.get(key)
-            m = self._msgs.get(uid) if uid is not None else None
-            if m is None or uid is None:
+        msgs = self._msgs
+        for uid in uids:
+            m = msgs.get(uid)
+            if m is None:
                 continue
+            where = res.keys.get(m.key)
             if where is None:
                 self._unsure = True  # removed behind our back: the next refresh expunges it
                 continue
-            self.highestmodseq += 1
-            self._msgs[uid] = m.with_flags(self._flags(where[1]), self.highestmodseq, where[0], where[1])
+            msgs[uid] = m.with_flags(ch.flags[uid], ch.modseq, where[0], where[1])
             changed.append(uid)
         changed.sort()
         self._listeners.tell(self, FLAGS, changed)
@@ -668,19 +755,25 @@ class Folder:
             if not targets:
                 return []
             items = [(m.key, m.sub, m.info) for m in targets]
-            return threads.deferToThread(self._disk.expunge, items).addCallback(
-                lambda res: self._apply_expunged([m.uid for m in targets], res))
+            return threads.deferToThread(self._expunge_in_thread, items, [m.uid for m in targets]).addCallback(
+                self._apply_expunged)
 
         return self._serial(work)
 
-    def _apply_expunged(self, uids: list[int], res: OpResult) -> list[int]:
+    def _expunge_in_thread(self, items: list[tuple[str, str, str | None]], uids: list[int]
+                           ) -> tuple[list[int], OpResult, Changes]:
+        """Worker thread: unlink the files, record the expunges."""
+        res = self._disk.expunge(items)
+        return uids, res, self._modseqs.expunged(uids)
+
+    def _apply_expunged(self, done: tuple[list[int], OpResult, Changes]) -> list[int]:
+        uids, res, ch = done
         gone = [u for u in uids if u in self._msgs]
         for u in gone:
             m = self._msgs.pop(u)
             if self._by_key is not None:
                 self._by_key.pop(m.key, None)
-        if gone:
-            self.highestmodseq += 1
+        self._note_changes(ch)
         self._recent.difference_update(gone)
         self._cache.forget(gone)
         self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=False)

@@ -82,7 +82,7 @@ class MessageInfo:
     size: int  # RFC 822 size (CRLF line ends)
     internaldate: float  # seconds since the epoch (Maildir: file mtime)
     flags: frozenset = field(default_factory=frozenset)  # system flags and keywords
-    modseq: int = 1  # bumped on every flag change; reserved for CONDSTORE
+    modseq: int = 1  # the mod-sequence of the message's last change (RFC 7162): see IFolder.highestmodseq
 
 
 class IFolderListener(Interface):
@@ -107,7 +107,23 @@ class IFolder(Interface):
     name = Attribute("IMAP name, e.g. 'INBOX' or 'Lists/python'")
     uidvalidity = Attribute("int, never changes silently")
     uidnext = Attribute("int, the UID the next message will get")
-    highestmodseq = Attribute("int")
+    # -- CONDSTORE/QRESYNC (issue 9)
+    highestmodseq = Attribute(
+        """int >= 1: the mod-sequence of the folder's last change (RFC 7162).
+        Every change to the folder - messages added (APPEND, COPY/MOVE in,
+        deliveries, files another program put there), flags changed (by any
+        session, POP3, or another program), messages expunged - takes a
+        mod-sequence above every earlier one; one operation may give all it
+        changes the same one.  Each message's ``MessageInfo.modseq`` is the
+        mod-sequence of its own last change (arrival or flag change).  The
+        value is persistent: it never goes backwards, across restarts,
+        crashes, reindexing and changes made while the server was down; it
+        may start again (at any value >= 1) only together with a new
+        UIDVALIDITY.  A change is recorded before any listener hears of it
+        or any reader can see it.""")
+    vanished_floor = Attribute(
+        """int: :meth:`vanished_since` is exact for every mod-sequence at or
+        above it (the expunge record reaches back that far).""")
 
     def messages() -> list:
         """All current messages as MessageInfo, ascending by UID.  The list
@@ -181,6 +197,29 @@ class IFolder(Interface):
         """``{uid: value}`` of one kind for many messages (those without a
         value, or expunged, are left out): what a FETCH over many messages
         reads in a few queries instead of one per message."""
+
+    # -- CONDSTORE/QRESYNC (issue 9)
+
+    def vanished_since(modseq: int) -> list:
+        """UIDs (ascending) of the messages expunged with a mod-sequence
+        above ``modseq``: what ``VANISHED (EARLIER)`` reports to a client
+        that last synchronised at ``modseq`` (RFC 7162 3.2.5, 3.2.6).
+        Synchronous, from memory.  Exact for ``modseq >= vanished_floor``;
+        below it the record was trimmed and the answer is every UID below
+        ``uidnext`` that is not in the folder - a superset, which RFC 7162
+        3.2.5.2 allows (clients ignore UIDs they do not know).  Never
+        includes a UID that is in the folder."""
+
+    def store_flags_unchanged_since(uids: Iterable[int], flags: Iterable[str], mode: str,
+                                    unchangedsince: int) -> Deferred:
+        """``store_flags`` with RFC 7162's UNCHANGEDSINCE: a message whose
+        ``modseq`` is above ``unchangedsince`` is left alone and reported as
+        modified; the others are changed as ``store_flags`` would (mode '+',
+        '-' or '=').  Test and change are one atomic step: no other change
+        to these messages comes between.  Expunged UIDs are skipped, in
+        neither list.  Fires with ``(changed, modified)``: the UIDs whose
+        flags really changed (each now at one new mod-sequence) and the
+        UIDs left alone, both ascending."""
 
 
 class IAccount(Interface):
