@@ -7,8 +7,8 @@ from twisted.internet import task
 from twisted.logger import Logger
 
 from mailsrv.imap import commands as C
+from mailsrv.imap import condstore, render
 from mailsrv.imap import flags as F
-from mailsrv.imap import render
 from mailsrv.imap.context import Context, Handlers
 from mailsrv.imap.listing import list_mailboxes, status_values
 from mailsrv.imap.results import AUTHENTICATED, Result, bad, no, ok
@@ -19,7 +19,10 @@ log = Logger()
 
 
 async def select(ctx: Context, cmd: C.MailboxCommand) -> Result:
-    """SELECT and EXAMINE (read-only)."""
+    """SELECT and EXAMINE (read-only), with CONDSTORE/QRESYNC (:mod:`condstore`)."""
+    refused = condstore.select_begin(ctx, cmd)
+    if refused is not None:
+        return refused
     ctx.unselect()
     try:
         folder: IFolder = await ctx.account.open_folder(cmd.mailbox)
@@ -39,6 +42,7 @@ async def select(ctx: Context, cmd: C.MailboxCommand) -> Result:
             break
     lines.append(render.untagged(f"OK [UIDVALIDITY {folder.uidvalidity}] UIDs valid"))
     lines.append(render.untagged(f"OK [UIDNEXT {folder.uidnext}] Predicted next UID"))
+    lines += condstore.select_end(ctx, cmd, sel)
     ctx.send_many(lines)
     return ok("completed", "READ-ONLY" if readonly else "READ-WRITE")
 
@@ -139,11 +143,21 @@ async def namespace(ctx: Context, cmd: C.Simple) -> Result:
     return ok()
 
 
+ENABLERS = dict(condstore.ENABLERS)
+"""Extensions ENABLE knows: name -> function enabling it for the session
+and returning what to list in ENABLED."""
+
+
 async def enable(ctx: Context, cmd: C.Enable) -> Result:
-    """None of CONDSTORE/QRESYNC/UTF8=ACCEPT yet: nothing is enabled.  An
-    extension that can be enabled adds its name to ``ctx.enabled`` and to
-    this response."""
-    ctx.send(render.untagged("ENABLED"))
+    """ENABLE (RFC 5161): each extension named that can be enabled is, and
+    is listed in ENABLED (again, if it already was, as Dovecot does); the
+    others are ignored."""
+    enabled: list[str] = []
+    for cap in cmd.capabilities:
+        fn = ENABLERS.get(cap)
+        if fn is not None:
+            enabled += [c for c in fn(ctx, cap) if c not in enabled]
+    ctx.send(render.untagged(" ".join(["ENABLED", *enabled])))
     return ok()
 
 

@@ -4,8 +4,8 @@ STORE COPY MOVE and their UID forms (FETCH itself is in :mod:`fetch`)."""
 from __future__ import annotations
 
 from mailsrv.imap import commands as C
+from mailsrv.imap import condstore, render
 from mailsrv.imap import flags as F
-from mailsrv.imap import render
 from mailsrv.imap.context import Context, Handlers
 from mailsrv.imap.fetch import fetch, target
 from mailsrv.imap.results import SELECTED_ONLY, Result, bad, no, ok
@@ -51,7 +51,7 @@ async def expunge(ctx: Context, cmd: C.Simple | C.UidExpunge) -> Result:
             await sel.folder.expunge(doomed)
     else:
         await sel.folder.expunge(None)
-    return ok()
+    return ok("completed", condstore.expunge_code(ctx))
 
 
 async def _report_flags(ctx: Context, sel: SelectedMailbox, pairs: list[tuple[int, int]], uid: bool) -> None:
@@ -63,8 +63,10 @@ async def _report_flags(ctx: Context, sel: SelectedMailbox, pairs: list[tuple[in
         if info is None:
             continue
         items = b"FLAGS " + render.flag_list(sel.flags_of(info))
-        if uid:
+        if uid or sel.modseqs:
             items = b"UID %d " % u + items
+        if sel.modseqs:
+            items += b" MODSEQ (%d)" % info.modseq
         lines.append(b"* %d FETCH (%s)\r\n" % (seq, items))
         if len(lines) >= 512:
             ctx.send_many(lines)
@@ -86,14 +88,22 @@ async def store(ctx: Context, cmd: C.Store) -> Result:
         return bad("Invalid message sequence number")
     folder = sel.folder
     live = [u for _, u in pairs if folder.get(u) is not None]
-    changed = await folder.store_flags(live, flags, cmd.mode) if live else []
+    changed, modified = await condstore.store_flags(ctx, cmd, live, flags)
     ctx.send_many(sel.new_keywords_response())  # FLAGS before a FETCH that uses a new keyword
+    if modified:  # UNCHANGEDSINCE kept these: no FETCH for them, their news stay pending
+        kept = set(modified)
+        pairs = [p for p in pairs if p[1] not in kept]
+        live = [u for u in live if u not in kept]
     if cmd.silent:
         sel.forget_flag_updates(changed)
+        if sel.modseqs:
+            ctx.send_many(condstore.silent_report(sel, pairs, changed))
     else:
         sel.forget_flag_updates(live)
         await _report_flags(ctx, sel, pairs, cmd.uid)
-    if len(live) < len(pairs):
+    if modified:
+        return ok("Conditional STORE failed", condstore.modified_code(sel, cmd, modified))
+    if len(live) + len(modified) < len(pairs) + len(modified):
         return no(GONE, "EXPUNGEISSUED")
     return ok()
 
@@ -136,7 +146,7 @@ async def copy(ctx: Context, cmd: C.Copy) -> Result:
     return ok("completed", code)
 
 
-def _esearch(cmd: C.Search, numbers: list[int]) -> bytes:
+def _esearch(cmd: C.Search, numbers: list[int], modseq: int | None = None) -> bytes:
     """The ESEARCH response (RFC 4731) for RETURN (MIN MAX COUNT ALL)."""
     opts = cmd.return_opts or []
     parts = [b'* ESEARCH (TAG "%s")' % cmd.tag.encode()]
@@ -150,6 +160,8 @@ def _esearch(cmd: C.Search, numbers: list[int]) -> bytes:
         parts.append(b"COUNT %d" % len(numbers))
     if numbers and "ALL" in opts:
         parts.append(b"ALL " + render_set(numbers).encode())
+    if modseq is not None:
+        parts.append(b"MODSEQ %d" % modseq)
     return b" ".join(parts) + b"\r\n"
 
 
@@ -163,10 +175,15 @@ async def search(ctx: Context, cmd: C.Search) -> Result:
     seqs = run_search(folder, infos, cmd.key, set(sel.recent), cmd.charset)
     seqs = sorted(s for s in set(seqs) if 0 < s <= len(infos) and folder.get(infos[s - 1].uid) is not None)
     numbers = [infos[s - 1].uid for s in seqs] if cmd.uid else seqs
+    modseq = None
+    if condstore.has_modseq(cmd.key):  # RFC 7162 3.1.5: the highest MODSEQ of what matched
+        condstore.enable_condstore(ctx)
+        modseq = condstore.search_modseq(folder, [infos[s - 1].uid for s in seqs], cmd.return_opts)
     if cmd.return_opts is None:
-        ctx.send(b"* SEARCH" + b"".join(b" %d" % n for n in numbers) + b"\r\n")
+        tail = b" (MODSEQ %d)" % modseq if modseq is not None else b""
+        ctx.send(b"* SEARCH" + b"".join(b" %d" % n for n in numbers) + tail + b"\r\n")
     else:
-        ctx.send(_esearch(cmd, numbers))
+        ctx.send(_esearch(cmd, numbers, modseq))
     return ok()
 
 

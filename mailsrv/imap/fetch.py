@@ -19,8 +19,8 @@ from twisted.internet import task
 from twisted.logger import Logger
 
 from mailsrv.imap import commands as C
+from mailsrv.imap import condstore, render
 from mailsrv.imap import fetchdata as fd
-from mailsrv.imap import render
 from mailsrv.imap.context import Context
 from mailsrv.imap.results import Result, bad, no, ok
 from mailsrv.imap.seqset import SeqSet, resolve_seq, resolve_uid, seq_in_range
@@ -136,6 +136,8 @@ class Plan:
             return lambda info, pre: b"INTERNALDATE " + render.date_time(info.internaldate)
         if n == "RFC822.SIZE":
             return lambda info, pre: b"RFC822.SIZE %d" % info.size
+        if n == "MODSEQ":
+            return lambda info, pre: condstore.modseq_item(info)
         if n == "ENVELOPE":
             return self._cached(b"ENVELOPE ", fd.ENVELOPE, lambda info: fd.envelope(folder, info))
         if n == "BODYSTRUCTURE":
@@ -270,6 +272,12 @@ class _FetchRun:
         self.has_flags = any(a.name == "FLAGS" for a in atts)
         self.plan = Plan(sel, atts)
         self.with_flags = self.plan.makers + [self.plan.flags]
+        if sel.modseqs:  # setting \Seen is a change: its FETCH carries UID and MODSEQ (RFC 7162 3.1.4)
+            names = {a.name for a in atts}
+            if "UID" not in names:
+                self.with_flags.insert(0, lambda info, pre: b"UID %d" % info.uid)
+            if "MODSEQ" not in names:
+                self.with_flags.append(lambda info, pre: condstore.modseq_item(info))
         self.gone = self.failed = 0
 
     async def _seen_now(self, batch: list[tuple[int, int]]) -> set[int]:
@@ -348,6 +356,10 @@ async def fetch(ctx: Context, cmd: C.Fetch) -> Result | None:
     atts = list(cmd.atts)
     if cmd.uid and not any(a.name == "UID" for a in atts):
         atts.insert(0, C.FetchAtt("UID"))
+    prepared = condstore.fetch_prepare(ctx, cmd, pairs, atts)
+    if isinstance(prepared, Result):
+        return prepared
+    pairs = prepared
     run = _FetchRun(ctx, sel, atts)
     step = max(1, ctx.yield_every)
     for start in range(0, len(pairs), step):

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mailsrv.imap import commands as C
+from mailsrv.imap import condstore_grammar as CG
 from mailsrv.imap import flags as F
 from mailsrv.imap import searchkeys as K
 from mailsrv.imap.framing import MAX_LINE, Literal, Parser, Parts
@@ -91,8 +92,6 @@ def _expunge(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
 def _one_mailbox(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
     r.sp()
     mbox = r.mailbox()
-    if name in ("SELECT", "EXAMINE") and not r.at_end():
-        raise Syntax("SELECT parameters are not supported")
     r.end()
     return C.MailboxCommand(tag, name, mailbox=mbox)
 
@@ -129,7 +128,7 @@ def _rename(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
     return C.Rename(tag, name, old=old, new=new)
 
 
-STATUS_ATTS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE"}
+STATUS_ATTS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", "HIGHESTMODSEQ"}
 
 
 def _status_atts(r: Reader) -> list[str]:
@@ -232,7 +231,7 @@ def _append(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
 
 
 _SIMPLE_FETCH = {"FLAGS", "UID", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.TEXT",
-                 "RFC822.SIZE", "ENVELOPE", "BODY", "BODYSTRUCTURE"}
+                 "RFC822.SIZE", "ENVELOPE", "BODY", "BODYSTRUCTURE", "MODSEQ"}
 _MACROS = {
     "ALL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"],
     "FAST": ["FLAGS", "INTERNALDATE", "RFC822.SIZE"],
@@ -306,14 +305,22 @@ def _fetch(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
         else:
             r.pos = save
             atts = [_fetch_att(r)]
+    cmd = C.Fetch(tag, "FETCH", uid=uid, seqset=seqset, atts=atts)
+    if not r.at_end():
+        r.sp()
+        CG.fetch_modifiers(r, cmd)
     r.end()
-    return C.Fetch(tag, "FETCH", uid=uid, seqset=seqset, atts=atts)
+    return cmd
 
 
 def _store(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
     r.sp()
     seqset = r.seqset()
     r.sp()
+    modified = C.Store(tag, "STORE")
+    if r.peek() == 0x28:
+        CG.store_modifiers(r, modified)
+        r.sp()
     mode = "="
     if r.peek() in (0x2B, 0x2D):
         mode = chr(r.peek())
@@ -331,7 +338,7 @@ def _store(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
             flags.append(r.flag())
     r.end()
     return C.Store(tag, "STORE", uid=uid, seqset=seqset, mode=mode,
-                   silent=item.endswith(".SILENT"), flags=flags)
+                   silent=item.endswith(".SILENT"), flags=flags, unchangedsince=modified.unchangedsince)
 
 
 def _copy(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
@@ -410,7 +417,9 @@ def _id(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
 COMMANDS: dict[str, ParseFn] = {
     **{n: _no_args for n in ("CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "CHECK", "CLOSE",
                              "UNSELECT", "IDLE", "NAMESPACE")},
-    **{n: _one_mailbox for n in ("SELECT", "EXAMINE", "CREATE", "DELETE", "SUBSCRIBE", "UNSUBSCRIBE")},
+    **{n: _one_mailbox for n in ("CREATE", "DELETE", "SUBSCRIBE", "UNSUBSCRIBE")},
+    "SELECT": CG.select,
+    "EXAMINE": CG.select,
     "EXPUNGE": _expunge,
     "LOGIN": _login,
     "AUTHENTICATE": _authenticate,
@@ -550,6 +559,7 @@ SEARCH_KEYS: dict[str, KeyFn] = {
     "LARGER": _size,
     "SMALLER": _size,
     "UID": _uid_key,
+    "MODSEQ": CG.modseq_key,
     "NOT": _not,
     "OR": _or,
 }

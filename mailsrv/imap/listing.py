@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from mailsrv.imap import commands as C
-from mailsrv.imap import render
+from mailsrv.imap import condstore, render
 from mailsrv.imap.context import Context
 from mailsrv.store.interfaces import IAccount, IFolder
 
@@ -51,6 +51,9 @@ async def status_values(ctx: Context, name: str, atts: list[str]) -> bytes:
             v = folder.uidvalidity
         elif a == "UNSEEN":
             v = sum(1 for m in msgs if "\\Seen" not in m.flags)
+        elif a == "HIGHESTMODSEQ":
+            condstore.enable_condstore(ctx)  # a CONDSTORE-enabling request (RFC 7162 3.1)
+            v = folder.highestmodseq
         else:  # SIZE
             v = folder.total_size()
         values.append(f"{a} {v}")

@@ -178,6 +178,12 @@ def _uid(key: K.Uid, scope: _Scope) -> Compiled:
 
 
 @compile_key.register
+def _modseq(key: K.Modseq, scope: _Scope) -> Compiled:
+    n = key.n
+    return CHEAP, lambda i, m: m.modseq >= n
+
+
+@compile_key.register
 def _header_key(key: K.Header, scope: _Scope) -> Compiled:
     return HEADER, _header(key.field, key.value, scope.msg, scope.view)
 

@@ -114,6 +114,13 @@ class Uid:
 
 
 @dataclass(frozen=True, slots=True)
+class Modseq:
+    """MODSEQ n (RFC 7162 3.1.5): the message's mod-sequence is n or more."""
+
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
 class Not:
     key: SearchKey
 
@@ -132,4 +139,4 @@ class And:
 
 
 SearchKey: TypeAlias = (All | Recent | New | Old | Flag | Header | Address | Body | Text | Date | Size | Seq | Uid
-                        | Not | Or | And)
+                        | Modseq | Not | Or | And)

@@ -198,7 +198,8 @@ def test_append_to_selected_mailbox_reports_exists():
 def test_namespace_enable():
     c = authed()
     assert c.cmd("a NAMESPACE") == b'* NAMESPACE (("" "/")) NIL NIL\r\na OK NAMESPACE completed\r\n'
-    assert c.cmd("b ENABLE CONDSTORE") == b"* ENABLED\r\nb OK ENABLE completed\r\n"
+    assert c.cmd("b ENABLE CONDSTORE") == b"* ENABLED CONDSTORE\r\nb OK ENABLE completed\r\n"
+    assert c.cmd("c ENABLE X-UNKNOWN") == b"* ENABLED\r\nc OK ENABLE completed\r\n"
 
 
 ATOMS = "!#$&'+,-.0123456789:;<=>?@^_`|[}"
