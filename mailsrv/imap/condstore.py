@@ -91,10 +91,11 @@ def select_begin(ctx: Context, cmd: C.MailboxCommand) -> Result | None:
     """Before SELECT opens anything: QRESYNC wants ENABLE QRESYNC first
     (3.2.5); the mailbox open so far is closed, which QRESYNC servers say
     (3.2.11)."""
-    if isinstance(cmd, C.Select) and cmd.qresync is not None and QRESYNC not in ctx.enabled:
-        return bad("QRESYNC not enabled")
     if ctx.selected is not None:
         ctx.send(b"* OK [CLOSED] Previous mailbox closed.\r\n")
+        ctx.unselect()
+    if isinstance(cmd, C.Select) and cmd.qresync is not None and QRESYNC not in ctx.enabled:
+        return bad("QRESYNC not enabled")
     if isinstance(cmd, C.Select) and cmd.condstore:
         ctx.enabled.add(CONDSTORE)
     return None

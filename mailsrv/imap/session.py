@@ -135,6 +135,7 @@ class SelectedMailbox:
             gone = sorted((s for s in (self.seq_of(u) for u in self._expunged) if s is not None), reverse=True)
             if self.vanished and gone:
                 out.append(b"* VANISHED %s\r\n" % render_set([self.uids[s - 1] for s in gone]).encode())
+                out.append(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % self.folder.highestmodseq)
             else:  # descending order: each EXPUNGE leaves the lower numbers valid
                 out.extend(b"* %d EXPUNGE\r\n" % seq for seq in gone)
             if gone:

@@ -76,6 +76,10 @@ def test_select_parameter_errors_are_bad(command):
 def test_qresync_select_needs_enable_qresync():
     c = session(1, enable="CONDSTORE")
     assert c.cmd("a SELECT INBOX (QRESYNC (1000 1))") == b"a BAD SELECT QRESYNC not enabled\r\n"
+    c.cmd("s SELECT INBOX")
+    out = c.cmd("b SELECT INBOX (QRESYNC (1000 1))")  # the open mailbox is closed first, as Dovecot does
+    assert out == b"* OK [CLOSED] Previous mailbox closed.\r\nb BAD SELECT QRESYNC not enabled\r\n"
+    assert c.cmd("c NOOP") == b"c OK NOOP completed\r\n" and c.cmd("d FETCH 1 FLAGS").startswith(b"d BAD")
 
 
 def test_status_highestmodseq_enables_condstore():
@@ -132,7 +136,8 @@ def test_uid_fetch_changedsince_vanished():
     start = hms(c)
     c.cmd("a STORE 2,4 +FLAGS.SILENT (\\Deleted)")
     out = c.cmd("b EXPUNGE")
-    assert lines(out) == [b"* VANISHED 2,4", b"b OK [HIGHESTMODSEQ %d] EXPUNGE completed" % hms(c)]
+    assert lines(out) == [b"* VANISHED 2,4", b"* OK [HIGHESTMODSEQ %d] Highest" % hms(c),
+                          b"b OK [HIGHESTMODSEQ %d] EXPUNGE completed" % hms(c)]
     c.cmd("c UID STORE 5 +FLAGS.SILENT (\\Seen)")
     m5 = inbox.get(5).modseq
     out = c.cmd(f"d UID FETCH 1:* (FLAGS) (CHANGEDSINCE {start} VANISHED)")
@@ -243,7 +248,7 @@ def test_other_sessions_changes_carry_uid_and_modseq_and_vanished():
     b.cmd("y UID STORE 3:4 +FLAGS.SILENT (\\Deleted)")
     b.cmd("z EXPUNGE")
     out = a.cmd("o NOOP")
-    assert b"* VANISHED 3:4\r\n" in out and b"EXPUNGE" not in out
+    assert b"* VANISHED 3:4\r\n* OK [HIGHESTMODSEQ %d] Highest\r\n" % hms(a) in out and b"EXPUNGE" not in out
 
 
 def test_held_back_expunges_lower_the_reported_highestmodseq():
