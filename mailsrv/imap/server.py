@@ -246,6 +246,13 @@ class IMAPServer(Protocol, TimeoutMixin):
                 return
             if ctx.selected is not None:
                 await ctx.selected.folder.refresh()
+                if getattr(cmd, "uid", False):
+                    # a UID command may name a message this session has not
+                    # heard of yet (its UID came from another session's
+                    # APPENDUID): bring the view up to date first; EXPUNGE is
+                    # allowed now (RFC 3501 7.4.1 forbids it only around
+                    # sequence numbers)
+                    ctx.flush_pending()
             result: Result | None
             try:
                 result = await entry[0](ctx, cmd)
