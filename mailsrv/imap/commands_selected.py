@@ -76,7 +76,8 @@ async def _report_flags(ctx: Context, sel: SelectedMailbox, pairs: list[tuple[in
 
 
 async def store(ctx: Context, cmd: C.Store) -> Result:
-    """STORE / UID STORE; FLAGS.SILENT reports nothing this session did."""
+    """STORE / UID STORE; FLAGS.SILENT reports nothing this session did
+    (but the new MODSEQs under CONDSTORE)."""
     sel = ctx.mailbox
     if sel.readonly:
         return no(READ_ONLY, "CANNOT")
@@ -103,8 +104,8 @@ async def store(ctx: Context, cmd: C.Store) -> Result:
         await _report_flags(ctx, sel, pairs, cmd.uid)
     if modified:
         return ok("Conditional STORE failed", condstore.modified_code(sel, cmd, modified))
-    if len(live) + len(modified) < len(pairs) + len(modified):
-        return no(GONE, "EXPUNGEISSUED")
+    # messages another session expunged meanwhile are skipped, the rest is
+    # stored: OK, as Dovecot answers and RFC 2180 4.2.1 allows
     return ok()
 
 

@@ -300,6 +300,10 @@ class _FetchRun:
         local."""
         ctx, get = self.ctx, self.folder.get
         seen_now = await self._seen_now(batch)
+        if self.has_flags or seen_now:
+            # a keyword another session just introduced: FLAGS first, so no
+            # FETCH shows one the client was not told of
+            ctx.send_many(self.sel.new_keywords_response())
         pre = self.plan.prefetch([u for _, u in batch])
         makers, with_flags, has_flags = self.plan.makers, self.with_flags, self.has_flags
         may_stream = self.plan.may_stream
@@ -343,7 +347,9 @@ class _FetchRun:
         if self.failed:
             return no("Some messages could not be fetched", "SERVERBUG")
         if self.gone:
-            return no("Some of the requested messages no longer exist", "EXPUNGEISSUED")
+            # another session expunged them (this one has not been told
+            # yet): the rest was sent; OK, as Dovecot answers (RFC 2180 4.1)
+            return ok("Some messages were already expunged", "EXPUNGEISSUED")
         return ok()
 
 
