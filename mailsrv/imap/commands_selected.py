@@ -55,22 +55,32 @@ async def expunge(ctx: Context, cmd: C.Simple | C.UidExpunge) -> Result:
 
 
 async def _report_flags(ctx: Context, sel: SelectedMailbox, pairs: list[tuple[int, int]], uid: bool) -> None:
-    """The untagged FETCH (FLAGS) responses of a STORE, in batches."""
-    folder = sel.folder
-    lines = []
+    """The untagged FETCH (FLAGS) responses of a STORE, in batches; a flag
+    list is rendered once per distinct set (a STORE on 10,000 messages
+    leaves a handful)."""
+    get, recent = sel.folder.get, sel.recent
+    with_uid, with_modseq = uid or sel.modseqs, sel.modseqs
+    rendered: dict[tuple[frozenset[str], bool], bytes] = {}
+    lines: list[bytes] = []
+    append = lines.append
     for seq, u in pairs:
-        info = folder.get(u)
+        info = get(u)
         if info is None:
             continue
-        items = b"FLAGS " + render.flag_list(sel.flags_of(info))
-        if uid or sel.modseqs:
-            items = b"UID %d " % u + items
-        if sel.modseqs:
-            items += b" MODSEQ (%d)" % info.modseq
-        lines.append(b"* %d FETCH (%s)\r\n" % (seq, items))
-        if len(lines) >= 512:
+        key = (info.flags, u in recent)
+        flags = rendered.get(key)
+        if flags is None:
+            flags = rendered[key] = b"FLAGS " + render.flag_list(sel.flags_of(info))
+        if with_modseq:
+            append(b"* %d FETCH (UID %d %b MODSEQ (%d))\r\n" % (seq, u, flags, info.modseq))
+        elif with_uid:
+            append(b"* %d FETCH (UID %d %b)\r\n" % (seq, u, flags))
+        else:
+            append(b"* %d FETCH (%b)\r\n" % (seq, flags))
+        if len(lines) >= 2048:
             ctx.send_many(lines)
             lines = []
+            append = lines.append
             await ctx.drained()
     ctx.send_many(lines)
 

@@ -94,11 +94,11 @@ class ModseqRecorder:
                 ch.added.append(uid)
         return self._record(ch)
 
-    def flagged(self, changed: Iterable[tuple[int, str | None]], keywords: list[str | None]) -> Changes:
-        """Messages (UID, new info) whose files now carry new flags."""
+    def flagged(self, changed: Iterable[tuple[int, frozenset[str]]]) -> Changes:
+        """Messages (UID, new flags) whose files get new flags now."""
         ch = Changes()
-        for uid, info in changed:
-            ch.flags[uid] = self._flags(info, keywords)[0]
+        for uid, flags in changed:
+            ch.flags[uid] = flags
             ch.changed.append(uid)
         return self._record(ch)
 

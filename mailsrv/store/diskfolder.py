@@ -545,18 +545,28 @@ class DiskFolder:
         outside = False
         touched = {"cur"}
         new_files = self.new_files
-        for key, sub, info, flags in items:
-            new_info = info_for(flags, keywords, info)
-            try:
-                os.rename(message_path(self.path, sub, key, info), message_path(self.path, "cur", key, new_info))
-                res.keys[key] = ("cur", new_info)
-                if sub == "new":
-                    touched.add("new")
-                    if new_files is not None:
-                        new_files.pop(key, None)
-            except FileNotFoundError:
-                outside = True
-                res.keys[key] = self._reflag_moved(key, flags, keywords)
+        # names relative to open directories: no path walk per rename (a
+        # STORE on 10,000 messages is 10,000 renames)
+        fds = {sub: os.open(os.path.join(self.path, sub), os.O_RDONLY | os.O_DIRECTORY)
+               for sub in {"cur"} | {it[1] for it in items}}
+        rename, cur_fd = os.rename, fds["cur"]
+        try:
+            for key, sub, info, flags in items:
+                new_info = info_for(flags, keywords, info)
+                try:
+                    rename(join_filename(key, info), join_filename(key, new_info), src_dir_fd=fds[sub],
+                           dst_dir_fd=cur_fd)
+                    res.keys[key] = ("cur", new_info)
+                    if sub == "new":
+                        touched.add("new")
+                        if new_files is not None:
+                            new_files.pop(key, None)
+                except FileNotFoundError:
+                    outside = True
+                    res.keys[key] = self._reflag_moved(key, flags, keywords)
+        finally:
+            for fd in fds.values():
+                os.close(fd)
         if self.uids.known() and uidlist_id(self.path) != self.uids.file_id:
             outside = True
         return self._finish(res, pre, touched, outside)

@@ -25,6 +25,7 @@ from typing import Any, BinaryIO, Protocol
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mailsrv.store import index
@@ -679,8 +680,16 @@ class Folder:
             items, item_uids, modified = self._flag_changes(wanted, flagset, mode, unchangedsince)
             if not items:
                 return [], modified
-            return threads.deferToThread(self._flags_in_thread, items, item_uids).addCallback(
-                self._apply_flags).addCallback(lambda changed: (changed, modified))
+            # the renames and the record of the new flags in two threads at
+            # once; a rename that fails leaves a record the next look at the
+            # folder reconciles (a spare mod-sequence, nothing lost)
+            renamed: defer.Deferred[Any] = threads.deferToThread(self._disk.set_flags, items)
+            recorded: defer.Deferred[Any] = threads.deferToThread(
+                self._modseqs.flagged, list(zip(item_uids, [it[3] for it in items], strict=True)))
+            d: defer.Deferred[list[Any]] = defer.gatherResults([renamed, recorded], consumeErrors=True)
+            d.addErrback(_first_failure)
+            d.addCallback(lambda done: self._apply_flags(done[0], done[1], item_uids))
+            return d.addCallback(lambda changed: (changed, modified))
 
         return self._serial(work)
 
@@ -714,17 +723,7 @@ class Folder:
                 item_uids.append(uid)
         return items, item_uids, modified
 
-    def _flags_in_thread(self, items: list[tuple[str, str, str | None, frozenset[str]]], uids: list[int]
-                         ) -> tuple[OpResult, Changes, list[int]]:
-        """Worker thread: rename the files, record the new flags."""
-        res = self._disk.set_flags(items)
-        keys = res.keys
-        done = [(uid, where[1]) for uid, it in zip(uids, items, strict=True) if (where := keys.get(it[0])) is not None]
-        keywords = res.keywords if res.keywords is not None else self._disk.keywords
-        return res, self._modseqs.flagged(done, keywords), uids
-
-    def _apply_flags(self, done: tuple[OpResult, Changes, list[int]]) -> list[int]:
-        res, ch, uids = done
+    def _apply_flags(self, res: OpResult, ch: Changes, uids: list[int]) -> list[int]:
         self._set_keywords(res.keywords)
         self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=False)
         self._note_changes(ch)
@@ -792,3 +791,11 @@ class Folder:
                          self.path, m.key) for m in srcs]
         d = target._add_links(items)
         return d.addCallback(lambda r: [(srcs[i].uid, uid) for i, uid in zip(r[0], r[1], strict=True)])
+
+
+def _first_failure(f: Failure) -> Failure:
+    """The failure itself, not the FirstError gatherResults wraps it in."""
+    if isinstance(f.value, defer.FirstError):
+        sub: Failure = f.value.subFailure
+        return sub
+    return f
