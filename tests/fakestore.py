@@ -258,6 +258,11 @@ class FakeFolder(_Failing):
         self._tell("flags_changed", changed)
         return changed, modified
 
+    def uids_with_flag(self, flag: str) -> set[int]:
+        low = flag.lower() if not flag.startswith("\\") else None
+        return {u for u, i in self._msgs.items()
+                if flag in i.flags or (low is not None and any(f.lower() == low for f in i.flags))}
+
     def vanished_since(self, modseq: int) -> list[int]:
         if modseq >= self.vanished_floor:
             return sorted(u for m, u in self._gone if m > modseq)

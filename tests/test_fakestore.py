@@ -240,6 +240,27 @@ class Contract:
             self.inbox.pop3_uidl(uid)
 
 
+    # -- flag sets (issue 10)
+
+    @defer.inlineCallbacks
+    def test_uids_with_flag_follow_every_change(self) -> Any:
+        a = yield self.inbox.append(MSG, ["\\Seen", "$Work"])
+        b = yield self.inbox.append(MSG2, ["\\Flagged"])
+        c = yield self.inbox.append(MSG)
+        assert self.inbox.uids_with_flag("\\Seen") == {a} and self.inbox.uids_with_flag("\\Deleted") == set()
+        assert self.inbox.uids_with_flag("$work") == {a} == self.inbox.uids_with_flag("$WORK")  # keywords: any case
+        yield self.inbox.store_flags([b, c], ["\\Seen"], "+")
+        yield self.inbox.store_flags([a], ["$Work"], "-")
+        assert self.inbox.uids_with_flag("\\Seen") == {a, b, c} and self.inbox.uids_with_flag("$Work") == set()
+        yield self.inbox.store_flags([b], ["$Late"], "=")
+        assert self.inbox.uids_with_flag("\\Flagged") == set() and self.inbox.uids_with_flag("$Late") == {b}
+        yield self.inbox.expunge([a])
+        assert self.inbox.uids_with_flag("\\Seen") == {c}
+        d = yield self.account.deliver("INBOX", MSG, ["\\Answered"])
+        assert self.inbox.uids_with_flag("\\Answered") == {d}
+        for flag in ("\\Seen", "\\Answered", "$Late"):
+            assert self.inbox.uids_with_flag(flag) == {m.uid for m in self.inbox.messages() if flag in m.flags}
+
     # -- CONDSTORE/QRESYNC (issue 9)
 
     @defer.inlineCallbacks

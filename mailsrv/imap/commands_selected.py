@@ -4,7 +4,7 @@ STORE COPY MOVE and their UID forms (FETCH itself is in :mod:`fetch`)."""
 from __future__ import annotations
 
 from mailsrv.imap import commands as C
-from mailsrv.imap import condstore, render
+from mailsrv.imap import condstore, flagsearch, render
 from mailsrv.imap import flags as F
 from mailsrv.imap.context import Context, Handlers
 from mailsrv.imap.fetch import fetch, target
@@ -181,15 +181,18 @@ async def search(ctx: Context, cmd: C.Search) -> Result:
     sel = ctx.mailbox
     if cmd.charset not in (None, "UTF-8", "US-ASCII"):
         return no("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
-    infos = sel.infos()
     folder = sel.folder
-    seqs = run_search(folder, infos, cmd.key, set(sel.recent), cmd.charset)
-    seqs = sorted(s for s in set(seqs) if 0 < s <= len(infos) and folder.get(infos[s - 1].uid) is not None)
-    numbers = [infos[s - 1].uid for s in seqs] if cmd.uid else seqs
+    seqs = flagsearch.search(sel, cmd.key)  # flags only: from the store's flag sets
+    if seqs is None:
+        infos = sel.infos()
+        found = run_search(folder, infos, cmd.key, set(sel.recent), cmd.charset)
+        seqs = sorted(s for s in set(found) if 0 < s <= len(infos) and folder.get(infos[s - 1].uid) is not None)
+    uids = [sel.uids[s - 1] for s in seqs]
+    numbers = uids if cmd.uid else seqs
     modseq = None
     if condstore.has_modseq(cmd.key):  # RFC 7162 3.1.5: the highest MODSEQ of what matched
         condstore.enable_condstore(ctx)
-        modseq = condstore.search_modseq(folder, [infos[s - 1].uid for s in seqs], cmd.return_opts)
+        modseq = condstore.search_modseq(folder, uids, cmd.return_opts)
     if cmd.return_opts is None:
         tail = b" (MODSEQ %d)" % modseq if modseq is not None else b""
         ctx.send(b"* SEARCH" + b"".join(b" %d" % n for n in numbers) + tail + b"\r\n")

@@ -42,6 +42,7 @@ from mailsrv.store.diskfolder import (
 )
 from mailsrv.store.entry import EntryLike, EntryTable
 from mailsrv.store.filename import flags_from_info, message_path, new_key_base
+from mailsrv.store.flagindex import FlagIndex
 from mailsrv.store.flags import normalize_flags
 from mailsrv.store.fsutil import unlink_quiet
 from mailsrv.store.groupcommit import GroupCommit
@@ -107,6 +108,7 @@ class Folder:
         self._modseqs = ModseqRecorder(path)
         self._gone_uids = array("q")
         self._gone_modseqs = array("q")
+        self._by_flag = FlagIndex()  # flag -> UIDs, for flag searches
 
     # --- lifecycle (what the account calls) ---------------------------------------
 
@@ -188,6 +190,7 @@ class Folder:
         gone = list(self._msgs)
         self._msgs = {}
         self._by_key = {}
+        self._by_flag.reset()
         self._recent.clear()
         self._gone = True
         self._cache.close()
@@ -244,6 +247,7 @@ class Folder:
         self._flag_memo = memo
         self._msgs = msgs
         self._by_key = None
+        self._by_flag.reset()
         self._recent |= recent
         self.uidnext = res.uidnext
         self._adopt_modseqs(loaded)
@@ -354,6 +358,7 @@ class Folder:
             self._note_changes(ch)
         self._msgs = new
         self._by_key = None
+        self._by_flag.reset()
         self.uidnext = res.uidnext
         self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=True)
         if expunged:
@@ -436,8 +441,9 @@ class Folder:
         for uid, key, sub, info, size, pop3 in fresh:
             if self._msgs and uid < next(reversed(self._msgs)):
                 self._msgs = dict(sorted(self._msgs.items()))
-            self._msgs[uid] = MaildirMessageInfo(self, uid, key, size, self._flags(info),
-                                                 ch.modseq or self.highestmodseq, sub, info, pop3)
+            m = self._msgs[uid] = MaildirMessageInfo(self, uid, key, size, self._flags(info),
+                                                     ch.modseq or self.highestmodseq, sub, info, pop3)
+            self._by_flag.added(uid, m.flags)
             if self._by_key is not None:
                 self._by_key[key] = uid
             added.append(uid)
@@ -501,6 +507,9 @@ class Folder:
         if m is None:
             raise MessageGone(f"message {uid} was expunged")
         return m.pop3 or "%08x%08x" % (uid, self.uidvalidity)
+
+    def uids_with_flag(self, flag: str) -> set[int]:
+        return self._by_flag.uids(flag, self._msgs)
 
     def vanished_since(self, modseq: int) -> list[int]:
         if modseq >= self.vanished_floor:
@@ -737,7 +746,8 @@ class Folder:
             if where is None:
                 self._unsure = True  # removed behind our back: the next refresh expunges it
                 continue
-            msgs[uid] = m.with_flags(ch.flags[uid], ch.modseq, where[0], where[1])
+            new = msgs[uid] = m.with_flags(ch.flags[uid], ch.modseq, where[0], where[1])
+            self._by_flag.changed(uid, m.flags, new.flags)
             changed.append(uid)
         changed.sort()
         self._listeners.tell(self, FLAGS, changed)
@@ -772,6 +782,7 @@ class Folder:
             m = self._msgs.pop(u)
             if self._by_key is not None:
                 self._by_key.pop(m.key, None)
+            self._by_flag.removed(u, m.flags)
         self._note_changes(ch)
         self._recent.difference_update(gone)
         self._cache.forget(gone)

@@ -198,6 +198,16 @@ class IFolder(Interface):
         value, or expunged, are left out): what a FETCH over many messages
         reads in a few queries instead of one per message."""
 
+    # -- flag sets (issue 10)
+
+    def uids_with_flag(flag: str) -> set:
+        """The UIDs of the messages that carry ``flag`` now (a system flag
+        in its canonical spelling, or a keyword in any case), from an index
+        kept up to date as flags change: flag searches are set arithmetic,
+        not a look at every message.  Synchronous.  The set may be the
+        store's own: the caller must not change it, and should not keep it
+        across a change to the folder."""
+
     # -- CONDSTORE/QRESYNC (issue 9)
 
     def vanished_since(modseq: int) -> list:
