@@ -95,12 +95,27 @@ class ModseqRecorder:
         return self._record(ch)
 
     def flagged(self, changed: Iterable[tuple[int, frozenset[str]]]) -> Changes:
-        """Messages (UID, new flags) whose files get new flags now."""
+        """Messages (UID, new flags) whose files are renamed to carry them
+        next (recorded as pending until :meth:`ModseqFile.confirm`)."""
         ch = Changes()
         for uid, flags in changed:
             ch.flags[uid] = flags
             ch.changed.append(uid)
-        return self._record(ch)
+        return self._record(ch, pending=True)
+
+    def pending(self, uidvalidity: int, entries: EntryTable, keywords: list[str | None]
+                ) -> list[tuple[str, str, str | None, frozenset[str]]]:
+        """Opening: flag changes recorded before the process stopped whose
+        files do not carry them yet, as items for ``DiskFolder.set_flags``."""
+        pending = self.file.pending(uidvalidity)
+        if not pending:
+            return []
+        items = []
+        for uid, key, sub, info, _size, _pop3 in entries.rows():
+            want = pending.get(uid)
+            if want is not None and self._flags(info, keywords)[1] != want:
+                items.append((key, sub, info, frozenset(want.split())))
+        return items
 
     def expunged(self, uids: Sequence[int]) -> Changes:
         return self._record(Changes(expunged=list(uids)))
@@ -131,11 +146,11 @@ class ModseqRecorder:
             ch.expunged = [u for u in view if u not in present]
         return self._record(ch)
 
-    def _record(self, ch: Changes) -> Changes:
+    def _record(self, ch: Changes, pending: bool = False) -> Changes:
         if ch.flags or ch.expunged:
             ch.modseq = self.file.next_modseq()
             memo = {fl: canonical(fl) for fl in set(ch.flags.values())}
-            self.file.record(ch.modseq, ((u, memo[fl]) for u, fl in ch.flags.items()), ch.expunged)
+            self.file.record(ch.modseq, ((u, memo[fl]) for u, fl in ch.flags.items()), ch.expunged, pending)
         return ch
 
     def close(self, view: Mapping[int, ViewMessage], floor: int) -> None:

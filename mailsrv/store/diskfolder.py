@@ -405,7 +405,9 @@ class DiskFolder:
 
     # mutations -------------------------------------------------------------------
 
-    def _use_keywords(self, flag_sets: Iterable[frozenset[str]]) -> list[str | None]:
+    def use_keywords(self, flag_sets: Iterable[frozenset[str]]) -> list[str | None]:
+        """Letters for every keyword of ``flag_sets`` (TooManyKeywords when
+        a folder would need more than 26)."""
         keywords = ensure_keywords(self.path, frozenset().union(*flag_sets))
         self.keywords = list(keywords)
         return keywords
@@ -417,7 +419,7 @@ class DiskFolder:
         nobody else adds a file between our rename and our UID).  ``order``
         of the result lists the indexes of the items placed (a link source
         may have vanished), aligned with ``entries``."""
-        keywords = self._use_keywords(it.flags for it in items)
+        keywords = self.use_keywords(it.flags for it in items)
         with self._locked():
             pre = dir_stamps(self.path)
             placed, order = self._place(items, keywords)
@@ -433,7 +435,7 @@ class DiskFolder:
         head and tail of the uid list and appends to it, so a delivery costs
         the same into 10 or 100,000 messages.  Returns the UIDs, aligned
         with ``items`` (None for a link source that vanished)."""
-        keywords = self._use_keywords(it.flags for it in items)
+        keywords = self.use_keywords(it.flags for it in items)
         with self._locked():
             placed, order = self._place(items, keywords)
             for sub in {p[1] for p in placed}:
@@ -539,7 +541,7 @@ class DiskFolder:
         Items are (key, sub, info, new flags); ``keys`` of the result maps
         each key to its new (sub, info), or None when the file is gone."""
         res = OpResult()
-        keywords = self._use_keywords(it[3] for it in items)
+        keywords = self.use_keywords(it[3] for it in items)
         res.keywords = list(keywords)
         pre = dir_stamps(self.path)
         outside = False

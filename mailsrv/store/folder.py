@@ -173,17 +173,17 @@ class Folder:
         """Flush the cache, bring the snapshot up to date and close the
         mod-sequence record (the server is stopping or the folder goes
         idle); fires when both are written."""
-        self._cache.close()
-        self._save_snapshot()
-        if self._gone:
-            return self._snapshot.idle()
-
-        def record() -> defer.Deferred[None]:
+        def work() -> defer.Deferred[None]:
+            # after the operations queued so far (a flag change's renames too)
+            self._cache.close()
+            self._save_snapshot()
+            if self._gone:
+                return defer.succeed(None)
             return threads.deferToThread(self._modseqs.close, self._msgs, self.vanished_floor)
 
-        d = self._lock.run(record)
+        d: defer.Deferred[None] = self._lock.run(work)
         d.addErrback(lambda f: log.failure("{path}: closing the mod-sequence record", f, path=self.path))
-        return defer.gatherResults([d, self._snapshot.idle()]).addCallback(lambda _: None)
+        return d.addCallback(lambda _: self._snapshot.idle())
 
     def deleted(self) -> None:
         """The account deleted the folder: every message is gone for its sessions."""
@@ -222,6 +222,7 @@ class Folder:
         objects, nothing shared touched (the folder's lock keeps every
         other operation out)."""
         res, from_index = self._disk.open(self.use_index)
+        self._redo_pending(res)
         loaded = self._modseqs.load(res.uidvalidity, res.uidnext, res.entries, res.keywords)
         memo: dict[str | None, frozenset[str]] = {}
         msgs: dict[int, MaildirMessageInfo] = {}
@@ -236,6 +237,22 @@ class Folder:
             if sub == "new":
                 recent.add(uid)
         return res, from_index, msgs, memo, recent, loaded
+
+    def _redo_pending(self, res: SyncResult) -> None:
+        """Worker thread, opening: flag changes answered before the process
+        stopped but not yet in the file names are put there now."""
+        items = self._modseqs.pending(res.uidvalidity, res.entries, res.keywords)
+        if not items:
+            return
+        log.info("{path}: finishing {n} flag changes an earlier run recorded", path=self.path, n=len(items))
+        done = self._disk.set_flags(items)
+        entries = res.entries
+        row = {key: i for i, key in enumerate(entries.keys)}
+        for key, where in done.keys.items():
+            if where is not None:
+                entries.subs[row[key]], entries.infos[row[key]] = where
+        res.keywords = list(done.keywords or res.keywords)
+        res.stamps = done.stamps or res.stamps
 
     def _apply_opened(self, opened: Opened) -> None:
         """Reactor: adopt what the thread built, in one cheap step (a live
@@ -275,8 +292,9 @@ class Folder:
         return self._snapshot.save(self.uidvalidity, self.uidnext, self._ul_id, self._stamps, view)
 
     def snapshot_idle(self) -> defer.Deferred[None]:
-        """Fires once no snapshot write is running (tests, benchmarks)."""
-        return self._snapshot.idle()
+        """Fires once the operations queued so far are done and no snapshot
+        write is running (tests, benchmarks)."""
+        return self.quiesce().addCallback(lambda _: self._snapshot.idle())
 
     @property
     def scans(self) -> int:
@@ -674,9 +692,14 @@ class Folder:
 
     def _store(self, uids: Iterable[int], flags: Iterable[str], mode: str, unchangedsince: int | None
                ) -> defer.Deferred[tuple[list[int], list[int]]]:
-        """Fires with (changed, modified): ``modified`` are the messages left
-        alone because their mod-sequence is above ``unchangedsince``; the
-        check and the change happen in one operation."""
+        """Fires with (changed, modified) - ``modified`` the messages left
+        alone because their mod-sequence is above ``unchangedsince``; test
+        and change are one operation - as soon as the change is recorded
+        and in memory.  The renames that put the flags into the file names
+        (one per message: 10,000 for a STORE 1:*) follow in the worker
+        thread while the folder's next operations wait; the record keeps
+        them pending until they are done, and a folder opened after a crash
+        redoes what was pending (so a change answered OK is never lost)."""
         if mode not in ("+", "-", "="):
             return defer.fail(StoreError(f"bad flag mode {mode!r}"))
         try:
@@ -684,23 +707,40 @@ class Folder:
         except StoreError:
             return defer.fail()
         wanted = list(uids)
+        result: defer.Deferred[tuple[list[int], list[int]]] = defer.Deferred()
 
-        def work() -> defer.Deferred[tuple[list[int], list[int]]] | tuple[list[int], list[int]]:
+        def work() -> defer.Deferred[None] | None:
             items, item_uids, modified = self._flag_changes(wanted, flagset, mode, unchangedsince)
             if not items:
-                return [], modified
-            # the renames and the record of the new flags in two threads at
-            # once; a rename that fails leaves a record the next look at the
-            # folder reconciles (a spare mod-sequence, nothing lost)
-            renamed: defer.Deferred[Any] = threads.deferToThread(self._disk.set_flags, items)
-            recorded: defer.Deferred[Any] = threads.deferToThread(
-                self._modseqs.flagged, list(zip(item_uids, [it[3] for it in items], strict=True)))
-            d: defer.Deferred[list[Any]] = defer.gatherResults([renamed, recorded], consumeErrors=True)
-            d.addErrback(_first_failure)
-            d.addCallback(lambda done: self._apply_flags(done[0], done[1], item_uids))
-            return d.addCallback(lambda changed: (changed, modified))
+                result.callback(([], modified))
+                return None
+            new_flags = [it[3] for it in items]
 
-        return self._serial(work)
+            def applied(done: tuple[Changes, list[str | None]]) -> defer.Deferred[None]:
+                self._set_keywords(done[1])
+                result.callback((self._apply_flags(done[0], item_uids), modified))
+                renamed: defer.Deferred[OpResult] = threads.deferToThread(self._disk.set_flags, items)
+                return renamed.addCallbacks(self._flags_on_disk, self._renames_failed, callbackArgs=(item_uids,),
+                                            errbackArgs=(item_uids,))
+
+            recorded: defer.Deferred[tuple[Changes, list[str | None]]] = threads.deferToThread(
+                self._record_flags, list(zip(item_uids, new_flags, strict=True)))
+            return recorded.addCallback(applied)
+
+        def failed(f: Failure) -> None:
+            if not result.called:
+                result.errback(f)  # nothing was changed
+            else:
+                log.failure("{path}: flag change", f, path=self.path)
+
+        self._serial(work).addErrback(failed)
+        return result
+
+    def _record_flags(self, changes: list[tuple[int, frozenset[str]]]) -> tuple[Changes, list[str | None]]:
+        """Worker thread: letters for new keywords (TooManyKeywords before
+        anything changes), then the write-ahead record, renames pending."""
+        keywords = self._disk.use_keywords(fl for _u, fl in changes)
+        return self._modseqs.flagged(changes), keywords
 
     def _flag_changes(self, uids: list[int], flagset: frozenset[str], mode: str, unchangedsince: int | None
                       ) -> tuple[list[tuple[str, str, str | None, frozenset[str]]], list[int], list[int]]:
@@ -714,6 +754,7 @@ class Folder:
         item_uids = []
         modified = []
         msgs = self._msgs
+        outcome: dict[frozenset[str], frozenset[str]] = {}  # old flags -> new: a handful of distinct sets
         for uid in uids:
             m = msgs.get(uid)
             if m is None:
@@ -721,37 +762,55 @@ class Folder:
             if unchangedsince is not None and m.modseq > unchangedsince:
                 modified.append(uid)
                 continue
-            if mode == "+":
-                new = m.flags | fl
-            elif mode == "-":
-                new = m.flags - fl
-            else:
-                new = fl
-            if new != m.flags:
+            old = m.flags
+            new = outcome.get(old)
+            if new is None:
+                new = outcome[old] = old | fl if mode == "+" else old - fl if mode == "-" else fl
+            if new is not old and new != old:
                 items.append((m.key, m.sub, m.info, new))
                 item_uids.append(uid)
         return items, item_uids, modified
 
-    def _apply_flags(self, res: OpResult, ch: Changes, uids: list[int]) -> list[int]:
-        self._set_keywords(res.keywords)
-        self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=False)
+    def _apply_flags(self, ch: Changes, uids: list[int]) -> list[int]:
+        """The recorded change in memory, listeners told; the files are
+        renamed next (their names follow in :meth:`_flags_on_disk`)."""
         self._note_changes(ch)
         changed = []
-        msgs = self._msgs
+        msgs, by_flag, new_flags, modseq = self._msgs, self._by_flag, ch.flags, ch.modseq
         for uid in uids:
             m = msgs.get(uid)
             if m is None:
                 continue
-            where = res.keys.get(m.key)
-            if where is None:
-                self._unsure = True  # removed behind our back: the next refresh expunges it
-                continue
-            new = msgs[uid] = m.with_flags(ch.flags[uid], ch.modseq, where[0], where[1])
-            self._by_flag.changed(uid, m.flags, new.flags)
+            new = msgs[uid] = m.with_flags(new_flags[uid], modseq, m.sub, m.info)
+            by_flag.changed(uid, m.flags, new.flags)
             changed.append(uid)
         changed.sort()
         self._listeners.tell(self, FLAGS, changed)
         return changed
+
+    def _flags_on_disk(self, res: OpResult, uids: list[int]) -> None:
+        """The renames are done: where each file is now, the directory
+        state our view matches; the record's pending marks can go."""
+        self._set_keywords(res.keywords)
+        self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=False)
+        keys, msgs = res.keys, self._msgs
+        for uid in uids:
+            m = msgs.get(uid)
+            if m is None:
+                continue
+            where = keys.get(m.key)
+            if where is None:
+                self._unsure = True  # removed behind our back: the next refresh expunges it
+            else:
+                m.sub, m.info = where
+        self._modseqs.file.confirm(uids)
+
+    def _renames_failed(self, f: Failure, uids: list[int]) -> None:
+        """The disk refused the renames: it stays the authority (the next
+        refresh rescans and reports its flags again, at a new mod-sequence)."""
+        log.failure("{path}: flags not written to the file names", f, path=self.path)
+        self._unsure = True
+        self._modseqs.file.confirm(uids)
 
     def expunge(self, uids: Iterable[int] | None = None) -> defer.Deferred[list[int]]:
         wanted = None if uids is None else list(uids)
@@ -802,11 +861,3 @@ class Folder:
                          self.path, m.key) for m in srcs]
         d = target._add_links(items)
         return d.addCallback(lambda r: [(srcs[i].uid, uid) for i, uid in zip(r[0], r[1], strict=True)])
-
-
-def _first_failure(f: Failure) -> Failure:
-    """The failure itself, not the FirstError gatherResults wraps it in."""
-    if isinstance(f.value, defer.FirstError):
-        sub: Failure = f.value.subFailure
-        return sub
-    return f

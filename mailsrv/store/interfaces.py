@@ -153,7 +153,11 @@ class IFolder(Interface):
 
     def store_flags(uids: Iterable[int], flags: Iterable[str], mode: str) -> Deferred:
         """mode is '+', '-' or '='.  Fires with the list of UIDs whose flags
-        really changed (uids already expunged are skipped silently)."""
+        really changed (uids already expunged are skipped silently), once
+        the change is durable and readable (``get``, listeners told); a
+        backend may finish writing it out after that (the Maildir store
+        renames the files in the background, before the folder's next
+        operation, and redoes them after a crash)."""
 
     def expunge(uids: Iterable[int] | None = None) -> Deferred:
         """Remove messages for good.  ``None`` means every message flagged

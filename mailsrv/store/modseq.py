@@ -135,6 +135,7 @@ class ModseqFile:
         self._db: sqlite3.Connection | None = None
         self._stale = False
         self._closed = False  # closed cleanly: the next change marks the file in use again
+        self._confirmed: list[int] = []  # flag changes now in the file names: their pending marks go
         self.log_rows = 0
 
     @property
@@ -156,6 +157,7 @@ class ModseqFile:
                 db.execute("CREATE TABLE IF NOT EXISTS base (name TEXT PRIMARY KEY, data BLOB)")
                 db.execute("CREATE TABLE IF NOT EXISTS log (uid INTEGER PRIMARY KEY, modseq INTEGER, flags TEXT)")
                 db.execute("CREATE TABLE IF NOT EXISTS gone (uid INTEGER PRIMARY KEY, modseq INTEGER)")
+                db.execute("CREATE TABLE IF NOT EXISTS pending (uid INTEGER PRIMARY KEY, flags TEXT)")
             except sqlite3.Error:
                 db.close()
                 raise
@@ -237,6 +239,7 @@ class ModseqFile:
             db.execute("DELETE FROM meta")
             db.execute("DELETE FROM log")
             db.execute("DELETE FROM gone")
+            db.execute("DELETE FROM pending")
             db.executemany("INSERT INTO meta VALUES (?, ?)", [
                 ("version", VERSION), ("byteorder", sys.byteorder), ("uidvalidity", str(uidvalidity)),
                 ("highest", str(start)), ("ceiling", str(self.ceiling)), ("clean", "0"), ("floor", str(start))])
@@ -257,6 +260,7 @@ class ModseqFile:
         else:
             modseqs, changed, gone = _diff(rec, uids, flags)
         with self._transaction(durable=True) as db:
+            db.execute("DELETE FROM pending")  # redone by the folder before it loaded this
             if changed or gone:
                 m = self.highest = self.highest + 1
                 for i in (i for i, m_ in enumerate(modseqs) if m_ == 0):
@@ -308,11 +312,18 @@ class ModseqFile:
         self.highest += 1
         return self.highest
 
-    def record(self, modseq: int, changed: Iterable[tuple[int, str]], gone: Iterable[int] = ()) -> None:
+    def record(self, modseq: int, changed: Iterable[tuple[int, str]], gone: Iterable[int] = (),
+               pending: bool = False) -> None:
         """Record one operation: ``changed`` (UID, canonical flags) now at
-        ``modseq``, ``gone`` expunged at ``modseq``."""
+        ``modseq``, ``gone`` expunged at ``modseq``.  ``pending``: the flags
+        are not in the file names yet (:meth:`confirm` when they are);
+        opening the folder redoes what is still pending."""
+        changed = list(changed)
         with self._transaction() as db:
+            self._flush_confirmed(db)
             self._write_changes(db, modseq, changed, gone)
+            if pending:
+                db.executemany("INSERT OR REPLACE INTO pending VALUES (?, ?)", changed)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('highest', ?)", (str(max(modseq, self.highest)),))
 
     def _write_changes(self, db: sqlite3.Connection, modseq: int, changed: Iterable[tuple[int, str]],
@@ -324,7 +335,31 @@ class ModseqFile:
         dead = [(u,) for u in gone]
         if dead:
             db.executemany("DELETE FROM log WHERE uid=?", dead)
+            db.executemany("DELETE FROM pending WHERE uid=?", dead)
             db.executemany("INSERT OR REPLACE INTO gone VALUES (?, ?)", [(u, modseq) for (u,) in dead])
+
+    def confirm(self, uids: Iterable[int]) -> None:
+        """These messages' recorded flags are in their file names now; the
+        pending marks are dropped with the next write (no I/O here: callable
+        from the reactor)."""
+        self._confirmed.extend(uids)
+
+    def _flush_confirmed(self, db: sqlite3.Connection) -> None:
+        if self._confirmed:
+            db.executemany("DELETE FROM pending WHERE uid=?", [(u,) for u in self._confirmed])
+            self._confirmed = []
+
+    def pending(self, uidvalidity: int) -> dict[int, str]:
+        """Flag changes recorded (answered to a client) but maybe not in the
+        file names yet, when the process stopped: UID -> canonical flags."""
+        try:
+            db = self._conn()
+            row = db.execute("SELECT v FROM meta WHERE k='uidvalidity'").fetchone()
+            if row is None or row[0] != str(uidvalidity):
+                return {}
+            return dict(db.execute("SELECT uid, flags FROM pending").fetchall())
+        except sqlite3.Error:
+            return {}  # load() reports the damaged file
 
     def _write_base(self, db: sqlite3.Connection, uids: array, modseqs: array, flags: Sequence[str]) -> None:
         text = _SEP.join(flags)
@@ -345,6 +380,7 @@ class ModseqFile:
         marked cleanly closed."""
         try:
             with self._transaction() as db:
+                self._flush_confirmed(db)
                 if self.compact_due(len(uids)) or floor > self.floor:
                     self._write_base(db, array("q", uids), array("q", modseqs), flags)
                     db.execute("DELETE FROM log")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ from twisted.internet import defer
 
 from mailsrv.admin.check import check_folder
 from mailsrv.store import modseq
+from mailsrv.store.diskfolder import OpResult
 from mailsrv.store.folder import Folder
 from mailsrv.store.modseq import MODSEQ_FILE
 from mailsrv.store.uidlist import UIDLIST
@@ -245,3 +247,42 @@ class ModseqPersistence(StoreCase):
         self.assertTrue(os.path.exists(os.path.join(self.data, "eve", "Maildir", ".Done", MODSEQ_FILE)))
         yield account.delete_folder("Done")
         self.assertFalse(os.path.exists(os.path.join(self.data, "eve", "Maildir", ".Done")))
+
+
+class AnsweredFromMemory(StoreCase):
+    """A flag change is answered once recorded and in memory; the renames
+    follow in the background and are redone after a crash."""
+
+    @defer.inlineCallbacks
+    def test_answered_before_the_renames_and_redone_after_a_crash(self) -> Any:
+        account = self.store.account("eve")
+        f = yield account.open_folder("INBOX")
+        uids = []
+        for _ in range(5):
+            uids.append((yield f.append(MSG)))
+        path = os.path.join(self.data, "eve", "Maildir")
+        blocked = threading.Event()
+        self.addCleanup(blocked.set)
+        real = f._disk.set_flags
+        f._disk.set_flags = lambda items: (blocked.wait(30), OpResult())[1]  # the process dies before renaming
+        changed = yield f.store_flags(uids[1:4], ["\\Flagged", "$Late"], "+")
+        self.assertEqual(changed, uids[1:4])
+        answered = f.highestmodseq
+        self.assertEqual(f.get(uids[2]).flags, {"\\Flagged", "$Late"})  # readable at once
+        self.assertEqual(f.uids_with_flag("$Late"), set(uids[1:4]))
+        self.assertFalse(any(n.endswith("Fa") for n in files_in(path)))  # not on disk yet
+        # kill -9 now: a new process opens the folder
+        g = yield self.fresh_store().account("eve").open_folder("INBOX")
+        self.assertEqual([g.get(u).flags for u in uids[1:4]], [{"\\Flagged", "$Late"}] * 3)
+        self.assertEqual([g.get(u).modseq for u in uids[1:4]], [answered] * 3)  # nothing changed since
+        self.assertEqual(sum(n.endswith(":2,Fa") for n in files_in(path)), 3)
+        self.assertGreaterEqual(g.highestmodseq, answered)
+        f._disk.set_flags = real
+
+    @defer.inlineCallbacks
+    def test_next_operation_waits_for_the_renames(self) -> Any:
+        f = yield self.store.account("eve").open_folder("INBOX")
+        uid = yield f.append(MSG)
+        yield f.store_flags([uid], ["\\Seen"], "+")
+        yield f.expunge([uid])  # queued behind the rename: finds the renamed file
+        self.assertEqual(files_in(os.path.join(self.data, "eve", "Maildir")), [])
