@@ -256,6 +256,10 @@ async def _write_items(ctx: Context, seq: int, items: list[Item]) -> None:
     ctx.send_many(buf)
 
 
+# items read from the message object alone: they cannot fail or stream
+_SIMPLE = frozenset({"UID", "FLAGS", "RFC822.SIZE", "MODSEQ"})
+
+
 def _marks_seen(atts: list[C.FetchAtt]) -> bool:
     return any(a.name in ("RFC822", "RFC822.TEXT") or (a.section is not None and not a.peek) for a in atts)
 
@@ -270,6 +274,7 @@ class _FetchRun:
         self.folder = sel.folder
         self.mark = _marks_seen(atts) and not sel.readonly
         self.has_flags = any(a.name == "FLAGS" for a in atts)
+        self.simple = all(a.name in _SIMPLE for a in atts)  # FETCH 1:* (UID FLAGS): the sync loop of clients
         self.plan = Plan(sel, atts)
         self.with_flags = self.plan.makers + [self.plan.flags]
         if sel.modseqs:  # setting \Seen is a change: its FETCH carries UID and MODSEQ (RFC 7162 3.1.4)
@@ -304,6 +309,9 @@ class _FetchRun:
             # a keyword another session just introduced: FLAGS first, so no
             # FETCH shows one the client was not told of
             ctx.send_many(self.sel.new_keywords_response())
+        if self.simple:
+            self._simple_batch(batch)
+            return True
         pre = self.plan.prefetch([u for _, u in batch])
         makers, with_flags, has_flags = self.plan.makers, self.with_flags, self.has_flags
         may_stream = self.plan.may_stream
@@ -342,6 +350,21 @@ class _FetchRun:
                     return False
         ctx.send_many(lines)
         return True
+
+    def _simple_batch(self, batch: list[tuple[int, int]]) -> None:
+        """A batch of items from the message objects alone: one expression
+        per message, one write."""
+        get, makers = self.folder.get, self.plan.makers
+        no: Prefetched = {}
+        if len(makers) == 1:
+            m = makers[0]
+            lines = [b"* %d FETCH (%b)\r\n" % (seq, m(info, no)) for seq, uid in batch  # type: ignore[str-format]
+                     if (info := get(uid)) is not None]
+        else:
+            lines = [b"* %d FETCH (%b)\r\n" % (seq, b" ".join([m(info, no) for m in makers]))  # type: ignore[misc]
+                     for seq, uid in batch if (info := get(uid)) is not None]
+        self.gone += len(batch) - len(lines)
+        self.ctx.send(b"".join(lines))
 
     def result(self) -> Result:
         if self.failed:

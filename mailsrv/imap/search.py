@@ -322,14 +322,10 @@ def _header(field: str, value: str, msg: _Message, view: Sequence[MessageInfo], 
     full_kind = (fetchdata.SEARCH_ADDRESSES if addresses else fetchdata.SEARCH_TEXT) + field.lower()
     to_text = _address_text if addresses else _search_text
     kind = full_kind if len(full_kind) <= fetchdata.MAX_KIND else None
-    known: dict[int, bytes] = {}
-    loaded: list[bool] = []
+    # the whole view's texts in one read (from memory when warm)
+    known = fetchdata.cached_many(msg.folder, [i.uid for i in view], kind) if kind is not None else {}
 
     def text(m: MessageInfo) -> bytes:
-        if not loaded:
-            loaded.append(True)
-            if kind is not None:
-                known.update(fetchdata.cached_many(msg.folder, [i.uid for i in view], kind))
         t = known.get(m.uid)
         if t is None:
             t = to_text(_field_values(msg.use(m).header(), lname))
@@ -341,7 +337,8 @@ def _header(field: str, value: str, msg: _Message, view: Sequence[MessageInfo], 
         return lambda i, m: bool(text(m))
     if b"\n" in needle:  # only a literal can hold one: match value by value
         return lambda i, m: any(needle in v for v in text(m).split(b"\n")[1:])
-    return lambda i, m: needle in text(m)
+    get = known.get
+    return lambda i, m: needle in (get(m.uid) or text(m))
 
 
 def _sent(op: K.DateOp, day: datetime.date, msg: _Message) -> Pred:

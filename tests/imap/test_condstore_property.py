@@ -96,7 +96,8 @@ def highestmodseq(m: imaplib.IMAP4) -> int:
 
 
 def fetch_changed(m: imaplib.IMAP4, since: int) -> tuple[dict[int, set[str]], list[int]]:
-    m.untagged_responses.pop("VANISHED", None)  # the session's own, from earlier commands
+    m.untagged_responses.pop("VANISHED", None)  # imaplib keeps what earlier commands brought
+    m.untagged_responses.pop("FETCH", None)
     typ, data = m.uid("FETCH", "1:*", "(FLAGS) (CHANGEDSINCE %d VANISHED)" % since)
     assert typ == "OK", data
     got: dict[int, set[str]] = {}
