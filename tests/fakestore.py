@@ -263,6 +263,9 @@ class FakeFolder(_Failing):
         return {u for u, i in self._msgs.items()
                 if flag in i.flags or (low is not None and any(f.lower() == low for f in i.flags))}
 
+    def changed_since(self, modseq: int) -> list[int]:
+        return sorted(u for u, i in self._msgs.items() if i.modseq > modseq)
+
     def vanished_since(self, modseq: int) -> list[int]:
         if modseq >= self.vanished_floor:
             return sorted(u for m, u in self._gone if m > modseq)

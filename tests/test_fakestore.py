@@ -290,6 +290,12 @@ class Contract:
         assert self.inbox.highestmodseq > m and self.inbox.get(b).modseq == m
         assert self.inbox.vanished_since(m) == [a] and self.inbox.vanished_since(self.inbox.highestmodseq) == []
         assert self.inbox.vanished_since(seen[0]) == [a]
+        assert self.inbox.changed_since(seen[0]) == [b] and self.inbox.changed_since(m) == []
+        c = yield self.inbox.append(MSG)
+        yield self.inbox.store_flags([b], ["\\Seen"], "+")
+        assert self.inbox.changed_since(m) == [b, c] and self.inbox.changed_since(self.inbox.get(c).modseq) == [b]
+        for since in range(0, self.inbox.highestmodseq + 1):
+            assert self.inbox.changed_since(since) == [x.uid for x in self.inbox.messages() if x.modseq > since]
 
     @defer.inlineCallbacks
     def test_vanished_since_is_exact_and_never_names_a_present_uid(self) -> Any:

@@ -36,7 +36,7 @@ from mailsrv.imap import render
 from mailsrv.imap import searchkeys as K
 from mailsrv.imap.context import Context
 from mailsrv.imap.results import Result, bad
-from mailsrv.imap.seqset import SeqSet
+from mailsrv.imap.seqset import SeqSet, seq_in_range
 from mailsrv.imap.seqset import render as render_set
 from mailsrv.imap.session import SelectedMailbox
 from mailsrv.store.interfaces import IFolder, MessageInfo
@@ -127,9 +127,9 @@ def resync(sel: SelectedMailbox, q: C.Qresync) -> list[bytes]:
     if gone:
         out.append(vanished_line(gone, earlier=True))
     get = folder.get
-    for seq, uid in enumerate(sel.uids, 1):
-        m = get(uid)
-        if m is not None and m.modseq > q.modseq and (known is None or known(uid)):
+    for uid in folder.changed_since(q.modseq):
+        seq, m = sel.seq_of(uid), get(uid)
+        if seq is not None and m is not None and (known is None or known(uid)):
             out.append(b"* %d FETCH (UID %d FLAGS %s MODSEQ (%d))\r\n"
                        % (seq, uid, render.flag_list(sel.flags_of(m)), m.modseq))
     return out
@@ -165,7 +165,11 @@ def vanished_line(uids: Sequence[int], earlier: bool) -> bytes:
 
 def _uid_test(seqset: SeqSet, uidnext: int) -> Callable[[int], bool]:
     """Membership in a UID set ('*' is the last UID there can be)."""
-    star = max(uidnext - 1, 1)
+    return _set_test(seqset, max(uidnext - 1, 1))
+
+
+def _set_test(seqset: SeqSet, star: int) -> Callable[[int], bool]:
+    """Membership in a sequence or UID set where '*' is ``star``."""
     merged: list[list[int]] = []
     for a, b in sorted(tuple(sorted((star if lo is None else lo, star if hi is None else hi)))
                        for lo, hi in seqset):
@@ -184,11 +188,29 @@ def _uid_test(seqset: SeqSet, uidnext: int) -> Callable[[int], bool]:
 # -- FETCH ---------------------------------------------------------------------------------------
 
 
+def changed_targets(sel: SelectedMailbox, cmd: C.Fetch, since: int) -> list[tuple[int, int]] | None:
+    """(seq, uid) of the messages of a FETCH (CHANGEDSINCE) set changed
+    since ``since``, from the store's change index (not the whole set);
+    None when a sequence number is out of range (BAD, as without it)."""
+    if not cmd.uid and not seq_in_range(cmd.seqset, len(sel)):
+        return None
+    inside = _set_test(cmd.seqset, max(sel.uids[-1], sel.folder.uidnext - 1) if cmd.uid and sel.uids
+                       else len(sel) if not cmd.uid else 1)
+    out = []
+    for uid in sel.folder.changed_since(since):
+        seq = sel.seq_of(uid)
+        if seq is not None and inside(uid if cmd.uid else seq):
+            out.append((seq, uid))
+    return out
+
+
+
 def fetch_prepare(ctx: Context, cmd: C.Fetch, pairs: list[tuple[int, int]], atts: list[C.FetchAtt]
                   ) -> Result | list[tuple[int, int]]:
-    """CHANGEDSINCE / VANISHED / MODSEQ of a FETCH: the messages to answer
-    for (``atts`` gets MODSEQ when CHANGEDSINCE implies it); VANISHED
-    (EARLIER) is sent here, before them."""
+    """CHANGEDSINCE / VANISHED / MODSEQ of a FETCH (``pairs``: from
+    :func:`changed_targets` with CHANGEDSINCE): the messages to answer for
+    (``atts`` gets MODSEQ when CHANGEDSINCE implies it); VANISHED (EARLIER)
+    is sent here, before them."""
     if cmd.vanished and not (cmd.uid and QRESYNC in ctx.enabled):
         return bad("VANISHED needs UID FETCH and ENABLE QRESYNC")
     if cmd.changedsince is None:
@@ -204,8 +226,7 @@ def fetch_prepare(ctx: Context, cmd: C.Fetch, pairs: list[tuple[int, int]], atts
         gone = [u for u in folder.vanished_since(since) if inside(u)]
         if gone:
             ctx.send(vanished_line(gone, earlier=True))
-    get = folder.get
-    return [(s, u) for s, u in pairs if (m := get(u)) is not None and m.modseq > since]
+    return pairs
 
 
 def modseq_item(info: MessageInfo) -> bytes:

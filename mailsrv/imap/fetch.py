@@ -379,7 +379,10 @@ class _FetchRun:
 async def fetch(ctx: Context, cmd: C.Fetch) -> Result | None:
     """FETCH and UID FETCH (which always includes UID, RFC 3501 6.4.8)."""
     sel = ctx.mailbox
-    pairs = target(sel, cmd.uid, cmd.seqset)
+    if cmd.changedsince is None:
+        pairs = target(sel, cmd.uid, cmd.seqset)
+    else:  # only what changed: from the store's change index, not the whole set
+        pairs = condstore.changed_targets(sel, cmd, cmd.changedsince)
     if pairs is None:
         return bad("Invalid message sequence number")
     atts = list(cmd.atts)

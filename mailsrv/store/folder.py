@@ -109,6 +109,9 @@ class Folder:
         self._gone_uids = array("q")
         self._gone_modseqs = array("q")
         self._by_flag = FlagIndex()  # flag -> UIDs, for flag searches
+        # (mod-sequence, UID) of every change, ascending: CHANGEDSINCE and
+        # QRESYNC without a look at every message; built on first use
+        self._changes: tuple[array, array] | None = None
 
     # --- lifecycle (what the account calls) ---------------------------------------
 
@@ -318,6 +321,7 @@ class Folder:
 
     def _adopt_modseqs(self, loaded: Loaded) -> None:
         """A (re)opened record: the highest and the expunge record."""
+        self._changes = None
         self.highestmodseq = loaded.highest
         self.vanished_floor = loaded.vanished_floor
         self._gone_uids = array("q", loaded.gone_uids)
@@ -328,6 +332,12 @@ class Folder:
         if not ch.modseq:
             return
         self.highestmodseq = max(self.highestmodseq, ch.modseq)
+        if self._changes is not None and ch.flags:
+            if len(self._changes[0]) > 2 * len(self._msgs) + 1000:
+                self._changes = None  # mostly stale entries: rebuilt when next asked
+            else:
+                self._changes[0].extend([ch.modseq] * len(ch.flags))
+                self._changes[1].extend(ch.flags)
         if ch.expunged:
             self._gone_uids.extend(ch.expunged)
             self._gone_modseqs.extend([ch.modseq] * len(ch.expunged))
@@ -528,6 +538,15 @@ class Folder:
 
     def uids_with_flag(self, flag: str) -> set[int]:
         return self._by_flag.uids(flag, self._msgs)
+
+    def changed_since(self, modseq: int) -> list[int]:
+        changes = self._changes
+        if changes is None:
+            order = sorted((m.modseq, u) for u, m in self._msgs.items())
+            changes = self._changes = (array("q", (m for m, _u in order)), array("q", (u for _m, u in order)))
+        i = bisect_right(changes[0], modseq)
+        msgs = self._msgs
+        return sorted({u for u in changes[1][i:] if (m := msgs.get(u)) is not None and m.modseq > modseq})
 
     def vanished_since(self, modseq: int) -> list[int]:
         if modseq >= self.vanished_floor:

@@ -224,6 +224,13 @@ class IFolder(Interface):
         3.2.5.2 allows (clients ignore UIDs they do not know).  Never
         includes a UID that is in the folder."""
 
+    def changed_since(modseq: int) -> list:
+        """UIDs (ascending) of the messages whose ``modseq`` is above
+        ``modseq`` - added or changed since a client saw it: what ``FETCH
+        (CHANGEDSINCE)`` and ``SELECT (QRESYNC)`` report.  Synchronous,
+        from an index: the cost follows the number of changes, not the
+        size of the folder."""
+
     def store_flags_unchanged_since(uids: Iterable[int], flags: Iterable[str], mode: str,
                                     unchangedsince: int) -> Deferred:
         """``store_flags`` with RFC 7162's UNCHANGEDSINCE: a message whose
