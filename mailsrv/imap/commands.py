@@ -187,5 +187,14 @@ class Id(Command):
     params: dict[str, str | None] | None = None
 
 
+# -- issue 12 (COMPRESS, NOTIFY, UNAUTHENTICATE, ...): see the feature modules
+
+@dataclass
+class Compress(Command):
+    """COMPRESS (RFC 4978): the mechanism, upper-case."""
+
+    mechanism: str = ""
+
+
 Event: TypeAlias = Command | ParseError | LiteralContinuation | RawLine
 """What the framing layer hands the server."""

@@ -39,7 +39,8 @@ T = TypeVar("T")
 
 BASE_CAPABILITIES = ("IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE")
 AUTHENTICATED_CAPABILITIES = ("NAMESPACE", "UNSELECT", "CHILDREN", "UIDPLUS", "MOVE", "SPECIAL-USE",
-                              "LIST-EXTENDED", "LIST-STATUS", "MULTIAPPEND", "APPENDLIMIT", "ESEARCH")
+                              "LIST-EXTENDED", "LIST-STATUS", "MULTIAPPEND", "APPENDLIMIT", "ESEARCH",
+                              "COMPRESS=DEFLATE")
 
 
 Handler = Callable[["Context", Any], Awaitable[Result | None]]
@@ -80,6 +81,9 @@ class Connection(Protocol):
     def start_tls(self, tls_context: Any) -> None:
         """Drop buffered input and switch the transport to TLS."""
 
+    def start_compression(self) -> None:
+        """Deflate output and inflate input from now on (RFC 4978)."""
+
     def reset_timeout(self) -> None:
         """The session is busy, not idle: restart the autologout timer."""
 
@@ -112,6 +116,7 @@ class Context:
         self.selected: SelectedMailbox | None = None
         self.enabled: set[str] = set()  # ENABLEd extensions (RFC 5161)
         self.idling = False  # changes are pushed at once (IDLE)
+        self.compressed = False  # COMPRESS=DEFLATE is active
         self._account: IAccount | None = None
         self._logout: Callable[[], None] | None = None
         self._data: dict[type, Any] = {}
@@ -229,6 +234,11 @@ class Context:
         """Switch to TLS now; buffered plaintext input is discarded."""
         self._conn.start_tls(self.tls_context)
         self.tls_active = True
+
+    def start_compression(self) -> None:
+        """COMPRESS: deflate both directions from the next byte on."""
+        self._conn.start_compression()
+        self.compressed = True
 
     def plaintext_allowed(self) -> bool:
         """May a password be sent in the clear on this connection?"""

@@ -398,6 +398,13 @@ def _id(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
     return C.Id(tag, "ID", params=params)
 
 
+def _compress(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
+    r.sp()
+    mech = r.atom().upper()
+    r.end()
+    return C.Compress(tag, name, mechanism=mech)
+
+
 COMMANDS: dict[str, ParseFn] = {
     **{n: _no_args for n in ("CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "CHECK", "CLOSE",
                              "UNSELECT", "IDLE", "NAMESPACE")},
@@ -418,6 +425,7 @@ COMMANDS: dict[str, ParseFn] = {
     "UID": _uid,
     "ENABLE": _enable,
     "ID": _id,
+    "COMPRESS": _compress,
 }
 
 UID_COMMANDS = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE"})

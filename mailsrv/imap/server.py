@@ -32,6 +32,7 @@ from zope.interface import implementer
 from mailsrv.config import Config
 from mailsrv.imap import commands as C
 from mailsrv.imap import render
+from mailsrv.imap.compress import CompressionError, CompressionLayer
 from mailsrv.imap.context import Context
 from mailsrv.imap.dispatch import TABLE
 from mailsrv.imap.grammar import command_parser
@@ -96,6 +97,7 @@ class IMAPServer(Protocol, TimeoutMixin):
         self.waiting_for_line = False
         self._bad_count = 0
         self._abort_call: Any = None
+        self.compression: CompressionLayer | None = None
 
     def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:
         """TimeoutMixin's and our own timers run on the given reactor (a
@@ -159,6 +161,16 @@ class IMAPServer(Protocol, TimeoutMixin):
         self.transport.startTLS(tls_context)
         self.transport.registerProducer(self.out, True)
 
+    def start_compression(self) -> None:
+        """COMPRESS: from now on the transport deflates what we write and
+        received bytes are inflated before the parser sees them; the pump
+        pauses reading through the wrapper, which also stops inflating."""
+        assert self.pump is not None
+        layer = CompressionLayer(self.transport, self.parser, self.pump)
+        self.compression = layer
+        self.transport = layer.transport
+        self.pump.transport = layer.transport
+
     def reset_timeout(self) -> None:
         self.resetTimeout()
 
@@ -177,6 +189,14 @@ class IMAPServer(Protocol, TimeoutMixin):
     # -- input
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
+        if self.compression is not None:
+            try:
+                self.compression.received(data)
+            except CompressionError as e:
+                log.info("IMAP client sent a corrupt compressed stream: {e}", e=e)
+                self.write(render.untagged("BYE Corrupt compressed input"))
+                self.close()
+            return
         self.parser.push(data)
         assert self.pump is not None
         self.pump.pump()
