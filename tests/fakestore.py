@@ -23,6 +23,9 @@ What tests need beyond the interface:
   failed Deferred) until the entry is removed; on accounts also for
   ``deliver``, ``open_folder``...; ``account.hold_deliveries`` keeps
   deliveries pending until ``account.release()``.
+- account events (NOTIFY): every folder tells its account, which tells its
+  ``account_listeners``; ``poll_folders`` refreshes the named folders, so
+  ``drop_external`` deliveries come out itemised.
 - ``FakeRealm`` / ``make_portal`` log users in to a store's accounts with
   fixed passwords and count logouts.
 """
@@ -41,16 +44,25 @@ from zope.interface import implementer
 
 from mailsrv.store.crlf import to_crlf
 from mailsrv.store.interfaces import (
+    AccountEvent,
+    FlagsChanged,
+    FolderCreated,
+    FolderDeleted,
     FolderExists,
     FolderNotEmpty,
+    FolderRenamed,
     IAccount,
+    IAccountListener,
     IFolder,
     IFolderListener,
     InvalidFolderName,
     IStore,
     MessageGone,
     MessageInfo,
+    MessagesAdded,
+    MessagesExpunged,
     NoSuchFolder,
+    SubscriptionChanged,
 )
 
 DEFAULT_DATE = 1700000000.0
@@ -105,6 +117,7 @@ class FakeFolder(_Failing):
         self.opens = 0
         self.bytes_read = 0
         self.refresh_count = 0
+        self.account: FakeAccount | None = None  # told of every change (account events)
 
     # -- for tests
     def add(self, raw: bytes, flags: Iterable[str] = (), internaldate: float | None = None,
@@ -130,6 +143,8 @@ class FakeFolder(_Failing):
         return self._data[uid]
 
     def _tell(self, what: str, uids: list[int]) -> None:
+        if uids and self.account is not None:
+            self.account.tell(_NEWS[what](self.name, tuple(uids)))
         if uids:
             for listener in list(self._listeners):
                 getattr(listener, what)(self, list(uids))
@@ -269,6 +284,10 @@ class FakeFolder(_Failing):
         return out
 
 
+_NEWS: dict[str, Any] = {"messages_added": MessagesAdded, "messages_expunged": MessagesExpunged,
+                         "flags_changed": FlagsChanged}
+
+
 @implementer(IAccount)
 class FakeAccount(_Failing):
     """One user's folders: INBOX, the special-use folders (or the names
@@ -278,9 +297,12 @@ class FakeAccount(_Failing):
         self.user = user
         self._validity = 2000
         names = list(SPECIAL) if folders is None else [n for n in folders if n != "INBOX"]
+        self.account_listeners: list[IAccountListener] = []
         self.folders: dict[str, FakeFolder] = {"INBOX": FakeFolder("INBOX")}
+        self.folders["INBOX"].account = self
         for name in names:
             self.folders[name] = FakeFolder(name, self._next_validity())
+            self.folders[name].account = self
         self._subs: list[str] = ["INBOX", *names]
         self.fail = {}
         self.pop3_locked = False
@@ -326,6 +348,8 @@ class FakeAccount(_Failing):
             n = "/".join(parts[:i])
             if n not in self.folders:
                 self.folders[n] = FakeFolder(n, self._next_validity())
+                self.folders[n].account = self
+                self.tell(FolderCreated(n))
         return self._deferred("create_folder", None)
 
     def delete_folder(self, name: str) -> defer.Deferred[None]:
@@ -338,6 +362,8 @@ class FakeAccount(_Failing):
             return defer.fail(FolderNotEmpty(name))
         f = self.folders.pop(name)
         f.expunge(f.uids())
+        f.account = None
+        self.tell(FolderDeleted(name))
         return self._deferred("delete_folder", None)
 
     def rename_folder(self, old: str, new: str) -> defer.Deferred[None]:
@@ -357,6 +383,7 @@ class FakeAccount(_Failing):
                 f = self.folders.pop(n)
                 f.name = new + n[len(old):]
                 self.folders[f.name] = f
+                self.tell(FolderRenamed(n, f.name))
         return self._deferred("rename_folder", None)
 
     def subscriptions(self) -> list[str]:
@@ -365,10 +392,35 @@ class FakeAccount(_Failing):
     def subscribe(self, name: str) -> None:
         if name not in self._subs:
             self._subs.append(name)
+            self.tell(SubscriptionChanged(name, True))
 
     def unsubscribe(self, name: str) -> None:
         if name in self._subs:
             self._subs.remove(name)
+            self.tell(SubscriptionChanged(name, False))
+
+    # -- account events
+    def add_account_listener(self, listener: IAccountListener) -> None:
+        if listener not in self.account_listeners:
+            self.account_listeners.append(listener)
+
+    def remove_account_listener(self, listener: IAccountListener) -> None:
+        if listener in self.account_listeners:
+            self.account_listeners.remove(listener)
+
+    def tell(self, event: AccountEvent) -> None:
+        """Tell the account listeners (the fake's folders call this too)."""
+        for listener in list(self.account_listeners):
+            listener.account_event(self, event)
+
+    def poll_folders(self, names: Iterable[str]) -> defer.Deferred[None]:
+        """Every fake folder is "open": polling refreshes it, so deliveries
+        by another process (``drop_external``) are told itemised."""
+        for name in names:
+            f = self.folders.get(self._norm(name))
+            if f is not None:
+                f.refresh()
+        return defer.succeed(None)
 
     def deliver(self, folder: str, source: bytes | BinaryIO, flags: Iterable[str] = ()) -> defer.Deferred[int]:
         if "deliver" in self.fail:

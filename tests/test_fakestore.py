@@ -5,26 +5,37 @@ what the protocols meet in production."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from typing import Any
 
 from twisted.internet import defer
 from twisted.trial import unittest
+from zope.interface import implementer
 from zope.interface.verify import verifyClass, verifyObject
 
-from mailsrv.store import Store
+from mailsrv.store import Store, layout, maildir
 from mailsrv.store.crlf import to_crlf
 from mailsrv.store.interfaces import (
+    FlagsChanged,
+    FolderChanged,
+    FolderCreated,
+    FolderDeleted,
     FolderExists,
     FolderNotEmpty,
+    FolderRenamed,
     IAccount,
+    IAccountListener,
     IFolder,
     InvalidFolderName,
     IStore,
     MessageGone,
+    MessagesAdded,
+    MessagesExpunged,
     NoSuchFolder,
     StoreError,
+    SubscriptionChanged,
 )
 from tests.fakestore import FakeAccount, FakeFolder, FakeStore, make_portal
 
@@ -48,6 +59,21 @@ class Recorder:
         self.events.append(("expunged", list(uids)))
 
     def take(self) -> list[tuple[str, list[int]]]:
+        ev, self.events = self.events, []
+        return ev
+
+
+@implementer(IAccountListener)
+class AccountRecorder:
+    """An IAccountListener that writes down what it is told."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def account_event(self, account: Any, event: Any) -> None:
+        self.events.append(event)
+
+    def take(self) -> list[Any]:
         ev, self.events = self.events, []
         return ev
 
@@ -237,6 +263,47 @@ class Contract:
             self.inbox.pop3_uidl(uid)
 
 
+    @defer.inlineCallbacks
+    def test_account_events_itemise_message_changes_in_every_folder(self) -> Any:
+        rec = AccountRecorder()
+        assert verifyObject(IAccountListener, rec)
+        self.account.add_account_listener(rec)
+        self.account.add_account_listener(rec)  # once only
+        a = yield self.inbox.append(MSG)
+        yield self.inbox.store_flags([a], ["\\Seen"], "+")
+        yield self.inbox.expunge([a])
+        # a delivery into a folder no session has open is told too
+        b = yield self.account.deliver("Trash", MSG2)
+        assert rec.take() == [MessagesAdded("INBOX", (a,)), FlagsChanged("INBOX", (a,)),
+                              MessagesExpunged("INBOX", (a,)), MessagesAdded("Trash", (b,))]
+        self.account.remove_account_listener(rec)
+        yield self.inbox.append(MSG)
+        assert rec.take() == []
+
+    @defer.inlineCallbacks
+    def test_account_events_for_the_folder_list_and_subscriptions(self) -> Any:
+        rec = AccountRecorder()
+        self.account.add_account_listener(rec)
+        yield self.account.create_folder("Lists/x")
+        assert rec.take() == [FolderCreated("Lists"), FolderCreated("Lists/x")]
+        yield self.account.rename_folder("Lists", "Old")
+        assert rec.take() == [FolderRenamed("Lists", "Old"), FolderRenamed("Lists/x", "Old/x")]
+        self.account.subscribe("Old/x")
+        self.account.subscribe("Old/x")
+        self.account.unsubscribe("Old/x")
+        assert rec.take() == [SubscriptionChanged("Old/x", True), SubscriptionChanged("Old/x", False)]
+        yield self.account.delete_folder("Old/x")
+        assert rec.take()[-1] == FolderDeleted("Old/x")
+
+    @defer.inlineCallbacks
+    def test_poll_folders_is_quiet_without_changes(self) -> Any:
+        rec = AccountRecorder()
+        self.account.add_account_listener(rec)
+        yield self.account.poll_folders(["INBOX", "Trash", "Nope", "bad//name"])
+        yield self.account.poll_folders(["INBOX", "Trash"])
+        assert rec.take() == []
+
+
 class FakeStoreContract(Contract, unittest.TestCase):
     def make_store(self) -> Any:
         return FakeStore()
@@ -298,3 +365,17 @@ class MaildirStoreContract(Contract, unittest.TestCase):
         store = Store(data)
         self.addCleanup(store.close)
         return store
+
+    @defer.inlineCallbacks
+    def test_poll_notices_another_process_in_a_folder_nobody_has_open(self) -> Any:
+        rec = AccountRecorder()
+        self.account.add_account_listener(rec)
+        yield self.account.poll_folders(["Trash"])  # the first poll remembers
+        path = layout.folder_dir(self.store.data_dir, "alice", "Trash")
+        maildir.deliver(path, MSG)  # as `mailsrv deliver` in another process
+        st = os.stat(os.path.join(path, "new"))
+        os.utime(os.path.join(path, "new"), ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        yield self.account.poll_folders(["Trash"])
+        assert rec.take() == [FolderChanged("Trash")]
+        yield self.account.poll_folders(["Trash"])
+        assert rec.take() == []

@@ -15,20 +15,28 @@ from zope.interface import implementer
 
 from mailsrv.store import layout
 from mailsrv.store.diskfolder import DiskFolder, NewFile, discard_sources
+from mailsrv.store.events import AccountListeners
 from mailsrv.store.flags import normalize_flags
 from mailsrv.store.folder import Folder
 from mailsrv.store.groupcommit import GroupCommit
 from mailsrv.store.interfaces import (
+    FolderChanged,
+    FolderCreated,
+    FolderDeleted,
     FolderExists,
     FolderNotEmpty,
+    FolderRenamed,
     IAccount,
     InvalidFolderName,
     IStore,
+    MessagesAdded,
     NoSuchFolder,
     StoreError,
+    SubscriptionChanged,
 )
 from mailsrv.store.layout import INBOX, SEP
 from mailsrv.store.maildir import SUBDIRS, write_tmp
+from mailsrv.store.poll import FolderStamps, poll_stamps
 
 log = Logger(namespace="mailsrv.store")
 
@@ -47,6 +55,8 @@ class Account:
         self._light: dict[str, GroupCommit] = {}
         self._pop3_locked = False
         self._idle_timers: dict[str, IDelayedCall] = {}
+        self._events = AccountListeners(self)
+        self._polled: dict[str, FolderStamps] = {}
         self._ensure_created()
 
     def _ensure_created(self) -> None:
@@ -70,6 +80,48 @@ class Account:
 
     def remember_modseq(self, name: str, value: int) -> None:
         self._modseqs[name] = max(value, self._modseqs.get(name, 1))
+
+    def folder_news(self, folder: Folder, what: str, uids: list[int]) -> None:
+        self._events.folder_news(folder, what, uids)
+
+    # --- account events (NOTIFY) ----------------------------------------------------------
+
+    def add_account_listener(self, listener: Any) -> None:
+        self._events.add(listener)
+
+    def remove_account_listener(self, listener: Any) -> None:
+        self._events.remove(listener)
+
+    def poll_folders(self, names: Iterable[str]) -> defer.Deferred:
+        """See IAccount.  Open folders refresh themselves; the others are
+        compared with the stamps of their previous poll in a worker thread."""
+        live: list[Folder] = []
+        paths: dict[str, str] = {}
+        for name in names:
+            try:
+                name = layout.canonical(name)
+            except InvalidFolderName:
+                continue
+            f = self._folders.get(name)
+            if f is not None:
+                live.append(f)
+            else:
+                paths[name] = self._path(name)
+
+        def compare(stamps: dict[str, FolderStamps | None]) -> None:
+            for name, st in stamps.items():
+                old = self._polled.get(name)
+                if st is None:
+                    self._polled.pop(name, None)
+                    continue
+                self._polled[name] = st
+                if old is not None and old != st and name not in self._folders:
+                    self._events.tell(FolderChanged(name))
+
+        ds = [f.refresh() for f in live if not f.gone]
+        if paths:
+            ds.append(threads.deferToThread(poll_stamps, paths).addCallback(compare))
+        return defer.gatherResults(ds, consumeErrors=True).addCallback(lambda _: None)
 
     # --- names ----------------------------------------------------------------------
 
@@ -149,7 +201,7 @@ class Account:
         if name == INBOX or os.path.isdir(self._path(name)):
             return defer.fail(FolderExists(f"{name} already exists"))
         try:
-            self._make_parents(name)
+            made = self._make_parents(name)
             try:
                 os.mkdir(self._path(name))
             except FileExistsError:
@@ -157,14 +209,21 @@ class Account:
             layout.make_folder_dirs(self._path(name))
         except OSError as e:
             return defer.fail(StoreError(f"cannot create {name}: {e.strerror}"))
+        for n in made + [name]:
+            self._events.tell(FolderCreated(n))
         return defer.succeed(None)
 
-    def _make_parents(self, name: str) -> None:
+    def _make_parents(self, name: str) -> list[str]:
+        """Create the missing parents of ``name``; returns those created."""
+        made = []
         parts = name.split(SEP)
         for i in range(1, len(parts)):
             parent = SEP.join(parts[:i])
             if parent != INBOX:
+                if not os.path.isdir(self._path(parent)):
+                    made.append(parent)
                 layout.make_folder_dirs(self._path(parent))
+        return made
 
     def _children(self, name: str) -> list[str]:
         prefix = name + SEP
@@ -192,6 +251,8 @@ class Account:
             live = self._folders.pop(name, None)
             if live is not None:
                 live.deleted()
+            self._polled.pop(name, None)
+            self._events.tell(FolderDeleted(name))
             return threads.deferToThread(shutil.rmtree, trash, True)
 
         live = self._folders.get(name)
@@ -221,7 +282,8 @@ class Account:
         """Move ``old`` and its inferiors ``names`` to ``new`` on disk, their
         live objects with them, and their subscriptions (no live folder of
         them is in an operation)."""
-        self._make_parents(new)
+        made = self._make_parents(new)
+        moved = []
         for n in names:
             target = new + n[len(old):]
             tpath = self._path(target)
@@ -232,6 +294,12 @@ class Account:
             if f is not None:
                 f.moved(target, tpath)
                 self._folders[target] = f
+            self._polled.pop(n, None)
+            moved.append((n, target))
+        for p in made:
+            self._events.tell(FolderCreated(p))
+        for n, target in moved:
+            self._events.tell(FolderRenamed(n, target))
         subs = self.subscriptions()
         if any(s == old or s.startswith(old + SEP) for s in subs):
             layout.write_subscriptions(self.root, [
@@ -247,9 +315,13 @@ class Account:
             live = self._folders.get(INBOX)
             if live is not None:
                 return live.move_messages_to(target)
-            return threads.deferToThread(DiskFolder(self.root).move_all_to, target)
+            return threads.deferToThread(DiskFolder(self.root).move_all_to, target).addCallback(
+                lambda _: self._events.tell(FolderChanged(INBOX)))
 
-        return d.addCallback(move).addCallback(lambda _: None)
+        def moved(_: object) -> None:
+            self._events.tell(FolderChanged(new))
+
+        return d.addCallback(move).addCallback(moved)
 
     # --- subscriptions -------------------------------------------------------------------
 
@@ -261,6 +333,7 @@ class Account:
         subs = self.subscriptions()
         if name not in subs:
             layout.write_subscriptions(self.root, subs + [name])
+            self._events.tell(SubscriptionChanged(name, True))
 
     def unsubscribe(self, name: str) -> None:
         try:
@@ -270,6 +343,7 @@ class Account:
         subs = self.subscriptions()
         if name in subs:
             layout.write_subscriptions(self.root, [s for s in subs if s != name])
+            self._events.tell(SubscriptionChanged(name, False))
 
     # --- delivery and POP3 ------------------------------------------------------------------
 
@@ -296,19 +370,25 @@ class Account:
                 return live.deliver_file(item)
             batch = self._light.get(path)
             if batch is None:
-                batch = self._light[path] = GroupCommit(lambda items: self._add_light(path, items))
+                batch = self._light[path] = GroupCommit(lambda items: self._add_light(path, items, name))
             return batch.submit(item)
 
         return threads.deferToThread(write).addCallback(submit)
 
-    def _add_light(self, path: str, items: list[NewFile]) -> defer.Deferred:
+    def _add_light(self, path: str, items: list[NewFile], name: str) -> defer.Deferred:
         """Deliveries into a folder no session has open: append-only UIDs,
         no scan."""
         def failed(f: Any) -> Any:
             discard_sources(items)
             return f
 
-        return threads.deferToThread(DiskFolder(path).add_light, items).addErrback(failed)
+        def added(uids: list[int | None]) -> list[int | None]:
+            got = tuple(u for u in uids if u is not None)
+            if got:
+                self._events.tell(MessagesAdded(name, got))
+            return uids
+
+        return threads.deferToThread(DiskFolder(path).add_light, items).addCallbacks(added, failed)
 
     def acquire_pop3_lock(self) -> bool:
         if self._pop3_locked:

@@ -70,6 +70,10 @@ class FolderHost(Protocol):
     def folder_idle(self, folder: Folder) -> None:
         """The last listener left."""
 
+    def folder_news(self, folder: Folder, what: str, uids: list[int]) -> None:
+        """What the folder tells its listeners, for the account's own
+        listeners (NOTIFY): listeners.ADDED, FLAGS or EXPUNGED."""
+
 
 @implementer(IFolder)
 class Folder:
@@ -91,7 +95,7 @@ class Folder:
         self._by_key: dict[str, int] | None = {}
         self._keywords: list[str | None] = []
         self._flag_memo: dict[str | None, frozenset[str]] = {}
-        self._listeners = Listeners()
+        self._listeners = Listeners(relay=account.folder_news)
         self._recent: set[int] = set()
         self._stamps: Stamps | None = None
         self._ul_id: StatId | None = None

@@ -182,6 +182,99 @@ class IFolder(Interface):
         reads in a few queries instead of one per message."""
 
 
+# -- Account events (NOTIFY, issue 9) ----------------------------------------
+#
+# What an account tells its account listeners (an IMAP session that follows
+# other folders with NOTIFY, RFC 5465): changes to messages in any of the
+# account's folders, whoever made them and whether or not a session has the
+# folder open, and changes to the folder list and the subscriptions.  Folder
+# names are IMAP names as everywhere in this module.
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesAdded:
+    """New messages in ``folder``: APPEND, COPY/MOVE in, a delivery (also
+    into a folder nobody has open), files another process dropped into a
+    folder this process has open."""
+
+    folder: str
+    uids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesExpunged:
+    """These messages of ``folder`` are gone for good (also every message
+    of a folder that is being deleted)."""
+
+    folder: str
+    uids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsChanged:
+    """Flags of these messages of ``folder`` changed."""
+
+    folder: str
+    uids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FolderChanged:
+    """Messages or flags of ``folder`` changed in a way the store could not
+    itemise: another process changed a folder no session of this process
+    has open (found by :meth:`IAccount.poll_folders`).  A listener reads the
+    folder's counters again."""
+
+    folder: str
+
+
+@dataclass(frozen=True, slots=True)
+class FolderCreated:
+    """``folder`` was created (parents created along with it each get one)."""
+
+    folder: str
+
+
+@dataclass(frozen=True, slots=True)
+class FolderDeleted:
+    """``folder`` was deleted."""
+
+    folder: str
+
+
+@dataclass(frozen=True, slots=True)
+class FolderRenamed:
+    """``old`` is now ``new``; a folder renamed with its inferiors gives one
+    event per folder moved, the top one first."""
+
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionChanged:
+    """``folder`` was subscribed (True) or unsubscribed (False)."""
+
+    folder: str
+    subscribed: bool
+
+
+AccountEvent = (MessagesAdded | MessagesExpunged | FlagsChanged | FolderChanged | FolderCreated
+                | FolderDeleted | FolderRenamed | SubscriptionChanged)
+"""Everything an :class:`IAccountListener` hears."""
+
+
+class IAccountListener(Interface):
+    """Follows a whole account (NOTIFY), not one open folder."""
+
+    def account_event(account: IAccount, event: AccountEvent) -> None:
+        """One change, in the order changes happened, in the reactor thread,
+        before the Deferred of the call that made the change fires (as
+        IFolderListener calls are).  Message events come from every folder,
+        opened by a session or not; a listener that raises is logged and
+        skipped."""
+
+
 class IAccount(Interface):
     """One user's mail: INBOX plus folders.  One live object per user."""
 
@@ -231,6 +324,24 @@ class IAccount(Interface):
 
     def release_pop3_lock() -> None:
         """Give the POP3 lock back."""
+
+    # -- Account events (NOTIFY, issue 9)
+
+    def add_account_listener(listener: IAccountListener) -> None:
+        """Start telling ``listener`` every :data:`AccountEvent` of this
+        account.  Adding the same listener twice is a no-op."""
+
+    def remove_account_listener(listener: IAccountListener) -> None:
+        """Stop telling ``listener`` (unknown listeners are ignored)."""
+
+    def poll_folders(names: Iterable[str]) -> Deferred:
+        """Look for changes other processes made to the named folders
+        (those that do not exist are skipped).  A folder this process has
+        open is refreshed (its changes reach every listener itemised); for
+        one it has not, a change since the previous poll of that folder is
+        told to account listeners as :class:`FolderChanged` (the first poll
+        of a folder only remembers its state).  Cheap when nothing changed
+        (a few stats per folder, off the reactor thread).  Fires with None."""
 
 
 class IStore(Interface):
