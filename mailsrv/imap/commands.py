@@ -104,6 +104,7 @@ class AppendMessage:
     date: float | None
     data: IO[bytes]  # positioned at 0; caller closes
     size: int
+    utf8: bool = False  # sent as UTF8 (~{n}) (RFC 6855): its headers may be UTF-8
 
 
 @dataclass

@@ -7,8 +7,9 @@ from twisted.internet import task
 from twisted.logger import Logger
 
 from mailsrv.imap import commands as C
+from mailsrv.imap import enable as E
 from mailsrv.imap import flags as F
-from mailsrv.imap import render
+from mailsrv.imap import render, rev2
 from mailsrv.imap.context import Context, Handlers
 from mailsrv.imap.listing import list_mailboxes, status_values
 from mailsrv.imap.results import AUTHENTICATED, Result, bad, no, ok
@@ -20,6 +21,7 @@ log = Logger()
 
 async def select(ctx: Context, cmd: C.MailboxCommand) -> Result:
     """SELECT and EXAMINE (read-only)."""
+    ctx.send_many(rev2.closing(ctx))
     ctx.unselect()
     try:
         folder: IFolder = await ctx.account.open_folder(cmd.mailbox)
@@ -28,15 +30,19 @@ async def select(ctx: Context, cmd: C.MailboxCommand) -> Result:
     await folder.refresh()
     readonly = cmd.name == "EXAMINE"
     sel = ctx.select(folder, readonly)
+    sel.utf8 = ctx.dialect.utf8
     lines = sel.flags_response()
     lines.append(b"* %d EXISTS\r\n" % len(sel))
-    lines.append(b"* %d RECENT\r\n" % len(sel.recent))
-    get = folder.get
-    for seq, uid in enumerate(sel.uids, 1):
-        m = get(uid)
-        if m is not None and "\\Seen" not in m.flags:
-            lines.append(render.untagged(f"OK [UNSEEN {seq}] First unseen."))
-            break
+    if rev2.active(ctx):
+        lines += rev2.selected(ctx, sel)
+    else:
+        lines.append(b"* %d RECENT\r\n" % len(sel.recent))
+        get = folder.get
+        for seq, uid in enumerate(sel.uids, 1):
+            m = get(uid)
+            if m is not None and "\\Seen" not in m.flags:
+                lines.append(render.untagged(f"OK [UNSEEN {seq}] First unseen."))
+                break
     lines.append(render.untagged(f"OK [UIDVALIDITY {folder.uidvalidity}] UIDs valid"))
     lines.append(render.untagged(f"OK [UIDNEXT {folder.uidnext}] Predicted next UID"))
     ctx.send_many(lines)
@@ -95,7 +101,7 @@ async def status(ctx: Context, cmd: C.Status) -> Result:
         values = await status_values(ctx, cmd.mailbox, cmd.atts)
     except NoSuchFolder:
         return no("Mailbox doesn't exist: " + cmd.mailbox, "NONEXISTENT")
-    ctx.send(b"* STATUS " + render.mailbox(cmd.mailbox) + b" " + values + b"\r\n")
+    ctx.send(b"* STATUS " + ctx.mailbox_name(cmd.mailbox) + b" " + values + b"\r\n")
     return ok()
 
 
@@ -106,6 +112,8 @@ def _check_append(ctx: Context, cmd: C.Append) -> list[list[str]] | Result:
         flags = F.storable(m.flags)
         if flags is None:
             return bad("Invalid system flag")
+        if m.utf8 and not ctx.dialect.utf8:
+            return bad("UTF8 (...) needs ENABLE UTF8=ACCEPT first")
         if m.size == 0:
             return no("Can't save a zero byte message", "CANNOT")
         if m.size > ctx.config.append_limit:
@@ -140,10 +148,9 @@ async def namespace(ctx: Context, cmd: C.Simple) -> Result:
 
 
 async def enable(ctx: Context, cmd: C.Enable) -> Result:
-    """None of CONDSTORE/QRESYNC/UTF8=ACCEPT yet: nothing is enabled.  An
-    extension that can be enabled adds its name to ``ctx.enabled`` and to
-    this response."""
-    ctx.send(render.untagged("ENABLED"))
+    """ENABLE (RFC 5161): what can be enabled is in :mod:`mailsrv.imap.enable`."""
+    done = E.enable(ctx, cmd.capabilities)
+    ctx.send(render.untagged(" ".join(["ENABLED", *done])))
     return ok()
 
 

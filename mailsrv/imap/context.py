@@ -31,16 +31,18 @@ from twisted.internet.interfaces import IReactorTime
 
 from mailsrv.auth.cred import plaintext_allowed
 from mailsrv.config import Config
+from mailsrv.imap import render
+from mailsrv.imap.reader import Dialect
 from mailsrv.imap.results import AUTH, LOGOUT, NOT_AUTH, SELECTED, Result, State
 from mailsrv.imap.session import SelectedMailbox
 from mailsrv.store.interfaces import IAccount, IFolder
 
 T = TypeVar("T")
 
-BASE_CAPABILITIES = ("IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE")
+BASE_CAPABILITIES = ("IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE")
 AUTHENTICATED_CAPABILITIES = ("NAMESPACE", "UNSELECT", "CHILDREN", "UIDPLUS", "MOVE", "SPECIAL-USE",
                               "LIST-EXTENDED", "LIST-STATUS", "MULTIAPPEND", "APPENDLIMIT", "ESEARCH",
-                              "COMPRESS=DEFLATE")
+                              "COMPRESS=DEFLATE", "UTF8=ACCEPT")
 
 
 Handler = Callable[["Context", Any], Awaitable[Result | None]]
@@ -117,6 +119,8 @@ class Context:
         self.enabled: set[str] = set()  # ENABLEd extensions (RFC 5161)
         self.idling = False  # changes are pushed at once (IDLE)
         self.compressed = False  # COMPRESS=DEFLATE is active
+        self.dialect = Dialect()  # read by this session's parser too
+        self.running = False  # a command is running (the server sets it)
         self._account: IAccount | None = None
         self._logout: Callable[[], None] | None = None
         self._data: dict[type, Any] = {}
@@ -152,6 +156,11 @@ class Context:
         """The client's next line, raw (SASL response, IDLE's DONE); None
         when it was too long."""
         return self._conn.next_line()
+
+    def mailbox_name(self, name: str) -> bytes:
+        """A mailbox name as this session wants it on the wire: modified
+        UTF-7, or UTF-8 once UTF8=ACCEPT/IMAP4rev2 is enabled."""
+        return render.mailbox(name, self.dialect.utf8)
 
     # -- session
     @property

@@ -89,8 +89,8 @@ class IMAPServer(Protocol, TimeoutMixin):
     def __init__(self, portal: Portal, config: Config, reactor: IReactorTime, tls_context: Any = None,
                  implicit_tls: bool = False) -> None:
         self.reactor = reactor
-        self.parser = command_parser(append_limit=config.append_limit)
         self.ctx = Context(self, portal, config, reactor, tls_context, implicit_tls)
+        self.parser = command_parser(append_limit=config.append_limit, dialect=self.ctx.dialect)
         self.out = OutputGate()
         self.pump: CommandPump | None = None
         self.closed = False
@@ -242,6 +242,7 @@ class IMAPServer(Protocol, TimeoutMixin):
         """Check the state, run the handler, answer; other sessions'
         changes go out just before the tagged response."""
         ctx = self.ctx
+        ctx.running = True
         try:
             entry = TABLE.get(cmd.name)
             if entry is None or ctx.state not in entry[1]:
@@ -269,5 +270,6 @@ class IMAPServer(Protocol, TimeoutMixin):
             log.failure("IMAP command {name} failed", name=cmd.name)
             self.write(render.tagged(cmd.tag, "NO", "Internal error, try again later", "SERVERBUG"))
         finally:
+            ctx.running = False
             if isinstance(cmd, C.Append):
                 cmd.close()
