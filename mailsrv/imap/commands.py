@@ -197,5 +197,24 @@ class Compress(Command):
     mechanism: str = ""
 
 
+@dataclass
+class NotifyGroup:
+    """One event group of NOTIFY SET (RFC 5465): which mailboxes, which
+    events (canonical spelling, e.g. "MessageNew"; empty for NONE)."""
+
+    filter: str  # SELECTED SELECTED-DELAYED INBOXES PERSONAL SUBSCRIBED SUBTREE MAILBOXES
+    mailboxes: list[str] = field(default_factory=list)  # SUBTREE / MAILBOXES
+    events: list[str] = field(default_factory=list)
+    fetch_atts: list[FetchAtt] = field(default_factory=list)  # MessageNew (fetch-att ...), selected only
+
+
+@dataclass
+class Notify(Command):
+    """NOTIFY NONE (``groups`` None) or NOTIFY SET [STATUS] groups."""
+
+    status: bool = False
+    groups: list[NotifyGroup] | None = None
+
+
 Event: TypeAlias = Command | ParseError | LiteralContinuation | RawLine
 """What the framing layer hands the server."""

@@ -42,7 +42,7 @@ T = TypeVar("T")
 BASE_CAPABILITIES = ("IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE")
 AUTHENTICATED_CAPABILITIES = ("NAMESPACE", "UNSELECT", "CHILDREN", "UIDPLUS", "MOVE", "SPECIAL-USE",
                               "LIST-EXTENDED", "LIST-STATUS", "MULTIAPPEND", "APPENDLIMIT", "ESEARCH",
-                              "COMPRESS=DEFLATE", "UTF8=ACCEPT")
+                              "COMPRESS=DEFLATE", "UTF8=ACCEPT", "NOTIFY")
 
 
 Handler = Callable[["Context", Any], Awaitable[Result | None]]
@@ -121,6 +121,12 @@ class Context:
         self.compressed = False  # COMPRESS=DEFLATE is active
         self.dialect = Dialect()  # read by this session's parser too
         self.running = False  # a command is running (the server sets it)
+        # extensions that report changes on their own (NOTIFY):
+        self.unsolicited: list[Callable[[bool], list[bytes]]] = []  # queued untagged responses, by flush_pending
+        self.select_hooks: list[Callable[[SelectedMailbox], None]] = []  # told of each new selection
+        self.end_hooks: list[Callable[[], None]] = []  # the session is over
+        self.push_selected = False  # the selected mailbox's changes go out between commands too
+        self.push_expunges = True  # ... expunges included (NOTIFY SELECTED, not SELECTED-DELAYED)
         self._account: IAccount | None = None
         self._logout: Callable[[], None] | None = None
         self._data: dict[type, Any] = {}
@@ -188,6 +194,8 @@ class Context:
         self.unselect()
         self.selected = SelectedMailbox(folder, readonly, on_change=self._changed)
         self.state = SELECTED
+        for hook in list(self.select_hooks):
+            hook(self.selected)
         return self.selected
 
     def unselect(self) -> None:
@@ -205,6 +213,9 @@ class Context:
 
     def end(self) -> None:
         """The connection is gone: stop listening, release the account."""
+        hooks, self.end_hooks = self.end_hooks, []
+        for hook in hooks:
+            hook()
         self.unselect()
         if self._logout is not None:
             logout, self._logout = self._logout, None
@@ -213,13 +224,23 @@ class Context:
     def flush_pending(self, allow_expunge: bool = True) -> None:
         """Report other sessions' changes (RFC 3501 7.4.1 says when
         EXPUNGE may be sent: the caller knows)."""
-        if self.selected is None or self.closed:
+        if self.closed:
             return
-        self.send_many(self.selected.flush(allow_expunge))
+        if self.selected is not None:
+            self.send_many(self.selected.flush(allow_expunge))
+        for fn in list(self.unsolicited):
+            self.send_many(fn(allow_expunge))
+
+    def can_push(self) -> bool:
+        """Untagged responses may go out now: no command is running (or it
+        is IDLE, which waits for them)."""
+        return not self.closed and (self.idling or not self.running)
 
     def _changed(self) -> None:
         if self.idling:
             self.flush_pending()
+        elif self.push_selected and self.can_push():
+            self.flush_pending(allow_expunge=self.push_expunges)
 
     def session_data(self, kind: type[T]) -> T:
         """Per-session state of an extension: ``kind()`` on first use, the

@@ -18,6 +18,7 @@ from functools import partial
 
 from mailsrv.imap import commands as C
 from mailsrv.imap import flags as F
+from mailsrv.imap import grammar_ext as X
 from mailsrv.imap import searchkeys as K
 from mailsrv.imap.framing import MAX_LINE, Literal, Parser, Parts
 from mailsrv.imap.reader import MAX_DEPTH, TAG, Dialect, Reader, Syntax, parse_date_time
@@ -405,13 +406,6 @@ def _id(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
     return C.Id(tag, "ID", params=params)
 
 
-def _compress(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
-    r.sp()
-    mech = r.atom().upper()
-    r.end()
-    return C.Compress(tag, name, mechanism=mech)
-
-
 COMMANDS: dict[str, ParseFn] = {
     **{n: _no_args for n in ("CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "CHECK", "CLOSE",
                              "UNSELECT", "IDLE", "NAMESPACE")},
@@ -432,7 +426,8 @@ COMMANDS: dict[str, ParseFn] = {
     "UID": _uid,
     "ENABLE": _enable,
     "ID": _id,
-    "COMPRESS": _compress,
+    "COMPRESS": X.compress,
+    "NOTIFY": lambda r, tag, name, uid: X.notify(r, tag, name, _fetch_att),
 }
 
 UID_COMMANDS = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE"})
