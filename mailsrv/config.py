@@ -51,6 +51,7 @@ class Config:
     pop3_timeout: int = 600
     imap_timeout: int = 1800
     append_limit: int = 50 * 1024 * 1024
+    literal_plus: bool = True  # LITERAL+ (any size); False: LITERAL- (non-sync literals up to 4096 bytes)
     lmtp_max_size: int = 50 * 1024 * 1024
     local_domains: list[str] = field(default_factory=list)  # empty: accept any domain
     lmtp_detail_folders: bool = True
@@ -154,6 +155,8 @@ def _imap(cfg: Config, s: configparser.SectionProxy) -> None:
             raise ConfigError("[imap] timeout must be at least 1800 seconds (RFC 3501)")
     if "append_limit" in s:
         cfg.append_limit = int(s["append_limit"])
+    if "literal_plus" in s:
+        cfg.literal_plus = _bool(s["literal_plus"])
 
 
 def _lmtp(cfg: Config, s: configparser.SectionProxy) -> None:

@@ -13,7 +13,7 @@ from mailsrv.auth.cred import AuthUnavailable
 from mailsrv.imap import commands as C
 from mailsrv.imap import render
 from mailsrv.imap.context import Context, Handlers
-from mailsrv.imap.results import ANY_STATE, NOT_AUTHENTICATED_ONLY, Result, bad, no, ok
+from mailsrv.imap.results import ANY_STATE, AUTHENTICATED, NOT_AUTHENTICATED_ONLY, Result, bad, no, ok
 from mailsrv.store.interfaces import IAccount
 
 PLAINTEXT_REFUSED = "Plaintext authentication disallowed on non-secure connections"
@@ -25,6 +25,13 @@ async def capability(ctx: Context, cmd: C.Simple) -> Result:
 
 
 async def noop(ctx: Context, cmd: C.Simple) -> Result:
+    return ok()
+
+
+async def unauthenticate(ctx: Context, cmd: C.Simple) -> Result:
+    """UNAUTHENTICATE (RFC 8437): the tagged OK is the first response of
+    the not-authenticated session (no CAPABILITY code: the client asks)."""
+    ctx.unauthenticate()
     return ok()
 
 
@@ -48,6 +55,8 @@ async def starttls(ctx: Context, cmd: C.Simple) -> Result | None:
         return bad("TLS is already active")
     if ctx.tls_context is None:
         return bad("TLS is not available")
+    if ctx.compressed:
+        return bad("TLS cannot start under COMPRESS (RFC 4978)")
     if ctx.input_pending():
         return bad("STARTTLS must be the last command of a pipeline")
     ctx.send(render.tagged(cmd.tag, "OK", "Begin TLS negotiation now"))
@@ -152,4 +161,5 @@ HANDLERS: Handlers = {
     "STARTTLS": (starttls, NOT_AUTHENTICATED_ONLY),
     "LOGIN": (login, NOT_AUTHENTICATED_ONLY),
     "AUTHENTICATE": (authenticate, NOT_AUTHENTICATED_ONLY),
+    "UNAUTHENTICATE": (unauthenticate, AUTHENTICATED),
 }

@@ -42,7 +42,8 @@ T = TypeVar("T")
 BASE_CAPABILITIES = ("IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE")
 AUTHENTICATED_CAPABILITIES = ("NAMESPACE", "UNSELECT", "CHILDREN", "UIDPLUS", "MOVE", "SPECIAL-USE",
                               "LIST-EXTENDED", "LIST-STATUS", "MULTIAPPEND", "APPENDLIMIT", "ESEARCH",
-                              "COMPRESS=DEFLATE", "UTF8=ACCEPT", "NOTIFY")
+                              "COMPRESS=DEFLATE", "UTF8=ACCEPT", "NOTIFY", "UNAUTHENTICATE",
+                              "STATUS=SIZE")
 
 
 Handler = Callable[["Context", Any], Awaitable[Result | None]]
@@ -221,6 +222,19 @@ class Context:
             logout, self._logout = self._logout, None
             logout()
 
+    def unauthenticate(self) -> None:
+        """UNAUTHENTICATE (RFC 8437): back to the not-authenticated state on
+        this connection (TLS and COMPRESS stay): the account is released,
+        whatever was ENABLEd or set up for the session is forgotten."""
+        self.end()
+        self._account = None
+        self.state = NOT_AUTH
+        self.enabled = set()
+        self.dialect.utf8 = False  # the parser's object: changed in place
+        self._data = {}
+        self.unsolicited, self.select_hooks = [], []
+        self.push_selected, self.push_expunges = False, True
+
     def flush_pending(self, allow_expunge: bool = True) -> None:
         """Report other sessions' changes (RFC 3501 7.4.1 says when
         EXPUNGE may be sent: the caller knows)."""
@@ -277,6 +291,8 @@ class Context:
     def capabilities(self) -> list[str]:
         """What CAPABILITY (and the greeting, LOGIN's OK) advertise now."""
         caps = list(BASE_CAPABILITIES)
+        if not self.config.literal_plus:  # RFC 7888 5: never both
+            caps[caps.index("LITERAL+")] = "LITERAL-"
         if self.state == NOT_AUTH:
             if self.tls_available:
                 caps.append("STARTTLS")

@@ -408,7 +408,7 @@ def _id(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
 
 COMMANDS: dict[str, ParseFn] = {
     **{n: _no_args for n in ("CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "CHECK", "CLOSE",
-                             "UNSELECT", "IDLE", "NAMESPACE")},
+                             "UNSELECT", "IDLE", "NAMESPACE", "UNAUTHENTICATE")},
     **{n: _one_mailbox for n in ("SELECT", "EXAMINE", "CREATE", "DELETE", "SUBSCRIBE", "UNSUBSCRIBE")},
     "EXPUNGE": _expunge,
     "LOGIN": _login,

@@ -44,6 +44,7 @@ log = Logger()
 
 CLOSE_GRACE = 10.0  # seconds a closing connection may wait for the peer
 MAX_BAD = 20  # consecutive bad commands before we hang up
+LITERAL_MINUS_MAX = 4096  # RFC 7888 section 4
 
 # no EXPUNGE after a non-UID FETCH/STORE/SEARCH (RFC 3501 7.4.1): the
 # client may still be using the sequence numbers it sent
@@ -91,6 +92,8 @@ class IMAPServer(Protocol, TimeoutMixin):
         self.reactor = reactor
         self.ctx = Context(self, portal, config, reactor, tls_context, implicit_tls)
         self.parser = command_parser(append_limit=config.append_limit, dialect=self.ctx.dialect)
+        if not config.literal_plus:
+            self.parser.nonsync_max = LITERAL_MINUS_MAX
         self.out = OutputGate()
         self.pump: CommandPump | None = None
         self.closed = False
