@@ -5,8 +5,8 @@ one that never enables it, NOTIFY between two sessions."""
 from __future__ import annotations
 
 import hashlib
-import os
 import imaplib
+import os
 import smtplib
 import time
 
