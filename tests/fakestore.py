@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import io
 import time
+import uuid
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
@@ -118,6 +119,8 @@ class FakeFolder(_Failing):
         self.bytes_read = 0
         self.refresh_count = 0
         self.account: FakeAccount | None = None  # told of every change (account events)
+        self.mailboxid = uuid.uuid4().hex  # stays with the object through RENAME, as the real one
+        self.saved: dict[int, float] = {}  # uid -> save date
 
     # -- for tests
     def add(self, raw: bytes, flags: Iterable[str] = (), internaldate: float | None = None,
@@ -133,6 +136,7 @@ class FakeFolder(_Failing):
                            DEFAULT_DATE if internaldate is None else internaldate, frozenset(flags))
         self._msgs[uid] = info
         self._recent.add(uid)
+        self.saved[uid] = time.time()
         return info
 
     def drop_external(self, raw: bytes) -> None:
@@ -179,6 +183,9 @@ class FakeFolder(_Failing):
 
     def total_size(self) -> int:
         return sum(i.size for i in self._msgs.values())
+
+    def save_date(self, uid: int) -> float | None:
+        return self.saved.get(uid) if uid in self._msgs else None
 
     def claim_recent(self) -> set[int]:
         r, self._recent = self._recent, set()
@@ -298,6 +305,7 @@ class FakeAccount(_Failing):
         self._validity = 2000
         names = list(SPECIAL) if folders is None else [n for n in folders if n != "INBOX"]
         self.account_listeners: list[IAccountListener] = []
+        self.uses: dict[str, str] = {}  # set_special_use
         self.folders: dict[str, FakeFolder] = {"INBOX": FakeFolder("INBOX")}
         self.folders["INBOX"].account = self
         for name in names:
@@ -329,7 +337,19 @@ class FakeAccount(_Failing):
         return self._norm(name) in self.folders
 
     def special_use(self, name: str) -> str | None:
-        return SPECIAL.get(name)
+        return self.uses.get(name) or SPECIAL.get(name)
+
+    def set_special_use(self, name: str, use: str | None) -> None:
+        name = self._norm(name)
+        if name not in self.folders:
+            raise NoSuchFolder(name)
+        if use is None:
+            self.uses.pop(name, None)
+            return
+        canonical = {u.lower(): u for u in SPECIAL.values()}.get(use.lower())
+        if canonical is None:
+            raise InvalidFolderName(use)
+        self.uses[name] = canonical
 
     def open_folder(self, name: str) -> defer.Deferred[FakeFolder]:
         f = self.folders.get(self._norm(name))
@@ -363,6 +383,7 @@ class FakeAccount(_Failing):
         f = self.folders.pop(name)
         f.expunge(f.uids())
         f.account = None
+        self.uses.pop(name, None)
         self.tell(FolderDeleted(name))
         return self._deferred("delete_folder", None)
 
@@ -383,6 +404,8 @@ class FakeAccount(_Failing):
                 f = self.folders.pop(n)
                 f.name = new + n[len(old):]
                 self.folders[f.name] = f
+                if n in self.uses:
+                    self.uses[f.name] = self.uses.pop(n)
                 self.tell(FolderRenamed(n, f.name))
         return self._deferred("rename_folder", None)
 

@@ -6,8 +6,10 @@ what the protocols meet in production."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
+import time
 from typing import Any
 
 from twisted.internet import defer
@@ -302,6 +304,51 @@ class Contract:
         yield self.account.poll_folders(["INBOX", "Trash", "Nope", "bad//name"])
         yield self.account.poll_folders(["INBOX", "Trash"])
         assert rec.take() == []
+
+
+    @defer.inlineCallbacks
+    def test_mailboxid_stays_through_rename_and_is_new_after_recreate(self) -> Any:
+        yield self.account.create_folder("Projects")
+        f = yield self.account.open_folder("Projects")
+        mid = f.mailboxid
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,255}", mid) and mid != self.inbox.mailboxid
+        yield self.account.rename_folder("Projects", "Done")
+        f2 = yield self.account.open_folder("Done")
+        assert f2.mailboxid == mid
+        yield self.account.delete_folder("Done")
+        yield self.account.create_folder("Done")
+        f3 = yield self.account.open_folder("Done")
+        assert f3.mailboxid != mid
+
+    @defer.inlineCallbacks
+    def test_save_date(self) -> Any:
+        before = time.time() - 2
+        uid = yield self.inbox.append(MSG, [], 1000000000.0)
+        saved = self.inbox.save_date(uid)
+        assert saved is not None and before <= saved <= time.time() + 2  # not the internal date
+        yield self.inbox.store_flags([uid], ["\\Seen"], "+")
+        assert self.inbox.save_date(uid) == saved  # a flag change does not move it
+        yield self.inbox.expunge([uid])
+        assert self.inbox.save_date(uid) is None
+
+    @defer.inlineCallbacks
+    def test_special_use_given_follows_rename_and_goes_with_delete(self) -> Any:
+        yield self.account.create_folder("Old mail")
+        assert self.account.special_use("Old mail") is None
+        self.account.set_special_use("Old mail", "\\archive")
+        assert self.account.special_use("Old mail") == "\\Archive"
+        with self.assertRaises(InvalidFolderName):
+            self.account.set_special_use("Old mail", "\\Flagged")
+        with self.assertRaises(NoSuchFolder):
+            self.account.set_special_use("Nope", "\\Junk")
+        yield self.account.rename_folder("Old mail", "Older")
+        assert self.account.special_use("Older") == "\\Archive" and self.account.special_use("Old mail") is None
+        yield self.account.delete_folder("Older")
+        yield self.account.create_folder("Older")
+        assert self.account.special_use("Older") is None
+        self.account.set_special_use("Older", "\\Junk")
+        self.account.set_special_use("Older", None)
+        assert self.account.special_use("Older") is None
 
 
 class FakeStoreContract(Contract, unittest.TestCase):

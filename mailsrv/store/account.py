@@ -13,7 +13,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from mailsrv.store import layout
+from mailsrv.store import layout, specialuse
 from mailsrv.store.diskfolder import DiskFolder, NewFile, discard_sources
 from mailsrv.store.events import AccountListeners
 from mailsrv.store.flags import normalize_flags
@@ -57,6 +57,7 @@ class Account:
         self._idle_timers: dict[str, IDelayedCall] = {}
         self._events = AccountListeners(self)
         self._polled: dict[str, FolderStamps] = {}
+        self._uses: dict[str, str] | None = None  # special-use given with CREATE (USE ...)
         self._ensure_created()
 
     def _ensure_created(self) -> None:
@@ -136,7 +137,38 @@ class Account:
         return name == INBOX or os.path.isdir(self._path(name))
 
     def special_use(self, name: str) -> str | None:
-        return layout.DEFAULT_FOLDERS.get(name)
+        return self._special_uses().get(name) or layout.DEFAULT_FOLDERS.get(name)
+
+    def _special_uses(self) -> dict[str, str]:
+        if self._uses is None:
+            self._uses = specialuse.read(self.root)
+        return self._uses
+
+    def set_special_use(self, name: str, use: str | None) -> None:
+        name = layout.canonical(name)
+        if not self.folder_exists(name):
+            raise NoSuchFolder(f"no folder {name}")
+        uses = dict(self._special_uses())
+        if use is None:
+            uses.pop(name, None)
+        else:
+            canonical = specialuse.canonical_use(use)
+            if canonical is None:
+                raise InvalidFolderName(f"{use} cannot be given to a folder")
+            uses[name] = canonical
+        specialuse.write(self.root, uses)
+        self._uses = uses
+
+    def _uses_moved(self, old: str, new: str | None) -> None:
+        """Special-use entries follow RENAME (``new``) and go with DELETE."""
+        uses = self._special_uses()
+        if new is None:
+            changed = {n: u for n, u in uses.items() if n != old}
+        else:
+            changed = specialuse.renamed(uses, old, new)
+        if changed != uses:
+            specialuse.write(self.root, changed)
+            self._uses = changed
 
     # --- folders ----------------------------------------------------------------------
 
@@ -252,6 +284,7 @@ class Account:
             if live is not None:
                 live.deleted()
             self._polled.pop(name, None)
+            self._uses_moved(name, None)
             self._events.tell(FolderDeleted(name))
             return threads.deferToThread(shutil.rmtree, trash, True)
 
@@ -296,6 +329,7 @@ class Account:
                 self._folders[target] = f
             self._polled.pop(n, None)
             moved.append((n, target))
+        self._uses_moved(old, new)
         for p in made:
             self._events.tell(FolderCreated(p))
         for n, target in moved:

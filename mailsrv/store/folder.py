@@ -45,6 +45,7 @@ from mailsrv.store.interfaces import IFolder, MessageGone, MessageInfo, NoSuchFo
 from mailsrv.store.listeners import ADDED, EXPUNGED, FLAGS, Listeners
 from mailsrv.store.maildir import finish_tmp, locate, write_tmp
 from mailsrv.store.message import MaildirMessageInfo, MaildirTempFile
+from mailsrv.store.uidlist import read_guid
 from mailsrv.store.uidstate import StatId, uidlist_id
 
 log = Logger(namespace="mailsrv.store")
@@ -53,6 +54,8 @@ log = Logger(namespace="mailsrv.store")
 # (Dovecot's "don't trust a too recent mtime").  Generous: some file systems
 # keep whole seconds.
 RECENT_NS = index.RECENT_NS
+
+SAVEDATE = "savedate"  # cache kind: the save date, as text
 
 Opened = tuple[SyncResult, bool, dict[int, MaildirMessageInfo], dict[str | None, frozenset[str]], set[int]]
 
@@ -107,6 +110,7 @@ class Folder:
         self._waiters: list[defer.Deferred[Folder]] = []
         self._gone = False
         self._snapshot = index.SnapshotWriter(path, self._save_snapshot)
+        self._mailboxid: str | None = None
 
     # --- lifecycle (what the account calls) ---------------------------------------
 
@@ -292,6 +296,7 @@ class Folder:
             expunged = list(old)
             old = {}
             self._recent.clear()
+            self._mailboxid = None  # a rebuilt uid list has a new GUID
         self.uidvalidity = res.uidvalidity
         self._cache.set_uidvalidity(res.uidvalidity)
         kw_changed = res.keywords != self._keywords
@@ -454,6 +459,35 @@ class Folder:
                 return 0.0
             m.sub, m.info = where
             return os.stat(message_path(self.path, m.sub, m.key, m.info)).st_mtime
+
+    # --- issue 12: OBJECTID, SAVEDATE -----------------------------------------------
+
+    @property
+    def mailboxid(self) -> str:
+        """The uid list's folder GUID (read once; a load or rescan has
+        written it)."""
+        if self._mailboxid is None:
+            self._mailboxid = read_guid(self.path) or ""
+        return self._mailboxid or "V%d" % self.uidvalidity
+
+    def save_date(self, uid: int) -> float | None:
+        m = self._msgs.get(uid)
+        if m is None:
+            return None
+        cached = self._cache.get(uid, SAVEDATE)
+        if cached is not None:
+            return float(cached)
+        try:
+            when = os.stat(message_path(self.path, m.sub, m.key, m.info)).st_ctime
+        except FileNotFoundError:
+            where = locate(self.path, m.key)
+            if where is None:
+                return None
+            m.sub, m.info = where
+            when = os.stat(message_path(self.path, m.sub, m.key, m.info)).st_ctime
+        value = b"%.3f" % when
+        self._cache.set(uid, SAVEDATE, value)
+        return float(value)
 
     def pop3_uidl(self, uid: int) -> str:
         m = self._msgs.get(uid)

@@ -181,6 +181,20 @@ class IFolder(Interface):
         value, or expunged, are left out): what a FETCH over many messages
         reads in a few queries instead of one per message."""
 
+    # -- issue 12: OBJECTID (RFC 8474), SAVEDATE (RFC 8514)
+
+    mailboxid = Attribute(
+        "str: RFC 8474 MAILBOXID, 1-255 of A-Z a-z 0-9 _ -.  It stays with the folder through "
+        "RENAME (and INBOX's through everything), and a folder deleted and created again gets a new one. "
+        "Maildir: the GUID Dovecot keeps in the dovecot-uidlist header (G field), 32 hex digits.")
+
+    def save_date(uid: int) -> float | None:
+        """RFC 8514 SAVEDATE: when this message was saved into this folder
+        (APPEND, COPY/MOVE, delivery), seconds since the epoch; None once it
+        is expunged.  Maildir: the file's ctime when first asked (then kept
+        in the cache, so a later flag change does not move it), as Dovecot
+        reads a Maildir."""
+
 
 # -- Account events (NOTIFY, issue 9) ----------------------------------------
 #
@@ -318,6 +332,13 @@ class IAccount(Interface):
         """Deliver a message from outside (LMTP): crash-safe, fsynced before
         the Deferred fires; the live folder (if open) is refreshed so its
         sessions see the new message at once.  Fires with the new UID."""
+
+    def set_special_use(name: str, use: str | None) -> None:
+        """(issue 12, CREATE-SPECIAL-USE) Give folder ``name`` the RFC 6154
+        attribute ``use`` - one of ``\\Archive \\Drafts \\Junk \\Sent
+        \\Trash`` - or take its own away (None); :meth:`special_use` answers
+        it from then on, it follows the folder through RENAME and goes with
+        DELETE.  NoSuchFolder; InvalidFolderName for another attribute."""
 
     def acquire_pop3_lock() -> bool:
         """Take the exclusive POP3 maildrop lock; False if already held."""
