@@ -138,6 +138,7 @@ class FetchAtt:
     section: Section | None = None  # BODY[...] when not None
     partial: tuple[int, int] | None = None
     peek: bool = False
+    modifiers: tuple[str, ...] = ()  # PREVIEW (LAZY)
 
 
 @dataclass
@@ -195,6 +196,13 @@ class Compress(Command):
     """COMPRESS (RFC 4978): the mechanism, upper-case."""
 
     mechanism: str = ""
+
+
+@dataclass
+class Create(MailboxCommand):
+    """CREATE with RFC 4466 parameters: ``USE (...)`` (RFC 6154)."""
+
+    uses: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -7,9 +7,9 @@ from twisted.internet import task
 from twisted.logger import Logger
 
 from mailsrv.imap import commands as C
+from mailsrv.imap import createext, render, rev2
 from mailsrv.imap import enable as E
 from mailsrv.imap import flags as F
-from mailsrv.imap import render, rev2
 from mailsrv.imap.context import Context, Handlers
 from mailsrv.imap.listing import list_mailboxes, status_values
 from mailsrv.imap.results import AUTHENTICATED, Result, bad, no, ok
@@ -45,18 +45,24 @@ async def select(ctx: Context, cmd: C.MailboxCommand) -> Result:
                 break
     lines.append(render.untagged(f"OK [UIDVALIDITY {folder.uidvalidity}] UIDs valid"))
     lines.append(render.untagged(f"OK [UIDNEXT {folder.uidnext}] Predicted next UID"))
+    lines.append(render.untagged(f"OK [MAILBOXID ({folder.mailboxid})] Ok"))
     ctx.send_many(lines)
     return ok("completed", "READ-ONLY" if readonly else "READ-WRITE")
 
 
-async def create(ctx: Context, cmd: C.MailboxCommand) -> Result:
+async def create(ctx: Context, cmd: C.Create) -> Result:
+    """CREATE, with ``(USE (...))`` (RFC 6154) and the new MAILBOXID
+    (RFC 8474) in the OK."""
     name = cmd.mailbox.rstrip("/")
     if not name:
         return no("Invalid mailbox name", "CANNOT")
     if name == "INBOX" or ctx.account.folder_exists(name):
         return no("Mailbox already exists", "ALREADYEXISTS")
+    use = createext.check_uses(cmd.uses)
+    if isinstance(use, Result):
+        return use
     await ctx.account.create_folder(name)
-    return ok()
+    return await createext.created(ctx, name, use)
 
 
 async def delete(ctx: Context, cmd: C.MailboxCommand) -> Result:

@@ -20,7 +20,7 @@ from twisted.logger import Logger
 
 from mailsrv.imap import commands as C
 from mailsrv.imap import fetchdata as fd
-from mailsrv.imap import render
+from mailsrv.imap import fetchext, render
 from mailsrv.imap.context import Context
 from mailsrv.imap.results import Result, bad, no, ok
 from mailsrv.imap.seqset import SeqSet, resolve_seq, resolve_uid, seq_in_range
@@ -129,6 +129,9 @@ class Plan:
 
     def _maker(self, a: C.FetchAtt) -> Maker:
         folder, n = self.folder, a.name
+        ext = fetchext.maker(self, a)  # EMAILID THREADID SAVEDATE PREVIEW
+        if ext is not None:
+            return ext
         if n == "UID":
             return lambda info, pre: b"UID %d" % info.uid
         if n == "FLAGS":

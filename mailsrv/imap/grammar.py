@@ -125,7 +125,7 @@ def _rename(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
     return C.Rename(tag, name, old=old, new=new)
 
 
-STATUS_ATTS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE"}
+STATUS_ATTS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", "MAILBOXID"}
 
 
 def _status_atts(r: Reader) -> list[str]:
@@ -286,6 +286,8 @@ def _fetch_att(r: Reader) -> C.FetchAtt:
             r.expect(b">")
             partial = (origin, length)
         return C.FetchAtt("BODY", section, partial, peek=name == "BODY.PEEK")
+    if name in X.FETCH_ITEMS:
+        return X.fetch_item(r, name)
     if name not in _SIMPLE_FETCH:
         raise Syntax(f"unknown fetch attribute {name}")
     return C.FetchAtt(name)
@@ -409,7 +411,8 @@ def _id(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
 COMMANDS: dict[str, ParseFn] = {
     **{n: _no_args for n in ("CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "CHECK", "CLOSE",
                              "UNSELECT", "IDLE", "NAMESPACE", "UNAUTHENTICATE")},
-    **{n: _one_mailbox for n in ("SELECT", "EXAMINE", "CREATE", "DELETE", "SUBSCRIBE", "UNSUBSCRIBE")},
+    **{n: _one_mailbox for n in ("SELECT", "EXAMINE", "DELETE", "SUBSCRIBE", "UNSUBSCRIBE")},
+    "CREATE": X.create,
     "EXPUNGE": _expunge,
     "LOGIN": _login,
     "AUTHENTICATE": _authenticate,
@@ -546,4 +549,5 @@ SEARCH_KEYS: dict[str, KeyFn] = {
     "UID": _uid_key,
     "NOT": _not,
     "OR": _or,
+    **X.SEARCH_KEYS,
 }

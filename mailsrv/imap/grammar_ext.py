@@ -1,5 +1,6 @@
-"""The grammar of the issue 9/12 extensions that have one of their own:
-COMPRESS (RFC 4978) and NOTIFY (RFC 5465).  Kept beside :mod:`grammar`,
+"""The grammar of the issue 9/12 extensions: COMPRESS (RFC 4978), NOTIFY
+(RFC 5465), CREATE (USE ...) (RFC 6154), the FETCH items and SEARCH keys of
+OBJECTID (RFC 8474), SAVEDATE (RFC 8514) and PREVIEW (RFC 8970).  Kept beside :mod:`grammar`,
 which wires these functions into its one ``COMMANDS`` table (passing the
 pieces of its own grammar they reuse, such as FETCH attributes)."""
 
@@ -8,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mailsrv.imap import commands as C
+from mailsrv.imap import searchext  # noqa: F401  registers the evaluators of these keys
+from mailsrv.imap import searchkeys as K
 from mailsrv.imap.reader import Reader, Syntax
 
 FetchAttFn = Callable[[Reader], C.FetchAtt]
@@ -82,3 +85,56 @@ def notify(r: Reader, tag: str, name: str, fetch_att: FetchAttFn) -> C.Command:
         r.sp()
         groups.append(_group(r, fetch_att))
     return C.Notify(tag, name, status=status, groups=groups)
+
+
+# -- CREATE (USE (...)) (RFC 6154 CREATE-SPECIAL-USE, RFC 4466 create-param)
+
+def create(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
+    r.sp()
+    mbox = r.mailbox()
+    cmd = C.Create(tag, name, mailbox=mbox)
+    if not r.at_end():
+        r.sp()
+        r.expect(b"(")
+        r.expect(b"USE ")
+        cmd.uses = r.paren_list(r.flag, allow_empty=False)
+        r.expect(b")")
+    r.end()
+    return cmd
+
+
+# -- FETCH items and SEARCH keys (OBJECTID, SAVEDATE, PREVIEW)
+
+FETCH_ITEMS = frozenset({"EMAILID", "THREADID", "SAVEDATE", "PREVIEW"})
+
+
+def fetch_item(r: Reader, name: str) -> C.FetchAtt:
+    """EMAILID THREADID SAVEDATE PREVIEW, and PREVIEW's modifiers (LAZY)."""
+    if name == "PREVIEW" and r.text[r.pos:r.pos + 2] == b" (":
+        r.sp()
+        mods = tuple(m.upper() for m in r.paren_list(r.atom, allow_empty=False))
+        for m in mods:
+            if m != "LAZY":
+                raise Syntax(f"unknown PREVIEW modifier {m}")
+        return C.FetchAtt(name, modifiers=mods)
+    return C.FetchAtt(name)
+
+
+def _saved(r: Reader, name: str, text: Callable[[bytes], str]) -> K.SearchKey:
+    r.sp()
+    return K.SaveDate(_DATE_OPS[name], r.search_date())
+
+
+def _object_id(r: Reader, name: str, text: Callable[[bytes], str]) -> K.SearchKey:
+    r.sp()
+    value = r.atom()
+    return K.ObjectId("emailid" if name == "EMAILID" else "threadid", value)
+
+
+_DATE_OPS: dict[str, K.DateOp] = {"SAVEDBEFORE": "BEFORE", "SAVEDON": "ON", "SAVEDSINCE": "SINCE"}
+SEARCH_KEYS: dict[str, Callable[[Reader, str, Callable[[bytes], str]], K.SearchKey]] = {
+    **{k: _saved for k in _DATE_OPS},
+    "SAVEDATESUPPORTED": lambda r, name, text: K.SaveDateSupported(),
+    "EMAILID": _object_id,
+    "THREADID": _object_id,
+}

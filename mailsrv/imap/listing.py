@@ -51,6 +51,9 @@ async def status_values(ctx: Context, name: str, atts: list[str]) -> bytes:
             v = folder.uidvalidity
         elif a == "UNSEEN":
             v = sum(1 for m in msgs if "\\Seen" not in m.flags)
+        elif a == "MAILBOXID":  # RFC 8474
+            values.append(f"MAILBOXID ({folder.mailboxid})")
+            continue
         else:  # SIZE
             v = folder.total_size()
         values.append(f"{a} {v}")
