@@ -85,7 +85,7 @@ class Command:
 def parse_command(line: bytes) -> Command | None:
     """Split a command line; None if it has no keyword at all."""
     keyword, _, rest = line.partition(b" ")
-    if not keyword or not keyword.isalpha() or not keyword.isascii() or len(keyword) > 8:
+    if not keyword or not keyword.isalnum() or not keyword.isascii() or len(keyword) > 8:
         return None
     return Command(keyword.upper(), rest.split(), rest)
 

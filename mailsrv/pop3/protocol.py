@@ -74,7 +74,11 @@ _COMMANDS: dict[bytes, tuple[str, tuple[str, ...], int, int]] = {
     b"DELE": ("do_DELE", (TRANSACTION,), 1, 1),
     b"NOOP": ("do_NOOP", (TRANSACTION,), 0, 0),
     b"RSET": ("do_RSET", (TRANSACTION,), 0, 0),
+    b"UTF8": ("do_UTF8", (AUTHORIZATION,), 0, 0),
+    b"LANG": ("do_LANG", (AUTHORIZATION, TRANSACTION), 0, 1),
 }
+# RFC 6856 LANG: the languages of our response texts (tag, description).
+LANGUAGES = ((b"en", b"English"),)
 
 
 # What a command handler returns: nothing (done), or work still running.
@@ -109,6 +113,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         self._splitter = L.LineSplitter()
         self._closing = False
         self._user: bytes | None = None
+        self.utf8 = False  # RFC 6856 UTF8 was sent
         self._apop_challenge: bytes | None = None
         self._account: Any = None
         self._logout: Callable[[], None] | None = None
@@ -278,6 +283,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
                 caps += [b"USER", b"SASL PLAIN"]
             if self._stls_offered():
                 caps.append(b"STLS")
+        caps += [b"UTF8", b"LANG"]  # RFC 6856
         caps.append(b"IMPLEMENTATION mailsrv")
         self._send_multiline(b"+OK Capability list follows.", caps)
 
@@ -447,6 +453,28 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
 
     def do_NOOP(self) -> None:
         self.sendLine(b"+OK")
+
+    # -- RFC 6856: UTF8 and LANG ----------------------------------------
+
+    def do_UTF8(self) -> None:
+        """The client takes UTF-8: user names and passwords may be UTF-8
+        (they always could here) and messages with UTF-8 headers (RFC 6532)
+        are sent as stored - which this server does for every client, never
+        downgrading a message it cannot downgrade without changing it."""
+        self.utf8 = True
+        self.sendLine(b"+OK UTF8 enabled")
+
+    def do_LANG(self, tag: bytes | None = None) -> None:
+        """LANG lists the languages; LANG tag (or ``*``) picks one.  Only
+        English is there."""
+        if tag is None:
+            self._send_multiline(b"+OK Language listing follows", [t + b" " + d for t, d in LANGUAGES])
+            return
+        for t, _ in LANGUAGES:
+            if tag == b"*" or tag.lower() == t:
+                self.sendLine(b"+OK " + t + b" Language changed")
+                return
+        self.sendLine(b"-ERR Unsupported language")
 
     def do_RSET(self) -> None:
         self._drop.reset()
