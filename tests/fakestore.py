@@ -477,9 +477,7 @@ class FakeStore(_Failing):
         self.shares = FakeShares(self)
 
     def view(self, user: str | None) -> UserView:
-        if user is not None:
-            self.account(user)
-        return UserView(self.shares, user)
+        return UserView(self.shares, user, self.account(user) if user is not None else None)
 
     def make_public(self, *names: str) -> FakeAccount:
         """Public mailboxes (``Public/<name>``)."""
@@ -564,7 +562,7 @@ class FakeRealm:
         def logout() -> None:
             self.logouts += 1
 
-        return IAccount, self.store.account(name), logout
+        return IAccount, self.store.view(name), logout
 
 
 def make_portal(store: Any, passwords: dict[str, str] | None = None) -> Portal:

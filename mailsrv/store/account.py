@@ -406,7 +406,7 @@ class Store:
 
     def view(self, user: str | None) -> UserView:
         """See IStore.view (mailsrv.store.shared)."""
-        return UserView(self.shares, user)
+        return UserView(self.shares, user, self.account(user) if user is not None else None)
 
     def public_account(self) -> Account:
         """The raw account of the public mailboxes (``Public/...``)."""

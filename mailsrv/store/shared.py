@@ -75,11 +75,12 @@ class Target:
 class UserView:
     """See IUserView.  ``user`` None is an anonymous poster."""
 
-    def __init__(self, backend: ShareBackend, user: str | None) -> None:
+    def __init__(self, backend: ShareBackend, user: str | None, own: Any = None) -> None:
+        """``own``: the user's raw account (made on first use by the store)."""
         self.backend = backend
         self.user = user or ""
         self._user = user
-        self._own = backend.owner_account(user) if user else None
+        self.own = own
 
     # -- names and rights
     def _resolve(self, name: str) -> Target:
@@ -95,9 +96,9 @@ class UserView:
             if acct is None or not folder or folder.upper() == "INBOX":
                 raise NoSuchFolder(f"no folder {name}")
             return Target(acct, folder, "public", None, name)
-        if self._own is None:
+        if self.own is None:
             raise NoSuchFolder(f"no folder {name}")
-        return Target(self._own, name, "own", self._user, name)
+        return Target(self.own, name, "own", self._user, name)
 
     def _rights(self, t: Target) -> str:
         acl = self.backend.read_acl(t.account, t.folder)
@@ -145,8 +146,8 @@ class UserView:
     # -- IAccount
     def list_folders(self) -> list[str]:
         out: list[str] = []
-        if self._own is not None:
-            out += [n for n in self._own.list_folders() if "l" in self._rights(Target(self._own, n, "own", None, n))]
+        if self.own is not None:
+            out += [n for n in self.own.list_folders() if "l" in self._rights(Target(self.own, n, "own", None, n))]
         for owner in self.backend.sharers(self._user):
             acct = self.backend.owner_account(owner)
             if acct is None or owner == self._user:
@@ -171,9 +172,9 @@ class UserView:
         return True
 
     def special_use(self, name: str) -> str | None:
-        if self._own is None or name.startswith((OTHER_USERS_PREFIX, PUBLIC_PREFIX)):
+        if self.own is None or name.startswith((OTHER_USERS_PREFIX, PUBLIC_PREFIX)):
             return None
-        result: str | None = self._own.special_use(name)
+        result: str | None = self.own.special_use(name)
         return result
 
     def open_folder(self, name: str) -> defer.Deferred[Any]:
@@ -224,15 +225,15 @@ class UserView:
         return d
 
     def subscriptions(self) -> list[str]:
-        return list(self._own.subscriptions()) if self._own is not None else []
+        return list(self.own.subscriptions()) if self.own is not None else []
 
     def subscribe(self, name: str) -> None:
-        if self._own is not None:
-            self._own.subscribe(name)
+        if self.own is not None:
+            self.own.subscribe(name)
 
     def unsubscribe(self, name: str) -> None:
-        if self._own is not None:
-            self._own.unsubscribe(name)
+        if self.own is not None:
+            self.own.unsubscribe(name)
 
     def deliver(self, folder: str, source: Any, flags: Iterable[str] = ()) -> defer.Deferred[int]:
         try:
@@ -243,21 +244,21 @@ class UserView:
         return d
 
     def acquire_pop3_lock(self) -> bool:
-        return bool(self._own is not None and self._own.acquire_pop3_lock())
+        return bool(self.own is not None and self.own.acquire_pop3_lock())
 
     def release_pop3_lock(self) -> None:
-        if self._own is not None:
-            self._own.release_pop3_lock()
+        if self.own is not None:
+            self.own.release_pop3_lock()
 
     def quota(self) -> defer.Deferred[QuotaRoot | None]:
-        if self._own is None:
+        if self.own is None:
             return defer.succeed(None)
-        d: defer.Deferred[QuotaRoot | None] = self._own.quota()
+        d: defer.Deferred[QuotaRoot | None] = self.own.quota()
         return d
 
     # -- IUserView: namespaces and rights
     def namespaces(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[tuple[str, str]]]:
-        personal = [("", DELIM)] if self._own is not None else []
+        personal = [("", DELIM)] if self.own is not None else []
         public = [(PUBLIC_PREFIX, DELIM)] if self.backend.public_account() is not None else []
         return personal, [(OTHER_USERS_PREFIX, DELIM)], public
 
