@@ -83,8 +83,10 @@ class Account:
     @property
     def quota_tracker(self) -> quota.QuotaTracker:
         if self._quota is None:
-            store, user = self.store, self.user
-            self._quota = quota.QuotaTracker(self.root, user, lambda: store.quota_rules(user),
+            store, user, personal = self.store, self.user, self._defaults
+            # the public mailboxes' root has no owner and no quota
+            self._quota = quota.QuotaTracker(self.root, user,
+                                             lambda: store.quota_rules(user) if personal else quota.QuotaRules(),
                                              store.quota_warnings, store.quota_tempfail)
         return self._quota
 
