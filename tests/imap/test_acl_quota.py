@@ -53,7 +53,7 @@ def setup() -> tuple[FakeStore, User, User]:
 
 def share(store: FakeStore, rights: str, folder: str = "Projects", who: str = "bob") -> None:
     alice = User(store, "alice")
-    assert tagged(alice.cmd(f'x SETACL {folder} {who} {rights}'), "x").startswith(b"x OK")
+    assert tagged(alice.cmd(f'x SETACL {folder} {who} "{rights}"'), "x").startswith(b"x OK")
 
 
 def test_capabilities_advertise_acl_and_quota():
