@@ -218,7 +218,9 @@ def _deliver(data_dir: str, user: str, folder: str, message: BinaryIO, flags: li
         if path is None or inbox or fell_back:
             path = layout.folder_dir(data_dir, user, "INBOX")
             folder = "INBOX"
-        tracker = _quota(config, user, layout.maildir_root(data_dir, user))
+        root = layout.maildir_root(data_dir, user)
+        os.makedirs(root, exist_ok=True)
+        tracker = _quota(config, user, root)
         size = message.seek(0, os.SEEK_END)
         message.seek(0)
         if isinstance(tracker, QuotaTracker):

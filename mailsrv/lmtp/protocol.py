@@ -385,6 +385,8 @@ class LMTPServer(Protocol, TimeoutMixin):
             try:
                 await r.account.deliver(folder, spool.reader(prefix))
             except NoSuchFolder:
+                if not r.user:  # a public mailbox gone, or no post right for anyone
+                    return 550, f"5.7.1 <{r.address}> Delivery not permitted"
                 if folder == "INBOX":
                     break
                 folder = "INBOX"  # the +detail folder vanished since RCPT
