@@ -18,6 +18,7 @@ from functools import partial
 
 from mailsrv.imap import commands as C
 from mailsrv.imap import flags as F
+from mailsrv.imap import grammar_acl
 from mailsrv.imap import grammar_ext as X
 from mailsrv.imap import searchkeys as K
 from mailsrv.imap.framing import MAX_LINE, Literal, Parser, Parts
@@ -125,7 +126,8 @@ def _rename(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
     return C.Rename(tag, name, old=old, new=new)
 
 
-STATUS_ATTS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", "MAILBOXID"}
+STATUS_ATTS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", "DELETED", "DELETED-STORAGE",
+               "MAILBOXID"}
 
 
 def _status_atts(r: Reader) -> list[str]:
@@ -431,6 +433,7 @@ COMMANDS: dict[str, ParseFn] = {
     "ID": _id,
     "COMPRESS": X.compress,
     "NOTIFY": lambda r, tag, name, uid: X.notify(r, tag, name, _fetch_att),
+    **grammar_acl.COMMANDS,  # ACL and QUOTA (issue 12)
 }
 
 UID_COMMANDS = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE"})

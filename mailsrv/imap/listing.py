@@ -54,6 +54,10 @@ async def status_values(ctx: Context, name: str, atts: list[str]) -> bytes:
         elif a == "MAILBOXID":  # RFC 8474
             values.append(f"MAILBOXID ({folder.mailboxid})")
             continue
+        elif a == "DELETED":  # RFC 9208
+            v = sum(1 for m in msgs if "\\Deleted" in m.flags)
+        elif a == "DELETED-STORAGE":
+            v = sum(m.size for m in msgs if "\\Deleted" in m.flags) // 1024
         else:  # SIZE
             v = folder.total_size()
         values.append(f"{a} {v}")
