@@ -15,7 +15,9 @@ or to retry, with a one-line reason on stderr:
   ``lmtp_max_size`` (a permanent condition: retrying cannot help);
 - 67 (EX_NOUSER) the user is not in the password file;
 - 75 (EX_TEMPFAIL) anything that may pass: a missing or unreadable password
-  file, disk full, I/O errors, store trouble.
+  file, disk full, I/O errors, store trouble;
+- 78 (EX_CONFIG) the data folder does not exist: the command line or the
+  configuration names the wrong place, which no retry mends.
 
 A ``--folder`` that does not exist is not an error: like Dovecot's LDA, the
 message goes to INBOX (a note on stderr says so), since bouncing mail over a
@@ -28,7 +30,9 @@ import os
 import re
 import sys
 import tempfile
-from typing import TYPE_CHECKING, BinaryIO, TextIO, cast
+from typing import IO, TYPE_CHECKING, BinaryIO, TextIO
+
+from mailsrv.store.interfaces import SYSTEM_FLAGS
 
 if TYPE_CHECKING:
     from mailsrv.config import Config
@@ -38,12 +42,14 @@ EX_USAGE = 64
 EX_DATAERR = 65
 EX_NOUSER = 67
 EX_TEMPFAIL = 75
+EX_CONFIG = 78
 
 HEAD_SIZE = 64 * 1024  # read before anything is written, to validate the header
 CHUNK = 64 * 1024
 SPOOL_IN_MEMORY = 1024 * 1024
 
-_SYSTEM_FLAGS = {f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")}
+# \Recent is not among them: it is never stored, so asking for it is a usage error.
+_SYSTEM_FLAGS = {f.lower(): f for f in SYSTEM_FLAGS}
 _KEYWORD = re.compile(r"[!#$&'+\-.0-9:;<=>?@A-Z^_`a-z|~]+\Z")  # IMAP atom without specials
 _HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
 
@@ -68,6 +74,8 @@ def deliver_command(
     """Deliver the message on ``stdin`` to ``name``; return a sysexits code."""
     err = stderr if stderr is not None else sys.stderr
     try:
+        if not os.path.isdir(config.data_dir):
+            raise DeliveryFailed(EX_CONFIG, f"data folder {os.path.abspath(config.data_dir)} does not exist")
         user = find_user(config.passwd_path, name)
         wanted = normalize_flags(flags)
         with spool_message(stdin, config.lmtp_max_size) as message:
@@ -126,7 +134,7 @@ def normalize_flags(flags: list[str]) -> list[str]:
     return out
 
 
-def spool_message(stdin: BinaryIO, limit: int) -> BinaryIO:
+def spool_message(stdin: BinaryIO, limit: int) -> IO[bytes]:
     """Copy stdin into a temporary file (memory up to 1 MiB), checking it on
     the way; returns the file positioned at 0.  A leading mbox ``From `` line
     is dropped, as Dovecot's LDA does."""
@@ -153,8 +161,7 @@ def spool_message(stdin: BinaryIO, limit: int) -> BinaryIO:
             raise
     except OSError as e:
         raise DeliveryFailed(EX_TEMPFAIL, f"cannot read the message: {e.strerror or e}") from None
-    # A SpooledTemporaryFile does all a BinaryIO does; typeshed says IO[bytes].
-    return cast(BinaryIO, spool)
+    return spool
 
 
 def _read_head(stdin: BinaryIO) -> bytes:
@@ -183,7 +190,7 @@ def _check_size(size: int, limit: int) -> None:
         raise DeliveryFailed(EX_DATAERR, f"message too large (over {limit} bytes)")
 
 
-def _deliver(data_dir: str, user: str, folder: str, message: BinaryIO, flags: list[str]) -> bool:
+def _deliver(data_dir: str, user: str, folder: str, message: IO[bytes], flags: list[str]) -> bool:
     """Write into ``folder``, or INBOX when it does not exist (returns True then)."""
     try:
         from mailsrv.store import layout, maildir

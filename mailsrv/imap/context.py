@@ -33,6 +33,7 @@ from mailsrv.auth.cred import plaintext_allowed
 from mailsrv.config import Config
 from mailsrv.imap.results import AUTH, LOGOUT, NOT_AUTH, SELECTED, Result, State
 from mailsrv.imap.session import SelectedMailbox
+from mailsrv.ops.sessions import NO_SESSION, SessionHooks
 from mailsrv.store.interfaces import IAccount, IFolder
 
 T = TypeVar("T")
@@ -115,6 +116,7 @@ class Context:
         self._account: IAccount | None = None
         self._logout: Callable[[], None] | None = None
         self._data: dict[type, Any] = {}
+        self.ops: SessionHooks = NO_SESSION  # login lines, limits, metrics (mailsrv.ops)
 
     # -- output
     def send(self, data: bytes) -> None:
@@ -187,6 +189,7 @@ class Context:
     def logout(self) -> None:
         """LOGOUT: the session is over; close the connection."""
         self.state = LOGOUT
+        self.ops.ending("Logged out")
         self.close()
 
     def end(self) -> None:

@@ -70,6 +70,9 @@ class FolderHost(Protocol):
     def folder_idle(self, folder: Folder) -> None:
         """The last listener left."""
 
+    def folder_busy(self, folder: Folder) -> None:
+        """The first listener came (instant notice: mailsrv.store.watch)."""
+
 
 @implementer(IFolder)
 class Folder:
@@ -465,6 +468,8 @@ class Folder:
         return set(self._recent)
 
     def add_listener(self, listener: Any) -> None:
+        if not self._listeners:
+            self.account.folder_busy(self)
         self._listeners.add(listener)
 
     def remove_listener(self, listener: Any) -> None:

@@ -226,11 +226,19 @@ class IAccount(Interface):
         the Deferred fires; the live folder (if open) is refreshed so its
         sessions see the new message at once.  Fires with the new UID."""
 
-    def acquire_pop3_lock() -> bool:
-        """Take the exclusive POP3 maildrop lock; False if already held."""
+    def acquire_pop3_lock() -> Deferred:
+        """Take the exclusive POP3 maildrop lock for the caller's session.
+        Fires with True when taken, False when another session holds it -
+        in this process or in any other serving the same mail (a second
+        server, a worker: the Maildir store flocks a file in the Maildir,
+        PostgreSQL takes an advisory lock).  A lock never outlives the
+        process holding it (a crash releases it).  Errback: the lock could
+        not be tried (the caller answers with a temporary failure)."""
 
-    def release_pop3_lock() -> None:
-        """Give the POP3 lock back."""
+    def release_pop3_lock() -> Deferred:
+        """Give back the lock taken by :meth:`acquire_pop3_lock`; fires
+        with None once it is free for others.  Releasing a lock not held
+        is a no-op."""
 
 
 class IStore(Interface):
