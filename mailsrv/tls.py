@@ -102,6 +102,8 @@ def check_pair(cert: str, key: str) -> tuple[list[str], str | None]:
         try:
             use(path)
         except SSL.Error as e:
+            if "mismatch" in ssl_reason(e):  # OpenSSL compares as it loads the key
+                return [f"TLS key {key} does not match certificate {cert}"], None
             return [f"TLS {what} {path} is unusable: {ssl_reason(e)}"], None
     try:
         ctx.check_privatekey()

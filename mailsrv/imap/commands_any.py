@@ -57,6 +57,7 @@ async def starttls(ctx: Context, cmd: C.Simple) -> Result | None:
 
 async def _authenticate(ctx: Context, user: str, password: str, method: str) -> Result | None:
     if await ctx.ops.before_auth() is not None:  # this address failed too often: banned for a while
+        ctx.ops.auth_failed(user, method, ctx.tls_active, "banned")
         return no("Too many failed logins from your address; try again later", "UNAVAILABLE")
     try:
         iface, avatar, logout_ = await ctx.portal.login(

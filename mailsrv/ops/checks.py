@@ -130,20 +130,20 @@ def check_listeners(cfg: Config, probe: bool, reactor: Any = None) -> list[Probl
 
         reactor = default_reactor
     problems = []
-    seen: dict[str, str] = {}
-    for kind, spec in listener_specs(cfg):
-        why = endpoint.parse(reactor, spec)
-        if why is not None:
-            problems.append(Problem(f"bad {kind} listener {spec!r}: {why}"))
-            continue
-        if spec in seen and not spec.split(":")[1:2] == ["0"]:
-            problems.append(Problem(f"{kind} listener {spec!r} is also the {seen[spec]} listener"))
-            continue
-        seen[spec] = kind
-        if probe:
-            why = endpoint.probe(spec)
+    held: list[Any] = []  # test sockets, open until every listener was tried
+    try:
+        for kind, spec in listener_specs(cfg):
+            why = endpoint.parse(reactor, spec)
             if why is not None:
-                problems.append(Problem(f"cannot listen for {kind} on {spec}: {why}", EX_UNAVAILABLE))
+                problems.append(Problem(f"bad {kind} listener {spec!r}: {why}"))
+                continue
+            if probe:
+                why = endpoint.probe(spec, held)
+                if why is not None:
+                    problems.append(Problem(f"cannot listen for {kind} on {spec}: {why}", EX_UNAVAILABLE))
+    finally:
+        for s in held:
+            s.close()
     return problems
 
 
@@ -175,7 +175,7 @@ def check_data(cfg: Config, run_as: RunAs) -> list[Problem]:
     data = os.path.abspath(cfg.data_dir)
     try:
         st = os.stat(data)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return _check_creatable(data, run_as)
     except OSError as e:
         return [Problem(f"data folder {data}: {e.strerror}", EX_CANTCREAT)]
@@ -188,6 +188,9 @@ def check_data(cfg: Config, run_as: RunAs) -> list[Problem]:
         return [_ownership(data, st, run_as, data)]
     if not run_as.switches and not os.access(data, os.R_OK | os.W_OK | os.X_OK):
         return [Problem(f"data folder {data} is not writable", EX_CANTCREAT)]
+    passwd = cfg.passwd_path
+    if os.path.exists(passwd) and not os.path.isfile(passwd):
+        return [Problem(f"password file {passwd} is not a file")]
     return _check_contents(data, cfg, run_as)
 
 

@@ -80,18 +80,21 @@ def explain(spec: str, exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def probe(spec: str) -> str | None:
-    """Try what binding ``spec`` needs without keeping anything; a sentence
-    saying what is wrong, or None (fine, or nothing known to try)."""
+def probe(spec: str, held: list[socket.socket] | None = None) -> str | None:
+    """Try what binding ``spec`` needs; a sentence saying what is wrong, or
+    None (fine, or nothing known to try).  A test socket is kept open in
+    ``held`` (the caller closes them), so two listeners that would take
+    the same port (``tcp:143`` and ``tcp:143:interface=127.0.0.1``) clash
+    here already, not half-way through binding."""
     wrapped = inner(spec)
     if wrapped is not None:
-        return probe(wrapped)
+        return probe(wrapped, held)
     kind, args, opts = split(spec)
     fn = PROBES.get(kind)
-    return fn(args, opts) if fn is not None else None
+    return fn(args, opts, held if held is not None else []) if fn is not None else None
 
 
-def _probe_tcp(args: list[str], opts: dict[str, str], default: str = "") -> str | None:
+def _probe_tcp(args: list[str], opts: dict[str, str], held: list[socket.socket], default: str = "") -> str | None:
     port_text = args[0] if args else opts.get("port", "")
     try:
         port = int(port_text)
@@ -108,10 +111,11 @@ def _probe_tcp(args: list[str], opts: dict[str, str], default: str = "") -> str 
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((host, port))
+        s.listen(1)  # as the server will: a listening socket is what conflicts
     except OSError as e:
-        return _bind_problem(e, where, port, host)
-    finally:
         s.close()
+        return _bind_problem(e, where, port, host)
+    held.append(s)
     return None
 
 
@@ -128,7 +132,7 @@ def _bind_problem(e: OSError, where: str, port: int, host: str) -> str:
     return f"cannot bind {where}: {e.strerror or e}"
 
 
-def _probe_unix(args: list[str], opts: dict[str, str]) -> str | None:
+def _probe_unix(args: list[str], opts: dict[str, str], held: list[socket.socket]) -> str | None:
     path = args[0] if args else opts.get("address", "")
     if not path:
         return "unix: needs a socket path"
@@ -162,10 +166,10 @@ def _socket_alive(path: str) -> bool:
     return True
 
 
-PROBES: dict[str, Callable[[list[str], dict[str, str]], str | None]] = {
+PROBES: dict[str, Callable[[list[str], dict[str, str], list[socket.socket]], str | None]] = {
     "tcp": _probe_tcp,
     "ssl": _probe_tcp,
-    "tcp6": lambda args, opts: _probe_tcp(args, opts, "::"),
+    "tcp6": lambda args, opts, held: _probe_tcp(args, opts, held, "::"),
     "unix": _probe_unix,
 }
 

@@ -295,7 +295,8 @@ class Registry:
     def open(self, kind: str, conn: Connection, remote: tuple[str, int], local: tuple[str, int]) -> Session:
         s = Session(self, kind, conn, remote, local)
         self.sessions[s.id] = s
-        self.per_ip[s.rip] = self.per_ip.get(s.rip, 0) + 1
+        if s.protocol in LOGIN_PROTOCOLS:  # an MTA's LMTP connections are not a client's
+            self.per_ip[s.rip] = self.per_ip.get(s.rip, 0) + 1
         if self.metrics is not None:
             self.metrics.connection(s.protocol, s.tls)
         return s
@@ -303,7 +304,8 @@ class Registry:
     def close(self, s: Session) -> None:
         if self.sessions.pop(s.id, None) is None:
             return
-        _decrement(self.per_ip, s.rip)
+        if s.protocol in LOGIN_PROTOCOLS:
+            _decrement(self.per_ip, s.rip)
         if s.user is not None:
             _decrement(self.per_user_ip, (s.protocol, s.user, s.rip))
         for direction, n in (("in", s.bytes_in), ("out", s.bytes_out)):

@@ -399,6 +399,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         why (wrong password, banned address, server trouble) and None."""
         user = getattr(creds, "username", None)
         if await self.ops_session.before_auth() is not None:  # banned for a while
+            self.ops_session.auth_failed(user, method, self.tls_active, "banned")
             self._say(b"-ERR [SYS/TEMP] Too many failed logins from your address; try again later.")
             return None
         try:

@@ -167,8 +167,15 @@ class FolderWatcher:
                 self._again.discard(key)
                 self._schedule(folder)
 
+        def failed(f: Any) -> None:
+            if f.check(OSError):  # the folder went away under us (removed by another program)
+                log.warn("refresh of {name} after an inotify event failed: {err}", name=folder.name,
+                         err=f.getErrorMessage())
+            else:
+                log.failure("refresh of {name} after an inotify event failed", f, name=folder.name)
+
         d = folder.refresh()
-        d.addErrback(lambda f: log.failure("refresh of {name} after an inotify event failed", f, name=folder.name))
+        d.addErrback(failed)
         d.addBoth(done)
 
 
