@@ -78,6 +78,8 @@ class FolderHost(Protocol):
 class Folder:
     """See :class:`IFolder`.  Built and registered by the Account."""
 
+    instant_notice = False  # set while mailsrv.store.watch has an inotify watch on it (see IFolder)
+
     def __init__(self, account: FolderHost, name: str, path: str, use_index: bool = True) -> None:
         self.account = account
         self.name = name

@@ -101,7 +101,12 @@ class IFolderListener(Interface):
 
 class IFolder(Interface):
     """One mailbox.  There is exactly one live object per folder in the
-    process, shared by every session that has it open."""
+    process, shared by every session that has it open.
+
+    Optional attribute ``instant_notice`` (bool, False when absent): True
+    while changes made outside the process reach the listeners without
+    anyone calling :meth:`refresh` (inotify, a database's notifications),
+    so pollers such as IMAP IDLE may poll rarely, as a safety net."""
 
     name = Attribute("IMAP name, e.g. 'INBOX' or 'Lists/python'")
     uidvalidity = Attribute("int, never changes silently")

@@ -98,9 +98,12 @@ class FolderWatcher:
             added.append((wd, path))
             self._wds[wd] = folder
         self._paths[id(folder)] = added
+        folder.instant_notice = True
         return True
 
     def unwatch(self, folder: Any) -> None:
+        if id(folder) in self._paths:
+            folder.instant_notice = False
         self._drop(self._paths.pop(id(folder), []))
         call = self._pending.pop(id(folder), None)
         if call is not None and call.active():
@@ -146,6 +149,7 @@ class FolderWatcher:
         watches = self._paths.get(id(folder), [])
         self._notifier.forget(wd)
         self._paths[id(folder)] = [(w, p) for w, p in watches if w != wd]
+        folder.instant_notice = False  # half its watches are gone: poll it again
 
     def _schedule(self, folder: Any) -> None:
         key = id(folder)
