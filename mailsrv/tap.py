@@ -201,6 +201,24 @@ class Startup:
         raise SystemExit(problems[0].code)
 
 
+def quota_policy(cfg: configmod.Config) -> Callable[[str], Any]:
+    """``user -> QuotaRules``: the configured rules with the passwd file's
+    ``userdb_quota_rule*`` fields on top (re-read when the file changes)."""
+    from mailsrv.auth.passwd import PasswdFile
+    from mailsrv.store.quota import rules_for
+
+    passwd = PasswdFile(cfg.passwd_path)
+
+    def rules(user: str) -> Any:
+        try:
+            fields = passwd.user_fields(user)
+        except OSError:
+            fields = {}
+        return rules_for(cfg.quota_rules, fields, user)
+
+    return rules
+
+
 class MailService(service.MultiService):
     """The server: shared store, portal and TLS context; one child per listener."""
 
@@ -220,7 +238,9 @@ class MailService(service.MultiService):
         from mailsrv.store import Store
 
         self._make_data_dir()
-        self.store = Store(cfg.data_dir, idle_ttl=IDLE_FOLDER_TTL, reactor=reactor, watch=True)
+        self.store = Store(cfg.data_dir, idle_ttl=IDLE_FOLDER_TTL, reactor=reactor,
+                           quota_rules=quota_policy(cfg), quota_warnings=cfg.quota_warnings,
+                           quota_tempfail=cfg.quota_full_tempfail, watch=True)
         self.portal = auth.make_portal(self.store, cfg)
         self.sessions = Registry(Limits(cfg.limits, cfg.auth_fail_delay), reactor)
         had_tls = os.path.exists(os.path.join(cfg.data_dir, tls.SELF_SIGNED_DIR))
