@@ -523,17 +523,19 @@ class FakeAccount(_Failing):
         for d, uid in pending:
             d.callback(uid)
 
-    def acquire_pop3_lock(self) -> bool:
+    def acquire_pop3_lock(self) -> defer.Deferred[bool]:
         self._check("acquire_pop3_lock")
         if self.pop3_locked:
-            return False
+            return defer.succeed(False)
         self.pop3_locked = True
-        return True
+        return defer.succeed(True)
 
-    def release_pop3_lock(self) -> None:
+    def release_pop3_lock(self) -> defer.Deferred[None]:
+        """Stricter than a real store: releasing a lock not held is a test bug."""
         if not self.pop3_locked:
             raise AssertionError("POP3 lock released but not held")
         self.pop3_locked = False
+        return defer.succeed(None)
 
 
 @implementer(IStore)

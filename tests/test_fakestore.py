@@ -249,12 +249,13 @@ class Contract:
         with self.assertRaises(StoreError):
             yield self.account.deliver("Nope", MSG2)
 
-    def test_pop3_lock_is_exclusive(self) -> None:
-        assert self.account.acquire_pop3_lock()
-        assert not self.account.acquire_pop3_lock()
-        self.account.release_pop3_lock()
-        assert self.account.acquire_pop3_lock()
-        self.account.release_pop3_lock()
+    @defer.inlineCallbacks
+    def test_pop3_lock_is_exclusive(self) -> Any:
+        assert (yield self.account.acquire_pop3_lock()) is True
+        assert (yield self.account.acquire_pop3_lock()) is False
+        yield self.account.release_pop3_lock()
+        assert (yield self.account.acquire_pop3_lock()) is True
+        yield self.account.release_pop3_lock()
 
     @defer.inlineCallbacks
     def test_pop3_uidl(self) -> Any:

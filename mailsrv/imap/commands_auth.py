@@ -18,6 +18,8 @@ from mailsrv.store.interfaces import IFolder, NoSuchFolder, StoreError
 
 log = Logger()
 
+IDLE_POLL_SLOWDOWN = 12  # 5 s -> 60 s where the store pushes outside changes (IFolder.instant_notice)
+
 
 async def select(ctx: Context, cmd: C.MailboxCommand) -> Result:
     """SELECT and EXAMINE (read-only)."""
@@ -183,8 +185,11 @@ async def idle(ctx: Context, cmd: C.Simple) -> Result:
             d = ctx.selected.folder.refresh()
             d.addErrback(lambda f: log.failure("refresh during IDLE failed", f))
 
+    # A folder whose outside changes are pushed (inotify) is polled only as a safety net.
+    folder = ctx.selected.folder if ctx.selected is not None else None
+    every = ctx.idle_poll * (IDLE_POLL_SLOWDOWN if getattr(folder, "instant_notice", False) else 1)
     loops = [task.LoopingCall(keepalive), task.LoopingCall(poll)]
-    for loop, interval in zip(loops, (ctx.idle_keepalive, ctx.idle_poll), strict=True):
+    for loop, interval in zip(loops, (ctx.idle_keepalive, every), strict=True):
         loop.clock = ctx.reactor
         loop.start(interval, now=False)
     try:

@@ -35,6 +35,7 @@ from mailsrv.imap import render
 from mailsrv.imap.reader import Dialect
 from mailsrv.imap.results import AUTH, LOGOUT, NOT_AUTH, SELECTED, Result, State
 from mailsrv.imap.session import SelectedMailbox
+from mailsrv.ops.sessions import NO_SESSION, SessionHooks
 from mailsrv.store.interfaces import IAccount, IFolder
 
 T = TypeVar("T")
@@ -132,6 +133,7 @@ class Context:
         self._account: IAccount | None = None
         self._logout: Callable[[], None] | None = None
         self._data: dict[type, Any] = {}
+        self.ops: SessionHooks = NO_SESSION  # login lines, limits, metrics (mailsrv.ops)
 
     # -- output
     def send(self, data: bytes) -> None:
@@ -211,6 +213,7 @@ class Context:
     def logout(self) -> None:
         """LOGOUT: the session is over; close the connection."""
         self.state = LOGOUT
+        self.ops.ending("Logged out")
         self.close()
 
     def end(self) -> None:

@@ -17,6 +17,7 @@ Session state lives in the context; handlers in the ``commands_*`` modules.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -37,6 +38,7 @@ from mailsrv.imap.context import Context
 from mailsrv.imap.dispatch import TABLE
 from mailsrv.imap.grammar import command_parser
 from mailsrv.imap.results import Result, no
+from mailsrv.ops.sessions import SessionHooks
 from mailsrv.pump import CommandPump
 from mailsrv.store.interfaces import StoreError
 
@@ -130,6 +132,7 @@ class IMAPServer(Protocol, TimeoutMixin):
         self.ctx.end()
 
     def timeoutConnection(self) -> None:
+        self.ctx.ops.ending("Autologout")
         self.write(render.untagged("BYE Autologout; idle for too long"))
         self.close()
 
@@ -149,6 +152,21 @@ class IMAPServer(Protocol, TimeoutMixin):
             self.transport.unregisterProducer()
             self.transport.loseConnection()
             self._abort_call = self.callLater(CLOSE_GRACE, self.transport.abortConnection)
+
+    @property
+    def ops_session(self) -> SessionHooks:
+        """The operator's view of this connection (mailsrv.ops); set by the listener."""
+        return self.ctx.ops
+
+    @ops_session.setter
+    def ops_session(self, session: SessionHooks) -> None:
+        self.ctx.ops = session
+
+    def ops_detail(self) -> dict[str, Any]:
+        """For ``mailsrv who``: the selected mailbox, IDLE, TLS."""
+        sel = self.ctx.selected
+        return {"mailbox": sel.folder.name if sel is not None else None, "idle": self.ctx.idling,
+                "tls": self.ctx.tls_active}
 
     @property
     def peer_host(self) -> str | None:
@@ -246,6 +264,7 @@ class IMAPServer(Protocol, TimeoutMixin):
         changes go out just before the tagged response."""
         ctx = self.ctx
         ctx.running = True
+        started = time.perf_counter()
         try:
             entry = TABLE.get(cmd.name)
             if entry is None or ctx.state not in entry[1]:
@@ -258,6 +277,8 @@ class IMAPServer(Protocol, TimeoutMixin):
             try:
                 result = await entry[0](ctx, cmd)
             except StoreError as e:
+                if e.code == "SERVERBUG":  # the store failed, not the client
+                    log.error("IMAP {name} of {user}: store failure: {e}", name=cmd.name, user=ctx.ops.user, e=e)
                 result = no(str(e) or type(e).__name__, e.code)
             if result is None:
                 return  # the handler wrote everything (LOGOUT, STARTTLS)
@@ -276,3 +297,4 @@ class IMAPServer(Protocol, TimeoutMixin):
             ctx.running = False
             if isinstance(cmd, C.Append):
                 cmd.close()
+            ctx.ops.command(cmd.name, time.perf_counter() - started)

@@ -36,6 +36,7 @@ from mailsrv.lmtp.address import (
 )
 from mailsrv.lmtp.data import Spool
 from mailsrv.lmtp.source import MAX_LINE, Body, LMTPSource
+from mailsrv.ops.sessions import NO_SESSION, SessionHooks
 from mailsrv.pump import CommandPump
 from mailsrv.store.interfaces import NoSuchFolder, OverQuota, StoreError, TooBig
 
@@ -47,6 +48,9 @@ TIMEOUT = 300
 DETAIL_SEPARATOR = "+"
 # Pipelined input held while a command works; reading pauses beyond this.
 MAX_PENDING_INPUT = 64 * 1024
+
+# A delivery's reply code -> the outcome logged and counted (mailsrv.ops).
+OUTCOMES = {250: "saved", 552: "too big", 452: "over quota", 451: "temporary failure"}
 
 # What a command handler returns: nothing (done), or work still running.
 Result: TypeAlias = "Coroutine[Any, Any, None] | None"
@@ -68,6 +72,7 @@ class LMTPServer(Protocol, TimeoutMixin):
     # A TCP or UNIX transport: setTcpNoDelay and the producer methods are used.
     transport: Any
     _pump: CommandPump  # made in connectionMade, when the transport is known
+    ops_session: SessionHooks = NO_SESSION  # delivery lines and metrics; set by the listener (mailsrv.ops)
 
     def __init__(self) -> None:
         self._lhlo: str | None = None
@@ -398,6 +403,7 @@ class LMTPServer(Protocol, TimeoutMixin):
         for r in recipients:
             prefix = f"Return-Path: <{return_path}>\r\nDelivered-To: {r.address}\r\n".encode()
             code, text = await self._deliver_one(spool, prefix, r)
+            self.ops_session.delivered(r.user, r.folder, OUTCOMES.get(code, str(code)))
             self._reply(code, text)
 
     async def _deliver_one(self, spool: Spool, prefix: bytes, r: Recipient) -> tuple[int, str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeAlias
 
@@ -30,6 +31,7 @@ from twisted.logger import Logger
 from twisted.protocols import basic, policies
 from twisted.python.failure import Failure
 
+from mailsrv.ops.sessions import NO_SESSION, SessionHooks
 from mailsrv.pop3 import lines as L
 from mailsrv.pop3.maildrop import Maildrop, NoSuchMessage
 from mailsrv.pop3.sasl import APOPCredentials, decode_plain, is_apop_digest
@@ -47,6 +49,7 @@ MAX_PENDING_INPUT = 64 * 1024
 ERR_PLAINTEXT = b"-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections."
 ERR_TEMP = b"-ERR [SYS/TEMP] Temporary server failure, try again later."
 ERR_GONE = b"-ERR Message was expunged by another session."
+ERR_FLOOD = b"-ERR Line too long, closing connection."
 
 
 class _Bad(Exception):
@@ -99,6 +102,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
     # and the producer methods are used where the transport has them.
     transport: Any
     _pump: CommandPump  # made in connectionMade, when the transport is known
+    ops_session: SessionHooks = NO_SESSION  # login lines, limits, metrics; set by the listener (mailsrv.ops)
 
     def __init__(self, factory: Any) -> None:
         self.factory = factory
@@ -157,6 +161,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         if self._closing:
             return
         log.info("POP3 autologout of {peer} after {t}s idle", peer=self.peer_host, t=self.timeOut)
+        self.ops_session.ending("Autologout")
         self._closing = True
         self._pump.close()
         if self._sender is not None:
@@ -170,6 +175,10 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         self._pump.close()
         self.transport.loseConnection()
 
+    def ops_detail(self) -> dict[str, Any]:
+        """For ``mailsrv who``."""
+        return {"mailbox": "INBOX" if self.maildrop is not None else None, "idle": False, "tls": self.tls_active}
+
     def _release(self) -> None:
         """Give back the lock and the avatar; idempotent, deletes nothing."""
         self.maildrop = None
@@ -177,10 +186,8 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         self._account = self._logout = None
         self._locked = False
         if locked and account is not None:
-            try:
-                account.release_pop3_lock()
-            except Exception:
-                log.failure("releasing the POP3 lock failed")
+            d = defer.maybeDeferred(account.release_pop3_lock)
+            d.addErrback(lambda f: log.failure("releasing the POP3 lock failed", f))
         if logout is not None:
             try:
                 logout()
@@ -196,10 +203,15 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         self._splitter.feed(data)
         self._pump.pump()
 
-    def _run(self, line: bytes | L._TooLong) -> defer.Deferred[Any] | None:
+    def _run(self, line: bytes | L._TooLong | L._Flood) -> defer.Deferred[Any] | None:
         """The pump's handler for one command line: None when the command is
         done, else a Deferred the pump waits for before the next line."""
+        started = time.perf_counter()
+        self._keyword = b""
         try:
+            if line is L.FLOOD:
+                self._flood()
+                return None
             if not isinstance(line, bytes):  # L.TOO_LONG
                 raise _Bad(b"-ERR Line too long.")
             result = self._command(line)
@@ -210,11 +222,24 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
             log.failure("POP3 command failed")
             self.sendLine(ERR_TEMP)
             return None
+        keyword = self._keyword.decode("ascii")
         if result is None:
+            self.ops_session.command(keyword, time.perf_counter() - started)
             return None
         d = result if isinstance(result, defer.Deferred) else defer.ensureDeferred(result)
         d.addErrback(self._async_failure)
-        return d
+
+        def timed(r: object) -> object:
+            self.ops_session.command(keyword, time.perf_counter() - started)
+            return r
+
+        return d.addBoth(timed)
+
+    def _flood(self) -> None:
+        """Over FLOOD_LENGTH octets without a line end: no client means that."""
+        self.ops_session.ending("Line too long")
+        self.sendLine(ERR_FLOOD)
+        self._close()
 
     def _command(self, line: bytes) -> Result:
         cmd = L.parse_command(line)
@@ -226,6 +251,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         if spec is None:
             raise _Bad(b"-ERR Unknown command.")
         name, states, lo, hi = spec
+        self._keyword = cmd.keyword
         if self.state not in states:
             raise _Bad(b"-ERR Command not valid in this state.")
         if hi < 0:  # PASS: the rest of the line, spaces included
@@ -301,7 +327,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         if not self.plaintext_allowed():
             self.sendLine(ERR_PLAINTEXT)
             return None
-        return self._login(credmod.UsernamePassword(user, password))
+        return self._login(credmod.UsernamePassword(user, password), "PLAIN")
 
     def do_APOP(self, user: bytes, digest: bytes) -> Result:
         if self._apop_challenge is None:
@@ -309,7 +335,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         if not is_apop_digest(digest):
             raise _Bad(b"-ERR [AUTH] Malformed APOP digest.")
         self._user = None
-        return self._login(APOPCredentials(self._apop_challenge, user, digest.lower()))
+        return self._login(APOPCredentials(self._apop_challenge, user, digest.lower()), "APOP")
 
     def do_AUTH(self, mechanism: bytes | None = None, initial: bytes | None = None) -> Result:
         plain = self.plaintext_allowed()
@@ -336,6 +362,9 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         except ConnectionError:
             return
         try:
+            if line is L.FLOOD:
+                self._flood()
+                return
             if not isinstance(line, bytes):  # L.TOO_LONG
                 raise _Bad(b"-ERR Line too long.")
             if line.strip() == b"*":
@@ -356,7 +385,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         if authzid and authzid != authcid:
             self.sendLine(b"-ERR [AUTH] Authorization identity not allowed.")
             return None
-        return self._login(credmod.UsernamePassword(authcid, password))
+        return self._login(credmod.UsernamePassword(authcid, password), "PLAIN")
 
     def do_STLS(self) -> None:
         if not self._stls_offered():
@@ -371,32 +400,59 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         self.transport.startTLS(self.factory.tls_context)
         self.tls_active = True
 
-    async def _login(self, creds: Any) -> None:
-        """Authenticate, lock, freeze INBOX; every failure leaves AUTHORIZATION intact."""
+    async def _check_password(self, creds: Any, method: str) -> tuple[Any, Callable[[], None]] | None:
+        """(account, logout) for good credentials; else the client was told
+        why (wrong password, banned address, server trouble) and None."""
+        user = getattr(creds, "username", None)
+        if await self.ops_session.before_auth() is not None:  # banned for a while
+            self.ops_session.auth_failed(user, method, self.tls_active, "banned")
+            self._say(b"-ERR [SYS/TEMP] Too many failed logins from your address; try again later.")
+            return None
         try:
             _iface, account, logout = await self.portal.login(creds, None, IAccount)
         except LoginFailed:
-            if not self._closing:
-                self.sendLine(b"-ERR [AUTH] Authentication failed.")
-            return
+            self.ops_session.auth_failed(user, method, self.tls_active)
+            self._say(b"-ERR [AUTH] Authentication failed.")
+            return None
         except Exception:
             log.failure("POP3 login failed with an internal error")
-            if not self._closing:
-                self.sendLine(ERR_TEMP)
-            return
+            self.ops_session.auth_failed(user, method, self.tls_active, "unavailable")
+            self._say(ERR_TEMP)
+            return None
         if self._closing:
             logout()
+            return None
+        return account, logout
+
+    def _say(self, line: bytes) -> None:
+        if not self._closing:
+            self.sendLine(line)
+
+    async def _login(self, creds: Any, method: str) -> None:
+        """Authenticate, lock, freeze INBOX; every failure leaves AUTHORIZATION intact."""
+        checked = await self._check_password(creds, method)
+        if checked is None:
             return
+        account, logout = checked
         try:
-            locked = account.acquire_pop3_lock()
+            locked = await account.acquire_pop3_lock()
         except Exception:
             logout()
             raise
         if not locked:
             logout()
-            self.sendLine(b"-ERR [IN-USE] Mailbox is locked by another POP3 session.")
+            self.ops_session.auth_failed(account.user, method, self.tls_active, "mailbox in use")
+            self._say(b"-ERR [IN-USE] Mailbox is locked by another POP3 session.")
             return
         self._account, self._logout, self._locked = account, logout, True
+        if self._closing:  # gone while the lock was taken: give it back
+            self._release()
+            return
+        refusal = self.ops_session.authenticated(account.user, method, self.tls_active)
+        if refusal is not None:
+            self._release()
+            self.sendLine(b"-ERR [SYS/TEMP] " + refusal.encode("utf-8") + b".")
+            return
         try:
             folder = await account.open_folder("INBOX")
             await folder.refresh()
@@ -404,8 +460,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         except Exception:
             log.failure("POP3 could not open INBOX")
             self._release()
-            if not self._closing:
-                self.sendLine(ERR_TEMP)
+            self._say(ERR_TEMP)
             return
         if self._closing:
             return
@@ -533,6 +588,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         return d
 
     def do_QUIT(self) -> Result:
+        self.ops_session.ending("Logged out")
         if self.state == AUTHORIZATION:
             self.sendLine(b"+OK Logging out.")
             self._close()
@@ -556,6 +612,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
             except Exception:
                 log.failure("POP3 UPDATE could not expunge {n} messages", n=len(deleted))
                 ok = False
+        self.ops_session.count(retrieved=len(seen), deleted=len(deleted) if ok else 0)
         self._release()
         if self._closing:
             return

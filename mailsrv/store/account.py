@@ -13,7 +13,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from mailsrv.store import layout, quota, specialuse
+from mailsrv.store import layout, pop3lock, quota, specialuse
 from mailsrv.store.diskfolder import DiskFolder, NewFile, discard_sources
 from mailsrv.store.events import AccountListeners
 from mailsrv.store.flags import normalize_flags
@@ -40,6 +40,7 @@ from mailsrv.store.maildir import SUBDIRS, write_tmp
 from mailsrv.store.poll import FolderStamps, poll_stamps
 from mailsrv.store.shared import UserView
 from mailsrv.store.sharedfiles import MaildirShares, public_root
+from mailsrv.store.watch import FolderWatcher
 
 log = Logger(namespace="mailsrv.store")
 
@@ -61,6 +62,7 @@ class Account:
         self._modseqs: dict[str, int] = {}
         self._light: dict[str, GroupCommit] = {}
         self._pop3_locked = False
+        self._pop3_fd: int | None = None
         self._idle_timers: dict[str, IDelayedCall] = {}
         self._events = AccountListeners(self)
         self._polled: dict[str, FolderStamps] = {}
@@ -231,12 +233,20 @@ class Account:
         except InvalidFolderName:
             return None
 
+    def folder_busy(self, folder: Folder) -> None:
+        """A first listener: changes from outside should reach it at once."""
+        if self.store.watcher is not None:
+            self.store.watcher.watch(folder)
+
     def folder_idle(self, folder: Folder) -> None:
         """No listener left: let the object go once its operations finish,
         or, in a server (``Store.idle_ttl``), after a quiet period, so that
         the next login finds the folder loaded (SELECT on 100k messages costs
         a directory scan otherwise; the kept object stays exact through the
         cheap stat check every session does)."""
+        if self.store.watcher is not None:
+            self.store.watcher.unwatch(folder)
+
         def release(_: object = None) -> None:
             self._idle_timers.pop(folder.name, None)
             if not folder.has_listeners() and self._folders.get(folder.name) is folder:
@@ -309,6 +319,8 @@ class Account:
                 raise NoSuchFolder(f"no folder {name}") from None
             live = self._folders.pop(name, None)
             if live is not None:
+                if self.store.watcher is not None:
+                    self.store.watcher.unwatch(live)
                 live.deleted()
             self._polled.pop(name, None)
             self._uses_moved(name, None)
@@ -470,14 +482,31 @@ class Account:
 
         return threads.deferToThread(DiskFolder(path).add_light, items).addCallbacks(added, failed)
 
-    def acquire_pop3_lock(self) -> bool:
+    def acquire_pop3_lock(self) -> defer.Deferred[bool]:
+        """In this process a flag; on disk :mod:`mailsrv.store.pop3lock`
+        (flock), so other processes on the same data folder are kept out."""
         if self._pop3_locked:
-            return False
+            return defer.succeed(False)
         self._pop3_locked = True
-        return True
 
-    def release_pop3_lock(self) -> None:
+        def locked(fd: int | None) -> bool:
+            self._pop3_fd = fd
+            if fd is None:
+                self._pop3_locked = False
+            return fd is not None
+
+        def failed(f: Any) -> Any:
+            self._pop3_locked = False
+            return f
+
+        return threads.deferToThread(pop3lock.try_lock, self.root).addCallbacks(locked, failed)
+
+    def release_pop3_lock(self) -> defer.Deferred[None]:
+        fd, self._pop3_fd = self._pop3_fd, None
         self._pop3_locked = False
+        if fd is not None:
+            pop3lock.unlock(fd)  # a close(2): no disk work
+        return defer.succeed(None)
 
     def close(self) -> defer.Deferred:
         for timer in self._idle_timers.values():
@@ -494,13 +523,15 @@ class Store:
 
     def __init__(self, data_dir: str, idle_ttl: float = 0.0, reactor: Any = None, use_index: bool = True,
                  quota_rules: Callable[[str], quota.QuotaRules] | None = None,
-                 quota_warnings: Iterable[int] = (), quota_tempfail: bool = False) -> None:
+                 quota_warnings: Iterable[int] = (), quota_tempfail: bool = False, watch: bool = False) -> None:
         """``idle_ttl``: seconds an unused folder object stays loaded (0: none,
         for tools and tests; the server keeps them a while).  ``use_index``:
         open unchanged folders from their snapshot (mailsrv.store.index).
         ``quota_rules(user)``: that user's quota rules (default: none);
         ``quota_warnings``: percentages logged when crossed;
-        ``quota_tempfail``: OverQuota says "try again later"."""
+        ``quota_tempfail``: OverQuota says "try again later".
+        ``watch``: inotify on the folders sessions listen to, so outside
+        changes reach them at once (mailsrv.store.watch; the server's)."""
         self.data_dir = data_dir
         self.idle_ttl = idle_ttl
         self.use_index = use_index
@@ -509,10 +540,11 @@ class Store:
         self.quota_tempfail = quota_tempfail
         self.shares = MaildirShares(self)
         self._public: Account | None = None
-        if reactor is None and idle_ttl > 0:
+        if reactor is None and (idle_ttl > 0 or watch):
             from twisted.internet import reactor
         self.reactor = reactor
         self._accounts: dict[str, Account] = {}
+        self.watcher: FolderWatcher | None = FolderWatcher(reactor) if watch else None
 
     def account(self, user: str) -> Account:
         a = self._accounts.get(user)
@@ -542,8 +574,15 @@ class Store:
         """Flush folder caches and write folder snapshots (call on service
         stop); fires when the snapshot writes are done - a service's
         stopService should return it so the process waits for them."""
+        if self.watcher is not None:
+            self.watcher.close()
         accounts = list(self._accounts.values()) + ([self._public] if self._public is not None else [])
         return defer.gatherResults([a.close() for a in accounts])
+
+    def stats(self) -> dict[str, int]:
+        """What is held in memory (the server's metrics read it)."""
+        return {"accounts": len(self._accounts),
+                "folders": sum(len(a._folders) for a in self._accounts.values())}
 
 
 def _exclusively(folders: list[Folder], work: Callable[[], Any]) -> defer.Deferred[Any]:

@@ -90,6 +90,9 @@ class FolderHost(Protocol):
         ``octets``/``messages``; with ``check``, raise OverQuota instead
         when the change would go beyond the owner's limit."""
 
+    def folder_busy(self, folder: Folder) -> None:
+        """The first listener came (instant notice: mailsrv.store.watch)."""
+
 
 def stored_size(m: MaildirMessageInfo) -> int:
     """What a message counts for quota: its file size (``S=``), as Dovecot counts."""
@@ -102,6 +105,7 @@ class Folder:
     """See :class:`IFolder`.  Built and registered by the Account."""
 
     rights = RIGHTS  # the owner's object; others get a mailsrv.store.rightsfolder.RightsFolder
+    instant_notice = False  # set while mailsrv.store.watch has an inotify watch on it (see IFolder)
 
     def __init__(self, account: FolderHost, name: str, path: str, use_index: bool = True) -> None:
         self.account = account
@@ -524,6 +528,8 @@ class Folder:
         return set(self._recent)
 
     def add_listener(self, listener: Any) -> None:
+        if not self._listeners:
+            self.account.folder_busy(self)
         self._listeners.add(listener)
 
     def remove_listener(self, listener: Any) -> None:

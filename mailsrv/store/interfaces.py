@@ -118,7 +118,12 @@ class IFolderListener(Interface):
 
 class IFolder(Interface):
     """One mailbox.  There is exactly one live object per folder in the
-    process, shared by every session that has it open."""
+    process, shared by every session that has it open.
+
+    Optional attribute ``instant_notice`` (bool, False when absent): True
+    while changes made outside the process reach the listeners without
+    anyone calling :meth:`refresh` (inotify, a database's notifications),
+    so pollers such as IMAP IDLE may poll rarely, as a safety net."""
 
     name = Attribute("IMAP name, e.g. 'INBOX' or 'Lists/python'")
     uidvalidity = Attribute("int, never changes silently")
@@ -363,11 +368,19 @@ class IAccount(Interface):
         it from then on, it follows the folder through RENAME and goes with
         DELETE.  NoSuchFolder; InvalidFolderName for another attribute."""
 
-    def acquire_pop3_lock() -> bool:
-        """Take the exclusive POP3 maildrop lock; False if already held."""
+    def acquire_pop3_lock() -> Deferred:
+        """Take the exclusive POP3 maildrop lock for the caller's session.
+        Fires with True when taken, False when another session holds it -
+        in this process or in any other serving the same mail (a second
+        server, a worker: the Maildir store flocks a file in the Maildir,
+        PostgreSQL takes an advisory lock).  A lock never outlives the
+        process holding it (a crash releases it).  Errback: the lock could
+        not be tried (the caller answers with a temporary failure)."""
 
-    def release_pop3_lock() -> None:
-        """Give the POP3 lock back."""
+    def release_pop3_lock() -> Deferred:
+        """Give back the lock taken by :meth:`acquire_pop3_lock`; fires
+        with None once it is free for others.  Releasing a lock not held
+        is a no-op."""
 
     # -- Account events (NOTIFY, issue 9)
 

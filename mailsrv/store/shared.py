@@ -243,12 +243,17 @@ class UserView:
         d: defer.Deferred[int] = t.account.deliver(t.folder, source, flags)
         return d
 
-    def acquire_pop3_lock(self) -> bool:
-        return bool(self.own is not None and self.own.acquire_pop3_lock())
+    def acquire_pop3_lock(self) -> defer.Deferred[bool]:
+        if self.own is None:
+            return defer.succeed(False)
+        d: defer.Deferred[bool] = self.own.acquire_pop3_lock()
+        return d
 
-    def release_pop3_lock(self) -> None:
-        if self.own is not None:
-            self.own.release_pop3_lock()
+    def release_pop3_lock(self) -> defer.Deferred[None]:
+        if self.own is None:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = self.own.release_pop3_lock()
+        return d
 
     # -- account events (NOTIFY) and special use (issue 12): the user's own folders
     def add_account_listener(self, listener: Any) -> None:
