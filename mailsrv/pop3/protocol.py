@@ -21,11 +21,9 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, TypeAlias
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from twisted.cred import credentials as credmod
-from twisted.cred.error import LoginFailed
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.protocols import basic, policies
@@ -33,32 +31,25 @@ from twisted.python.failure import Failure
 
 from mailsrv.ops.sessions import NO_SESSION, SessionHooks
 from mailsrv.pop3 import lines as L
+from mailsrv.pop3.authorization import Authorization
 from mailsrv.pop3.maildrop import Maildrop, NoSuchMessage
-from mailsrv.pop3.sasl import APOPCredentials, decode_plain, is_apop_digest
+from mailsrv.pop3.states import (
+    AUTHORIZATION,
+    ERR_FLOOD,
+    ERR_GONE,
+    ERR_TEMP,
+    MAX_BAD_COMMANDS,
+    MAX_PENDING_INPUT,
+    TRANSACTION,
+    UPDATE,
+    Bad,
+    Result,
+)
 from mailsrv.pop3.streaming import MessageSender
 from mailsrv.pump import CommandPump
-from mailsrv.store.interfaces import IAccount, MessageGone
+from mailsrv.store.interfaces import MessageGone
 
 log = Logger()
-
-AUTHORIZATION, TRANSACTION, UPDATE = "AUTHORIZATION", "TRANSACTION", "UPDATE"
-MAX_BAD_COMMANDS = 10
-# Pipelined input held while a command waits; reading pauses beyond this.
-MAX_PENDING_INPUT = 64 * 1024
-
-ERR_PLAINTEXT = b"-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections."
-ERR_TEMP = b"-ERR [SYS/TEMP] Temporary server failure, try again later."
-ERR_GONE = b"-ERR Message was expunged by another session."
-ERR_FLOOD = b"-ERR Line too long, closing connection."
-
-
-class _Bad(Exception):
-    """A client error that counts towards MAX_BAD_COMMANDS."""
-
-    def __init__(self, text: bytes) -> None:
-        super().__init__(text)
-        self.text = text
-
 
 # keyword -> (method name, states, min args, max args); PASS takes the rest of the line.
 _COMMANDS: dict[bytes, tuple[str, tuple[str, ...], int, int]] = {
@@ -84,11 +75,7 @@ _COMMANDS: dict[bytes, tuple[str, tuple[str, ...], int, int]] = {
 LANGUAGES = ((b"en", b"English"),)
 
 
-# What a command handler returns: nothing (done), or work still running.
-Result: TypeAlias = defer.Deferred[Any] | Coroutine[Any, Any, None] | None
-
-
-class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
+class POP3Server(Authorization, basic.LineReceiver, policies.TimeoutMixin):
     """One POP3 session.
 
     Built on LineReceiver for its line conventions (``delimiter``,
@@ -213,9 +200,9 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
                 self._flood()
                 return None
             if not isinstance(line, bytes):  # L.TOO_LONG
-                raise _Bad(b"-ERR Line too long.")
+                raise Bad(b"-ERR Line too long.")
             result = self._command(line)
-        except _Bad as e:
+        except Bad as e:
             self._bad(e.text)
             return None
         except Exception:
@@ -244,22 +231,22 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
     def _command(self, line: bytes) -> Result:
         cmd = L.parse_command(line)
         if cmd is None:
-            raise _Bad(b"-ERR Unknown command.")
+            raise Bad(b"-ERR Unknown command.")
         if len(line) + 2 > L.MAX_COMMAND_LENGTH and cmd.keyword != b"AUTH":
-            raise _Bad(b"-ERR Line too long.")
+            raise Bad(b"-ERR Line too long.")
         spec = _COMMANDS.get(cmd.keyword)
         if spec is None:
-            raise _Bad(b"-ERR Unknown command.")
+            raise Bad(b"-ERR Unknown command.")
         name, states, lo, hi = spec
         self._keyword = cmd.keyword
         if self.state not in states:
-            raise _Bad(b"-ERR Command not valid in this state.")
+            raise Bad(b"-ERR Command not valid in this state.")
         if hi < 0:  # PASS: the rest of the line, spaces included
             if not cmd.rest:
-                raise _Bad(b"-ERR Wrong number of arguments.")
+                raise Bad(b"-ERR Wrong number of arguments.")
             return getattr(self, name)(cmd.rest)
         if not lo <= len(cmd.args) <= hi:
-            raise _Bad(b"-ERR Wrong number of arguments.")
+            raise Bad(b"-ERR Wrong number of arguments.")
         return getattr(self, name)(*cmd.args)
 
     def _bad(self, text: bytes) -> None:
@@ -294,180 +281,11 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
     def _number(self, arg: bytes) -> int:
         n = L.parse_number(arg)
         if n is None:
-            raise _Bad(b"-ERR Invalid message number.")
+            raise Bad(b"-ERR Invalid message number.")
         return n
 
     def _send_multiline(self, first: bytes, body: Iterable[bytes]) -> None:
         self.transport.write(first + b"\r\n" + b"".join(line + b"\r\n" for line in body) + b".\r\n")
-
-    # -- AUTHORIZATION ---------------------------------------------------
-
-    def do_CAPA(self) -> None:
-        caps = [b"TOP", b"UIDL", b"RESP-CODES", b"AUTH-RESP-CODE", b"PIPELINING", b"EXPIRE NEVER", b"LOGIN-DELAY 0"]
-        if self.state == AUTHORIZATION:
-            if self.plaintext_allowed():
-                caps += [b"USER", b"SASL PLAIN"]
-            if self._stls_offered():
-                caps.append(b"STLS")
-        caps += [b"UTF8", b"LANG"]  # RFC 6856
-        caps.append(b"IMPLEMENTATION mailsrv")
-        self._send_multiline(b"+OK Capability list follows.", caps)
-
-    def do_USER(self, user: bytes) -> None:
-        if not self.plaintext_allowed():
-            self.sendLine(ERR_PLAINTEXT)
-            return
-        self._user = user
-        self.sendLine(b"+OK")
-
-    def do_PASS(self, password: bytes) -> Result:
-        if self._user is None:
-            raise _Bad(b"-ERR No username given (USER first).")
-        user, self._user = self._user, None
-        if not self.plaintext_allowed():
-            self.sendLine(ERR_PLAINTEXT)
-            return None
-        return self._login(credmod.UsernamePassword(user, password), "PLAIN")
-
-    def do_APOP(self, user: bytes, digest: bytes) -> Result:
-        if self._apop_challenge is None:
-            raise _Bad(b"-ERR APOP is not enabled.")
-        if not is_apop_digest(digest):
-            raise _Bad(b"-ERR [AUTH] Malformed APOP digest.")
-        self._user = None
-        return self._login(APOPCredentials(self._apop_challenge, user, digest.lower()), "APOP")
-
-    def do_AUTH(self, mechanism: bytes | None = None, initial: bytes | None = None) -> Result:
-        plain = self.plaintext_allowed()
-        if mechanism is None:
-            self._send_multiline(b"+OK Supported mechanisms follow.", [b"PLAIN"] if plain else [])
-            return None
-        if mechanism.upper() != b"PLAIN":
-            self.sendLine(b"-ERR Unsupported authentication mechanism.")
-            return None
-        if not plain:
-            self.sendLine(ERR_PLAINTEXT)
-            return None
-        self._user = None
-        if initial is None:
-            self.transport.write(b"+ \r\n")
-            return self._sasl_response()
-        return self._auth_plain(initial)
-
-    async def _sasl_response(self) -> None:
-        """RFC 5034: the client's PLAIN response is the next line (``*``
-        cancels); it arrives as the pump's next event, even when pipelined."""
-        try:
-            line = await self._pump.next_event()
-        except ConnectionError:
-            return
-        try:
-            if line is L.FLOOD:
-                self._flood()
-                return
-            if not isinstance(line, bytes):  # L.TOO_LONG
-                raise _Bad(b"-ERR Line too long.")
-            if line.strip() == b"*":
-                self.sendLine(b"-ERR Authentication cancelled.")
-                return
-            login = self._auth_plain(line.strip())
-        except _Bad as e:
-            self._bad(e.text)
-            return
-        if login is not None:
-            await login
-
-    def _auth_plain(self, response: bytes) -> Coroutine[Any, Any, None] | None:
-        try:
-            authzid, authcid, password = decode_plain(response)
-        except ValueError:
-            raise _Bad(b"-ERR [AUTH] Malformed PLAIN response.") from None
-        if authzid and authzid != authcid:
-            self.sendLine(b"-ERR [AUTH] Authorization identity not allowed.")
-            return None
-        return self._login(credmod.UsernamePassword(authcid, password), "PLAIN")
-
-    def do_STLS(self) -> None:
-        if not self._stls_offered():
-            self.sendLine(b"-ERR TLS is already active." if self.tls_active else b"-ERR STLS is not available.")
-            return
-        if self._splitter.buffered():
-            self.sendLine(b"-ERR Pipelined input after STLS refused.")
-            return
-        self._splitter.clear()
-        self._user = None
-        self.sendLine(b"+OK Begin TLS negotiation.")
-        self.transport.startTLS(self.factory.tls_context)
-        self.tls_active = True
-
-    async def _check_password(self, creds: Any, method: str) -> tuple[Any, Callable[[], None]] | None:
-        """(account, logout) for good credentials; else the client was told
-        why (wrong password, banned address, server trouble) and None."""
-        user = getattr(creds, "username", None)
-        if await self.ops_session.before_auth() is not None:  # banned for a while
-            self.ops_session.auth_failed(user, method, self.tls_active, "banned")
-            self._say(b"-ERR [SYS/TEMP] Too many failed logins from your address; try again later.")
-            return None
-        try:
-            _iface, account, logout = await self.portal.login(creds, None, IAccount)
-        except LoginFailed:
-            self.ops_session.auth_failed(user, method, self.tls_active)
-            self._say(b"-ERR [AUTH] Authentication failed.")
-            return None
-        except Exception:
-            log.failure("POP3 login failed with an internal error")
-            self.ops_session.auth_failed(user, method, self.tls_active, "unavailable")
-            self._say(ERR_TEMP)
-            return None
-        if self._closing:
-            logout()
-            return None
-        return account, logout
-
-    def _say(self, line: bytes) -> None:
-        if not self._closing:
-            self.sendLine(line)
-
-    async def _login(self, creds: Any, method: str) -> None:
-        """Authenticate, lock, freeze INBOX; every failure leaves AUTHORIZATION intact."""
-        checked = await self._check_password(creds, method)
-        if checked is None:
-            return
-        account, logout = checked
-        try:
-            locked = await account.acquire_pop3_lock()
-        except Exception:
-            logout()
-            raise
-        if not locked:
-            logout()
-            self.ops_session.auth_failed(account.user, method, self.tls_active, "mailbox in use")
-            self._say(b"-ERR [IN-USE] Mailbox is locked by another POP3 session.")
-            return
-        self._account, self._logout, self._locked = account, logout, True
-        if self._closing:  # gone while the lock was taken: give it back
-            self._release()
-            return
-        refusal = self.ops_session.authenticated(account.user, method, self.tls_active)
-        if refusal is not None:
-            self._release()
-            self.sendLine(b"-ERR [SYS/TEMP] " + refusal.encode("utf-8") + b".")
-            return
-        try:
-            folder = await account.open_folder("INBOX")
-            await folder.refresh()
-            infos = folder.messages()
-        except Exception:
-            log.failure("POP3 could not open INBOX")
-            self._release()
-            self._say(ERR_TEMP)
-            return
-        if self._closing:
-            return
-        self.maildrop = Maildrop(folder, infos)
-        self.state = TRANSACTION
-        count, octets = self.maildrop.stat()
-        self.sendLine(b"+OK Logged in, %d messages (%d octets)." % (count, octets))
 
     # -- TRANSACTION -----------------------------------------------------
 
@@ -543,7 +361,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         n = self._number(arg)
         body_lines = L.parse_number(lines)
         if body_lines is None:
-            raise _Bad(b"-ERR Invalid number of lines.")
+            raise Bad(b"-ERR Invalid number of lines.")
         return self._stream(n, body_lines)
 
     def _stream(self, n: int, body_lines: int | None) -> defer.Deferred[None] | None:
