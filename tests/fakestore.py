@@ -24,18 +24,29 @@ What tests need beyond the interface:
   failed Deferred) until the entry is removed; on accounts also for
   ``deliver``, ``open_folder``...; ``account.hold_deliveries`` keeps
   deliveries pending until ``account.release()``.
+- account events (NOTIFY): every folder tells its account, which tells its
+  ``account_listeners``; ``poll_folders`` refreshes the named folders, so
+  ``drop_external`` deliveries come out itemised.
 - ``FakeRealm`` / ``make_portal`` log users in to a store's accounts with
   fixed passwords and count logouts.
 - mod-sequences as the Maildir store keeps them: one per changing call,
   the expunge record exact until ``folder.trim_expunge_record(modseq)``
   forgets the expunges up to ``modseq`` (then ``vanished_since`` answers
   with the superset, as after the real store trimmed its record).
+- quota (issue 12): ``account.quota_limits = (octets, messages)`` (0: no
+  limit) with usage the sum of the account's messages' sizes; appends,
+  copies and deliveries beyond it fail with OverQuota.
+- rights (issue 12): ``store.view(user)`` is the real
+  :class:`mailsrv.store.shared.UserView` over :class:`FakeShares` (ACLs,
+  private \\Seen sets in memory); ``store.public`` holds public mailboxes
+  once ``store.make_public()`` made it.
 """
 
 from __future__ import annotations
 
 import io
 import time
+import uuid
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
@@ -44,18 +55,35 @@ from twisted.cred.portal import IRealm, Portal
 from twisted.internet import defer
 from zope.interface import implementer
 
+from mailsrv.store.acl import Acl
 from mailsrv.store.crlf import to_crlf
 from mailsrv.store.interfaces import (
+    RIGHTS,
+    AccountEvent,
+    FlagsChanged,
+    FolderCreated,
+    FolderDeleted,
     FolderExists,
+    FolderRenamed,
     IAccount,
+    IAccountListener,
     IFolder,
     IFolderListener,
     InvalidFolderName,
     IStore,
     MessageGone,
     MessageInfo,
+    MessagesAdded,
+    MessagesExpunged,
+    NoPermission,
     NoSuchFolder,
+    OverQuota,
+    QuotaResource,
+    QuotaRoot,
+    SubscriptionChanged,
 )
+from mailsrv.store.rightsfolder import PrivateSeen
+from mailsrv.store.shared import UserView
 
 DEFAULT_DATE = 1700000000.0
 SPECIAL = {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk", "Archive": "\\Archive"}
@@ -93,7 +121,10 @@ class _CountingFile(io.BytesIO):
 class FakeFolder(_Failing):
     """A live folder: one object shared by every session that opens it."""
 
+    rights = RIGHTS
+
     def __init__(self, name: str = "INBOX", uidvalidity: int = 1000) -> None:
+        self.account: FakeAccount | None = None  # set by the account: whose quota applies, who hears every change
         self.name = name
         self.uidvalidity = uidvalidity
         self.uidnext = 1
@@ -111,6 +142,8 @@ class FakeFolder(_Failing):
         self.opens = 0
         self.bytes_read = 0
         self.refresh_count = 0
+        self.mailboxid = uuid.uuid4().hex  # stays with the object through RENAME, as the real one
+        self.saved: dict[int, float] = {}  # uid -> save date
 
     # -- for tests
     def add(self, raw: bytes, flags: Iterable[str] = (), internaldate: float | None = None,
@@ -127,6 +160,7 @@ class FakeFolder(_Failing):
                            self.highestmodseq)
         self._msgs[uid] = info
         self._recent.add(uid)
+        self.saved[uid] = time.time()
         return info
 
     def drop_external(self, raw: bytes) -> None:
@@ -153,6 +187,8 @@ class FakeFolder(_Failing):
         self.vanished_floor = max(self.vanished_floor, modseq)
 
     def _tell(self, what: str, uids: list[int]) -> None:
+        if uids and self.account is not None:
+            self.account.tell(_NEWS[what](self.name, tuple(uids)))
         if uids:
             for listener in list(self._listeners):
                 getattr(listener, what)(self, list(uids))
@@ -188,6 +224,9 @@ class FakeFolder(_Failing):
     def total_size(self) -> int:
         return sum(i.size for i in self._msgs.values())
 
+    def save_date(self, uid: int) -> float | None:
+        return self.saved.get(uid) if uid in self._msgs else None
+
     def claim_recent(self) -> set[int]:
         r, self._recent = self._recent, set()
         return r
@@ -213,6 +252,8 @@ class FakeFolder(_Failing):
         if "append" in self.fail:
             return self._deferred("append", None)
         raw = source if isinstance(source, bytes) else source.read()
+        if self.account is not None and self.account.over_quota(self.name, len(to_crlf(raw)), 1):
+            return defer.fail(OverQuota("Quota exceeded"))
         uid = self.add(raw, flags, time.time() if internaldate is None else internaldate).uid
         self._arrived([uid])
         self._tell("messages_added", [uid])
@@ -291,12 +332,23 @@ class FakeFolder(_Failing):
         self._tell("messages_expunged", gone)
         return defer.succeed(gone)
 
-    def copy_to(self, uids: Iterable[int], target: IFolder) -> defer.Deferred[list[tuple[int, int]]]:
+    def copy_to(self, uids: Iterable[int], target: IFolder, move: bool = False
+                ) -> defer.Deferred[list[tuple[int, int]]]:
         wanted = sorted(set(uids))
         self.calls.append(("copy_to", (wanted, target.name)))
         if "copy_to" in self.fail:
             return self._deferred("copy_to", None)
+        unwrap = getattr(target, "unwrap", None)
+        if unwrap is not None:
+            if "i" not in target.rights:
+                return defer.fail(NoPermission("no insert right"))
+            target = unwrap()
         assert isinstance(target, FakeFolder)
+        acct = target.account
+        size = sum(self._msgs[u].size for u in wanted if u in self._msgs)
+        count = sum(1 for u in wanted if u in self._msgs)
+        if acct is not None and not (move and acct is self.account) and acct.over_quota(target.name, size, count):
+            return defer.fail(OverQuota("Quota exceeded"))
         pairs = []
         for u in wanted:
             info = self._msgs.get(u)
@@ -331,6 +383,10 @@ class FakeFolder(_Failing):
         return out
 
 
+_NEWS: dict[str, Any] = {"messages_added": MessagesAdded, "messages_expunged": MessagesExpunged,
+                         "flags_changed": FlagsChanged}
+
+
 @implementer(IAccount)
 class FakeAccount(_Failing):
     """One user's folders: INBOX, the special-use folders (or the names
@@ -340,15 +396,45 @@ class FakeAccount(_Failing):
         self.user = user
         self._validity = 2000
         names = list(SPECIAL) if folders is None else [n for n in folders if n != "INBOX"]
-        self.folders: dict[str, FakeFolder] = {"INBOX": FakeFolder("INBOX")}
+        self.account_listeners: list[IAccountListener] = []
+        self.uses: dict[str, str] = {}  # set_special_use
+        self.folders: dict[str, FakeFolder] = {"INBOX": self._folder("INBOX", 1000)}
         for name in names:
-            self.folders[name] = FakeFolder(name, self._next_validity())
+            self.folders[name] = self._folder(name, self._next_validity())
+        self.quota_limits = (0, 0)
         self._subs: list[str] = ["INBOX", *names]
         self.fail = {}
         self.pop3_locked = False
         self.hold_deliveries = False
         self.pending: list[tuple[defer.Deferred[int], int]] = []
         self.delivered: list[tuple[str, bytes, tuple[str, ...]]] = []
+
+    def _folder(self, name: str, uidvalidity: int) -> FakeFolder:
+        f = FakeFolder(name, uidvalidity)
+        f.account = self
+        return f
+
+    def usage(self) -> tuple[int, int]:
+        msgs = [m for f in self.folders.values() for m in f.messages()]
+        return sum(m.size for m in msgs), len(msgs)
+
+    def over_quota(self, folder: str, octets: int, messages: int) -> bool:
+        """Would storing this into ``folder`` go beyond the limits?"""
+        blimit, climit = self.quota_limits
+        used, count = self.usage()
+        return bool((blimit and used + octets > blimit) or (climit and count + messages > climit))
+
+    def quota(self) -> defer.Deferred[QuotaRoot | None]:
+        blimit, climit = self.quota_limits
+        if not blimit and not climit:
+            return defer.succeed(None)
+        used, count = self.usage()
+        res = []
+        if blimit:
+            res.append(QuotaResource("STORAGE", used, blimit))
+        if climit:
+            res.append(QuotaResource("MESSAGE", count, climit))
+        return defer.succeed(QuotaRoot("User quota", tuple(res)))
 
     def _next_validity(self) -> int:
         self._validity += 1
@@ -369,7 +455,19 @@ class FakeAccount(_Failing):
         return self._norm(name) in self.folders
 
     def special_use(self, name: str) -> str | None:
-        return SPECIAL.get(name)
+        return self.uses.get(name) or SPECIAL.get(name)
+
+    def set_special_use(self, name: str, use: str | None) -> None:
+        name = self._norm(name)
+        if name not in self.folders:
+            raise NoSuchFolder(name)
+        if use is None:
+            self.uses.pop(name, None)
+            return
+        canonical = {u.lower(): u for u in SPECIAL.values()}.get(use.lower())
+        if canonical is None:
+            raise InvalidFolderName(use)
+        self.uses[name] = canonical
 
     def open_folder(self, name: str) -> defer.Deferred[FakeFolder]:
         f = self.folders.get(self._norm(name))
@@ -387,7 +485,8 @@ class FakeAccount(_Failing):
         for i in range(1, len(parts) + 1):
             n = "/".join(parts[:i])
             if n not in self.folders:
-                self.folders[n] = FakeFolder(n, self._next_validity())
+                self.folders[n] = self._folder(n, self._next_validity())
+                self.tell(FolderCreated(n))
         return self._deferred("create_folder", None)
 
     def delete_folder(self, name: str) -> defer.Deferred[None]:
@@ -398,6 +497,9 @@ class FakeAccount(_Failing):
             return defer.fail(NoSuchFolder(name))
         f = self.folders.pop(name)
         f.expunge(f.uids())
+        f.account = None
+        self.uses.pop(name, None)
+        self.tell(FolderDeleted(name))
         return self._deferred("delete_folder", None)
 
     def rename_folder(self, old: str, new: str) -> defer.Deferred[None]:
@@ -417,6 +519,9 @@ class FakeAccount(_Failing):
                 f = self.folders.pop(n)
                 f.name = new + n[len(old):]
                 self.folders[f.name] = f
+                if n in self.uses:
+                    self.uses[f.name] = self.uses.pop(n)
+                self.tell(FolderRenamed(n, f.name))
         return self._deferred("rename_folder", None)
 
     def subscriptions(self) -> list[str]:
@@ -425,10 +530,35 @@ class FakeAccount(_Failing):
     def subscribe(self, name: str) -> None:
         if name not in self._subs:
             self._subs.append(name)
+            self.tell(SubscriptionChanged(name, True))
 
     def unsubscribe(self, name: str) -> None:
         if name in self._subs:
             self._subs.remove(name)
+            self.tell(SubscriptionChanged(name, False))
+
+    # -- account events
+    def add_account_listener(self, listener: IAccountListener) -> None:
+        if listener not in self.account_listeners:
+            self.account_listeners.append(listener)
+
+    def remove_account_listener(self, listener: IAccountListener) -> None:
+        if listener in self.account_listeners:
+            self.account_listeners.remove(listener)
+
+    def tell(self, event: AccountEvent) -> None:
+        """Tell the account listeners (the fake's folders call this too)."""
+        for listener in list(self.account_listeners):
+            listener.account_event(self, event)
+
+    def poll_folders(self, names: Iterable[str]) -> defer.Deferred[None]:
+        """Every fake folder is "open": polling refreshes it, so deliveries
+        by another process (``drop_external``) are told itemised."""
+        for name in names:
+            f = self.folders.get(self._norm(name))
+            if f is not None:
+                f.refresh()
+        return defer.succeed(None)
 
     def deliver(self, folder: str, source: bytes | BinaryIO, flags: Iterable[str] = ()) -> defer.Deferred[int]:
         if "deliver" in self.fail:
@@ -437,6 +567,8 @@ class FakeAccount(_Failing):
         if f is None:
             return defer.fail(NoSuchFolder(folder))
         raw = source if isinstance(source, bytes) else source.read()
+        if self.over_quota(f.name, len(to_crlf(raw)), 1):
+            return defer.fail(OverQuota("Quota exceeded"))
         self.delivered.append((f.name, raw, tuple(flags)))
         d = f.append(raw, flags)
         if not self.hold_deliveries:
@@ -451,17 +583,19 @@ class FakeAccount(_Failing):
         for d, uid in pending:
             d.callback(uid)
 
-    def acquire_pop3_lock(self) -> bool:
+    def acquire_pop3_lock(self) -> defer.Deferred[bool]:
         self._check("acquire_pop3_lock")
         if self.pop3_locked:
-            return False
+            return defer.succeed(False)
         self.pop3_locked = True
-        return True
+        return defer.succeed(True)
 
-    def release_pop3_lock(self) -> None:
+    def release_pop3_lock(self) -> defer.Deferred[None]:
+        """Stricter than a real store: releasing a lock not held is a test bug."""
         if not self.pop3_locked:
             raise AssertionError("POP3 lock released but not held")
         self.pop3_locked = False
+        return defer.succeed(None)
 
 
 @implementer(IStore)
@@ -472,6 +606,27 @@ class FakeStore(_Failing):
         """``FakeStore(alice=("Spam",))``: alice has INBOX and Spam."""
         self.accounts: dict[str, FakeAccount] = {u: FakeAccount(u, names) for u, names in folders.items()}
         self.fail = {}
+        self.public: FakeAccount | None = None
+        self.shares = FakeShares(self)
+
+    def view(self, user: str | None) -> UserView:
+        return UserView(self.shares, user, self.account(user) if user is not None else None)
+
+    def make_public(self, *names: str) -> FakeAccount:
+        """Public mailboxes (``Public/<name>``)."""
+        if self.public is None:
+            self.public = FakeAccount("public", ())
+        for n in names:
+            self.public.create_folder(n)
+        return self.public
+
+    def public_mailbox(self, name: str) -> str | None:
+        if self.public is None:
+            return None
+        for f in self.public.list_folders():
+            if f != "INBOX" and f.lower() == name.lower():
+                return "Public/" + f
+        return None
 
     def account(self, user: str) -> FakeAccount:
         self._check("account")
@@ -483,6 +638,45 @@ class FakeStore(_Failing):
         """Serve an existing account object (shared by several stores' sessions)."""
         self.accounts[account.user] = account
         return account
+
+
+class FakeShares:
+    """In-memory ShareBackend (mailsrv.store.shared) over a FakeStore."""
+
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
+        self.acls: dict[tuple[str, str], Acl] = {}
+        self.seen: dict[tuple[str, str], PrivateSeen] = {}
+
+    def _key(self, account: FakeAccount, folder: str) -> tuple[str, str]:
+        return (account.user, account._norm(folder))
+
+    def owner_account(self, user: str) -> FakeAccount | None:
+        return self.store.accounts.get(user)
+
+    def public_account(self) -> FakeAccount | None:
+        return self.store.public
+
+    def read_acl(self, account: FakeAccount, folder: str) -> Acl | None:
+        acl = self.acls.get(self._key(account, folder))
+        return Acl(list(acl.entries)) if acl is not None else None
+
+    def write_acl(self, account: FakeAccount, folder: str, acl: Acl | None) -> defer.Deferred[None]:
+        if acl is None:
+            self.acls.pop(self._key(account, folder), None)
+        else:
+            self.acls[self._key(account, folder)] = Acl(list(acl.entries))
+        return defer.succeed(None)
+
+    def sharers(self, user: str | None) -> list[str]:
+        return sorted({owner for (owner, _), acl in self.acls.items()
+                       if owner in self.store.accounts and "l" in acl.rights_of(user, owner=False)})
+
+    def private_seen(self, user: str, folder: FakeFolder) -> defer.Deferred[PrivateSeen]:
+        key = (user, folder.name)
+        if key not in self.seen:
+            self.seen[key] = PrivateSeen(folder.uidvalidity, set(), lambda v, s: defer.succeed(None))
+        return defer.succeed(self.seen[key])
 
 
 @implementer(IRealm)
@@ -501,7 +695,7 @@ class FakeRealm:
         def logout() -> None:
             self.logouts += 1
 
-        return IAccount, self.store.account(name), logout
+        return IAccount, self.store.view(name), logout
 
 
 def make_portal(store: Any, passwords: dict[str, str] | None = None) -> Portal:

@@ -7,7 +7,8 @@ from twisted.internet import task
 from twisted.logger import Logger
 
 from mailsrv.imap import commands as C
-from mailsrv.imap import condstore, render
+from mailsrv.imap import condstore, createext, render, rev2
+from mailsrv.imap import enable as E
 from mailsrv.imap import flags as F
 from mailsrv.imap.context import Context, Handlers
 from mailsrv.imap.listing import list_mailboxes, status_values
@@ -17,44 +18,58 @@ from mailsrv.store.interfaces import IFolder, NoSuchFolder, StoreError
 
 log = Logger()
 
+IDLE_POLL_SLOWDOWN = 12  # 5 s -> 60 s where the store pushes outside changes (IFolder.instant_notice)
+
 
 async def select(ctx: Context, cmd: C.MailboxCommand) -> Result:
     """SELECT and EXAMINE (read-only), with CONDSTORE/QRESYNC (:mod:`condstore`)."""
+    ctx.send_many(rev2.closing(ctx))
+    ctx.unselect()
     refused = condstore.select_begin(ctx, cmd)
     if refused is not None:
         return refused
-    ctx.unselect()
     try:
         folder: IFolder = await ctx.account.open_folder(cmd.mailbox)
     except NoSuchFolder:
         return no("Mailbox doesn't exist: " + cmd.mailbox, "NONEXISTENT")
     await folder.refresh()
-    readonly = cmd.name == "EXAMINE"
+    # without any right to change the mailbox, SELECT is read-only too (RFC 4314)
+    readonly = cmd.name == "EXAMINE" or not any(r in getattr(folder, "rights", "w") for r in "swtie")
     sel = ctx.select(folder, readonly)
+    sel.utf8 = ctx.dialect.utf8
     lines = sel.flags_response()
     lines.append(b"* %d EXISTS\r\n" % len(sel))
-    lines.append(b"* %d RECENT\r\n" % len(sel.recent))
-    get = folder.get
-    for seq, uid in enumerate(sel.uids, 1):
-        m = get(uid)
-        if m is not None and "\\Seen" not in m.flags:
-            lines.append(render.untagged(f"OK [UNSEEN {seq}] First unseen."))
-            break
+    if rev2.active(ctx):
+        lines += rev2.selected(ctx, sel)
+    else:
+        lines.append(b"* %d RECENT\r\n" % len(sel.recent))
+        get = folder.get
+        for seq, uid in enumerate(sel.uids, 1):
+            m = get(uid)
+            if m is not None and "\\Seen" not in m.flags:
+                lines.append(render.untagged(f"OK [UNSEEN {seq}] First unseen."))
+                break
     lines.append(render.untagged(f"OK [UIDVALIDITY {folder.uidvalidity}] UIDs valid"))
     lines.append(render.untagged(f"OK [UIDNEXT {folder.uidnext}] Predicted next UID"))
+    lines.append(render.untagged(f"OK [MAILBOXID ({folder.mailboxid})] Ok"))
     lines += condstore.select_end(ctx, cmd, sel)
     ctx.send_many(lines)
     return ok("completed", "READ-ONLY" if readonly else "READ-WRITE")
 
 
-async def create(ctx: Context, cmd: C.MailboxCommand) -> Result:
+async def create(ctx: Context, cmd: C.Create) -> Result:
+    """CREATE, with ``(USE (...))`` (RFC 6154) and the new MAILBOXID
+    (RFC 8474) in the OK."""
     name = cmd.mailbox.rstrip("/")
     if not name:
         return no("Invalid mailbox name", "CANNOT")
     if name == "INBOX" or ctx.account.folder_exists(name):
         return no("Mailbox already exists", "ALREADYEXISTS")
+    use = createext.check_uses(cmd.uses)
+    if isinstance(use, Result):
+        return use
     await ctx.account.create_folder(name)
-    return ok()
+    return await createext.created(ctx, name, use)
 
 
 async def delete(ctx: Context, cmd: C.MailboxCommand) -> Result:
@@ -99,7 +114,7 @@ async def status(ctx: Context, cmd: C.Status) -> Result:
         values = await status_values(ctx, cmd.mailbox, cmd.atts)
     except NoSuchFolder:
         return no("Mailbox doesn't exist: " + cmd.mailbox, "NONEXISTENT")
-    ctx.send(b"* STATUS " + render.mailbox(cmd.mailbox) + b" " + values + b"\r\n")
+    ctx.send(b"* STATUS " + ctx.mailbox_name(cmd.mailbox) + b" " + values + b"\r\n")
     return ok()
 
 
@@ -110,6 +125,8 @@ def _check_append(ctx: Context, cmd: C.Append) -> list[list[str]] | Result:
         flags = F.storable(m.flags)
         if flags is None:
             return bad("Invalid system flag")
+        if m.utf8 and not ctx.dialect.utf8:
+            return bad("UTF8 (...) needs ENABLE UTF8=ACCEPT first")
         if m.size == 0:
             return no("Can't save a zero byte message", "CANNOT")
         if m.size > ctx.config.append_limit:
@@ -139,25 +156,20 @@ async def append(ctx: Context, cmd: C.Append) -> Result:
 
 
 async def namespace(ctx: Context, cmd: C.Simple) -> Result:
-    ctx.send(render.untagged('NAMESPACE (("" "/")) NIL NIL'))
+    """Personal, other users' and public namespaces (RFC 2342; the store's
+    IUserView says which exist)."""
+    spaces = getattr(ctx.account, "namespaces", None)
+    groups = spaces() if spaces is not None else ([("", "/")], [], [])
+    parts = [b"(" + b"".join(b"(" + render.string(p) + b" " + render.string(d) + b")" for p, d in g) + b")"
+             if g else b"NIL" for g in groups]
+    ctx.send(b"* NAMESPACE " + b" ".join(parts) + b"\r\n")
     return ok()
 
 
-ENABLERS = dict(condstore.ENABLERS)
-"""Extensions ENABLE knows: name -> function enabling it for the session
-and returning what to list in ENABLED."""
-
-
 async def enable(ctx: Context, cmd: C.Enable) -> Result:
-    """ENABLE (RFC 5161): each extension named that can be enabled is, and
-    is listed in ENABLED (again, if it already was, as Dovecot does); the
-    others are ignored."""
-    enabled: list[str] = []
-    for cap in cmd.capabilities:
-        fn = ENABLERS.get(cap)
-        if fn is not None:
-            enabled += [c for c in fn(ctx, cap) if c not in enabled]
-    ctx.send(render.untagged(" ".join(["ENABLED", *enabled])))
+    """ENABLE (RFC 5161): what can be enabled is in :mod:`mailsrv.imap.enable`."""
+    done = E.enable(ctx, cmd.capabilities)
+    ctx.send(render.untagged(" ".join(["ENABLED", *done])))
     return ok()
 
 
@@ -177,8 +189,11 @@ async def idle(ctx: Context, cmd: C.Simple) -> Result:
             d = ctx.selected.folder.refresh()
             d.addErrback(lambda f: log.failure("refresh during IDLE failed", f))
 
+    # A folder whose outside changes are pushed (inotify) is polled only as a safety net.
+    folder = ctx.selected.folder if ctx.selected is not None else None
+    every = ctx.idle_poll * (IDLE_POLL_SLOWDOWN if getattr(folder, "instant_notice", False) else 1)
     loops = [task.LoopingCall(keepalive), task.LoopingCall(poll)]
-    for loop, interval in zip(loops, (ctx.idle_keepalive, ctx.idle_poll), strict=True):
+    for loop, interval in zip(loops, (ctx.idle_keepalive, every), strict=True):
         loop.clock = ctx.reactor
         loop.start(interval, now=False)
     try:

@@ -4,7 +4,7 @@ STORE COPY MOVE and their UID forms (FETCH itself is in :mod:`fetch`)."""
 from __future__ import annotations
 
 from mailsrv.imap import commands as C
-from mailsrv.imap import condstore, flagsearch, render
+from mailsrv.imap import condstore, flagsearch, render, rev2, utf8
 from mailsrv.imap import flags as F
 from mailsrv.imap.context import Context, Handlers
 from mailsrv.imap.fetch import fetch, target
@@ -28,7 +28,7 @@ async def close(ctx: Context, cmd: C.Simple) -> Result:
     sel = ctx.mailbox
     folder, readonly = sel.folder, sel.readonly
     ctx.unselect()
-    if not readonly:
+    if not readonly and "e" in getattr(folder, "rights", "e"):  # without 'e' CLOSE expunges nothing (RFC 4314)
         await folder.expunge(None)
     return ok()
 
@@ -138,7 +138,9 @@ async def copy(ctx: Context, cmd: C.Copy) -> Result:
         return no(GONE, "EXPUNGEISSUED")
     if not uids:
         return ok("completed (no messages)")
-    copied: list[tuple[int, int]] = await folder.copy_to(uids, dest)
+    # a MOVE within one account never fails for quota (the store's move=True)
+    copied: list[tuple[int, int]] = await (folder.copy_to(uids, dest, move=True) if move
+                                           else folder.copy_to(uids, dest))
     if len(copied) < len(uids):
         # another session expunged some while we copied: all or nothing, so a
         # client that retries does not get duplicates (RFC 2180 4.4.1)
@@ -179,6 +181,10 @@ def _esearch(cmd: C.Search, numbers: list[int], modseq: int | None = None) -> by
 async def search(ctx: Context, cmd: C.Search) -> Result:
     """SEARCH / UID SEARCH, answered as SEARCH or, with RETURN, ESEARCH."""
     sel = ctx.mailbox
+    if cmd.charset is not None and utf8.enabled(ctx):
+        return bad("CHARSET is not allowed after ENABLE UTF8=ACCEPT")
+    if cmd.return_opts is None and rev2.active(ctx):
+        cmd.return_opts = ["ALL"]  # IMAP4rev2 answers SEARCH with ESEARCH
     if cmd.charset not in (None, "UTF-8", "US-ASCII"):
         return no("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
     folder = sel.folder

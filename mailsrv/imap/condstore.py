@@ -72,28 +72,27 @@ def enable_condstore(ctx: Context) -> None:
         ctx.send(highestmodseq_line(ctx.selected.folder))
 
 
-def enable(ctx: Context, capability: str) -> list[str]:
-    """ENABLE of one of ours: what it enabled, for the ENABLED response."""
+def enable(ctx: Context) -> bool:
+    """ENABLE CONDSTORE (:mod:`mailsrv.imap.enable`)."""
     enable_condstore(ctx)
-    if capability == QRESYNC:
-        ctx.enabled.add(QRESYNC)
-        _switch(ctx, ctx.selected)
-    return [capability]
+    return True
 
 
-ENABLERS: dict[str, Callable[[Context, str], list[str]]] = {CONDSTORE: enable, QRESYNC: enable}
+def enable_qresync(ctx: Context) -> bool:
+    """ENABLE QRESYNC: CONDSTORE too (RFC 7162 3.2.3)."""
+    enable_condstore(ctx)
+    ctx.enabled.add(QRESYNC)
+    _switch(ctx, ctx.selected)
+    return True
 
 
 # -- SELECT / EXAMINE -------------------------------------------------------------------------------
 
 
 def select_begin(ctx: Context, cmd: C.MailboxCommand) -> Result | None:
-    """Before SELECT opens anything: QRESYNC wants ENABLE QRESYNC first
-    (3.2.5); the mailbox open so far is closed, which QRESYNC servers say
-    (3.2.11)."""
-    if ctx.selected is not None:
-        ctx.send(b"* OK [CLOSED] Previous mailbox closed.\r\n")
-        ctx.unselect()
+    """Before SELECT opens anything (the mailbox open so far is closed,
+    with ``[CLOSED]``, 3.2.11): QRESYNC wants ENABLE QRESYNC first
+    (3.2.5)."""
     if isinstance(cmd, C.Select) and cmd.qresync is not None and QRESYNC not in ctx.enabled:
         return bad("QRESYNC not enabled")
     if isinstance(cmd, C.Select) and cmd.condstore:

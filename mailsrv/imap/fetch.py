@@ -19,12 +19,13 @@ from twisted.internet import task
 from twisted.logger import Logger
 
 from mailsrv.imap import commands as C
-from mailsrv.imap import condstore, render
+from mailsrv.imap import condstore, fetchext, render
 from mailsrv.imap import fetchdata as fd
 from mailsrv.imap.context import Context
 from mailsrv.imap.results import Result, bad, no, ok
 from mailsrv.imap.seqset import SeqSet, resolve_seq, resolve_uid, seq_in_range
 from mailsrv.imap.session import SelectedMailbox
+from mailsrv.imap.utf8 import downgrade_envelope
 from mailsrv.store.crlf import CRLFEncoder, to_crlf
 from mailsrv.store.interfaces import IFolder, MessageGone, MessageInfo
 
@@ -128,6 +129,9 @@ class Plan:
 
     def _maker(self, a: C.FetchAtt) -> Maker:
         folder, n = self.folder, a.name
+        ext = fetchext.maker(self, a)  # EMAILID THREADID SAVEDATE PREVIEW
+        if ext is not None:
+            return ext
         if n == "UID":
             return lambda info, pre: b"UID %d" % info.uid
         if n == "FLAGS":
@@ -139,7 +143,10 @@ class Plan:
         if n == "MODSEQ":
             return lambda info, pre: condstore.modseq_item(info)
         if n == "ENVELOPE":
-            return self._cached(b"ENVELOPE ", fd.ENVELOPE, lambda info: fd.envelope(folder, info))
+            env = self._cached(b"ENVELOPE ", fd.ENVELOPE, lambda info: fd.envelope(folder, info))
+            if self.sel.utf8:
+                return env
+            return lambda info, pre: downgrade_envelope(env(info, pre))  # type: ignore[arg-type]  # never a stream
         if n == "BODYSTRUCTURE":
             return self._cached(b"BODYSTRUCTURE ", fd.BODYSTRUCTURE,
                                 lambda info: fd.bodystructure(folder, info, True))

@@ -25,11 +25,20 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
-from mailsrv.lmtp.address import AddressError, Mailbox, parse_mailbox, parse_params, split_path
+from mailsrv.lmtp.address import (
+    AddressError,
+    Mailbox,
+    ascii_domain,
+    needs_smtputf8,
+    parse_mailbox,
+    parse_params,
+    split_path,
+)
 from mailsrv.lmtp.data import Spool
 from mailsrv.lmtp.source import MAX_LINE, Body, LMTPSource
+from mailsrv.ops.sessions import NO_SESSION, SessionHooks
 from mailsrv.pump import CommandPump
-from mailsrv.store.interfaces import NoSuchFolder, StoreError, TooBig
+from mailsrv.store.interfaces import NoSuchFolder, OverQuota, StoreError, TooBig
 
 log = Logger()
 
@@ -39,6 +48,9 @@ TIMEOUT = 300
 DETAIL_SEPARATOR = "+"
 # Pipelined input held while a command works; reading pauses beyond this.
 MAX_PENDING_INPUT = 64 * 1024
+
+# A delivery's reply code -> the outcome logged and counted (mailsrv.ops).
+OUTCOMES = {250: "saved", 552: "too big", 452: "over quota", 451: "temporary failure"}
 
 # What a command handler returns: nothing (done), or work still running.
 Result: TypeAlias = "Coroutine[Any, Any, None] | None"
@@ -50,7 +62,7 @@ class Recipient:
     address: str  # as given in RCPT TO (for replies and Delivered-To)
     user: str
     folder: str
-    account: Any  # IAccount
+    account: Any  # the user's IUserView (rights apply: delivering needs 'p')
 
 
 class LMTPServer(Protocol, TimeoutMixin):
@@ -60,6 +72,7 @@ class LMTPServer(Protocol, TimeoutMixin):
     # A TCP or UNIX transport: setTcpNoDelay and the producer methods are used.
     transport: Any
     _pump: CommandPump  # made in connectionMade, when the transport is known
+    ops_session: SessionHooks = NO_SESSION  # delivery lines and metrics; set by the listener (mailsrv.ops)
 
     def __init__(self) -> None:
         self._lhlo: str | None = None
@@ -167,7 +180,9 @@ class LMTPServer(Protocol, TimeoutMixin):
 
     def _reset_transaction(self) -> None:
         self._has_sender = False
+        self._utf8 = False  # MAIL FROM had SMTPUTF8
         self._sender: Mailbox | None = None
+        self._size: int | None = None  # MAIL FROM's SIZE=, checked against quotas at RCPT
         self._recipients: list[Recipient] = []
 
     def do_LHLO(self, arg: bytes) -> None:
@@ -177,7 +192,7 @@ class LMTPServer(Protocol, TimeoutMixin):
         self._lhlo = words[0].decode("ascii", "replace")
         self._reset_transaction()
         size = f"SIZE {self._limit}" if self._limit > 0 else "SIZE"
-        lines = [self._host, "PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", size]
+        lines = [self._host, "PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", size]
         out = b"".join(b"250-%s\r\n" % s.encode("ascii") for s in lines[:-1])
         self.transport.write(out + b"250 %s\r\n" % lines[-1].encode("ascii"))
 
@@ -190,19 +205,26 @@ class LMTPServer(Protocol, TimeoutMixin):
             return self._error(501, "5.5.4 Syntax: MAIL FROM:<address>")
         try:
             path, raw_params = split_path(arg[5:])
-            sender = parse_mailbox(path, allow_null=True)
-        except (AddressError, UnicodeDecodeError):
+        except AddressError:
             return self._error(501, "5.1.7 Bad sender address syntax")
         try:
             params = parse_params(raw_params)
         except AddressError:
             return self._error(501, "5.5.4 Bad MAIL parameter syntax")
+        utf8 = any(key == "SMTPUTF8" for key, _ in params)
+        if needs_smtputf8(path) and not utf8:
+            return self._error(553, "5.6.7 Non-ASCII address needs SMTPUTF8")
+        try:
+            sender = parse_mailbox(path, allow_null=True, utf8=utf8)
+        except (AddressError, UnicodeDecodeError):
+            return self._error(501, "5.1.7 Bad sender address syntax")
         for key, value in params:
             refusal = self._mail_param(key, value)
             if refusal is not None:
                 code, text = refusal
                 return self._reply(code, text) if code == 552 else self._error(code, text)
         self._has_sender = True
+        self._utf8 = utf8
         self._sender = sender
         self._reply(250, "2.1.0 Sender OK")
 
@@ -213,11 +235,14 @@ class LMTPServer(Protocol, TimeoutMixin):
                 return 501, "5.5.4 Bad SIZE value"
             if self._limit > 0 and int(value) > self._limit:
                 return 552, "5.3.4 Message size exceeds fixed maximum message size"
+            self._size = int(value)
             return None
         if key == "BODY":
             if value is None or value.upper() not in ("7BIT", "8BITMIME"):
                 return 501, "5.5.4 Unsupported BODY type"
             return None
+        if key == "SMTPUTF8":  # RFC 6531: UTF-8 addresses and headers in this transaction
+            return None if value is None else (501, "5.5.4 SMTPUTF8 takes no value")
         return 555, f"5.5.4 Unsupported parameter {key}"
 
     def do_RCPT(self, arg: bytes) -> Result:
@@ -229,7 +254,10 @@ class LMTPServer(Protocol, TimeoutMixin):
             return None
         try:
             path, params = split_path(arg[3:])
-            rcpt = parse_mailbox(path, allow_null=False)
+            if needs_smtputf8(path) and not self._utf8:
+                self._error(553, "5.6.7 Non-ASCII address needs SMTPUTF8")
+                return None
+            rcpt = parse_mailbox(path, allow_null=False, utf8=self._utf8)
         except (AddressError, UnicodeDecodeError):
             self._error(501, "5.1.3 Bad recipient address syntax")
             return None
@@ -240,8 +268,8 @@ class LMTPServer(Protocol, TimeoutMixin):
             self._error(555, "5.5.4 RCPT parameters not supported")
             return None
         addr = str(rcpt)
-        domains = [d.lower() for d in self.factory.config.local_domains]
-        if domains and rcpt.domain and rcpt.domain not in domains:
+        domains = [ascii_domain(d) for d in self.factory.config.local_domains]
+        if domains and rcpt.domain and ascii_domain(rcpt.domain) not in domains:
             self._reply(550, f"5.1.2 <{addr}> Domain not served here")
             return None
         if len(self._recipients) >= MAX_RECIPIENTS:
@@ -254,33 +282,62 @@ class LMTPServer(Protocol, TimeoutMixin):
         except Exception:
             self._rcpt_trouble(addr)
             return None
-        if isinstance(exists, defer.Deferred):
+        if isinstance(exists, defer.Deferred) or (self._size and exists):
             return self._rcpt_looked_up(exists, addr, user, detail)
         self._rcpt_checked(exists, addr, user, detail)
         return None
 
-    async def _rcpt_looked_up(self, lookup: defer.Deferred[object], addr: str, user: str, detail: str) -> None:
-        """An asynchronous user lookup (the pipelined commands behind it wait)."""
+    async def _rcpt_looked_up(self, lookup: object, addr: str, user: str, detail: str) -> None:
+        """An asynchronous user lookup or quota check (the pipelined
+        commands behind it wait)."""
         try:
-            exists = await self._store_work(lookup)
+            exists = await self._store_work(lookup) if isinstance(lookup, defer.Deferred) else lookup
         except Exception:
             self._rcpt_trouble(addr)
             return
+        if exists and self._size:
+            try:
+                refusal = await self._store_work(_quota_refusal(
+                    self.factory.store.view(exists if isinstance(exists, str) else user), self._size))
+            except Exception:
+                self._rcpt_trouble(addr)
+                return
+            if refusal:
+                return self._reply(*self._over_quota(addr))
         self._rcpt_checked(exists, addr, user, detail)
+
+    def _over_quota(self, addr: str) -> tuple[int, str]:
+        """RFC 3463 5.2.2 / 4.2.2 (``[quota] full_tempfail``: Postfix retries)."""
+        if getattr(self.factory.config, "quota_full_tempfail", False):
+            return 452, f"4.2.2 <{addr}> Mailbox is full, try again later"
+        return 552, f"5.2.2 <{addr}> Mailbox is full"
 
     def _rcpt_checked(self, exists: object, addr: str, user: str, detail: str) -> None:
         if not exists:
-            return self._reply(550, f"5.1.1 <{addr}> User unknown")
+            return self._public_recipient(addr, user)
         if isinstance(exists, str):
             user = exists  # the lookup knows the account's canonical spelling
         try:
-            account = self.factory.store.account(user)
+            account = self.factory.store.view(user)
             folder = "INBOX"
             if detail and self.factory.config.lmtp_detail_folders:
                 folder = _find_folder(account, detail) or "INBOX"
         except Exception:
             return self._rcpt_trouble(addr)
         self._recipients.append(Recipient(addr, user, folder, account))
+        self._reply(250, f"2.1.5 <{addr}> Recipient OK")
+
+    def _public_recipient(self, addr: str, name: str) -> None:
+        """No such user: a public mailbox of that name (``info@``), posted
+        to anonymously (it needs the 'p' right for ``anyone``)."""
+        try:
+            public = self.factory.store.public_mailbox(name) if name else None
+            if public is None:
+                return self._reply(550, f"5.1.1 <{addr}> User unknown")
+            view = self.factory.store.view(None)
+        except Exception:
+            return self._rcpt_trouble(addr)
+        self._recipients.append(Recipient(addr, "", public, view))
         self._reply(250, f"2.1.5 <{addr}> Recipient OK")
 
     def _rcpt_trouble(self, addr: str) -> None:
@@ -344,8 +401,9 @@ class LMTPServer(Protocol, TimeoutMixin):
         recipient's copy is fsynced (the store's deliver fires then)."""
         return_path = str(sender) if sender is not None else ""
         for r in recipients:
-            prefix = f"Return-Path: <{return_path}>\r\nDelivered-To: {r.address}\r\n".encode("ascii")
+            prefix = f"Return-Path: <{return_path}>\r\nDelivered-To: {r.address}\r\n".encode()
             code, text = await self._deliver_one(spool, prefix, r)
+            self.ops_session.delivered(r.user, r.folder, OUTCOMES.get(code, str(code)))
             self._reply(code, text)
 
     async def _deliver_one(self, spool: Spool, prefix: bytes, r: Recipient) -> tuple[int, str]:
@@ -354,13 +412,19 @@ class LMTPServer(Protocol, TimeoutMixin):
             try:
                 await r.account.deliver(folder, spool.reader(prefix))
             except NoSuchFolder:
+                if not r.user:  # a public mailbox gone, or no post right for anyone
+                    return 550, f"5.7.1 <{r.address}> Delivery not permitted"
                 if folder == "INBOX":
                     break
                 folder = "INBOX"  # the +detail folder vanished since RCPT
                 continue
             except TooBig:
                 return 552, f"5.3.4 <{r.address}> Message too big for mailbox"
+            except OverQuota:
+                return self._over_quota(r.address)
             except Exception as e:
+                if isinstance(e, StoreError) and e.code == "NOPERM":
+                    return 550, f"5.7.1 <{r.address}> Delivery not permitted"
                 if isinstance(e, StoreError) and e.code == "OVERQUOTA":  # RFC 5530
                     return 452, f"4.2.2 <{r.address}> Mailbox full"
                 log.failure("LMTP delivery to {addr} failed", Failure(), addr=r.address)
@@ -400,6 +464,15 @@ class LMTPServer(Protocol, TimeoutMixin):
         b"HELP": do_HELP,
         b"QUIT": do_QUIT,
     }
+
+
+async def _quota_refusal(view: Any, size: int) -> bool:
+    """Would ``size`` more octets (one message) take the user over quota?"""
+    quota = getattr(view, "quota", None)
+    root = await quota() if quota is not None else None
+    if root is None:
+        return False
+    return any(r.limit and r.usage + (size if r.name == "STORAGE" else 1) > r.limit for r in root.resources)
 
 
 def _find_folder(account: Any, name: str) -> str | None:

@@ -41,16 +41,25 @@ from mailsrv.store.diskfolder import (
     discard_sources,
 )
 from mailsrv.store.entry import EntryLike, EntryTable
-from mailsrv.store.filename import flags_from_info, message_path, new_key_base
+from mailsrv.store.filename import filename_size, flags_from_info, message_path, new_key_base
 from mailsrv.store.flagindex import FlagIndex
 from mailsrv.store.flags import normalize_flags
 from mailsrv.store.fsutil import unlink_quiet
 from mailsrv.store.groupcommit import GroupCommit
-from mailsrv.store.interfaces import IFolder, MessageGone, MessageInfo, NoSuchFolder, StoreError
+from mailsrv.store.interfaces import (
+    RIGHTS,
+    IFolder,
+    MessageGone,
+    MessageInfo,
+    NoPermission,
+    NoSuchFolder,
+    StoreError,
+)
 from mailsrv.store.listeners import ADDED, EXPUNGED, FLAGS, Listeners
 from mailsrv.store.maildir import finish_tmp, locate, write_tmp
 from mailsrv.store.message import MaildirMessageInfo, MaildirTempFile
 from mailsrv.store.modseq import Loaded, trim_point
+from mailsrv.store.uidlist import read_guid
 from mailsrv.store.uidstate import StatId, uidlist_id
 
 log = Logger(namespace="mailsrv.store")
@@ -59,6 +68,8 @@ log = Logger(namespace="mailsrv.store")
 # (Dovecot's "don't trust a too recent mtime").  Generous: some file systems
 # keep whole seconds.
 RECENT_NS = index.RECENT_NS
+
+SAVEDATE = "savedate"  # cache kind: the save date, as text
 
 Opened = tuple[SyncResult, bool, dict[int, MaildirMessageInfo], dict[str | None, frozenset[str]], set[int], Loaded]
 
@@ -69,10 +80,31 @@ class FolderHost(Protocol):
     def folder_idle(self, folder: Folder) -> None:
         """The last listener left."""
 
+    def folder_news(self, folder: Folder, what: str, uids: list[int]) -> None:
+        """What the folder tells its listeners, for the account's own
+        listeners (NOTIFY): listeners.ADDED, FLAGS or EXPUNGED."""
+
+    def account_usage(self, name: str, octets: int, messages: int, check: bool) -> None:
+        """Worker thread (quota, issue 12): usage of this folder changed by
+        ``octets``/``messages``; with ``check``, raise OverQuota instead
+        when the change would go beyond the owner's limit."""
+
+    def folder_busy(self, folder: Folder) -> None:
+        """The first listener came (instant notice: mailsrv.store.watch)."""
+
+
+def stored_size(m: MaildirMessageInfo) -> int:
+    """What a message counts for quota: its file size (``S=``), as Dovecot counts."""
+    s = filename_size(m.key, "S")
+    return s if s is not None else m.size
+
 
 @implementer(IFolder)
 class Folder:
     """See :class:`IFolder`.  Built and registered by the Account."""
+
+    rights = RIGHTS  # the owner's object; others get a mailsrv.store.rightsfolder.RightsFolder
+    instant_notice = False  # set while mailsrv.store.watch has an inotify watch on it (see IFolder)
 
     def __init__(self, account: FolderHost, name: str, path: str, use_index: bool = True) -> None:
         self.account = account
@@ -91,7 +123,7 @@ class Folder:
         self._by_key: dict[str, int] | None = {}
         self._keywords: list[str | None] = []
         self._flag_memo: dict[str | None, frozenset[str]] = {}
-        self._listeners = Listeners()
+        self._listeners = Listeners(relay=account.folder_news)
         self._recent: set[int] = set()
         self._stamps: Stamps | None = None
         self._ul_id: StatId | None = None
@@ -112,6 +144,7 @@ class Folder:
         # (mod-sequence, UID) of every change, ascending: CHANGEDSINCE and
         # QRESYNC without a look at every message; built on first use
         self._changes: tuple[array, array] | None = None
+        self._mailboxid: str | None = None
 
     # --- lifecycle (what the account calls) ---------------------------------------
 
@@ -374,6 +407,7 @@ class Folder:
                              path=self.path, old=self.uidvalidity, new=res.uidvalidity)
             self._recent.clear()
             self._adopt_modseqs(ch.reset)
+            self._mailboxid = None  # a rebuilt uid list has a new GUID
         self.uidvalidity = res.uidvalidity
         self._cache.set_uidvalidity(res.uidvalidity)
         self._set_keywords(res.keywords)
@@ -530,6 +564,35 @@ class Folder:
             m.sub, m.info = where
             return os.stat(message_path(self.path, m.sub, m.key, m.info)).st_mtime
 
+    # --- issue 12: OBJECTID, SAVEDATE -----------------------------------------------
+
+    @property
+    def mailboxid(self) -> str:
+        """The uid list's folder GUID (read once; a load or rescan has
+        written it)."""
+        if self._mailboxid is None:
+            self._mailboxid = read_guid(self.path) or ""
+        return self._mailboxid or "V%d" % self.uidvalidity
+
+    def save_date(self, uid: int) -> float | None:
+        m = self._msgs.get(uid)
+        if m is None:
+            return None
+        cached = self._cache.get(uid, SAVEDATE)
+        if cached is not None:
+            return float(cached)
+        try:
+            when = os.stat(message_path(self.path, m.sub, m.key, m.info)).st_ctime
+        except FileNotFoundError:
+            where = locate(self.path, m.key)
+            if where is None:
+                return None
+            m.sub, m.info = where
+            when = os.stat(message_path(self.path, m.sub, m.key, m.info)).st_ctime
+        value = b"%.3f" % when
+        self._cache.set(uid, SAVEDATE, value)
+        return float(value)
+
     def pop3_uidl(self, uid: int) -> str:
         m = self._msgs.get(uid)
         if m is None:
@@ -562,6 +625,8 @@ class Folder:
         return set(self._recent)
 
     def add_listener(self, listener: Any) -> None:
+        if not self._listeners:
+            self.account.folder_busy(self)
         self._listeners.add(listener)
 
     def remove_listener(self, listener: Any) -> None:
@@ -655,9 +720,15 @@ class Folder:
             else:
                 src, size, vsize = write_tmp(self.path, source, internaldate)
             try:
+                self.account.account_usage(self.name, size, 1, check=True)
+            except BaseException:
+                unlink_quiet(src)
+                raise
+            try:
                 res = self._disk.add([NewFile(src, "rename", flagset, size, vsize)])
             except BaseException:
                 unlink_quiet(src)
+                self.account.account_usage(self.name, -size, -1, check=False)
                 raise
             return res, self._changes_of(res)
 
@@ -695,10 +766,25 @@ class Folder:
 
         return self._serial(work).addErrback(failed)
 
-    def _add_links(self, items: list[NewFile]) -> defer.Deferred[tuple[list[int], list[int]]]:
-        """copy_to's target half: fires with (placed item indexes, uids)."""
+    def _add_links(self, items: list[NewFile], octets: int = 0, check: bool = True
+                   ) -> defer.Deferred[tuple[list[int], list[int]]]:
+        """copy_to's target half: fires with (placed item indexes, uids).
+        ``octets``: what the copies count for quota (checked unless a move
+        within one owner)."""
+        def in_thread() -> tuple[OpResult, Changes]:
+            self.account.account_usage(self.name, octets, len(items), check)
+            try:
+                res = self._disk.add(items)
+            except BaseException:
+                self.account.account_usage(self.name, -octets, -len(items), False)
+                raise
+            if len(res.order) < len(items):  # sources that vanished were not copied
+                lost = [i for i in range(len(items)) if i not in set(res.order)]
+                self.account.account_usage(self.name, 0, -len(lost), False)
+            return res, self._changes_of(res)
+
         def work() -> defer.Deferred[tuple[list[int], list[int]]]:
-            return threads.deferToThread(self._added_in_thread, self._disk.add, items).addCallback(
+            return threads.deferToThread(in_thread).addCallback(
                 lambda done: (done[0].order, self._apply_added(done[0], done[1], recent=True)))
         return self._serial(work)
 
@@ -842,15 +928,18 @@ class Folder:
             if not targets:
                 return []
             items = [(m.key, m.sub, m.info) for m in targets]
-            return threads.deferToThread(self._expunge_in_thread, items, [m.uid for m in targets]).addCallback(
-                self._apply_expunged)
+            octets = sum(stored_size(m) for m in targets)
+            return threads.deferToThread(self._expunge_in_thread, items, [m.uid for m in targets],
+                                         octets).addCallback(self._apply_expunged)
 
         return self._serial(work)
 
-    def _expunge_in_thread(self, items: list[tuple[str, str, str | None]], uids: list[int]
+    def _expunge_in_thread(self, items: list[tuple[str, str, str | None]], uids: list[int], octets: int
                            ) -> tuple[list[int], OpResult, Changes]:
-        """Worker thread: unlink the files, record the expunges."""
+        """Worker thread: unlink the files, count them off the quota, record
+        the expunges."""
         res = self._disk.expunge(items)
+        self.account.account_usage(self.name, -octets, -len(items), False)
         return uids, res, self._modseqs.expunged(uids)
 
     def _apply_expunged(self, done: tuple[list[int], OpResult, Changes]) -> list[int]:
@@ -868,7 +957,13 @@ class Folder:
         self._listeners.tell(self, EXPUNGED, gone)
         return gone
 
-    def copy_to(self, uids: Iterable[int], target: IFolder) -> defer.Deferred[list[tuple[int, int]]]:
+    def copy_to(self, uids: Iterable[int], target: IFolder, move: bool = False
+                ) -> defer.Deferred[list[tuple[int, int]]]:
+        unwrap = getattr(target, "unwrap", None)  # another user's handle (rightsfolder)
+        if unwrap is not None:
+            if "i" not in target.rights:
+                return defer.fail(NoPermission("Permission denied: storing into the target needs the 'i' right"))
+            target = unwrap()
         if not isinstance(target, Folder):
             return defer.fail(StoreError("copy between different stores is not supported"))
         if self._gone:
@@ -878,5 +973,6 @@ class Folder:
             return defer.succeed([])
         items = [NewFile(message_path(self.path, m.sub, m.key, m.info), "link", m.flags, 0, m.size,
                          self.path, m.key) for m in srcs]
-        d = target._add_links(items)
+        d = target._add_links(items, sum(stored_size(m) for m in srcs),
+                              check=not (move and target.account is self.account))
         return d.addCallback(lambda r: [(srcs[i].uid, uid) for i, uid in zip(r[0], r[1], strict=True)])

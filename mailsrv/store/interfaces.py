@@ -72,6 +72,23 @@ class TooBig(StoreError):
     code = "LIMIT"
 
 
+class OverQuota(StoreError):
+    """Storing this would take the owner of the target mailbox over a quota
+    limit (RFC 9208): nothing was stored.  ``temporary`` is the operator's
+    choice (``[quota] full_tempfail``) of whether a mail transport should
+    retry later (LMTP 452 4.2.2, ``deliver`` exit 75) or bounce (552 5.2.2,
+    exit 73)."""
+
+    code = "OVERQUOTA"
+    temporary = False
+
+
+class NoPermission(StoreError):
+    """The user lacks the right (RFC 4314) this operation needs."""
+
+    code = "NOPERM"
+
+
 @dataclass(slots=True)
 class MessageInfo:
     """What the store knows of one message without opening it.  Slotted: a
@@ -102,7 +119,12 @@ class IFolderListener(Interface):
 
 class IFolder(Interface):
     """One mailbox.  There is exactly one live object per folder in the
-    process, shared by every session that has it open."""
+    process, shared by every session that has it open.
+
+    Optional attribute ``instant_notice`` (bool, False when absent): True
+    while changes made outside the process reach the listeners without
+    anyone calling :meth:`refresh` (inotify, a database's notifications),
+    so pollers such as IMAP IDLE may poll rarely, as a safety net."""
 
     name = Attribute("IMAP name, e.g. 'INBOX' or 'Lists/python'")
     uidvalidity = Attribute("int, never changes silently")
@@ -124,6 +146,7 @@ class IFolder(Interface):
     vanished_floor = Attribute(
         """int: :meth:`vanished_since` is exact for every mod-sequence at or
         above it (the expunge record reaches back that far).""")
+    rights = Attribute("str: the opener's RFC 4314 rights (issue 12); RIGHTS on the owner's own object")
 
     def messages() -> list:
         """All current messages as MessageInfo, ascending by UID.  The list
@@ -164,9 +187,14 @@ class IFolder(Interface):
         \\Deleted; otherwise exactly these UIDs (whatever their flags).
         Fires with the list of UIDs removed."""
 
-    def copy_to(uids: Iterable[int], target: IFolder) -> Deferred:
+    def copy_to(uids: Iterable[int], target: IFolder, move: bool = False) -> Deferred:
         """Copy messages with their flags (hard link where possible).  Fires
-        with a list of (source_uid, new_uid) pairs, ascending by source uid."""
+        with a list of (source_uid, new_uid) pairs, ascending by source uid.
+        Quota (issue 12): the copies count against the quota of the
+        target's owner and fail with OverQuota (nothing copied) beyond it;
+        ``move=True`` says the caller expunges the sources right after (IMAP
+        MOVE), so a copy within one owner's mailboxes is not checked (usage
+        does not grow) - a MOVE within an account never fails for quota."""
 
     def claim_recent() -> set:
         """The UIDs that are \\Recent for the caller: messages that arrived
@@ -241,6 +269,112 @@ class IFolder(Interface):
         neither list.  Fires with ``(changed, modified)``: the UIDs whose
         flags really changed (each now at one new mod-sequence) and the
         UIDs left alone, both ascending."""
+    # -- issue 12: OBJECTID (RFC 8474), SAVEDATE (RFC 8514)
+
+    mailboxid = Attribute(
+        "str: RFC 8474 MAILBOXID, 1-255 of A-Z a-z 0-9 _ -.  It stays with the folder through "
+        "RENAME (and INBOX's through everything), and a folder deleted and created again gets a new one. "
+        "Maildir: the GUID Dovecot keeps in the dovecot-uidlist header (G field), 32 hex digits.")
+
+    def save_date(uid: int) -> float | None:
+        """RFC 8514 SAVEDATE: when this message was saved into this folder
+        (APPEND, COPY/MOVE, delivery), seconds since the epoch; None once it
+        is expunged.  Maildir: the file's ctime when first asked (then kept
+        in the cache, so a later flag change does not move it), as Dovecot
+        reads a Maildir."""
+
+
+# -- Account events (NOTIFY, issue 9) ----------------------------------------
+#
+# What an account tells its account listeners (an IMAP session that follows
+# other folders with NOTIFY, RFC 5465): changes to messages in any of the
+# account's folders, whoever made them and whether or not a session has the
+# folder open, and changes to the folder list and the subscriptions.  Folder
+# names are IMAP names as everywhere in this module.
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesAdded:
+    """New messages in ``folder``: APPEND, COPY/MOVE in, a delivery (also
+    into a folder nobody has open), files another process dropped into a
+    folder this process has open."""
+
+    folder: str
+    uids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesExpunged:
+    """These messages of ``folder`` are gone for good (also every message
+    of a folder that is being deleted)."""
+
+    folder: str
+    uids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsChanged:
+    """Flags of these messages of ``folder`` changed."""
+
+    folder: str
+    uids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FolderChanged:
+    """Messages or flags of ``folder`` changed in a way the store could not
+    itemise: another process changed a folder no session of this process
+    has open (found by :meth:`IAccount.poll_folders`).  A listener reads the
+    folder's counters again."""
+
+    folder: str
+
+
+@dataclass(frozen=True, slots=True)
+class FolderCreated:
+    """``folder`` was created (parents created along with it each get one)."""
+
+    folder: str
+
+
+@dataclass(frozen=True, slots=True)
+class FolderDeleted:
+    """``folder`` was deleted."""
+
+    folder: str
+
+
+@dataclass(frozen=True, slots=True)
+class FolderRenamed:
+    """``old`` is now ``new``; a folder renamed with its inferiors gives one
+    event per folder moved, the top one first."""
+
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionChanged:
+    """``folder`` was subscribed (True) or unsubscribed (False)."""
+
+    folder: str
+    subscribed: bool
+
+
+AccountEvent = (MessagesAdded | MessagesExpunged | FlagsChanged | FolderChanged | FolderCreated
+                | FolderDeleted | FolderRenamed | SubscriptionChanged)
+"""Everything an :class:`IAccountListener` hears."""
+
+
+class IAccountListener(Interface):
+    """Follows a whole account (NOTIFY), not one open folder."""
+
+    def account_event(account: IAccount, event: AccountEvent) -> None:
+        """One change, in the order changes happened, in the reactor thread,
+        before the Deferred of the call that made the change fires (as
+        IFolderListener calls are).  Message events come from every folder,
+        opened by a session or not; a listener that raises is logged and
+        skipped."""
 
 
 class IAccount(Interface):
@@ -290,11 +424,159 @@ class IAccount(Interface):
         the Deferred fires; the live folder (if open) is refreshed so its
         sessions see the new message at once.  Fires with the new UID."""
 
-    def acquire_pop3_lock() -> bool:
-        """Take the exclusive POP3 maildrop lock; False if already held."""
+    def set_special_use(name: str, use: str | None) -> None:
+        """(issue 12, CREATE-SPECIAL-USE) Give folder ``name`` the RFC 6154
+        attribute ``use`` - one of ``\\Archive \\Drafts \\Junk \\Sent
+        \\Trash`` - or take its own away (None); :meth:`special_use` answers
+        it from then on, it follows the folder through RENAME and goes with
+        DELETE.  NoSuchFolder; InvalidFolderName for another attribute."""
 
-    def release_pop3_lock() -> None:
-        """Give the POP3 lock back."""
+    def acquire_pop3_lock() -> Deferred:
+        """Take the exclusive POP3 maildrop lock for the caller's session.
+        Fires with True when taken, False when another session holds it -
+        in this process or in any other serving the same mail (a second
+        server, a worker: the Maildir store flocks a file in the Maildir,
+        PostgreSQL takes an advisory lock).  A lock never outlives the
+        process holding it (a crash releases it).  Errback: the lock could
+        not be tried (the caller answers with a temporary failure)."""
+
+    def release_pop3_lock() -> Deferred:
+        """Give back the lock taken by :meth:`acquire_pop3_lock`; fires
+        with None once it is free for others.  Releasing a lock not held
+        is a no-op."""
+
+    # -- Account events (NOTIFY, issue 9)
+
+    def add_account_listener(listener: IAccountListener) -> None:
+        """Start telling ``listener`` every :data:`AccountEvent` of this
+        account.  Adding the same listener twice is a no-op."""
+
+    def remove_account_listener(listener: IAccountListener) -> None:
+        """Stop telling ``listener`` (unknown listeners are ignored)."""
+
+    def poll_folders(names: Iterable[str]) -> Deferred:
+        """Look for changes other processes made to the named folders
+        (those that do not exist are skipped).  A folder this process has
+        open is refreshed (its changes reach every listener itemised); for
+        one it has not, a change since the previous poll of that folder is
+        told to account listeners as :class:`FolderChanged` (the first poll
+        of a folder only remembers its state).  Cheap when nothing changed
+        (a few stats per folder, off the reactor thread).  Fires with None."""
+
+
+    # -- Quota (issue 12)
+
+    def quota() -> Deferred:
+        """Fires with this owner's QuotaRoot (usage and the default rule's
+        limits, RFC 9208), or None when no limit applies to the owner.
+        Usage is kept incrementally (never a rescan per call or per
+        delivery).  Every way in - ``IFolder.append``, ``IFolder.copy_to``
+        into one of this owner's folders, ``deliver`` - fails with
+        OverQuota, storing nothing, when the message would take usage
+        beyond the limit that applies to the target folder (the default
+        rule's, or a per-folder rule such as ``Trash:storage=+10%``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaResource:
+    """One RFC 9208 resource.  ``name`` is "STORAGE" (``usage``/``limit`` in
+    octets as stored: the Maildir backend counts file sizes as Dovecot's
+    quota does; the IMAP layer shows KiB) or "MESSAGE" (a count).  A limit
+    of 0 is never reported: a resource without a limit is left out."""
+
+    name: str
+    usage: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaRoot:
+    """A quota root (Dovecot's default name: "User quota") and its limited
+    resources."""
+
+    name: str
+    resources: tuple[QuotaResource, ...]
+
+
+# -- Rights and shared mailboxes (issue 12)
+
+RIGHTS = "lrswipkxtea"
+"""RFC 4314 rights, in Dovecot's order: lookup, read, seen, write, insert,
+post, create (k), delete mailbox (x), delete messages (t), expunge (e),
+admin (a).  Advertised as RIGHTS=texk."""
+
+OTHER_USERS_PREFIX = "Shared/"
+"""Namespace of mailboxes other users share (``Shared/alice/Projects``)."""
+
+PUBLIC_PREFIX = "Public/"
+"""Namespace of the administrator's public mailboxes (``Public/info``)."""
+
+
+class IUserView(IAccount):
+    """One user's view of the store: their own folders (personal
+    namespace, no prefix), the folders other users share with them
+    (``Shared/<owner>/<folder>``) and the public mailboxes
+    (``Public/<name>``), every call checked against the rights the user
+    holds (RFC 4314, stored as Dovecot's ``dovecot-acl`` files).  What the
+    protocols get at login (IMAP, POP3) and what LMTP delivers through, so
+    all three meet the same checks.
+
+    Semantics of the inherited IAccount methods under rights: a mailbox the
+    user may not look up (no ``l``, and no ``r``) behaves as if it did not
+    exist (NoSuchFolder); otherwise a missing right fails with NoPermission.
+    ``list_folders`` lists what has ``l``; ``open_folder`` fires with an
+    IFolder whose every call is checked (``r`` to read, ``s``/``w``/``t``
+    for \\Seen/other flags/\\Deleted - flags without the right are
+    dropped silently, NoPermission when none is allowed - ``i`` to append
+    or copy in, ``e`` to expunge; ``rights`` on it is the user's rights
+    string); ``create_folder`` needs ``k`` on the parent (always allowed at
+    the top of the personal namespace) and copies the parent's ACL;
+    ``delete_folder`` needs ``x``; ``rename_folder`` ``x`` on the old name
+    and ``k`` where it goes, within one owner only; ``deliver`` needs ``p``.
+    The owner of a mailbox without an ACL has every right.  In public
+    mailboxes \\Seen is private to each user (Dovecot's private index):
+    one user reading a message does not mark it read for the others; the
+    other flags are shared.  The live folder behind a shared mailbox is the
+    owner's one object, so every user's sessions hear of every change."""
+
+    def namespaces() -> tuple:
+        """RFC 2342 NAMESPACE: (personal, other users, shared), each a list
+        of (prefix, delimiter) pairs, possibly empty."""
+
+    def my_rights(name: str) -> Deferred:
+        """Fires with the user's rights on ``name`` as a string in RIGHTS
+        order (MYRIGHTS).  NoSuchFolder if it does not exist or the user
+        has no right on it at all."""
+
+    def get_acl(name: str) -> Deferred:
+        """Fires with [(identifier, rights)] of the mailbox (GETACL):
+        ``owner``, ``anyone``, ``authenticated``, user names, ``-name`` for
+        negative rights.  Needs ``a``."""
+
+    def set_acl(name: str, identifier: str, rights: str) -> Deferred:
+        """SETACL: ``rights`` replaces the identifier's rights, or with a
+        leading ``+``/``-`` adds to or removes from them; empty rights
+        remove the entry.  Unknown right letters: ValueError.  Needs ``a``.
+        Sharing a mailbox with a user makes it appear in that user's
+        other-users namespace.  Fires with None."""
+
+    def delete_acl(name: str, identifier: str) -> Deferred:
+        """DELETEACL: drop the identifier's entry.  Needs ``a``."""
+
+    def list_rights(name: str, identifier: str) -> Deferred:
+        """LISTRIGHTS: fires with (required rights, [optional groups]):
+        what is always granted to ``identifier`` and what may be granted.
+        Needs ``a``."""
+
+    def quota_roots(name: str) -> Deferred:
+        """GETQUOTAROOT: fires with the QuotaRoots governing this mailbox
+        (the owner's, for the user's own mailboxes; empty for mailboxes of
+        others, whose owner's quota still limits storing into them).
+        NoSuchFolder as for ``my_rights``."""
+
+    def get_quota(root: str) -> Deferred:
+        """GETQUOTA: fires with the named QuotaRoot of the user's own quota;
+        NoSuchFolder if the user has no such root."""
 
 
 class IStore(Interface):
@@ -302,4 +584,15 @@ class IStore(Interface):
 
     def account(user: str) -> IAccount:
         """The live account object of this user (created on first use: the
-        Maildir with its default folders)."""
+        Maildir with its default folders).  The owner's unrestricted object:
+        administration and tests; protocols use ``view``."""
+
+    def view(user: str | None) -> IUserView:
+        """``user``'s view of the store with their rights enforced (see
+        IUserView); ``None`` is an anonymous poster (LMTP to a public
+        mailbox), who holds what ``anyone`` is granted."""
+
+    def public_mailbox(name: str) -> str | None:
+        """The ``Public/...`` name of the public mailbox ``name`` (matched
+        case-insensitively: mail addresses are), or None if there is none:
+        LMTP delivers ``name@domain`` there when no user ``name`` exists."""

@@ -45,7 +45,12 @@ def test_enable():
     c = session(0)
     assert c.cmd("a ENABLE CONDSTORE") == b"* ENABLED CONDSTORE\r\na OK ENABLE completed\r\n"
     assert c.cmd("b ENABLE QRESYNC") == b"* ENABLED QRESYNC\r\nb OK ENABLE completed\r\n"
-    assert c.cmd("c ENABLE CONDSTORE QRESYNC X-FOO") == b"* ENABLED CONDSTORE QRESYNC\r\nc OK ENABLE completed\r\n"
+    # already enabled: not listed again (RFC 5161 3.1, as Dovecot)
+    assert c.cmd("c ENABLE CONDSTORE QRESYNC X-FOO") == b"* ENABLED\r\nc OK ENABLE completed\r\n"
+    c = session(0)
+    assert c.cmd("e ENABLE X-FOO CONDSTORE QRESYNC") == b"* ENABLED CONDSTORE QRESYNC\r\ne OK ENABLE completed\r\n"
+    c = session(0)  # QRESYNC switched CONDSTORE on already (Dovecot lists it again)
+    assert c.cmd("f ENABLE QRESYNC CONDSTORE") == b"* ENABLED QRESYNC\r\nf OK ENABLE completed\r\n"
     assert c.cmd("d ENABLE").startswith(b"d BAD")
 
 

@@ -197,7 +197,8 @@ def test_append_to_selected_mailbox_reports_exists():
 
 def test_namespace_enable():
     c = authed()
-    assert c.cmd("a NAMESPACE") == b'* NAMESPACE (("" "/")) NIL NIL\r\na OK NAMESPACE completed\r\n'
+    # issue 12: the other-users namespace is there for shared folders
+    assert c.cmd("a NAMESPACE") == b'* NAMESPACE (("" "/")) (("Shared/" "/")) NIL\r\na OK NAMESPACE completed\r\n'
     assert c.cmd("b ENABLE CONDSTORE") == b"* ENABLED CONDSTORE\r\nb OK ENABLE completed\r\n"
     assert c.cmd("c ENABLE X-UNKNOWN") == b"* ENABLED\r\nc OK ENABLE completed\r\n"
 
@@ -291,6 +292,6 @@ def test_delete_folder_with_children_keeps_them_and_leaves_a_noselect_name():
     assert c.cmd("g STATUS p/c (MESSAGES)").startswith(b"* STATUS \"p/c\" (MESSAGES 1)")
     assert c.cmd("h DELETE p").startswith(b"h NO [NONEXISTENT]")
     assert _lines(c.cmd('i LIST (SUBSCRIBED) "" p')) == [b'* LIST (\\NonExistent \\HasChildren \\Subscribed) "/" "p"']
-    assert c.cmd("j CREATE p") == b"j OK CREATE completed\r\n"  # a new, empty mailbox of that name
+    assert c.cmd("j CREATE p").startswith(b"j OK [MAILBOXID")  # a new, empty mailbox of that name
     assert b"* 0 EXISTS" in c.cmd("k SELECT p")
     assert c.cmd("l DELETE INBOX").startswith(b"l NO")
