@@ -1,0 +1,446 @@
+"""The live account of the PostgreSQL backend: one object per user in the
+process, holding the folder list and subscriptions in memory so that the
+synchronous IAccount methods (``list_folders``, ``folder_exists``,
+``subscriptions``) answer without a query.
+
+The account is read at login (``PgStore.open_account``, which the realm
+and the LMTP recipient lookup use), and again whenever any process changes
+the folder list or subscriptions (a NOTIFY ``a<account id>``), so every
+node's copy follows within milliseconds.  Opening a folder this copy does
+not know yet asks the database, so a folder created a moment ago on
+another node opens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from mailsrv.store import layout
+from mailsrv.store.interfaces import (
+    FolderExists,
+    FolderNotEmpty,
+    IAccount,
+    InvalidFolderName,
+    NoSuchFolder,
+    StoreError,
+)
+from mailsrv.store.layout import INBOX, SEP
+from mailsrv.store.maildir import normalize_flags
+from mailsrv.store.pg import account_sql, folder_sql
+from mailsrv.store.pg.account_sql import AccountState
+from mailsrv.store.pg.folder import Batcher, PgFolder
+from mailsrv.store.pg.folder_sql import NewMessage
+from mailsrv.store.pg.message import FlagDecoder, split_flags
+
+if TYPE_CHECKING:
+    from mailsrv.store.pg.store import PgStore
+
+log = Logger(namespace="mailsrv.store.pg")
+
+POP3_LOCK_SPACE = 0x504F5033 << 32  # 'POP3' in the high half of the advisory lock key
+
+
+@implementer(IAccount)
+class PgAccount:
+    """See :class:`IAccount`.  ``acquire_pop3_lock``, ``release_pop3_lock``,
+    ``subscribe`` and ``unsubscribe`` return Deferreds (the lock is held in
+    the database; callers use ``maybeDeferred``)."""
+
+    def __init__(self, store: PgStore, user: str) -> None:
+        layout.check_user(user)
+        self.store = store
+        self.user = user
+        self.id: int | None = None
+        self._folders: dict[str, tuple[int, str | None]] = {}
+        self._subs: list[str] = []
+        self._live: dict[str, PgFolder] = {}
+        self._loaded = False
+        self._load_waiters: list[defer.Deferred] = []
+        self._reloading = False
+        self._reload_again = False
+        self._mutex = defer.DeferredLock()
+        self._epoch = 0
+        self._idle_timers: dict[int, Any] = {}
+        self._batches: dict[int, Batcher] = {}
+        self._decode = FlagDecoder()
+        self._pop3_locked = False
+
+    # --- loading ---------------------------------------------------------------------------
+    #
+    # Reads of the folder list race with this process's own changes: a read
+    # started before a change committed may arrive after it.  So changes
+    # take turns (``_mutex``), each adopts the state its own transaction
+    # read, and a read that overlapped a change (``_epoch`` moved) is
+    # dropped and made again.
+
+    def _ready(self) -> defer.Deferred:
+        """Fires with self once the account has been read (reads it if needed)."""
+        if self._loaded:
+            return defer.succeed(self)
+        d: defer.Deferred = defer.Deferred()
+        self._load_waiters.append(d)
+        if len(self._load_waiters) == 1:
+            r = self.store.db.run(account_sql.load, self.user)
+            r.addCallback(self._adopt)
+            r.addBoth(self._load_done)
+        return d
+
+    def _load_done(self, result: Any) -> None:
+        waiters, self._load_waiters = self._load_waiters, []
+        for w in waiters:
+            if isinstance(result, Failure):
+                w.errback(result)
+            else:
+                w.callback(self)
+
+    def reload(self) -> defer.Deferred:
+        """Read the folder list and subscriptions again (login, NOTIFY);
+        fires with self."""
+        if not self._loaded or self.id is None:
+            return self._ready()
+        epoch = self._epoch
+
+        def got(state: AccountState) -> Any:
+            if self._epoch != epoch or self._mutex.locked:
+                # overlapped a change of ours: read again once it is done
+                return self._mutex.run(lambda: None).addCallback(lambda _: self.reload())
+            self._adopt(state)
+            return self
+
+        return self.store.db.run(account_sql.read, self.id).addCallback(got)
+
+    def _mutate(self, work: Callable[[], defer.Deferred]) -> defer.Deferred:
+        """Run a change of the folder list or subscriptions, one at a time."""
+        def run() -> defer.Deferred:
+            self._epoch += 1
+            return defer.maybeDeferred(work).addBoth(done)
+
+        def done(result: Any) -> Any:
+            self._epoch += 1
+            return result
+
+        return self._ready().addCallback(lambda _: self._mutex.run(run))
+
+    def _notified(self) -> None:
+        """Another process changed our folder list or subscriptions."""
+        if self._reloading:
+            self._reload_again = True
+            return
+        self._reloading = True
+
+        def done(result: Any) -> None:
+            self._reloading = False
+            if isinstance(result, Failure):
+                log.warn("account {u}: reload failed: {e}", u=self.user, e=result.getErrorMessage())
+            if self._reload_again:
+                self._reload_again = False
+                self._notified()
+
+        self.reload().addBoth(done)
+
+    def _adopt(self, state: AccountState | None) -> None:
+        if state is None:
+            raise NoSuchFolder(f"no account {self.user}")
+        if self.id is None:
+            self.id = state.id
+            self.store._account_loaded(self)
+        self._folders = state.folders
+        self._subs = state.subscriptions
+        self._loaded = True
+        by_id = {fid: name for name, (fid, _use) in state.folders.items()}
+        for f in list(self._live.values()):
+            new_name = by_id.get(f.id)
+            if new_name is None:
+                f._sync().addErrback(lambda _: None)  # deleted elsewhere: the feed says so
+            elif new_name != f.name:
+                f.name = new_name
+        self._live = {f.name: f for f in self._live.values() if f.id in by_id}
+
+    def _need_loaded(self) -> None:
+        """The synchronous methods answer from memory; an account nobody
+        read yet is read now, blocking (logged: callers should use
+        ``PgStore.open_account``)."""
+        if not self._loaded:
+            self.store._blocking("account read before open_account()")
+            self._adopt(self.store.db.call(account_sql.load, self.user))
+
+    # --- names ------------------------------------------------------------------------------
+
+    def list_folders(self) -> list[str]:
+        self._need_loaded()
+        return [INBOX] + sorted(n for n in self._folders if n != INBOX)
+
+    def folder_exists(self, name: str) -> bool:
+        try:
+            name = layout.canonical(name)
+        except InvalidFolderName:
+            return False
+        self._need_loaded()
+        return name in self._folders
+
+    def special_use(self, name: str) -> str | None:
+        self._need_loaded()
+        try:
+            meta = self._folders.get(layout.canonical(name))
+        except InvalidFolderName:
+            return None
+        return None if meta is None else meta[1]
+
+    # --- folders ------------------------------------------------------------------------------
+
+    def open_folder(self, name: str) -> defer.Deferred:
+        try:
+            name = layout.canonical(name)
+        except InvalidFolderName as e:
+            return defer.fail(NoSuchFolder(str(e)))
+        return self._ready().addCallback(lambda _: self._open(name, True))
+
+    def _open(self, name: str, ask: bool) -> defer.Deferred:
+        f = self._live.get(name)
+        if f is not None:
+            return f._load()
+        meta = self._folders.get(name)
+        if meta is None:
+            if not ask:
+                return defer.fail(NoSuchFolder(f"no folder {name}"))
+            return self.reload().addCallback(lambda _: self._open(name, False))
+        f = PgFolder(self, meta[0], name)
+        self._live[name] = f
+        self.store._register_folder(f)
+
+        def failed(fail: Any) -> Any:
+            if self._live.get(f.name) is f:
+                del self._live[f.name]
+            self.store._forget_folder(f)
+            return fail
+
+        return f._load().addErrback(failed)
+
+    def live_folder(self, name: str) -> PgFolder | None:
+        try:
+            return self._live.get(layout.canonical(name))
+        except InvalidFolderName:
+            return None
+
+    def _folder_idle(self, folder: PgFolder) -> None:
+        """No listener left: drop the object now, or after ``idle_ttl``
+        (kept objects stay exact through the change feed)."""
+        def release() -> None:
+            self._idle_timers.pop(folder.id, None)
+            if not folder.has_listeners() and self._live.get(folder.name) is folder:
+                del self._live[folder.name]
+                self.store._forget_folder(folder)
+
+        old = self._idle_timers.pop(folder.id, None)
+        if old is not None and old.active():
+            old.cancel()
+        if self.store.idle_ttl > 0:
+            self._idle_timers[folder.id] = self.store.reactor.callLater(self.store.idle_ttl, release)
+        else:
+            release()
+
+    def create_folder(self, name: str) -> defer.Deferred:
+        try:
+            name = layout.canonical(name)
+        except InvalidFolderName:
+            return defer.fail()
+
+        def create() -> defer.Deferred:
+            if name in self._folders:
+                raise FolderExists(f"{name} already exists")
+            return self.store.db.run(account_sql.create, self.id, name).addCallback(self._adopt)
+
+        return self._mutate(create).addCallback(lambda _: None)
+
+    def delete_folder(self, name: str) -> defer.Deferred:
+        try:
+            name = layout.canonical(name)
+        except InvalidFolderName:
+            return defer.fail()
+        if name == INBOX:
+            return defer.fail(InvalidFolderName("INBOX cannot be deleted"))
+
+        def delete() -> defer.Deferred:
+            if name not in self._folders:
+                raise NoSuchFolder(f"no folder {name}")
+            if any(n.startswith(name + SEP) for n in self._folders):
+                raise FolderNotEmpty(f"{name} has subfolders; delete them first")
+            return self.store.db.run(account_sql.delete, self.id, name).addCallback(deleted)
+
+        def deleted(result: tuple[int, list[int], AccountState]) -> None:
+            fid, blobs, state = result
+            live = self._live.pop(name, None)
+            if live is not None and live.id == fid:
+                live._deleted()
+            self._adopt(state)
+            self.store._collect(blobs)
+
+        return self._mutate(delete)
+
+    def rename_folder(self, old: str, new: str) -> defer.Deferred:
+        try:
+            old = layout.canonical(old)
+            new = layout.canonical(new)
+        except InvalidFolderName:
+            return defer.fail()
+
+        def rename() -> defer.Deferred:
+            if old not in self._folders:
+                raise NoSuchFolder(f"no folder {old}")
+            if new == INBOX or new in self._folders:
+                raise FolderExists(f"{new} already exists")
+            if old == INBOX:
+                return self._rename_inbox(new)
+            if new == old or new.startswith(old + SEP):
+                raise InvalidFolderName("cannot rename a folder into itself")
+            return self.store.db.run(account_sql.rename, self.id, old, new).addCallback(renamed)
+
+        def renamed(result: tuple[dict[int, str], AccountState]) -> None:
+            moved, state = result
+            for f in self._live.values():
+                if f.id in moved:
+                    f.name = moved[f.id]
+            self._adopt(state)
+
+        return self._mutate(rename).addCallback(lambda _: None)
+
+    def _rename_inbox(self, new: str) -> defer.Deferred:
+        inbox_id = self._folders[INBOX][0]
+        live = self._live.get(INBOX)
+        since = live._synced if live is not None else 0
+        decode = live._decode if live is not None else self._decode
+
+        def done(result: tuple[AccountState, folder_sql.Delta]) -> None:
+            state, delta = result
+            if live is not None:
+                live._apply(delta)
+            self._adopt(state)
+
+        return self.store.db.run(account_sql.rename_inbox, self.id, inbox_id, new, since, decode).addCallback(done)
+
+    # --- subscriptions -----------------------------------------------------------------------
+
+    def subscriptions(self) -> list[str]:
+        self._need_loaded()
+        return list(self._subs)
+
+    def subscribe(self, name: str) -> defer.Deferred:  # type: ignore[override]  # IAccount: Deferred allowed (see report)
+        name = layout.canonical(name)
+        return self._subscribe(name, True)
+
+    def unsubscribe(self, name: str) -> defer.Deferred:  # type: ignore[override]  # IAccount: Deferred allowed (see report)
+        try:
+            name = layout.canonical(name)
+        except InvalidFolderName:
+            pass
+        return self._subscribe(name, False)
+
+    def _subscribe(self, name: str, on: bool) -> defer.Deferred:
+        if self._loaded:
+            if on and name not in self._subs:
+                self._subs.append(name)
+            elif not on and name in self._subs:
+                self._subs.remove(name)
+        return self._mutate(lambda: self.store.db.run(account_sql.subscribe, self.id, name, on)
+                            .addCallback(self._adopt))
+
+    # --- delivery and POP3 ------------------------------------------------------------------
+
+    def deliver(self, folder: str, source: Any, flags: Iterable[str] = ()) -> defer.Deferred:
+        try:
+            name = layout.canonical(folder)
+            bits, keywords = split_flags(normalize_flags(flags))
+        except StoreError:
+            return defer.fail()
+        spooled = self.store.spool(source)
+        ready = self._ready()
+        d = defer.gatherResults([spooled, ready], consumeErrors=True)
+        d.addErrback(_first_error, spooled)
+        d.addCallback(lambda r: self._deliver(name, NewMessage(r[0], bits, keywords, self.store.reactor.seconds())))
+        return d
+
+    def _deliver(self, name: str, item: NewMessage, ask: bool = True) -> defer.Deferred:
+        live = self._live.get(name)
+        if live is not None and not live._gone:
+            return live._submit(item)
+        meta = self._folders.get(name)
+        if meta is None:
+            if not ask:
+                item.body.discard()
+                return defer.fail(NoSuchFolder(f"no folder {name}"))
+            return self.reload().addCallback(lambda _: self._deliver(name, item, False))
+        fid = meta[0]
+        batch = self._batches.get(fid)
+        if batch is None:
+            batch = self._batches[fid] = Batcher(lambda items: self._store_batch(fid, items))
+        return batch.submit(item)
+
+    def _store_batch(self, fid: int, items: list[NewMessage]) -> defer.Deferred:
+        """Deliveries into a folder no session has open: no change feed to apply."""
+        d = self.store.db.run(folder_sql.append, fid, items, self.store.blobs, None, self._decode)
+        d.addCallback(lambda result: result[0])
+
+        def cleanup(result: Any) -> Any:
+            for it in items:
+                it.body.discard()
+            return result
+
+        return d.addBoth(cleanup)
+
+    def _pop3_key(self) -> int:
+        assert self.id is not None
+        return POP3_LOCK_SPACE | self.id
+
+    def acquire_pop3_lock(self) -> defer.Deferred:  # type: ignore[override]  # IAccount: Deferred allowed (see report)
+        """Fires True if this session now holds the maildrop lock (held in
+        the database, so it holds on every node), False if another has it."""
+        if self._pop3_locked:
+            return defer.succeed(False)
+        self._pop3_locked = True
+
+        def lock(_: Any) -> defer.Deferred:
+            return self.store.db.in_thread(self.store.locks.try_lock, self._pop3_key())
+
+        def done(got: Any) -> Any:
+            if got is not True:
+                self._pop3_locked = False
+            return got
+
+        return self._ready().addCallback(lock).addBoth(done)
+
+    def release_pop3_lock(self) -> defer.Deferred:  # type: ignore[override]  # IAccount: Deferred allowed (see report)
+        if not self._pop3_locked or self.id is None:
+            self._pop3_locked = False
+            return defer.succeed(None)
+        key = self._pop3_key()
+
+        def unlocked(result: Any) -> Any:
+            self._pop3_locked = False
+            return result
+
+        return self.store.db.in_thread(self.store.locks.unlock, key).addBoth(unlocked)
+
+    def close(self) -> defer.Deferred:
+        for timer in self._idle_timers.values():
+            if timer.active():
+                timer.cancel()
+        self._idle_timers.clear()
+        return defer.succeed(None)
+
+
+def _first_error(failure: Any, spooled: defer.Deferred) -> Any:
+    """gatherResults wraps the first failure: unwrap it, and drop a body
+    that was spooled for nothing."""
+    def discard(body: Any) -> None:
+        if hasattr(body, "discard"):
+            body.discard()
+    spooled.addCallback(discard)
+    spooled.addErrback(lambda _: None)
+    sub = getattr(failure.value, "subFailure", None)
+    return sub if sub is not None else failure

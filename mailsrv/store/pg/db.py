@@ -1,0 +1,182 @@
+"""The database connection: a psycopg connection pool and a bounded thread
+pool of the store's own, so that no query ever runs in the reactor thread.
+
+``Database.run(fn, *args)`` calls ``fn(conn, *args)`` inside one
+transaction in a pool thread and fires with its result in the reactor
+thread.  Why threads and not psycopg's asyncio API: Twisted's reactor here
+is not an asyncio loop, and a thread per connection (N <= pool size) costs
+nothing next to a query's round trip, while keeping every query a plain
+blocking call that is easy to read.
+
+Failures are mapped once, here: anything that means "the database is not
+there right now" (connection refused or lost, server shutting down,
+statement timeout, pool exhausted) becomes :class:`StoreUnavailable`.  A
+broken connection found before COMMIT is retried once on a fresh one (the
+transaction was rolled back by the server, so nothing happened twice);
+deadlocks and serialization failures are retried a few times; a failure of
+COMMIT itself is reported as uncertain, never retried.  The pool replaces
+broken connections by itself, so the store recovers without a restart.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg_pool
+from psycopg import errors as pgerrors
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+from mailsrv.store.interfaces import StoreError
+from mailsrv.store.pg import schema
+from mailsrv.store.pg.errors import StoreUnavailable
+
+log = Logger(namespace="mailsrv.store.pg")
+
+T = TypeVar("T")
+RETRY_CONFLICTS = 5
+CONNECT_OPTIONS = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 3,
+    "keepalives_count": 3,
+    "application_name": "mailsrv",
+}
+
+
+def is_unavailable(e: BaseException) -> bool:
+    """True for the errors that mean "not now" rather than "wrong"."""
+    return isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout,
+                          psycopg_pool.PoolClosed))
+
+
+class Database:
+    """One per Store (per process).  ``max_size`` bounds both the
+    connections and the threads that use them."""
+
+    def __init__(self, dsn: str, reactor: Any = None, min_size: int = 1, max_size: int = 8,
+                 timeout: float = 5.0, statement_timeout: float = 60.0, migrate: bool = True) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.dsn = dsn
+        self.timeout = timeout
+        self.statement_timeout = statement_timeout
+        self.max_size = max_size
+        self._auto_migrate = migrate
+        self._schema_ok = False
+        self._schema_lock = threading.Lock()
+        self.pool = psycopg_pool.ConnectionPool(
+            dsn, min_size=min_size, max_size=max_size, open=False, name="mailsrv",
+            kwargs={"autocommit": True, **CONNECT_OPTIONS}, configure=self._configure,
+            timeout=timeout, reconnect_timeout=3600.0, max_idle=300.0)
+        self.pool.open(wait=False)
+        self.threads = ThreadPool(0, max_size, name="mailsrv-pg")
+        self.threads.start()
+        self._closed = False
+
+    def _configure(self, conn: psycopg.Connection) -> None:
+        conn.execute("SET statement_timeout = %s" % int(self.statement_timeout * 1000))
+        conn.execute("SET idle_in_transaction_session_timeout = %s" % int(self.statement_timeout * 1000))
+
+    # --- running work -------------------------------------------------------------------
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> defer.Deferred:
+        """``fn(conn, *args, **kwargs)`` in one transaction, in a pool
+        thread; fires in the reactor thread."""
+        if self._closed:
+            return defer.fail(StoreUnavailable("the store is closed"))
+        return threads.deferToThreadPool(self.reactor, self.threads, self.call, fn, *args, **kwargs)
+
+    def in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> defer.Deferred:
+        """``fn(*args)`` in a pool thread without a connection (hashing,
+        reading spooled files, ...)."""
+        return threads.deferToThreadPool(self.reactor, self.threads, fn, *args, **kwargs)
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """The blocking form of :meth:`run` (pool threads, command-line tools)."""
+        self._ensure_schema()
+        conflicts = 0
+        fresh_tried = False
+        while True:
+            committing = False
+            try:
+                with self.pool.connection(timeout=self.timeout) as conn:
+                    with conn.transaction():
+                        result = fn(conn, *args, **kwargs)
+                        committing = True
+                    return result
+            except StoreError:
+                raise
+            except (pgerrors.SerializationFailure, pgerrors.DeadlockDetected) as e:
+                conflicts += 1
+                if conflicts > RETRY_CONFLICTS:
+                    raise StoreUnavailable(f"database conflict, try again: {e}") from e
+                time.sleep(0.005 * conflicts)
+            except psycopg.Error as e:
+                if committing and not isinstance(e, psycopg.IntegrityError):
+                    raise StoreUnavailable(f"database failed during commit: {e}", uncertain=True) from e
+                if not is_unavailable(e):
+                    log.error("database error in {fn}: {e}", fn=getattr(fn, "__name__", fn), e=e)
+                    raise StoreError(f"database error: {e.__class__.__name__}") from e
+                if fresh_tried or isinstance(e, psycopg_pool.PoolTimeout):
+                    raise StoreUnavailable(f"mail database unavailable: {_short(e)}") from e
+                fresh_tried = True
+                self._drop_broken()
+
+    def _drop_broken(self) -> None:
+        """After a lost connection the others are likely dead too (a
+        server restart): have the pool test its idle ones now."""
+        try:
+            self.pool.check()
+        except Exception as e:  # the pool itself is closing
+            log.debug("pool check failed: {e}", e=e)
+
+    def _ensure_schema(self) -> None:
+        if self._schema_ok or not self._auto_migrate:
+            return
+        with self._schema_lock:
+            if self._schema_ok:
+                return
+            try:
+                with self.pool.connection(timeout=self.timeout) as conn:
+                    schema.migrate(conn)
+            except psycopg_pool.PoolTimeout as e:
+                raise StoreUnavailable(f"mail database unavailable: {_short(e)}") from e
+            except psycopg.Error as e:
+                if is_unavailable(e):
+                    raise StoreUnavailable(f"mail database unavailable: {_short(e)}") from e
+                raise
+            self._schema_ok = True
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection:
+        """A dedicated connection outside the pool (LISTEN, session-level
+        advisory locks); blocking, raises StoreUnavailable."""
+        try:
+            conn = psycopg.connect(self.dsn, autocommit=True, **{**CONNECT_OPTIONS, **kwargs})
+        except psycopg.Error as e:
+            raise StoreUnavailable(f"mail database unavailable: {_short(e)}") from e
+        return conn
+
+    def close(self) -> defer.Deferred:
+        """Stop the threads (after their current work) and the pool."""
+        if self._closed:
+            return defer.succeed(None)
+        self._closed = True
+
+        def stop() -> None:
+            self.threads.stop()
+            self.pool.close(timeout=5.0)
+
+        return threads.deferToThread(stop)
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else e.__class__.__name__
