@@ -20,6 +20,7 @@ broken connections by itself, so the store recovers without a restart.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -40,7 +41,8 @@ log = Logger(namespace="mailsrv.store.pg")
 
 T = TypeVar("T")
 RETRY_CONFLICTS = 5
-CONNECT_OPTIONS = {
+PROBE_INTERVAL = 0.1  # seconds between connection attempts while the database is down
+CONNECT_OPTIONS: dict[str, Any] = {
     "connect_timeout": 5,
     "keepalives": 1,
     "keepalives_idle": 10,
@@ -48,6 +50,19 @@ CONNECT_OPTIONS = {
     "keepalives_count": 3,
     "application_name": "mailsrv",
 }
+
+
+class _ToTwistedLog(logging.Handler):
+    """psycopg_pool reports through the logging module: into our log (a
+    down database is already reported once by :class:`Database`)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log.debug("{origin}: {message}", origin=record.name, message=record.getMessage())
+
+
+_pool_log = logging.getLogger("psycopg.pool")
+_pool_log.addHandler(_ToTwistedLog())
+_pool_log.propagate = False
 
 
 def is_unavailable(e: BaseException) -> bool:
@@ -72,14 +87,22 @@ class Database:
         self._auto_migrate = migrate
         self._schema_ok = False
         self._schema_lock = threading.Lock()
-        self.pool = psycopg_pool.ConnectionPool(
-            dsn, min_size=min_size, max_size=max_size, open=False, name="mailsrv",
-            kwargs={"autocommit": True, **CONNECT_OPTIONS}, configure=self._configure,
-            timeout=timeout, reconnect_timeout=3600.0, max_idle=300.0)
-        self.pool.open(wait=False)
+        self.min_size = min_size
+        self.pool = self._new_pool()
+        self._down: str | None = None  # why the database is unreachable, while it is
+        self._last_probe = 0.0
+        self._probe_lock = threading.Lock()
         self.threads = ThreadPool(0, max_size, name="mailsrv-pg")
         self.threads.start()
         self._closed = False
+
+    def _new_pool(self) -> psycopg_pool.ConnectionPool:
+        pool = psycopg_pool.ConnectionPool(
+            self.dsn, min_size=self.min_size, max_size=self.max_size, open=False, name="mailsrv",
+            kwargs={"autocommit": True, **CONNECT_OPTIONS}, configure=self._configure,
+            timeout=self.timeout, reconnect_timeout=3600.0, max_idle=300.0)
+        pool.open(wait=False)
+        return pool
 
     def _configure(self, conn: psycopg.Connection) -> None:
         conn.execute("SET statement_timeout = %s" % int(self.statement_timeout * 1000))
@@ -101,6 +124,7 @@ class Database:
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """The blocking form of :meth:`run` (pool threads, command-line tools)."""
+        self._check_up()
         self._ensure_schema()
         conflicts = 0
         fresh_tried = False
@@ -125,10 +149,51 @@ class Database:
                 if not is_unavailable(e):
                     log.error("database error in {fn}: {e}", fn=getattr(fn, "__name__", fn), e=e)
                     raise StoreError(f"database error: {e.__class__.__name__}") from e
-                if fresh_tried or isinstance(e, psycopg_pool.PoolTimeout):
+                if fresh_tried or isinstance(e, psycopg_pool.PoolTimeout) or not self._probe():
+                    self._mark_down(e)
                     raise StoreUnavailable(f"mail database unavailable: {_short(e)}") from e
                 fresh_tried = True
                 self._drop_broken()
+
+    # --- outages ---------------------------------------------------------------------------
+    #
+    # While the database is down, waiting ``timeout`` for a pool connection
+    # on every operation would stall every session for seconds: once an
+    # outage is seen, operations fail at once, and a direct connection
+    # attempt (at most every PROBE_INTERVAL) tells when it is over.  The
+    # pool backs off between its own reconnection attempts; a pool left
+    # empty by the outage is replaced, so service resumes at once.
+
+    def _mark_down(self, e: BaseException) -> None:
+        if self._down is None:
+            log.warn("mail database unavailable: {err}", err=_short(e))
+        self._down = _short(e)
+
+    def _probe(self) -> bool:
+        """Can a new connection be made right now?"""
+        try:
+            psycopg.connect(self.dsn, autocommit=True, **{**CONNECT_OPTIONS, "connect_timeout": 2}).close()
+        except psycopg.Error as e:
+            self._down = _short(e)
+            return False
+        return True
+
+    def _check_up(self) -> None:
+        if self._down is None:
+            return
+        with self._probe_lock:
+            if self._down is None:
+                return
+            now = time.monotonic()
+            if now - self._last_probe < PROBE_INTERVAL or not self._probe():
+                self._last_probe = max(self._last_probe, now)
+                raise StoreUnavailable(f"mail database unavailable: {self._down}")
+            self._last_probe = now
+            self._down = None
+            log.info("mail database reachable again")
+            if self.pool.get_stats().get("pool_size", 0) == 0:
+                old, self.pool = self.pool, self._new_pool()
+                threading.Thread(target=old.close, kwargs={"timeout": 1.0}, daemon=True).start()
 
     def _drop_broken(self) -> None:
         """After a lost connection the others are likely dead too (a

@@ -161,10 +161,10 @@ class PgStore:
                      "prefetch() first", what=what)
 
     def _blocking_reader(self, blob: int, size: int) -> BinaryIO:
-        self._blocking("open_message of a body not prefetched")
         prefix = self.bodies.prefix(blob) or b""
 
         def fetch(offset: int, length: int) -> bytes:
+            self._blocking("read of a body not prefetched")
             return self.db.call(lambda conn: self.blobs.read(conn, blob, offset, length))
 
         import io
