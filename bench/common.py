@@ -120,7 +120,8 @@ class Table:
         self.rows: list[tuple[str, str, bool, dict[str, Result]]] = []
 
     def add(self, figure: str, unit: str, higher_better: bool, mailsrv: Result | None, dovecot: Result | None) -> None:
-        self.rows.append((figure, unit, higher_better, {"mailsrv": mailsrv or Result(), "dovecot": dovecot or Result()}))
+        results = {"mailsrv": mailsrv or Result(), "dovecot": dovecot or Result()}
+        self.rows.append((figure, unit, higher_better, results))
 
     def render(self) -> str:
         head = ("figure", "unit", "mailsrv", "Dovecot", "mailsrv/Dovecot")
@@ -136,10 +137,10 @@ class Table:
             lines.append((figure, unit, m.text(fmt), d.text(fmt), ratio))
         widths = [max(len(str(x[i])) for x in [head] + lines) for i in range(5)]
         out = [f"== {self.title} =="]
-        out.append("  ".join(str(h).ljust(w) for h, w in zip(head, widths)))
+        out.append("  ".join(str(h).ljust(w) for h, w in zip(head, widths, strict=True)))
         out.append("  ".join("-" * w for w in widths))
         for row in lines:
-            out.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+            out.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         notes = [f"  {fig}: {server}: {r.note}" for fig, _, _, res in self.rows for server, r in res.items() if r.note]
         if notes:
             out.append("notes:")
@@ -219,7 +220,10 @@ def tree_memory_mb(pid: int) -> tuple[float, float]:
 
 
 def drop_caches() -> bool:
-    """sync + drop the page cache (root only); False when not possible."""
+    """sync + drop the page cache (root only); False when not possible or
+    not wanted (MAILSRV_BENCH_NO_DROP=1: a machine shared with other work)."""
+    if os.environ.get("MAILSRV_BENCH_NO_DROP"):
+        return False
     os.sync()
     try:
         with open("/proc/sys/vm/drop_caches", "w") as f:
@@ -229,7 +233,8 @@ def drop_caches() -> bool:
         return False
 
 
-def run(cmd: Sequence[str], timeout: float = 120, env: dict | None = None, stdin: bytes = b"") -> subprocess.CompletedProcess:
+def run(cmd: Sequence[str], timeout: float = 120, env: dict | None = None,
+        stdin: bytes = b"") -> subprocess.CompletedProcess:
     return subprocess.run(list(cmd), input=stdin, capture_output=True, timeout=timeout, env=env)
 
 
@@ -349,6 +354,8 @@ def seed(corpus: Corpus, name: str, spec: Spec) -> str:
     """A pristine Maildir `cur/` for `spec`, written once and cached under
     WORK/seed (Dovecot-style names with S= and W= sizes, mtimes in order).
     Returns the seed folder; copies are hardlinked from it."""
+    from mailsrv.store.crlf import to_crlf
+
     digest = hashlib.sha1((SEED_VERSION + repr(spec)).encode()).hexdigest()[:12]
     path = os.path.join(WORK, "seed", f"{name}-{digest}")
     marker = os.path.join(path, ".complete")
@@ -363,7 +370,7 @@ def seed(corpus: Corpus, name: str, spec: Spec) -> str:
     total = 0
     for i, (idx, rnd, flags) in enumerate(spec):
         msg = corpus.variant(idx, rnd)
-        size, wsize = len(msg), len(msg) + msg.count(b"\n") - msg.count(b"\r\n")
+        size, wsize = len(msg), len(to_crlf(msg))
         fn = os.path.join(cur, f"{base + i}.M{i}P4242.benchhost,S={size},W={wsize}:2,{flags}")
         with open(fn, "wb") as f:
             f.write(msg)
@@ -578,8 +585,8 @@ class Dovecot(BenchServer):
         # output to a file, not a pipe: the daemonized master inherits it
         out_path = os.path.join(WORK, "dovecot-up.out")
         with open(out_path, "wb") as out:
-            rc = subprocess.run(["bash", os.path.join(REFERENCE, "dovecot-up.sh")], env=self.env(), stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, timeout=90).returncode
+            rc = subprocess.run(["bash", os.path.join(REFERENCE, "dovecot-up.sh")], env=self.env(),
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, timeout=90).returncode
         if rc != 0:
             with open(out_path, "rb") as f:
                 raise RuntimeError("dovecot-up.sh failed: " + f.read().decode(errors="replace")[-2000:])

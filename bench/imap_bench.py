@@ -30,7 +30,7 @@ import re
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -246,7 +246,8 @@ def one(r: Reply, exists: int | None = None) -> Result:
     return Result(r.seconds * 1000, note=fetch_note(r, exists))
 
 
-def repeated(sess: Session, cmd: str, runs: int, keep: bool = False, after=None, warmup: bool = True) -> tuple[Result, Reply | None]:
+def repeated(sess: Session, cmd: str, runs: int, keep: bool = False, after=None,
+             warmup: bool = True) -> tuple[Result, Reply | None]:
     """One untimed warm-up, then the median of `runs` timings (ms)."""
     times, last = [], None
     for i in range(runs + (1 if warmup else 0)):
@@ -262,7 +263,11 @@ def repeated(sess: Session, cmd: str, runs: int, keep: bool = False, after=None,
         last = r
     if not times:
         return Result(error="skipped: time budget"), last
-    return Result(median(times), note=fetch_note(last, sess.exists) if "FETCH" in cmd and "STORE" not in cmd else ""), last
+    note = fetch_note(last, sess.exists) if "FETCH" in cmd and "STORE" not in cmd else ""
+    return Result(median(times), note=note), last
+
+
+Record = Callable[[str, Result], None]
 
 
 def bench_mailbox(server: common.BenchServer, budget: Budget, step_timeout: float, runs: int,
@@ -276,31 +281,51 @@ def bench_mailbox(server: common.BenchServer, budget: Budget, step_timeout: floa
 
     def record(key: str, res: Result) -> None:
         out[key] = res
-        log(f"{label} {key}: " + (f"{res.value:.1f}" if res.error is None and res.value is not None else str(res.error)))
+        shown = f"{res.value:.1f}" if res.error is None and res.value is not None else str(res.error)
+        log(f"{label} {key}: {shown}")
 
     # first open: nothing indexed, nothing cached
     s = Session(port_of(), "inbox", budget, step_timeout)
-    secs, error = s.login_select()
-    record("select_first", Result(secs * 1000) if error is None else Result(error=error))
-    record("selonly_first", Result(s.select_secs * 1000) if error is None else Result(error=error))
-    exists = s.exists
-    record("flags_first", one(s.run("FETCH 1:* (FLAGS UID RFC822.SIZE)"), exists))
-    record("env_first", one(s.run("FETCH 1:* (ENVELOPE)"), exists))
-    s.logout()
-
+    exists = open_phase(s, record, "first")
     # restart: index on disk, page cache dropped
     if budget.left() > 20:
         server.stop()
         common.drop_caches()
         server.start()
         s = Session(port_of(), "inbox", budget, step_timeout)
-        secs, error = s.login_select()
-        record("select_cold", Result(secs * 1000) if error is None else Result(error=error))
-        record("selonly_cold", Result(s.select_secs * 1000) if error is None else Result(error=error))
-        record("env_cold", one(s.run("FETCH 1:* (ENVELOPE)"), exists))
-        s.logout()
+        open_phase(s, record, "cold", exists)
+    warm_phase(s, record, runs, budget)
+    unseen = search_phase(s, record, runs)
+    store_phase(s, record, runs, unseen)
+    if s.conn is None:
+        s.login_select()
+    if s.conn is not None:
+        rss, pss = server.memory()
+        out["rss"], out["pss"] = Result(rss), Result(pss)
+    s.logout()
+    # 500 large messages, full bodies
+    if budget.left() > 10:
+        out.update(large_phase(Session(port_of(), "large", budget, step_timeout), record, runs, large_octets))
+    server.stop()
+    return out
 
-    # warm
+
+def open_phase(s: Session, record: Record, when: str, exists: int | None = None) -> int:
+    """SELECT and FETCH 1:* on a server that just started (``when``: "first"
+    with nothing indexed, "cold" after a restart); returns the count."""
+    secs, error = s.login_select()
+    record(f"select_{when}", Result(secs * 1000) if error is None else Result(error=error))
+    record(f"selonly_{when}", Result(s.select_secs * 1000) if error is None else Result(error=error))
+    if exists is None:
+        exists = s.exists
+        record("flags_first", one(s.run("FETCH 1:* (FLAGS UID RFC822.SIZE)"), exists))
+    record(f"env_{when}", one(s.run("FETCH 1:* (ENVELOPE)"), exists))
+    s.logout()
+    return exists
+
+
+def warm_phase(s: Session, record: Record, runs: int, budget: Budget) -> None:
+    """SELECT and the FETCHes again, everything cached."""
     sel, selonly = [], []
     for _ in range(runs):
         if budget.left() < 10:
@@ -319,6 +344,10 @@ def bench_mailbox(server: common.BenchServer, budget: Budget, step_timeout: floa
                      ("env_warm", "FETCH 1:* (ENVELOPE)"),
                      ("hdr_warm", "FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])")):
         record(key, repeated(s, cmd, runs)[0])
+
+
+def search_phase(s: Session, record: Record, runs: int) -> list[int] | None:
+    """Header and flag searches; returns the unseen UIDs (None if unknown)."""
     res, r = repeated(s, f"UID SEARCH HEADER Subject {quote(SEARCH_WORD)}", runs, keep=True)
     if r is not None and res.error is None:
         res.note = f"{len(search_uids(r.data))} hits"
@@ -328,11 +357,18 @@ def bench_mailbox(server: common.BenchServer, budget: Budget, step_timeout: floa
     if unseen is not None and res.error is None:
         res.note = f"{len(unseen)} hits"
     record("search_unseen", res)
-
     if unseen is None:  # derive the set to restore from FLAGS instead
         r = s.run("FETCH 1:* (UID FLAGS)", keep=True)
         if r.ok:
             unseen = unseen_from_fetch(r.data)
+    return unseen
+
+
+def store_phase(s: Session, record: Record, runs: int, unseen: list[int] | None) -> None:
+    """STORE 1:* +FLAGS (\\Seen), the unseen set restored after each run."""
+    if unseen is None:
+        record("store", Result(error="skipped: could not learn the unseen set to restore flags"))
+        return
     reset_errors = []
 
     def reset(_r: Reply) -> None:
@@ -341,31 +377,22 @@ def bench_mailbox(server: common.BenchServer, budget: Budget, step_timeout: floa
             if not rr.ok:
                 reset_errors.append(rr.error())
 
-    if unseen is None:
-        record("store", Result(error="skipped: could not learn the unseen set to restore flags"))
-    else:
-        res, _ = repeated(s, "STORE 1:* +FLAGS (\\Seen)", runs, after=reset, warmup=False)
-        if reset_errors:
-            res.note = "reset failed: " + reset_errors[0][:60]
-        record("store", res)
-    if s.conn is None:
-        s.login_select()
-    if s.conn is not None:
-        rss, pss = server.memory()
-        out["rss"], out["pss"] = Result(rss), Result(pss)
-    s.logout()
+    res, _ = repeated(s, "STORE 1:* +FLAGS (\\Seen)", runs, after=reset, warmup=False)
+    if reset_errors:
+        res.note = "reset failed: " + reset_errors[0][:60]
+    record("store", res)
 
-    # 500 large messages, full bodies
-    if budget.left() > 10:
-        s = Session(port_of(), "large", budget, step_timeout)
-        res, r = repeated(s, "FETCH 1:* (BODY.PEEK[])", runs)
-        record("large", res)
-        if res.error is None and res.value:
-            out["large_mbs"] = Result(large_octets / MB / (res.value / 1000))
-            if r is not None and r.nbytes < large_octets:
-                out["large_mbs"].note = f"only {r.nbytes} bytes received for {large_octets} octets"
-        s.logout()
-    server.stop()
+
+def large_phase(s: Session, record: Record, runs: int, large_octets: int) -> dict[str, Result]:
+    """FETCH 1:* (BODY.PEEK[]) of the large-message folder, and its rate."""
+    out: dict[str, Result] = {}
+    res, r = repeated(s, "FETCH 1:* (BODY.PEEK[])", runs)
+    record("large", res)
+    if res.error is None and res.value:
+        out["large_mbs"] = Result(large_octets / MB / (res.value / 1000))
+        if r is not None and r.nbytes < large_octets:
+            out["large_mbs"].note = f"only {r.nbytes} bytes received for {large_octets} octets"
+    s.logout()
     return out
 
 
@@ -423,7 +450,8 @@ def main() -> int:
           f"(private, {common.DOVECOT_BASE}); times in ms, warm = median of {args.runs} after a warm-up")
     tables: list[Table] = []
     dovecot = None if args.skip_dovecot else common.Dovecot(os.path.join(common.WORK, "dovecot-mail"))
-    ours = None if args.skip_mailsrv or mailsrv_error else common.Mailsrv(os.path.join(common.WORK, "mailsrv-data"), kinds=("imap",))
+    ours = (None if args.skip_mailsrv or mailsrv_error
+            else common.Mailsrv(os.path.join(common.WORK, "mailsrv-data"), kinds=("imap",)))
     try:
         for n in sizes:
             results: dict[str, dict[str, Result]] = {}

@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from typing import Union
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -269,7 +268,7 @@ def normalise(line: bytes) -> tuple[str, str]:
     return s, ""
 
 
-Step = Union[str, bytes, tuple]
+Step = str | bytes | tuple
 
 
 class Session:
@@ -368,7 +367,8 @@ def seed_steps(msgs: Sequence[bytes]) -> list[Step]:
     return steps
 
 
-MSG = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: small\r\nDate: Tue, 2 Jan 2024 10:00:00 +0000\r\n\r\nhello\r\n"
+MSG = (b"From: a@example.org\r\nTo: b@example.org\r\nSubject: small\r\n"
+       b"Date: Tue, 2 Jan 2024 10:00:00 +0000\r\n\r\nhello\r\n")
 
 
 def lit(data: bytes, plus: bool = False) -> bytes:
@@ -379,7 +379,8 @@ def scripts(msgs: Sequence[bytes]) -> dict[str, list[Step]]:
     S: dict[str, list[Step]] = {}
     S["nonauth"] = [
         ("connect", "A"), "CAPABILITY", "NOOP", "noop", "SELECT INBOX", "EXAMINE INBOX", "CREATE x", "DELETE x",
-        "RENAME x y", "SUBSCRIBE x", "LIST \"\" *", "LSUB \"\" *", "STATUS INBOX (MESSAGES)", b"APPEND INBOX {3+}\r\nabc",
+        "RENAME x y", "SUBSCRIBE x", "LIST \"\" *", "LSUB \"\" *", "STATUS INBOX (MESSAGES)",
+        b"APPEND INBOX {3+}\r\nabc",
         "CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "FETCH 1 FLAGS", "STORE 1 +FLAGS (\\Seen)", "SEARCH ALL",
         "COPY 1 x", "MOVE 1 x", "UID FETCH 1 FLAGS", "NAMESPACE", "ENABLE IMAP4rev1", "IDLE", "ID NIL",
         'ID ("name" "compare")', "ID", "FOO", "LOGIN", "LOGIN onlyuser", "LOGIN a b c",
@@ -406,7 +407,8 @@ def scripts(msgs: Sequence[bytes]) -> dict[str, list[Step]]:
         ("login", "A"), "a" * 70000, "NOOP",
     ]
     S["select"] = [
-        ("login", "A"), "CREATE cmpro", "EXAMINE INBOX", "COPY 1:3 cmpro", "SELECT INBOX", "EXAMINE INBOX", "SELECT inbox", "SELECT \"InBoX\"", "SELECT nonexistent",
+        ("login", "A"), "CREATE cmpro", "EXAMINE INBOX", "COPY 1:3 cmpro", "SELECT INBOX", "EXAMINE INBOX",
+        "SELECT inbox", "SELECT \"InBoX\"", "SELECT nonexistent",
         "FETCH 1 FLAGS", "SELECT \"\"", "SELECT Trash", "SELECT INBOX (CONDSTORE)", "EXAMINE Trash", "CLOSE",
         "SELECT INBOX", "UNSELECT", "UNSELECT", "CLOSE", "EXAMINE cmpro", "STORE 1 +FLAGS (\\Deleted)",
         "EXPUNGE", "UID EXPUNGE 1", "FETCH 1 (FLAGS)", "FETCH 1 (BODY[HEADER.FIELDS (SUBJECT)])", "FETCH 1 FLAGS",
@@ -444,7 +446,8 @@ def scripts(msgs: Sequence[bytes]) -> dict[str, list[Step]]:
     ]
     S["status"] = [
         ("login", "A"), "STATUS INBOX (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)", "STATUS inbox (MESSAGES)",
-        "STATUS INBOX (SIZE)", "STATUS INBOX (HIGHESTMODSEQ)", "STATUS INBOX (APPENDLIMIT)", "STATUS nonexist (MESSAGES)",
+        "STATUS INBOX (SIZE)", "STATUS INBOX (HIGHESTMODSEQ)", "STATUS INBOX (APPENDLIMIT)",
+        "STATUS nonexist (MESSAGES)",
         "STATUS Trash (MESSAGES UNSEEN RECENT)", "SELECT INBOX", "STATUS INBOX (MESSAGES RECENT)", "LOGOUT",
     ]
     date = b'"14-Mar-2021 09:15:00 +0100"'
@@ -456,7 +459,8 @@ def scripts(msgs: Sequence[bytes]) -> dict[str, list[Step]]:
         b'APPEND cmpapp "05-Jan-2022 01:02:03" ' + lit(MSG, True), b"APPEND nonexist " + lit(MSG),
         b"APPEND cmpapp " + lit(b""), b"APPEND cmpapp {0+}\r\n", b"APPEND cmpapp " + lit(b"no header line here"),
         b"APPEND cmpapp " + lit(MSG, True) + b" (\\Draft) " + lit(MSG, True),
-        b"APPEND cmpapp " + lit(MSG, True) + b" (\\Bogus) " + lit(MSG, True), "SELECT cmpapp", b"APPEND cmpapp " + lit(MSG, True),
+        b"APPEND cmpapp " + lit(MSG, True) + b" (\\Bogus) " + lit(MSG, True),
+        "SELECT cmpapp", b"APPEND cmpapp " + lit(MSG, True),
         "FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)", "STATUS cmpapp (MESSAGES UIDNEXT)", "UNSELECT",
         "DELETE cmpapp", "LOGOUT",
     ]
@@ -484,7 +488,8 @@ def scripts(msgs: Sequence[bytes]) -> dict[str, list[Step]]:
     ]
     S["store"] = [
         ("login", "A"), ("login", "B"), "CREATE cmps", "EXAMINE INBOX", "COPY 1:6 cmps", "SELECT cmps",
-        ("B", "SELECT cmps"), "STORE 1 +FLAGS (\\Flagged)", "STORE 1 -FLAGS (\\Flagged)", "STORE 1 FLAGS (\\Seen $Label)",
+        ("B", "SELECT cmps"), "STORE 1 +FLAGS (\\Flagged)", "STORE 1 -FLAGS (\\Flagged)",
+        "STORE 1 FLAGS (\\Seen $Label)",
         "STORE 1:3 +FLAGS.SILENT (\\Answered)", "STORE 2 +FLAGS \\Deleted", "STORE 2 -FLAGS \\Deleted \\Answered",
         "STORE 1 +FLAGS (\\Recent)", "STORE 1 +FLAGS ()", "STORE 1 FLAGS ()", "STORE 1 -FLAGS.SILENT (\\Seen)",
         "STORE 1 +flags (\\seen \\FLAGGED)", "UID STORE 2 +FLAGS (\\Draft)", "UID STORE 2 +FLAGS.SILENT (\\Draft)",
@@ -498,7 +503,8 @@ def scripts(msgs: Sequence[bytes]) -> dict[str, list[Step]]:
         "EXAMINE cmpr", "COPY 2,4 cmpd", "COPY 1 nonexist", "COPY 100 cmpd", "UID COPY 999 cmpd", "UID COPY 1:* cmpd",
         "COPY 1 cmpr", "MOVE 1 cmpd", "UID MOVE 1 cmpd",
         "SELECT cmpc", "COPY 3:1 cmpd", "MOVE 1 cmpd", "UID MOVE 3,5 cmpd", "UID MOVE 999 cmpd", "MOVE 1 nonexist",
-        "MOVE 1 cmpc", "FETCH 1:* UID", "UID MOVE 1:* cmpd", "MOVE 1 cmpd", "COPY 1:* cmpd", "STATUS cmpd (MESSAGES UIDNEXT)",
+        "MOVE 1 cmpc", "FETCH 1:* UID", "UID MOVE 1:* cmpd", "MOVE 1 cmpd",
+        "COPY 1:* cmpd", "STATUS cmpd (MESSAGES UIDNEXT)",
         "UNSELECT", "DELETE cmpc", "DELETE cmpd", "DELETE cmpr", "LOGOUT",
     ]
     S["expunge"] = [
@@ -509,7 +515,8 @@ def scripts(msgs: Sequence[bytes]) -> dict[str, list[Step]]:
         "FETCH 1:* UID", "SEARCH ALL", "STORE 1 +FLAGS (\\Seen)", "UID FETCH 1:* UID", "NOOP", "FETCH 1:* UID",
         ("B", "STORE 2 +FLAGS.SILENT (\\Deleted)"), ("B", "CLOSE"), "NOOP", ("B", "EXAMINE cmpe"),
         "STORE 1 +FLAGS.SILENT (\\Deleted)", ("B", "CLOSE"), "NOOP", "CLOSE", "STATUS cmpe (MESSAGES)",
-        "SELECT cmpe", "STORE 1 +FLAGS.SILENT (\\Deleted)", "UNSELECT", "STATUS cmpe (MESSAGES)", "DELETE cmpe", "LOGOUT",
+        "SELECT cmpe", "STORE 1 +FLAGS.SILENT (\\Deleted)", "UNSELECT", "STATUS cmpe (MESSAGES)",
+        "DELETE cmpe", "LOGOUT",
     ]
     S["search"] = [
         ("login", "A"), "CREATE cmpq", "EXAMINE INBOX", "COPY 1:30 cmpq", "SELECT cmpq",
@@ -531,7 +538,8 @@ def scripts(msgs: Sequence[bytes]) -> dict[str, list[Step]]:
         "SEARCH RETURN (MIN MAX COUNT ALL) ALL", "SEARCH RETURN () ALL", "SEARCH RETURN (COUNT) DELETED",
         "SEARCH RETURN (MIN) UID 999", "SEARCH RETURN (ALL) UID 999", "SEARCH RETURN (COUNT) UID 999",
         "UID SEARCH RETURN (MIN MAX) SEEN", "UID SEARCH RETURN (ALL) 1:5", "SEARCH RETURN (MAX) RETURN (MIN) ALL",
-        "SEARCH LARGER 4294967295", "SEARCH LARGER 4294967296", "SEARCH SINCE 31-Feb-2023", "SEARCH SINCE \"1-Apr-2023\"",
+        "SEARCH LARGER 4294967295", "SEARCH LARGER 4294967296",
+        "SEARCH SINCE 31-Feb-2023", "SEARCH SINCE \"1-Apr-2023\"",
         "SEARCH HEADER \"\" x", "SEARCH BODY \"\"", "CLOSE", "DELETE cmpq", "LOGOUT",
     ]
     S["seqset"] = [

@@ -37,7 +37,8 @@ USERS = [f"bench{i}" for i in range(8)]
 
 
 def message(i: int) -> bytes:
-    head = b"From: bench@example.org\r\nTo: user@example.org\r\nSubject: bench %d\r\nMessage-ID: <%d@bench>\r\n\r\n" % (i, i)
+    head = (b"From: bench@example.org\r\nTo: user@example.org\r\nSubject: bench %d\r\n"
+            b"Message-ID: <%d@bench>\r\n\r\n" % (i, i))
     line = b"The quick brown fox jumps over the lazy dog, again and again.\r\n"
     body = (line * (MSG_SIZE // len(line) + 1))[: MSG_SIZE - len(head) - 2] + b"\r\n"
     return head + body
@@ -191,7 +192,8 @@ def deliver_process_rate(data_dir: str, count: int, seconds: float) -> float:
     while n < count and time.perf_counter() - t0 < seconds:
         res = subprocess.run(argv, input=message(n).replace(b"\r\n", b"\n"), capture_output=True, timeout=30)
         if res.returncode != 0:
-            raise RuntimeError(f"mailsrv deliver exit {res.returncode}: {res.stderr.decode(errors='replace').strip()[-200:]}")
+            why = res.stderr.decode(errors="replace").strip()[-200:]
+            raise RuntimeError(f"mailsrv deliver exit {res.returncode}: {why}")
         n += 1
     return n / (time.perf_counter() - t0)
 

@@ -24,6 +24,7 @@ import re
 import socket
 import sys
 import time
+from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -197,38 +198,20 @@ def err(e: Exception) -> Result:
 def bench_retrieval(servers: list[common.BenchServer], runs: int, expect: tuple[int, int], budget: Budget,
                     tables: list[Table]) -> None:
     """Both servers up at once, runs interleaved so background load hits both."""
-    per: dict[str, dict[str, list[tuple[int, int, float]]]] = {s.label: {"1": [], "4": [], "1+login": []} for s in servers}
+    per: dict[str, dict[str, list[tuple[int, int, float]]]] = {
+        s.label: {"1": [], "4": [], "1+login": []} for s in servers}
     errors: dict[str, dict[str, str]] = {s.label: {} for s in servers}
     notes: dict[str, str] = {}
     for s in servers:  # warm-up: builds each server's index, fills the page cache
-        for u in RETR_USERS:
-            try:
-                count, octets, _, _, _ = retrieve_all(s.ports["pop3"], u, budget.timeout(120))
-                if (count, octets) != expect:
-                    notes[s.label] = f"STAT says {count} msgs/{octets} octets, seed has {expect[0]}/{expect[1]}"
-            except Exception as e:
-                errors[s.label]["1"] = errors[s.label]["4"] = str(e)
-                break
+        retrieval_warm_up(s, expect, budget, errors[s.label], notes)
     for r in range(runs):
         if budget.left() < 30:
             log("time budget exhausted, stopping retrieval runs")
             break
         for s in servers:
             for mode in ("1", "4"):
-                if mode in errors[s.label]:
-                    continue
-                try:
-                    if mode == "1":
-                        count, octets, t0, t1, tc = retrieve_all(s.ports["pop3"], RETR_USERS[0], budget.timeout(120))
-                        res = (count, octets, t1 - t0)
-                        per[s.label]["1+login"].append((count, octets, t1 - tc))
-                    else:
-                        res = retrieve_parallel(s.ports["pop3"], RETR_USERS, budget.timeout(120))
-                    per[s.label][mode].append(res)
-                    log(f"run {r + 1}: {s.label} {mode} client(s): {res[0]} msgs {res[1] / MB:.1f} MB in {res[2]:.3f}s")
-                except Exception as e:
-                    errors[s.label][mode] = str(e) or repr(e)
-                    log(f"{s.label} {mode} client(s) failed: {e!r}")
+                if mode not in errors[s.label]:
+                    retrieval_run(s, mode, r, budget, per[s.label], errors[s.label])
     t = Table(f"POP3 retrieval: {expect[0]} messages, {expect[1] / MB:.1f} MB maildrop per user "
               f"(timed STAT, RETR all, QUIT after login; median of {runs} runs; MB = 10^6 octets)")
 
@@ -250,6 +233,36 @@ def bench_retrieval(servers: list[common.BenchServer], runs: int, expect: tuple[
     t.add("1 client, timed from connect (incl. Argon2id login): MB/s", "MB/s", True,
           fig("mailsrv", "1+login", "mb"), fig("dovecot", "1+login", "mb"))
     tables.append(t)
+
+
+def retrieval_warm_up(s: common.BenchServer, expect: tuple[int, int], budget: Budget, errors: dict[str, str],
+                      notes: dict[str, str]) -> None:
+    """Retrieve every maildrop once, untimed; a failure marks both modes failed."""
+    for u in RETR_USERS:
+        try:
+            count, octets, _, _, _ = retrieve_all(s.ports["pop3"], u, budget.timeout(120))
+            if (count, octets) != expect:
+                notes[s.label] = f"STAT says {count} msgs/{octets} octets, seed has {expect[0]}/{expect[1]}"
+        except Exception as e:
+            errors["1"] = errors["4"] = str(e)
+            break
+
+
+def retrieval_run(s: common.BenchServer, mode: str, r: int, budget: Budget,
+                  per: dict[str, list[tuple[int, int, float]]], errors: dict[str, str]) -> None:
+    """One timed run of ``mode`` ("1" client or "4" in parallel) into ``per``."""
+    try:
+        if mode == "1":
+            count, octets, t0, t1, tc = retrieve_all(s.ports["pop3"], RETR_USERS[0], budget.timeout(120))
+            res = (count, octets, t1 - t0)
+            per["1+login"].append((count, octets, t1 - tc))
+        else:
+            res = retrieve_parallel(s.ports["pop3"], RETR_USERS, budget.timeout(120))
+        per[mode].append(res)
+        log(f"run {r + 1}: {s.label} {mode} client(s): {res[0]} msgs {res[1] / MB:.1f} MB in {res[2]:.3f}s")
+    except Exception as e:
+        errors[mode] = str(e) or repr(e)
+        log(f"{s.label} {mode} client(s) failed: {e!r}")
 
 
 def bench_open(server: common.BenchServer, others: list[common.BenchServer], big_user: str,
@@ -279,16 +292,7 @@ def bench_open(server: common.BenchServer, others: list[common.BenchServer], big
     c = timed("first", big_user)
     if c:
         c.quit()
-    warm, conn = [], None
-    for i in range(3):
-        conn = timed("warm", big_user)
-        if conn is None:
-            break
-        warm.append(out["warm"].value)
-        if i < 2:
-            conn.quit()
-    if warm:
-        out["warm"] = Result(median(warm), note=out["warm"].note)
+    conn = warm_opens(timed, out, big_user)
     if conn is not None:
         rss, pss = server.memory()
         out["rss"], out["pss"] = Result(rss), Result(pss)
@@ -313,8 +317,67 @@ def bench_open(server: common.BenchServer, others: list[common.BenchServer], big
     if not can_drop:
         for k in ("first", "cold", "cold2"):
             if k in out:
-                out[k].note = (out[k].note + " page cache NOT dropped (not root)").strip()
+                out[k].note = (out[k].note + " page cache NOT dropped (not root, or MAILSRV_BENCH_NO_DROP)").strip()
     return out
+
+
+def warm_opens(timed: Callable[[str, str], POP3Client | None], out: dict[str, Result],
+               big_user: str) -> POP3Client | None:
+    """Three more logins (median into out["warm"]); the last stays open."""
+    warm, conn = [], None
+    for i in range(3):
+        conn = timed("warm", big_user)
+        if conn is None:
+            break
+        warm.append(out["warm"].value)
+        if i < 2:
+            conn.quit()
+    if warm:
+        out["warm"] = Result(median(warm), note=out["warm"].note)
+    return conn
+
+
+def make_servers(args: argparse.Namespace, users: list[tuple[str, str | None]]
+                 ) -> tuple[list[common.BenchServer], dict[str, str]]:
+    """The servers to compare, their users added; setup failures by label."""
+    servers: list[common.BenchServer] = []
+    setup_errors: dict[str, str] = {}
+    if not args.skip_dovecot:
+        d = common.Dovecot(os.path.join(common.WORK, "dovecot-mail"))
+        d.reset()
+        for u, s in users:
+            d.add_user(u, s)
+        servers.append(d)
+    if not args.skip_mailsrv:
+        m = common.Mailsrv(os.path.join(common.WORK, "mailsrv-data"), kinds=("pop3",))
+        try:
+            m.reset()
+            for u, s in users:
+                m.add_user(u, s)
+            servers.append(m)
+        except Exception as e:
+            setup_errors["mailsrv"] = str(e)
+            log(f"mailsrv setup failed: {e}")
+    return servers, setup_errors
+
+
+def open_table(opens: dict[str, dict[str, Result]], big_expect: tuple[int, int]) -> Table:
+    t = Table(f"POP3 open of a {big_expect[0]:,}-message INBOX ({big_expect[1] / MB:.0f} MB): "
+              "connect + USER + PASS + first STAT answer")
+
+    def g(label: str, key: str) -> Result:
+        return opens.get(label, {}).get(key, Result())
+
+    rows = [("empty mailbox (authentication cost alone)", "empty", "ms"),
+            ("first open ever (no index; server fresh, page cache dropped)", "first", "ms"),
+            ("warm (second login, median of 3)", "warm", "ms"),
+            ("cold (server restarted, page cache dropped, index present)", "cold", "ms"),
+            ("cold again (second restart: steady state)", "cold2", "ms"),
+            ("server RSS, all processes, session open", "rss", "MB"),
+            ("server PSS, all processes, session open", "pss", "MB")]
+    for name, key, unit in rows:
+        t.add(name, unit, False, g("mailsrv", key), g("dovecot", key))
+    return t
 
 
 def main() -> int:
@@ -340,25 +403,8 @@ def main() -> int:
     drop_expect, big_expect = common.seed_octets(drop_seed), common.seed_octets(big_seed)
     can_drop = common.drop_caches()
 
-    servers: list[common.BenchServer] = []
-    setup_errors: dict[str, str] = {}
-    users = [(u, drop_seed) for u in RETR_USERS] + [("big", big_seed), ("empty", None)]
-    if not args.skip_dovecot:
-        d = common.Dovecot(os.path.join(common.WORK, "dovecot-mail"))
-        d.reset()
-        for u, s in users:
-            d.add_user(u, s)
-        servers.append(d)
-    if not args.skip_mailsrv:
-        m = common.Mailsrv(os.path.join(common.WORK, "mailsrv-data"), kinds=("pop3",))
-        try:
-            m.reset()
-            for u, s in users:
-                m.add_user(u, s)
-            servers.append(m)
-        except Exception as e:
-            setup_errors["mailsrv"] = str(e)
-            log(f"mailsrv setup failed: {e}")
+    users: list[tuple[str, str | None]] = [(u, drop_seed) for u in RETR_USERS] + [("big", big_seed), ("empty", None)]
+    servers, setup_errors = make_servers(args, users)
 
     print(f"# pop3_bench {'--quick ' if args.quick else ''}{time.strftime('%Y-%m-%d %H:%M:%S')} "
           f"host={platform.node()} cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f} "
@@ -392,22 +438,7 @@ def main() -> int:
                 s.stop()
         for label, e in setup_errors.items():
             opens[label] = {k: Result(error=e) for k in ("first", "warm", "cold", "cold2", "empty", "rss", "pss")}
-        t = Table(f"POP3 open of a {big_expect[0]:,}-message INBOX ({big_expect[1] / MB:.0f} MB): "
-                  "connect + USER + PASS + first STAT answer")
-
-        def g(label: str, key: str) -> Result:
-            return opens.get(label, {}).get(key, Result())
-
-        rows = [("empty mailbox (authentication cost alone)", "empty", "ms"),
-                ("first open ever (no index; server fresh, page cache dropped)", "first", "ms"),
-                ("warm (second login, median of 3)", "warm", "ms"),
-                ("cold (server restarted, page cache dropped, index present)", "cold", "ms"),
-                ("cold again (second restart: steady state)", "cold2", "ms"),
-                ("server RSS, all processes, session open", "rss", "MB"),
-                ("server PSS, all processes, session open", "pss", "MB")]
-        for name, key, unit in rows:
-            t.add(name, unit, False, g("mailsrv", key), g("dovecot", key))
-        tables.append(t)
+        tables.append(open_table(opens, big_expect))
     finally:
         for s in servers:
             s.stop()

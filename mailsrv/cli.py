@@ -18,9 +18,12 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailsrv.config import DEFAULT_LISTENERS, LISTENER_KINDS, Config, ConfigError, give_to_data_owner, load
+
+if TYPE_CHECKING:
+    from mailsrv.auth.passwd import PasswdFile
 
 # sysexits.h
 EX_OK = 0
@@ -67,7 +70,7 @@ def _global_options() -> argparse.ArgumentParser:
 # -- helpers -----------------------------------------------------------------
 
 
-def _passwd(config: Config):
+def _passwd(config: Config) -> PasswdFile:
     from mailsrv.auth.passwd import PasswdFile
 
     return PasswdFile(config.passwd_path)
@@ -128,24 +131,15 @@ def _user_dir(config: Config, name: str) -> str:
 
 
 def _make_maildir(config: Config, name: str) -> str:
-    """Create the user's Maildir through the store (default folders), or the
-    bare Maildir if the store is not available in this installation."""
+    """Create the user's Maildir through the store, with its default folders."""
+    from mailsrv.store import Store
+
+    store = Store(config.data_dir)
     try:
-        from mailsrv.store import Store  # type: ignore[attr-defined]
-    except ImportError:
-        Store = None
-    if Store is not None:
-        store = Store(config.data_dir)
         store.account(name)
-        close = getattr(store, "close", None)
-        if callable(close):
-            close()
-    home = _user_dir(config, name)
-    os.makedirs(home, mode=0o700, exist_ok=True)
-    maildir = os.path.join(home, "Maildir")
-    for sub in ("cur", "new", "tmp"):
-        os.makedirs(os.path.join(maildir, sub), mode=0o700, exist_ok=True)
-    return maildir
+    finally:
+        store.close()
+    return os.path.join(_user_dir(config, name), "Maildir")
 
 
 # -- user --------------------------------------------------------------------
@@ -220,7 +214,8 @@ def build_user(sub: Any, common: argparse.ArgumentParser) -> None:
     a.add_argument("name", metavar="NAME")
     a.set_defaults(func=_user_add)
     pw = us.add_parser("passwd", parents=[common], help="change a user's password (from stdin)",
-                       description="Change a user's password: one line from standard input, or asked twice on a terminal.")
+                       description="Change a user's password: one line from standard input, "
+                                   "or asked twice on a terminal.")
     pw.add_argument("name", metavar="NAME")
     pw.set_defaults(func=_user_passwd)
     d = us.add_parser("del", parents=[common], help="delete a user (keeps the mail unless --purge)",
@@ -243,10 +238,8 @@ def _deliver(args: argparse.Namespace, config: Config) -> int:
         name = _username(args.name)
     except InvalidUsername as e:
         raise CliError(str(e), EX_NOUSER) from None
-    try:
-        from mailsrv.delivery import deliver_command  # type: ignore[import-not-found]
-    except ImportError as e:
-        raise CliError(f"local delivery is not available in this installation ({e})", EX_TEMPFAIL) from None
+    from mailsrv.delivery import deliver_command
+
     flags: list[str] = []
     for f in args.flags or ():
         flags.extend(f.split())
@@ -309,7 +302,8 @@ def _config_check(args: argparse.Namespace, config: Config) -> int:
 
     problems: list[str] = []
     print(f"config: {config.source or '(none, built-in defaults)'}")
-    print(f"data: {os.path.abspath(config.data_dir)}" + ("" if os.path.isdir(config.data_dir) else " (created on first start)"))
+    later = "" if os.path.isdir(config.data_dir) else " (created on first start)"
+    print(f"data: {os.path.abspath(config.data_dir)}{later}")
     try:
         _scheme(config)
     except ConfigError as e:
@@ -325,13 +319,12 @@ def _config_check(args: argparse.Namespace, config: Config) -> int:
             problems.append(f"cannot read {path}: {e.strerror}")
     else:
         print(f"passwd: {path} (not created yet)")
-    if config.tls_cert or config.tls_key:
-        cert = config.tls_cert or config.tls_key
-        key = config.tls_key or config.tls_cert
-        problems += _check_tls(cert, key)
-    else:
-        from mailsrv.tls import self_signed_paths
+    from mailsrv.tls import configured_pair, self_signed_paths
 
+    pair = configured_pair(config.tls_cert, config.tls_key)
+    if pair is not None:
+        problems += _check_tls(*pair)
+    else:
         cert, key = self_signed_paths(config.data_dir)
         if os.path.exists(cert) and os.path.exists(key):
             problems += _check_tls(cert, key)
@@ -454,7 +447,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("MAILSRV_TRACEBACK"):
             raise
         _err(f"internal error: {type(e).__name__}: {e} (set MAILSRV_TRACEBACK=1 for details)")
-        return EX_SOFTWARE
+        # An MTA bounces on EX_SOFTWARE; our own fault must make it retry instead.
+        return EX_TEMPFAIL if sysexits else EX_SOFTWARE
 
 
 def _err(message: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 DEFAULT_DATA = "mailsrv-data"
@@ -39,7 +40,7 @@ def _bool(value: str) -> bool:
 class Config:
     data_dir: str = DEFAULT_DATA
     passwd_file: str | None = None  # default: <data_dir>/passwd
-    listeners: dict = field(default_factory=dict)  # kind -> [endpoint strings]
+    listeners: dict[str, list[str]] = field(default_factory=dict)  # kind -> [endpoint strings]
     tls_cert: str | None = None
     tls_key: str | None = None
     # 'loopback' (default): plaintext USER/PASS/LOGIN only from 127.0.0.0/8 and ::1
@@ -87,63 +88,81 @@ def load(path: str | None = None, data_dir: str | None = None) -> Config:
 
 
 def _apply(cfg: Config, p: configparser.ConfigParser) -> None:
+    """Each known section onto ``cfg``; a bad value is one ConfigError."""
+    sections: dict[str, Callable[[Config, configparser.SectionProxy], None]] = {
+        "server": _server, "listeners": _listeners, "tls": _tls, "auth": _auth,
+        "pop3": _pop3, "imap": _imap, "lmtp": _lmtp,
+    }
     try:
-        s = p["server"] if p.has_section("server") else {}
-        if "data" in s:
-            cfg.data_dir = s["data"]
-        if "passwd" in s:
-            cfg.passwd_file = s["passwd"]
-        if "hostname" in s:
-            cfg.hostname = s["hostname"]
-        if "trace" in s:
-            cfg.trace = _bool(s["trace"])
-        if "demo_user" in s:
-            cfg.demo_user = _bool(s["demo_user"])
-        if p.has_section("listeners"):
-            for kind, value in p["listeners"].items():
-                if kind not in LISTENER_KINDS:
-                    raise ConfigError(f"unknown listener kind {kind!r} in [listeners]")
-                cfg.listeners[kind] = [v.strip() for v in value.split("\n") if v.strip()]
-        if p.has_section("tls"):
-            t = p["tls"]
-            cfg.tls_cert = t.get("cert") or None
-            cfg.tls_key = t.get("key") or None
-        if p.has_section("auth"):
-            a = p["auth"]
-            if "plaintext" in a:
-                v = a["plaintext"].strip().lower()
-                if v not in ("loopback", "yes", "no"):
-                    raise ConfigError("[auth] plaintext must be loopback, yes or no")
-                cfg.plaintext_auth = v
-            if "fail_delay" in a:
-                cfg.auth_fail_delay = float(a["fail_delay"])
-            if "apop" in a:
-                cfg.apop = _bool(a["apop"])
-            if "scheme" in a:
-                cfg.hash_scheme = a["scheme"].strip().upper()
-        if p.has_section("pop3"):
-            if "timeout" in p["pop3"]:
-                cfg.pop3_timeout = int(p["pop3"]["timeout"])
-                if cfg.pop3_timeout < 600:
-                    raise ConfigError("[pop3] timeout must be at least 600 seconds (RFC 1939)")
-        if p.has_section("imap"):
-            i = p["imap"]
-            if "timeout" in i:
-                cfg.imap_timeout = int(i["timeout"])
-                if cfg.imap_timeout < 1800:
-                    raise ConfigError("[imap] timeout must be at least 1800 seconds (RFC 3501)")
-            if "append_limit" in i:
-                cfg.append_limit = int(i["append_limit"])
-        if p.has_section("lmtp"):
-            lm = p["lmtp"]
-            if "max_size" in lm:
-                cfg.lmtp_max_size = int(lm["max_size"])
-            if "domains" in lm:
-                cfg.local_domains = [d.strip().lower() for d in lm["domains"].replace(",", " ").split()]
-            if "detail_folders" in lm:
-                cfg.lmtp_detail_folders = _bool(lm["detail_folders"])
+        for name, apply in sections.items():
+            if p.has_section(name):
+                apply(cfg, p[name])
     except ValueError as e:
         raise ConfigError(f"bad value in config: {e}") from None
+
+
+def _server(cfg: Config, s: configparser.SectionProxy) -> None:
+    if "data" in s:
+        cfg.data_dir = s["data"]
+    if "passwd" in s:
+        cfg.passwd_file = s["passwd"]
+    if "hostname" in s:
+        cfg.hostname = s["hostname"]
+    if "trace" in s:
+        cfg.trace = _bool(s["trace"])
+    if "demo_user" in s:
+        cfg.demo_user = _bool(s["demo_user"])
+
+
+def _listeners(cfg: Config, s: configparser.SectionProxy) -> None:
+    for kind, value in s.items():
+        if kind not in LISTENER_KINDS:
+            raise ConfigError(f"unknown listener kind {kind!r} in [listeners]")
+        cfg.listeners[kind] = [v.strip() for v in value.split("\n") if v.strip()]
+
+
+def _tls(cfg: Config, s: configparser.SectionProxy) -> None:
+    cfg.tls_cert = s.get("cert") or None
+    cfg.tls_key = s.get("key") or None
+
+
+def _auth(cfg: Config, s: configparser.SectionProxy) -> None:
+    if "plaintext" in s:
+        v = s["plaintext"].strip().lower()
+        if v not in ("loopback", "yes", "no"):
+            raise ConfigError("[auth] plaintext must be loopback, yes or no")
+        cfg.plaintext_auth = v
+    if "fail_delay" in s:
+        cfg.auth_fail_delay = float(s["fail_delay"])
+    if "apop" in s:
+        cfg.apop = _bool(s["apop"])
+    if "scheme" in s:
+        cfg.hash_scheme = s["scheme"].strip().upper()
+
+
+def _pop3(cfg: Config, s: configparser.SectionProxy) -> None:
+    if "timeout" in s:
+        cfg.pop3_timeout = int(s["timeout"])
+        if cfg.pop3_timeout < 600:
+            raise ConfigError("[pop3] timeout must be at least 600 seconds (RFC 1939)")
+
+
+def _imap(cfg: Config, s: configparser.SectionProxy) -> None:
+    if "timeout" in s:
+        cfg.imap_timeout = int(s["timeout"])
+        if cfg.imap_timeout < 1800:
+            raise ConfigError("[imap] timeout must be at least 1800 seconds (RFC 3501)")
+    if "append_limit" in s:
+        cfg.append_limit = int(s["append_limit"])
+
+
+def _lmtp(cfg: Config, s: configparser.SectionProxy) -> None:
+    if "max_size" in s:
+        cfg.lmtp_max_size = int(s["max_size"])
+    if "domains" in s:
+        cfg.local_domains = [d.strip().lower() for d in s["domains"].replace(",", " ").split()]
+    if "detail_folders" in s:
+        cfg.lmtp_detail_folders = _bool(s["detail_folders"])
 
 
 def give_to_data_owner(config: Config, top: str) -> None:

@@ -28,7 +28,10 @@ import os
 import re
 import sys
 import tempfile
-from typing import BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO, cast
+
+if TYPE_CHECKING:
+    from mailsrv.config import Config
 
 EX_OK = 0
 EX_USAGE = 64
@@ -55,7 +58,7 @@ class DeliveryFailed(Exception):
 
 
 def deliver_command(
-    config,
+    config: Config,
     name: str,
     folder: str | None,
     flags: list[str],
@@ -94,7 +97,7 @@ def find_user(passwd_path: str, name: str) -> str:
     if "@" in name:
         candidates.append(name.rpartition("@")[0])
     candidates.append(candidates[-1].partition("+")[0])
-    by_lower = {}
+    by_lower: dict[str, str] = {}
     for u in users:
         by_lower.setdefault(u.lower(), u)
     for c in candidates:
@@ -123,7 +126,7 @@ def normalize_flags(flags: list[str]) -> list[str]:
     return out
 
 
-def spool_message(stdin: BinaryIO, limit: int):
+def spool_message(stdin: BinaryIO, limit: int) -> BinaryIO:
     """Copy stdin into a temporary file (memory up to 1 MiB), checking it on
     the way; returns the file positioned at 0.  A leading mbox ``From `` line
     is dropped, as Dovecot's LDA does."""
@@ -150,7 +153,8 @@ def spool_message(stdin: BinaryIO, limit: int):
             raise
     except OSError as e:
         raise DeliveryFailed(EX_TEMPFAIL, f"cannot read the message: {e.strerror or e}") from None
-    return spool
+    # A SpooledTemporaryFile does all a BinaryIO does; typeshed says IO[bytes].
+    return cast(BinaryIO, spool)
 
 
 def _read_head(stdin: BinaryIO) -> bytes:
@@ -185,13 +189,14 @@ def _deliver(data_dir: str, user: str, folder: str, message: BinaryIO, flags: li
         from mailsrv.store import layout, maildir
         from mailsrv.store.interfaces import StoreError
 
+        path: str | None
         try:
             path = layout.folder_dir(data_dir, user, folder)
         except StoreError:  # an invalid folder name cannot exist
             path = None
         inbox = folder.upper() == "INBOX"
         fell_back = not inbox and (path is None or not os.path.isdir(os.path.join(path, "cur")))
-        if inbox or fell_back:
+        if path is None or inbox or fell_back:
             path = layout.folder_dir(data_dir, user, "INBOX")
         maildir.deliver(path, message, flags)  # creates a missing Maildir itself
     except OSError as e:

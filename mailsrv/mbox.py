@@ -32,13 +32,14 @@ import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 PIECE = 1 << 20
 LINE_HEAD = 4096  # a line start is read at least this far (whole From_ lines)
 SPOOL = 8 << 20
 
-_MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
+_MONTHS = {m: i for i, m in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
 _FROM_DATE = re.compile(
     rb"(?:[A-Za-z]{3},?\s+)?([A-Za-z]{3})\s+(\d{1,2})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?"
     rb"(?:\s+[A-Z]{3,5})?(?:\s+([+-]\d{4}))?\s+(\d{4})(?:\s+([+-]\d{4}))?\s*$"
@@ -59,7 +60,7 @@ class MboxMessage:
 
     index: int  # 1-based
     from_line: bytes
-    body: BinaryIO  # positioned at 0, exact message bytes
+    body: IO[bytes]  # positioned at 0, exact message bytes
     size: int  # bytes as stored (LF or CRLF as in the file)
     flags: list[str] = field(default_factory=list)
     internaldate: float | None = None

@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 from twisted.application import service
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import defer, endpoints
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
@@ -64,8 +67,8 @@ class Options(usage.Options):
         super().__init__()
         self["listeners"] = {kind: [] for kind in configmod.LISTENER_KINDS}
 
-    def _listener(kind: str) -> Callable:  # type: ignore[misc]
-        def opt(self, endpoint: str) -> None:
+    def _listener(kind: str) -> Callable[[Options, str], None]:  # type: ignore[misc]
+        def opt(self: Options, endpoint: str) -> None:
             self["listeners"][kind].append(endpoint)
 
         opt.__doc__ = f"{kind.upper()} listener endpoint (repeatable)"
@@ -82,7 +85,7 @@ class Options(usage.Options):
         try:
             self["cfg"] = build_config(self)
         except configmod.ConfigError as e:
-            raise usage.UsageError(str(e))
+            raise usage.UsageError(str(e)) from None
 
 
 def build_config(opts: Options) -> configmod.Config:
@@ -105,7 +108,7 @@ def build_config(opts: Options) -> configmod.Config:
         try:
             cfg.auth_fail_delay = float(opts["auth-fail-delay"])
         except ValueError:
-            raise configmod.ConfigError("--auth-fail-delay takes a number of seconds")
+            raise configmod.ConfigError("--auth-fail-delay takes a number of seconds") from None
     if opts["hostname"]:
         cfg.hostname = opts["hostname"]
     if opts["no-demo-user"]:
@@ -116,7 +119,7 @@ def build_config(opts: Options) -> configmod.Config:
 class MailService(service.MultiService):
     """The server: shared store, portal and TLS context; one child per listener."""
 
-    def __init__(self, cfg: configmod.Config, reactor=None) -> None:
+    def __init__(self, cfg: configmod.Config, reactor: Any = None) -> None:
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -141,7 +144,6 @@ class MailService(service.MultiService):
         for path in made:
             if os.path.exists(path):
                 configmod.give_to_data_owner(cfg, path)
-        self.ports: dict[str, list] = {}
         for kind in configmod.LISTENER_KINDS:
             for desc in cfg.endpoints(kind):
                 self._add_listener(kind, desc)
@@ -157,22 +159,24 @@ class MailService(service.MultiService):
             maildir.deliver(inbox, WELCOME % {b"user": b"demo"})
         return password
 
-    def _factory(self, kind: str):
+    def _factory(self, kind: str) -> IProtocolFactory:
         cfg = self.config
         if kind in ("pop3", "pop3s"):
             from mailsrv.pop3 import POP3Factory
 
-            return POP3Factory(self.portal, cfg, tls_context=self.tls, implicit_tls=kind == "pop3s", reactor=self.reactor)
+            return POP3Factory(self.portal, cfg, tls_context=self.tls, implicit_tls=kind == "pop3s",
+                               reactor=self.reactor)
         if kind in ("imap", "imaps"):
             from mailsrv.imap import IMAPFactory
 
-            return IMAPFactory(self.portal, cfg, tls_context=self.tls, implicit_tls=kind == "imaps", reactor=self.reactor)
+            return IMAPFactory(self.portal, cfg, tls_context=self.tls, implicit_tls=kind == "imaps",
+                               reactor=self.reactor)
         from mailsrv.auth import PasswdFile
         from mailsrv.lmtp import LMTPFactory
 
         passwd = PasswdFile(cfg.passwd_path)  # re-reads itself when the file changes
 
-        def account_name(local_part: str):
+        def account_name(local_part: str) -> str | bool:
             """The passwd file's spelling of a (lower-cased) local part, or False."""
             if passwd.lookup(local_part) is not None:
                 return local_part
@@ -203,7 +207,7 @@ class MailService(service.MultiService):
         if hasattr(signal, "SIGHUP") and self.reactor is _global_reactor():
             self.reactor.addSystemEventTrigger("after", "startup", self._install_sighup)
 
-    def stopService(self):
+    def stopService(self) -> defer.Deferred[Any]:
         d = super().stopService()
         # Flush the folders' cache and index writes before the reactor stops.
         return defer.gatherResults([d, defer.maybeDeferred(self.store.close)])
@@ -211,7 +215,7 @@ class MailService(service.MultiService):
     def _install_sighup(self) -> None:
         previous = signal.getsignal(signal.SIGHUP)
 
-        def on_hup(signum, frame):
+        def on_hup(signum: int, frame: FrameType | None) -> None:
             self.reactor.callFromThread(self.reload)
             if callable(previous):
                 previous(signum, frame)
@@ -227,7 +231,7 @@ class MailService(service.MultiService):
             log.error("TLS reload failed, keeping the old certificate: {e}", e=e)
 
 
-def _global_reactor():
+def _global_reactor() -> Any:
     from twisted.internet import reactor
 
     return reactor
@@ -236,19 +240,23 @@ def _global_reactor():
 class _LoggingEndpointService(StreamServerEndpointService):
     """Logs the real address it listens on (useful with port 0)."""
 
-    def __init__(self, endpoint, factory, kind: str, desc: str) -> None:
+    def __init__(self, endpoint: IStreamServerEndpoint, factory: IProtocolFactory, kind: str, desc: str) -> None:
         super().__init__(endpoint, factory)
         self.kind, self.desc = kind, desc
-        self.port = None
+        self.port: IListeningPort | None = None
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
-        self._waitingForPort.addCallback(self._listening)
+        if self._waitingForPort is not None:  # set by the call above
+            self._waitingForPort.addCallback(self._listening)
 
-    def _listening(self, port):
+    def _listening(self, port: IListeningPort) -> IListeningPort:
         self.port = port
         addr = port.getHost()
-        where = f"{getattr(addr, 'host', '')}:{getattr(addr, 'port', '')}" if hasattr(addr, "port") else getattr(addr, "name", str(addr))
+        if hasattr(addr, "port"):
+            where = f"{getattr(addr, 'host', '')}:{addr.port}"
+        else:  # a UNIX socket
+            where = getattr(addr, "name", str(addr))
         log.info("mailsrv {kind} listening on {where}", kind=self.kind, where=where)
         return port
 

@@ -12,6 +12,8 @@ import datetime
 import ipaddress
 import os
 import socket
+from collections.abc import Iterator
+from typing import Any
 
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
@@ -37,7 +39,7 @@ def make_self_signed(cert_path: str, key_path: str, hostname: str = "localhost")
 
     key = ec.generate_private_key(ec.SECP256R1())
     names = {"localhost", hostname, socket.gethostname()}
-    alt = [x509.DNSName(n) for n in sorted(n for n in names if n)]
+    alt: list[x509.GeneralName] = [x509.DNSName(n) for n in sorted(n for n in names if n)]
     alt += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname or "localhost")])
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -68,10 +70,20 @@ def make_self_signed(cert_path: str, key_path: str, hostname: str = "localhost")
     os.replace(cert_path + ".tmp", cert_path)
 
 
+def configured_pair(cert: str | None, key: str | None) -> tuple[str, str] | None:
+    """(cert, key) from the configuration, None when neither is set; a
+    single PEM file given as either may hold both."""
+    if cert and key:
+        return cert, key
+    either = cert or key
+    return (either, either) if either else None
+
+
 def resolve_paths(cert: str | None, key: str | None, data_dir: str, hostname: str) -> tuple[str, str]:
     """The configured pair, or the self-signed pair under ``data_dir`` (made if missing)."""
-    if cert or key:
-        return cert or key, key or cert
+    pair = configured_pair(cert, key)
+    if pair is not None:
+        return pair
     cert_path, key_path = self_signed_paths(data_dir)
     if not (os.path.exists(cert_path) and os.path.exists(key_path)):
         make_self_signed(cert_path, key_path, hostname)
@@ -97,7 +109,7 @@ def load_context(cert_path: str, key_path: str) -> ssl.CertificateOptions:
     )
 
 
-def _extra_certs(pem: bytes):
+def _extra_certs(pem: bytes) -> Iterator[Any]:
     """Intermediate certificates after the first one (Let's Encrypt fullchain.pem)."""
     marker = b"-----BEGIN CERTIFICATE-----"
     parts = pem.split(marker)[2:]
@@ -116,8 +128,8 @@ class ReloadableContext:
     def reload(self) -> None:
         self._options = load_context(self.cert_path, self.key_path)
 
-    def getContext(self):
+    def getContext(self) -> Any:
         return self._options.getContext()
 
-    def serverConnectionForTLS(self, tlsProtocol):
+    def serverConnectionForTLS(self, tlsProtocol: Any) -> Any:
         return self._options.serverConnectionForTLS(tlsProtocol)

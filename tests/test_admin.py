@@ -18,7 +18,9 @@ import pytest
 
 from mailsrv import admin, mbox
 from mailsrv.config import Config
-from mailsrv.store import layout, maildir, uidlist
+from mailsrv.store import cache, layout, maildir, uidlist
+from mailsrv.store.diskfolder import DiskFolder
+from mailsrv.store.filename import flag_chars, split_filename
 
 MAKE_MBOX = "/work/shared/reference/make-mbox.py"
 
@@ -62,13 +64,13 @@ def stored(folder_dir: str):
     where = {}
     for sub in ("new", "cur"):
         for fn in os.listdir(os.path.join(folder_dir, sub)):
-            key, info = maildir.split_filename(fn)
+            key, info = split_filename(fn)
             where[key] = (os.path.join(folder_dir, sub, fn), info)
     out = []
     for key, uid in sorted(ul.uids.items(), key=lambda kv: kv[1]):
         path, info = where[key]
         with open(path, "rb") as f:
-            out.append((uid, f.read(), maildir.flag_chars(info), os.stat(path).st_mtime))
+            out.append((uid, f.read(), flag_chars(info), os.stat(path).st_mtime))
     return out
 
 
@@ -170,7 +172,10 @@ def reference_messages(count: int = 1000, seed: int = 42, min_size: int = 1024, 
             if min_size <= size <= max_size or attempt == 7:
                 break
             g.sent.pop()
-            target = int(target * max_size * 0.97 / size) if size > max_size else int(target * min_size * 1.1 / size) + 64
+            if size > max_size:
+                target = int(target * max_size * 0.97 / size)
+            else:
+                target = int(target * min_size * 1.1 / size) + 64
         if not raw.endswith(b"\n"):
             raw += b"\n"
         out.append(raw)
@@ -203,7 +208,7 @@ def test_import_1000_messages_byte_exact(tmp_path, corpus, line_end):
     assert out.startswith("imported 1000 messages") and "UIDs 1-1000" in out
     got = stored(layout.folder_dir(config.data_dir, "alice", "INBOX"))
     assert [g[0] for g in got] == list(range(1, 1001))
-    mismatched = [g[0] for g, ref in zip(got, refs) if g[1] != ref]
+    mismatched = [g[0] for g, ref in zip(got, refs, strict=True) if g[1] != ref]
     assert mismatched == []
     with open(path, "rb") as f:
         first = f.readline()
@@ -250,7 +255,7 @@ def damaged_folder(config: Config):
     path = layout.folder_dir(config.data_dir, "alice", "INBOX")
     for i in range(3):
         maildir.deliver(path, b"Subject: %d\n\nbody\n" % i)
-    maildir.DiskFolder(path).sync()
+    DiskFolder(path).sync()
     ul, _ = uidlist.read_uidlist(path)
     keys = list(ul.uids)
     raw = open(os.path.join(path, uidlist.UIDLIST), "rb").read().decode()
@@ -265,7 +270,7 @@ def damaged_folder(config: Config):
     # the same key in new/ and cur/: a crash between link and unlink
     assert keys[1] in os.listdir(os.path.join(path, "new"))
     os.link(os.path.join(path, "new", keys[1]), os.path.join(path, "cur", keys[1] + ":2,"))
-    db = sqlite3.connect(os.path.join(path, admin.CACHE_FILE))
+    db = sqlite3.connect(os.path.join(path, cache.CACHE_FILE))
     db.execute("CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT)")
     db.execute("INSERT INTO meta VALUES ('uidvalidity', '1')")
     db.commit()
@@ -306,7 +311,7 @@ def test_check_repairs_then_reports_ok(tmp_path):
     assert uids[:3] == [1, 2, 3] and uids[3] > 10 and len(uids) == 5  # UIDs 9 and 10 are never reused
     assert f"assigned UIDs {uids[3]}-{uids[4]} to 2 files" in out and ul.bad_lines == 0
     assert os.listdir(os.path.join(path, "tmp")) == ["fresh.host"]
-    assert not os.path.exists(os.path.join(path, admin.CACHE_FILE))
+    assert not os.path.exists(os.path.join(path, cache.CACHE_FILE))
     code, out = run(config, "check")
     assert code == 0 and out.strip().endswith("alice/INBOX: ok")
 
@@ -315,7 +320,7 @@ def test_reindex_one_folder(tmp_path):
     config = make_config(tmp_path)
     path = layout.folder_dir(config.data_dir, "alice", "Lists/python")
     maildir.deliver(path, b"Subject: a\n\nx\n")
-    open(os.path.join(path, admin.CACHE_FILE), "wb").close()
+    open(os.path.join(path, cache.CACHE_FILE), "wb").close()
     code, out = run(config, "mailbox", "reindex", "alice", "Lists/python")
     assert code == 0 and "alice/Lists/python: reindexed" in out and "cache removed" in out
     ul, _ = uidlist.read_uidlist(path)
@@ -329,7 +334,7 @@ def test_mailbox_list_counts(tmp_path):
     inbox = layout.folder_dir(config.data_dir, "alice", "INBOX")
     maildir.deliver(inbox, b"Subject: a\n\nx\n", ["\\Seen"])
     maildir.deliver(inbox, b"Subject: b\n\nyy\n")
-    maildir.DiskFolder(inbox).sync()
+    DiskFolder(inbox).sync()
     code, out = run(config, "mailbox", "list", "alice")
     assert code == 0
     head, inbox_line = out.splitlines()[:2]

@@ -51,14 +51,17 @@ CHEAP = Argon2Params(time_cost=1, memory_cost=64, parallelism=1)
 
 # Generated with Dovecot 2.3: `doveadm pw -s SCHEME -p secret`.
 DOVECOT = {
-    "ARGON2ID": "{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$BhGo/9ghkrx2Jg13wjZ7MA$7FYAeFtLwjCS1ARCsgQe9XGIaL10dbv21Or2v3GfLRI",
-    "ARGON2I": "{ARGON2I}$argon2i$v=19$m=32768,t=4,p=1$3KKMy2ql+DohkqdebTv0yA$VANdf+bdXBVMD70Qfb1FrQGcfVajDHcSSjHychvGVDM",
+    "ARGON2ID": "{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$BhGo/9ghkrx2Jg13wjZ7MA$"
+                "7FYAeFtLwjCS1ARCsgQe9XGIaL10dbv21Or2v3GfLRI",
+    "ARGON2I": "{ARGON2I}$argon2i$v=19$m=32768,t=4,p=1$3KKMy2ql+DohkqdebTv0yA$"
+               "VANdf+bdXBVMD70Qfb1FrQGcfVajDHcSSjHychvGVDM",
     "SSHA512": "{SSHA512}03nshp2LWSs6PMWjf+IBCUz9MPfcVv4w1BpYlfimuFKcLW3jD1QpB2QCm8DNjOEjQqgM0B6xkyW6ofG3hFyW80juZRo=",
     "SSHA256": "{SSHA256}hm4+NUgBIsvHDKK+CV0cvhNAWlDDTs0IWF8ARtgsRrGKLjRP",
     "SHA256": "{SHA256}K7gNU3sdo+OL0wNhqoVWhr3g6s1xYv72ol/pe/Unols=",
 }
 DOVECOT_CRYPT = {
-    "SHA512-CRYPT": "{SHA512-CRYPT}$6$yIFd2g036Mtt7chO$mFc//vxDnjkAcoQz09N/GylODrWjz8zpB7pu4OWaSFkPFmw4bZ8.KgPEvy/a7vQWFWOoQUP6VX8lCtfNUtY7./",
+    "SHA512-CRYPT": "{SHA512-CRYPT}$6$yIFd2g036Mtt7chO$"
+                    "mFc//vxDnjkAcoQz09N/GylODrWjz8zpB7pu4OWaSFkPFmw4bZ8.KgPEvy/a7vQWFWOoQUP6VX8lCtfNUtY7./",
     "SHA256-CRYPT": "{SHA256-CRYPT}$5$6tYBEibK8ETss1ZO$CPcgtMrtFj18obinZCG0HCLfksq/03d6eVSCUv3twpC",
 }
 

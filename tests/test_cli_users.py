@@ -226,7 +226,8 @@ FAKE_DELIVERY = textwrap.dedent(
     sys.exit(main(sys.argv[1:]))
     """
 )
-NO_DELIVERY = "import sys; sys.modules['mailsrv.delivery'] = None\nfrom mailsrv.cli import main\nsys.exit(main(sys.argv[1:]))"
+NO_DELIVERY = ("import sys; sys.modules['mailsrv.delivery'] = None\n"
+               "from mailsrv.cli import main\nsys.exit(main(sys.argv[1:]))")
 
 
 def test_deliver_dispatch(data):

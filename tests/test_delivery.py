@@ -20,6 +20,7 @@ from mailsrv.delivery import (
     normalize_flags,
     spool_message,
 )
+from mailsrv.store import layout
 
 MSG = b"From: a@example.org\nSubject: hello\n\nbody\n"
 
@@ -36,14 +37,6 @@ def run(cfg, name, data, folder=None, flags=()):
     err = io.StringIO()
     code = deliver_command(cfg, name, folder, list(flags), io.BytesIO(data), stderr=err)
     return code, err.getvalue()
-
-
-def store_modules():
-    layout = pytest.importorskip("mailsrv.store.layout")
-    maildir = pytest.importorskip("mailsrv.store.maildir")
-    if not hasattr(maildir, "deliver") or not hasattr(layout, "folder_dir"):
-        pytest.skip("store helpers not written yet")
-    return layout, maildir
 
 
 def files(path, sub):
@@ -113,11 +106,10 @@ def test_unreadable_stdin_is_temporary(cfg):
     assert "Input/output error" in err.getvalue()
 
 
-# -- with the real store helpers --------------------------------------------
+# -- with the real store (mailsrv.store.maildir.deliver) ---------------------
 
 
 def test_delivered_byte_exact(cfg):
-    layout, _ = store_modules()
     data = MSG + b"\r\nmixed\r\nline ends\n" + bytes(range(256))
     assert run(cfg, "alice", data) == (EX_OK, "")
     inbox = layout.folder_dir(cfg.data_dir, "alice", "INBOX")
@@ -128,7 +120,6 @@ def test_delivered_byte_exact(cfg):
 
 
 def test_flags_go_to_cur(cfg):
-    layout, _ = store_modules()
     assert run(cfg, "Bob", MSG, flags=["\\Seen", "\\Flagged"]) == (EX_OK, "")
     inbox = layout.folder_dir(cfg.data_dir, "Bob", "INBOX")
     (name,) = files(inbox, "cur")
@@ -136,7 +127,6 @@ def test_flags_go_to_cur(cfg):
 
 
 def test_missing_folder_falls_back_to_inbox(cfg):
-    layout, _ = store_modules()
     code, err = run(cfg, "alice", MSG, folder="Nope")
     assert code == EX_OK and "does not exist; delivered to INBOX" in err
     assert run(cfg, "alice", MSG, folder="../../etc*")[0] == EX_OK  # invalid: cannot exist
@@ -145,7 +135,6 @@ def test_missing_folder_falls_back_to_inbox(cfg):
 
 
 def test_existing_folder(cfg):
-    layout, _ = store_modules()
     lists = layout.folder_dir(cfg.data_dir, "alice", "Lists")
     for sub in ("cur", "new", "tmp"):
         os.makedirs(os.path.join(lists, sub))
@@ -155,7 +144,6 @@ def test_existing_folder(cfg):
 
 
 def test_disk_trouble_is_temporary(cfg):
-    layout, _ = store_modules()
     inbox = layout.folder_dir(cfg.data_dir, "alice", "INBOX")
     os.makedirs(os.path.join(inbox, "cur"))
     os.makedirs(os.path.join(inbox, "new"))

@@ -50,7 +50,7 @@ def _username(credentials: Any) -> str | None:
     raw = getattr(credentials, "username", None)
     try:
         name = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw
-        return validate_username(name)
+        return validate_username(name) if isinstance(name, str) else None
     except (UnicodeDecodeError, InvalidUsername):
         return None
 
@@ -214,7 +214,7 @@ def make_portal(store: Any, config: Any, **checker_options: Any) -> Portal:
     return Portal(MailRealm(store), [checker])
 
 
-def is_loopback(host: str) -> bool:
+def is_loopback(host: str | None) -> bool:
     """True for 127.0.0.0/8, ::1 and IPv4-mapped 127.x; False for anything
     that is not an IP address (be strict when unsure)."""
     h = (host or "").strip()
@@ -230,11 +230,13 @@ def is_loopback(host: str) -> bool:
     return ip.is_loopback
 
 
-def plaintext_allowed(config: Any, peer_host: str, tls_active: bool) -> bool:
+def plaintext_allowed(config: Any, peer_host: str | None, tls_active: bool) -> bool:
     """May a client send a password in the clear on this connection?
 
-    ``config.plaintext_auth``: 'yes' always; 'no' only over TLS; 'loopback'
-    (default) over TLS or from the local host.
+    The one policy for POP3 (USER/PASS, AUTH PLAIN) and IMAP (LOGIN,
+    AUTHENTICATE PLAIN).  ``config.plaintext_auth``: 'yes' always; 'no' only
+    over TLS; 'loopback' (default) over TLS or from the local host.
+    ``peer_host`` is None for a peer without an address (a UNIX socket).
     """
     mode = (config.plaintext_auth or "loopback").lower()
     if mode == "yes" or tls_active:

@@ -15,21 +15,22 @@ import hmac
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Union
+from types import ModuleType
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from mailsrv.auth import sodium
 
+_crypt: ModuleType | None
 try:  # deprecated in 3.11, removed in 3.13; only needed to verify *-CRYPT entries
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt as _crypt  # type: ignore[import-not-found]
+        import crypt as _crypt
 except ImportError:  # pragma: no cover - depends on the Python version
     _crypt = None
 
-Secret = Union[str, bytes]
+Secret = str | bytes
 
 DEFAULT_SCHEME = "ARGON2ID"
 # Schemes whose stored value is the password itself: the only ones usable for

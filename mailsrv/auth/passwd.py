@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailsrv.auth.hashing import Argon2Params, check_scheme, hash_password
+from mailsrv.config import Config
 
 
 class AuthError(Exception):
@@ -252,7 +253,7 @@ def _atomic_write(path: str, data: bytes, old_stat: os.stat_result | None) -> No
 DEMO_USER = "demo"
 
 
-def ensure_demo_user(config, params: Argon2Params | None = None) -> str | None:
+def ensure_demo_user(config: Config, params: Argon2Params | None = None) -> str | None:
     """Create user ``demo`` with a generated password when the passwd file
     has no users and ``config.demo_user`` is on; return the password (to be
     shown once), else None.  Blocking: call at startup, before the reactor."""

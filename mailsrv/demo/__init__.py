@@ -15,7 +15,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
-from typing import Any, List, Optional
+from typing import Any, TextIO
 
 from mailsrv.demo.scenarios import SCENARIOS, Result, Target, reset_mailbox
 
@@ -50,9 +50,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser | None = None) -> 
     p.set_defaults(func=command)
 
 
-def command(a: Any, b: Any) -> int:
-    """Entry point; takes (args, config) as mailsrv.cli calls it, or (config, args)."""
-    args = a if isinstance(a, argparse.Namespace) else b
+def command(args: argparse.Namespace, config: Any) -> int:
+    """Entry point, called by mailsrv.cli with (args, config); the demo
+    needs no configuration: it starts its own server or is told where one is."""
     try:
         return run(args, sys.stdout)
     except DemoError as e:
@@ -63,7 +63,7 @@ def command(a: Any, b: Any) -> int:
         return 130
 
 
-def run(args: argparse.Namespace, out=None) -> int:
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run the scenarios, print the transcripts and the table (or write the
     report); 0 when every scenario ran without a protocol error."""
     from mailsrv.demo import report
@@ -75,7 +75,8 @@ def run(args: argparse.Namespace, out=None) -> int:
     progress = None if (args.quiet or report_to_stdout) else out
     results = run_scenarios(names, args, progress=progress, color=color)
     if args.format:
-        text = report.markdown_report(results, False) if args.format == "markdown" else report.html_report(results, False)
+        render = report.markdown_report if args.format == "markdown" else report.html_report
+        text = render(results, False)
         if args.output:
             try:
                 with open(args.output, "w", encoding="utf-8") as f:
@@ -90,17 +91,17 @@ def run(args: argparse.Namespace, out=None) -> int:
     return 0 if not any(r.errors for r in results) else 1
 
 
-def _isatty(f) -> bool:
+def _isatty(f: TextIO) -> bool:
     try:
         return f.isatty()
     except (AttributeError, ValueError):
         return False
 
 
-def run_scenarios(names: Sequence[str], args: argparse.Namespace, progress=None, color: bool = False) -> list[Result]:
+def run_scenarios(names: Sequence[str], args: argparse.Namespace, progress: TextIO | None = None,
+                  color: bool = False) -> list[Result]:
     """Run the named scenarios against the embedded or the given server.
     ``progress``: a stream to print each scenario's transcript to as it ends."""
-    from mailsrv.demo import report  # noqa: F401  (fail early if broken)
     from mailsrv.demo.wire import ANSI, render_transcript
 
     external = bool(args.host or args.pop3_port or args.imap_port)
@@ -118,7 +119,7 @@ def run_scenarios(names: Sequence[str], args: argparse.Namespace, progress=None,
             tmp = tempfile.mkdtemp(prefix="mailsrv-demo-")
             data = os.path.join(tmp, "data")
             add_user(data, args.user, args.password)
-            server = EmbeddedServer(data, kinds=_available_kinds())
+            server = EmbeddedServer(data, kinds=("pop3", "imap", "lmtp"))
             try:
                 server.start()
             except ServerError as e:
@@ -151,24 +152,3 @@ def _cleanup(target: Target) -> None:
         reset_mailbox(target)
     except Exception as e:  # leftovers in a demo account are harmless
         print(f"mailsrv: demo: cleanup failed: {e}", file=sys.stderr)
-
-
-def _available_kinds() -> tuple:
-    """Listeners whose protocol module imports (the others are left out, and
-    their scenario halves report n/a)."""
-    kinds = []
-    for kind, module in (("pop3", "mailsrv.pop3"), ("imap", "mailsrv.imap"), ("lmtp", "mailsrv.lmtp")):
-        if protocol_ready(module):
-            kinds.append(kind)
-    return tuple(kinds)
-
-
-def protocol_ready(module: str) -> bool:
-    """True if ``module`` imports and exports its factory."""
-    import importlib
-
-    factory = {"mailsrv.pop3": "POP3Factory", "mailsrv.imap": "IMAPFactory", "mailsrv.lmtp": "LMTPFactory"}[module]
-    try:
-        return hasattr(importlib.import_module(module), factory)
-    except Exception:
-        return False

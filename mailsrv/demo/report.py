@@ -33,7 +33,7 @@ def text_table(results: list[Result], color: bool = False) -> list[str]:
     widths = [max(len(HEADER[i]), *(len(r[i]) for r in rows)) if rows else len(HEADER[i]) for i in range(4)]
 
     def fmt(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)).rstrip()
 
     head = fmt(HEADER)
     out = [f"{ANSI['#']}{head}{ANSI['off']}" if color else head, "  ".join("-" * w for w in widths)]

@@ -18,6 +18,10 @@ import smtplib
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
 
 HEAD_KEEP = 4096  # bytes of each block kept for the transcript
 TIMEOUT = 30.0
@@ -92,38 +96,39 @@ class CountingSocket(socket.socket):
         s.label = label
         return s
 
-    def _sent(self, data) -> None:
+    def _sent(self, data: ReadableBuffer) -> None:
         data = bytes(data)
         self.stats.sent += len(data)
         self.stats._last = "send"
         if self.transcript is not None:
             self.transcript.record(self.label, "C", data)
 
-    def _got(self, data) -> None:
-        if not data:
+    def _got(self, data: ReadableBuffer) -> None:
+        view = memoryview(data)
+        if not view.nbytes:
             return
         if self.stats._last == "send":
             self.stats.round_trips += 1
         self.stats._last = "recv"
-        self.stats.received += len(data)
+        self.stats.received += view.nbytes
         if self.transcript is not None:
-            self.transcript.record(self.label, "S", bytes(data))
+            self.transcript.record(self.label, "S", view.tobytes())
 
-    def sendall(self, data, flags: int = 0) -> None:  # type: ignore[override]
+    def sendall(self, data: ReadableBuffer, flags: int = 0) -> None:
         super().sendall(data, flags)
         self._sent(data)
 
-    def send(self, data, flags: int = 0) -> int:  # type: ignore[override]
+    def send(self, data: ReadableBuffer, flags: int = 0) -> int:
         n = super().send(data, flags)
         self._sent(memoryview(data)[:n])
         return n
 
-    def recv(self, bufsize: int, flags: int = 0) -> bytes:  # type: ignore[override]
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
         data = super().recv(bufsize, flags)
         self._got(data)
         return data
 
-    def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:  # type: ignore[override]
+    def recv_into(self, buffer: WriteableBuffer, nbytes: int = 0, flags: int = 0) -> int:
         n = super().recv_into(buffer, nbytes, flags)
         self._got(memoryview(buffer)[:n])
         return n
@@ -137,11 +142,12 @@ class CountingSocket(socket.socket):
 class CountingPOP3(poplib.POP3):
     """poplib over a counting socket."""
 
-    def __init__(self, host: str, port: int, label: str, transcript: Transcript | None, timeout: float = TIMEOUT) -> None:
+    def __init__(self, host: str, port: int, label: str, transcript: Transcript | None,
+                 timeout: float = TIMEOUT) -> None:
         self._label, self._transcript = label, transcript
         super().__init__(host, port, timeout)
 
-    def _create_socket(self, timeout):  # poplib hook
+    def _create_socket(self, timeout: float) -> socket.socket:  # poplib hook
         self._counting = CountingSocket.connect_to(self.host, self.port, timeout, self._label, self._transcript)
         return self._counting
 
@@ -153,11 +159,12 @@ class CountingPOP3(poplib.POP3):
 class CountingIMAP(imaplib.IMAP4):
     """imaplib over a counting socket."""
 
-    def __init__(self, host: str, port: int, label: str, transcript: Transcript | None, timeout: float = TIMEOUT) -> None:
+    def __init__(self, host: str, port: int, label: str, transcript: Transcript | None,
+                 timeout: float = TIMEOUT) -> None:
         self._label, self._transcript = label, transcript
         super().__init__(host, port, timeout)
 
-    def _create_socket(self, timeout):  # imaplib hook
+    def _create_socket(self, timeout: float | None) -> socket.socket:  # imaplib hook
         self._counting = CountingSocket.connect_to(self.host, self.port, timeout or TIMEOUT, self._label,
                                                    self._transcript)
         return self._counting
@@ -170,11 +177,12 @@ class CountingIMAP(imaplib.IMAP4):
 class CountingLMTP(smtplib.LMTP):
     """smtplib's LMTP client over a counting socket (TCP only)."""
 
-    def __init__(self, host: str, port: int, label: str, transcript: Transcript | None, timeout: float = TIMEOUT) -> None:
+    def __init__(self, host: str, port: int, label: str, transcript: Transcript | None,
+                 timeout: float = TIMEOUT) -> None:
         self._label, self._transcript = label, transcript
         super().__init__(host, port, local_hostname="demo.localhost", timeout=timeout)
 
-    def _get_socket(self, host, port, timeout):  # smtplib hook
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:  # smtplib hook
         self._counting = CountingSocket.connect_to(host, port, timeout, self._label, self._transcript)
         return self._counting
 

@@ -1,4 +1,5 @@
-"""Typed IMAP commands and parser events (what :mod:`parser` produces).
+"""Typed IMAP commands and parser events (what :mod:`framing` and
+:mod:`grammar` produce).
 
 Handlers receive these dataclasses, never raw bytes, so the grammar lives in
 one place and every command is checked before any store call is made.
@@ -6,10 +7,10 @@ one place and every command is checked before any store call is made.
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import IO, TypeAlias
 
+from mailsrv.imap.searchkeys import All, SearchKey
 from mailsrv.imap.seqset import SeqSet
 
 
@@ -42,13 +43,16 @@ class RawLine:
 
 @dataclass
 class Command:
+    """Every command: its tag and upper-case name."""
+
     tag: str
     name: str  # upper-case command name, e.g. 'NOOP', 'UID FETCH' is name 'FETCH' + uid
 
 
 @dataclass
 class Simple(Command):
-    """CAPABILITY NOOP LOGOUT STARTTLS CHECK CLOSE EXPUNGE UNSELECT IDLE NAMESPACE."""
+    """A command without arguments: CAPABILITY NOOP LOGOUT STARTTLS CHECK
+    CLOSE EXPUNGE UNSELECT IDLE NAMESPACE."""
 
 
 @dataclass
@@ -98,7 +102,7 @@ class Status(Command):
 class AppendMessage:
     flags: list[str]
     date: float | None
-    data: BinaryIO  # positioned at 0; caller closes
+    data: IO[bytes]  # positioned at 0; caller closes
     size: int
 
 
@@ -169,7 +173,7 @@ class UidExpunge(Command):
 class Search(Command):
     uid: bool = False
     charset: str | None = None
-    key: Any = None  # tuple tree, see mailsrv.imap.search
+    key: SearchKey = field(default_factory=All)
     return_opts: list[str] | None = None  # ESEARCH RETURN (...); None: plain SEARCH
 
 
@@ -183,4 +187,5 @@ class Id(Command):
     params: dict[str, str | None] | None = None
 
 
-SearchDate = datetime.date
+Event: TypeAlias = Command | ParseError | LiteralContinuation | RawLine
+"""What the framing layer hands the server."""

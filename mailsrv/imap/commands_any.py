@@ -9,74 +9,71 @@ import binascii
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 
+from mailsrv.auth.cred import AuthUnavailable
 from mailsrv.imap import commands as C
 from mailsrv.imap import render
-from mailsrv.imap.server import AUTH, LOGOUT, NOT_AUTH, SELECTED, bad, no, ok
+from mailsrv.imap.context import Context, Handlers
+from mailsrv.imap.results import ANY_STATE, NOT_AUTHENTICATED_ONLY, Result, bad, no, ok
 from mailsrv.store.interfaces import IAccount
 
-ANY = (NOT_AUTH, AUTH, SELECTED)
+PLAINTEXT_REFUSED = "Plaintext authentication disallowed on non-secure connections"
 
 
-async def capability(server, cmd):
-    server.send(render.untagged("CAPABILITY " + " ".join(server.capabilities())))
+async def capability(ctx: Context, cmd: C.Simple) -> Result:
+    ctx.send(render.untagged("CAPABILITY " + " ".join(ctx.capabilities())))
     return ok()
 
 
-async def noop(server, cmd):
+async def noop(ctx: Context, cmd: C.Simple) -> Result:
     return ok()
 
 
-async def logout(server, cmd):
-    server.send(render.untagged("BYE Logging out"))
-    server.send(render.tagged(cmd.tag, "OK", "LOGOUT completed"))
-    server.state = LOGOUT
-    server.close()
-    return None
+async def logout(ctx: Context, cmd: C.Simple) -> None:
+    """BYE, then the tagged OK, then the connection closes (RFC 3501 6.1.3)."""
+    ctx.send(render.untagged("BYE Logging out"))
+    ctx.send(render.tagged(cmd.tag, "OK", "LOGOUT completed"))
+    ctx.logout()
 
 
-async def id_(server, cmd):
-    server.send(render.untagged('ID ("name" "mailsrv" "vendor" "mailsrv")'))
+async def id_(ctx: Context, cmd: C.Id) -> Result:
+    ctx.send(render.untagged('ID ("name" "mailsrv" "vendor" "mailsrv")'))
     return ok()
 
 
-async def starttls(server, cmd):
-    if server.tls_active:
+async def starttls(ctx: Context, cmd: C.Simple) -> Result | None:
+    """The tagged OK goes out in plaintext, then the handshake starts;
+    input the client pipelined after STARTTLS is refused, never carried
+    over into the TLS session (RFC 2595 3.1, CVE-2011-0411)."""
+    if ctx.tls_active:
         return bad("TLS is already active")
-    if server.tls_context is None:
+    if ctx.tls_context is None:
         return bad("TLS is not available")
-    if server.parser.buffered():
+    if ctx.input_pending():
         return bad("STARTTLS must be the last command of a pipeline")
-    server.send(render.tagged(cmd.tag, "OK", "Begin TLS negotiation now"))
-    server.parser.discard_buffer()
-    transport = server.transport
-    transport.unregisterProducer()
-    transport.startTLS(server.tls_context)
-    transport.registerProducer(server.out, True)
-    server.tls_active = True
+    ctx.send(render.tagged(cmd.tag, "OK", "Begin TLS negotiation now"))
+    ctx.start_tls()
     return None
 
 
-async def _authenticate(server, user: str, password: str):
+async def _authenticate(ctx: Context, user: str, password: str) -> Result | None:
     try:
-        iface, avatar, logout_ = await server.portal.login(
+        iface, avatar, logout_ = await ctx.portal.login(
             UsernamePassword(user.encode("utf-8"), password.encode("utf-8")), None, IAccount)
     except UnauthorizedLogin:
         return no("Authentication failed", "AUTHENTICATIONFAILED")
-    except Exception as e:  # noqa: BLE001  password file unreadable, store down
-        if type(e).__name__ != "AuthUnavailable":
-            raise
+    except AuthUnavailable:  # password file unreadable, store down
         return no("Authentication is temporarily unavailable", "UNAVAILABLE")
-    if server.closed:
+    if ctx.closed:
         logout_()
         return None
-    server.login_succeeded(avatar, logout_)
-    return ok("completed", "CAPABILITY " + " ".join(server.capabilities()))
+    ctx.login_succeeded(IAccount(avatar), logout_)
+    return ok("completed", "CAPABILITY " + " ".join(ctx.capabilities()))
 
 
-async def login(server, cmd: C.Login):
-    if not server.plaintext_allowed():
-        return no("Plaintext authentication disallowed on non-secure connections", "PRIVACYREQUIRED")
-    return await _authenticate(server, cmd.user, cmd.password)
+async def login(ctx: Context, cmd: C.Login) -> Result | None:
+    if not ctx.plaintext_allowed():
+        return no(PLAINTEXT_REFUSED, "PRIVACYREQUIRED")
+    return await _authenticate(ctx, cmd.user, cmd.password)
 
 
 def _b64(data: bytes) -> bytes | None:
@@ -88,11 +85,11 @@ def _b64(data: bytes) -> bytes | None:
         return None
 
 
-async def _challenge(server, prompt: bytes) -> tuple[bytes | None, object | None]:
+async def _challenge(ctx: Context, prompt: bytes) -> tuple[bytes, None] | tuple[None, Result]:
     """Send a continuation, read the client's line: (decoded, None) or
     (None, result) when the client cancelled or sent garbage."""
-    server.send(b"+ " + base64.b64encode(prompt) + b"\r\n")
-    line = await server.read_raw_line()
+    ctx.send(b"+ " + base64.b64encode(prompt) + b"\r\n")
+    line = await ctx.next_line()
     if line is None:
         return None, bad("Response line too long")
     if line.strip() == b"*":
@@ -103,46 +100,56 @@ async def _challenge(server, prompt: bytes) -> tuple[bytes | None, object | None
     return decoded, None
 
 
-async def authenticate(server, cmd: C.Authenticate):
+async def _plain(ctx: Context, initial: bytes | None) -> Result | None:
+    """SASL PLAIN (RFC 4616): authzid NUL authcid NUL password."""
+    if initial is None:
+        initial, err = await _challenge(ctx, b"")
+        if initial is None:
+            return err
+    parts = initial.split(b"\0")
+    if len(parts) != 3:
+        return no("Malformed PLAIN response", "AUTHENTICATIONFAILED")
+    authz, user, password = (p.decode("utf-8", "replace") for p in parts)
+    if authz and authz != user:
+        return no("Proxy authentication is not supported", "AUTHORIZATIONFAILED")
+    return await _authenticate(ctx, user, password)
+
+
+async def _login_mech(ctx: Context, initial: bytes | None) -> Result | None:
+    """SASL LOGIN: user name, then password, each after a prompt."""
+    user_b = initial
+    if user_b is None:
+        user_b, err = await _challenge(ctx, b"Username:")
+        if user_b is None:
+            return err
+    pw_b, err = await _challenge(ctx, b"Password:")
+    if pw_b is None:
+        return err
+    return await _authenticate(ctx, user_b.decode("utf-8", "replace"), pw_b.decode("utf-8", "replace"))
+
+
+async def authenticate(ctx: Context, cmd: C.Authenticate) -> Result | None:
     mech = cmd.mechanism
     if mech not in ("PLAIN", "LOGIN"):
         return no("Unsupported authentication mechanism", "CANNOT")
-    if not server.plaintext_allowed():
-        return no("Plaintext authentication disallowed on non-secure connections", "PRIVACYREQUIRED")
+    if not ctx.plaintext_allowed():
+        return no(PLAINTEXT_REFUSED, "PRIVACYREQUIRED")
     initial = None
     if cmd.initial is not None:
         initial = _b64(cmd.initial)
         if initial is None:
             return bad("Invalid base64 data")
     if mech == "PLAIN":
-        if initial is None:
-            initial, err = await _challenge(server, b"")
-            if initial is None:
-                return err
-        parts = initial.split(b"\0")
-        if len(parts) != 3:
-            return no("Malformed PLAIN response", "AUTHENTICATIONFAILED")
-        authz, user, password = (p.decode("utf-8", "replace") for p in parts)
-        if authz and authz != user:
-            return no("Proxy authentication is not supported", "AUTHORIZATIONFAILED")
-        return await _authenticate(server, user, password)
-    user_b = initial
-    if user_b is None:
-        user_b, err = await _challenge(server, b"Username:")
-        if user_b is None:
-            return err
-    pw_b, err = await _challenge(server, b"Password:")
-    if pw_b is None:
-        return err
-    return await _authenticate(server, user_b.decode("utf-8", "replace"), pw_b.decode("utf-8", "replace"))
+        return await _plain(ctx, initial)
+    return await _login_mech(ctx, initial)
 
 
-HANDLERS = {
-    "CAPABILITY": (capability, ANY),
-    "NOOP": (noop, ANY),
-    "LOGOUT": (logout, ANY),
-    "ID": (id_, ANY),
-    "STARTTLS": (starttls, (NOT_AUTH,)),
-    "LOGIN": (login, (NOT_AUTH,)),
-    "AUTHENTICATE": (authenticate, (NOT_AUTH,)),
+HANDLERS: Handlers = {
+    "CAPABILITY": (capability, ANY_STATE),
+    "NOOP": (noop, ANY_STATE),
+    "LOGOUT": (logout, ANY_STATE),
+    "ID": (id_, ANY_STATE),
+    "STARTTLS": (starttls, NOT_AUTHENTICATED_ONLY),
+    "LOGIN": (login, NOT_AUTHENTICATED_ONLY),
+    "AUTHENTICATE": (authenticate, NOT_AUTHENTICATED_ONLY),
 }

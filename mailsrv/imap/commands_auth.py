@@ -7,37 +7,27 @@ from twisted.internet import task
 from twisted.logger import Logger
 
 from mailsrv.imap import commands as C
+from mailsrv.imap import flags as F
 from mailsrv.imap import render
+from mailsrv.imap.context import Context, Handlers
 from mailsrv.imap.listing import list_mailboxes, status_values
+from mailsrv.imap.results import AUTHENTICATED, Result, bad, no, ok
 from mailsrv.imap.seqset import render_pairs
-from mailsrv.imap.server import AUTH, SELECTED, bad, no, ok
-from mailsrv.store.interfaces import SYSTEM_FLAGS, NoSuchFolder, StoreError
+from mailsrv.store.interfaces import IFolder, NoSuchFolder, StoreError
 
 log = Logger()
-AUTHED = (AUTH, SELECTED)
 
 
-def check_flags(flags):
-    """Store-able flags, or None if one is an unknown system flag."""
-    out = []
-    for f in flags:
-        if f == "\\Recent":
-            continue
-        if f.startswith("\\") and f not in SYSTEM_FLAGS:
-            return None
-        out.append(f)
-    return out
-
-
-async def select(server, cmd: C.MailboxCommand):
-    server.unselect()
+async def select(ctx: Context, cmd: C.MailboxCommand) -> Result:
+    """SELECT and EXAMINE (read-only)."""
+    ctx.unselect()
     try:
-        folder = await server.account.open_folder(cmd.mailbox)
+        folder: IFolder = await ctx.account.open_folder(cmd.mailbox)
     except NoSuchFolder:
         return no("Mailbox doesn't exist: " + cmd.mailbox, "NONEXISTENT")
     await folder.refresh()
     readonly = cmd.name == "EXAMINE"
-    sel = server.select(folder, readonly)
+    sel = ctx.select(folder, readonly)
     lines = sel.flags_response()
     lines.append(b"* %d EXISTS\r\n" % len(sel))
     lines.append(b"* %d RECENT\r\n" % len(sel.recent))
@@ -49,33 +39,33 @@ async def select(server, cmd: C.MailboxCommand):
             break
     lines.append(render.untagged(f"OK [UIDVALIDITY {folder.uidvalidity}] UIDs valid"))
     lines.append(render.untagged(f"OK [UIDNEXT {folder.uidnext}] Predicted next UID"))
-    server.send_many(lines)
+    ctx.send_many(lines)
     return ok("completed", "READ-ONLY" if readonly else "READ-WRITE")
 
 
-async def create(server, cmd: C.MailboxCommand):
+async def create(ctx: Context, cmd: C.MailboxCommand) -> Result:
     name = cmd.mailbox.rstrip("/")
     if not name:
         return no("Invalid mailbox name", "CANNOT")
-    if name == "INBOX" or server.account.folder_exists(name):
+    if name == "INBOX" or ctx.account.folder_exists(name):
         return no("Mailbox already exists", "ALREADYEXISTS")
-    await server.account.create_folder(name)
+    await ctx.account.create_folder(name)
     return ok()
 
 
-async def delete(server, cmd: C.MailboxCommand):
+async def delete(ctx: Context, cmd: C.MailboxCommand) -> Result:
     if cmd.mailbox == "INBOX":
         return no("INBOX can't be deleted", "CANNOT")
-    if not server.account.folder_exists(cmd.mailbox):
+    if not ctx.account.folder_exists(cmd.mailbox):
         return no("Mailbox doesn't exist: " + cmd.mailbox, "NONEXISTENT")
-    if server.selected is not None and server.selected.folder.name == cmd.mailbox:
-        server.unselect()
-    await server.account.delete_folder(cmd.mailbox)
+    if ctx.selected is not None and ctx.selected.folder.name == cmd.mailbox:
+        ctx.unselect()
+    await ctx.account.delete_folder(cmd.mailbox)
     return ok()
 
 
-async def rename(server, cmd: C.Rename):
-    acct = server.account
+async def rename(ctx: Context, cmd: C.Rename) -> Result:
+    acct = ctx.account
     if not acct.folder_exists(cmd.old):
         return no("Mailbox doesn't exist: " + cmd.old, "NONEXISTENT")
     new = cmd.new.rstrip("/")
@@ -85,85 +75,102 @@ async def rename(server, cmd: C.Rename):
     return ok()
 
 
-async def subscribe(server, cmd: C.MailboxCommand):
+async def subscribe(ctx: Context, cmd: C.MailboxCommand) -> Result:
+    """SUBSCRIBE and UNSUBSCRIBE."""
     if cmd.name == "SUBSCRIBE":
-        server.account.subscribe(cmd.mailbox)
+        ctx.account.subscribe(cmd.mailbox)
     else:
-        server.account.unsubscribe(cmd.mailbox)
+        ctx.account.unsubscribe(cmd.mailbox)
     return ok()
 
 
-async def list_(server, cmd: C.ListCommand):
-    await list_mailboxes(server, cmd)
+async def list_(ctx: Context, cmd: C.ListCommand) -> Result:
+    """LIST and LSUB (see :mod:`listing`)."""
+    await list_mailboxes(ctx, cmd)
     return ok()
 
 
-async def status(server, cmd: C.Status):
+async def status(ctx: Context, cmd: C.Status) -> Result:
     try:
-        values = await status_values(server, cmd.mailbox, cmd.atts)
+        values = await status_values(ctx, cmd.mailbox, cmd.atts)
     except NoSuchFolder:
         return no("Mailbox doesn't exist: " + cmd.mailbox, "NONEXISTENT")
-    server.send(b"* STATUS " + render.mailbox(cmd.mailbox) + b" " + values + b"\r\n")
+    ctx.send(b"* STATUS " + render.mailbox(cmd.mailbox) + b" " + values + b"\r\n")
     return ok()
 
 
-async def append(server, cmd: C.Append):
-    try:
-        folder = await server.account.open_folder(cmd.mailbox)
-    except NoSuchFolder:
-        return no("Mailbox doesn't exist: " + cmd.mailbox, "TRYCREATE")
+def _check_append(ctx: Context, cmd: C.Append) -> list[list[str]] | Result:
+    """The storable flags of each message, or the answer refusing them all."""
     checked = []
     for m in cmd.messages:
-        flags = check_flags(m.flags)
+        flags = F.storable(m.flags)
         if flags is None:
             return bad("Invalid system flag")
         if m.size == 0:
             return no("Can't save a zero byte message", "CANNOT")
-        if m.size > server.config.append_limit:
+        if m.size > ctx.config.append_limit:
             return no("Message too large", "TOOBIG")
         checked.append(flags)
-    uids = []
+    return checked
+
+
+async def append(ctx: Context, cmd: C.Append) -> Result:
+    """APPEND with MULTIAPPEND: all messages or none (RFC 3502)."""
     try:
-        for m, flags in zip(cmd.messages, checked):
+        folder: IFolder = await ctx.account.open_folder(cmd.mailbox)
+    except NoSuchFolder:
+        return no("Mailbox doesn't exist: " + cmd.mailbox, "TRYCREATE")
+    checked = _check_append(ctx, cmd)
+    if isinstance(checked, Result):
+        return checked
+    uids: list[int] = []
+    try:
+        for m, flags in zip(cmd.messages, checked, strict=True):
             uids.append(await folder.append(m.data, flags, m.date))
     except StoreError:
-        if uids:  # MULTIAPPEND is all or nothing (RFC 3502)
+        if uids:
             await folder.expunge(uids)
         raise
     return ok("completed", f"APPENDUID {folder.uidvalidity} {render_pairs(uids)}")
 
 
-async def namespace(server, cmd):
-    server.send(render.untagged('NAMESPACE (("" "/")) NIL NIL'))
+async def namespace(ctx: Context, cmd: C.Simple) -> Result:
+    ctx.send(render.untagged('NAMESPACE (("" "/")) NIL NIL'))
     return ok()
 
 
-async def enable(server, cmd: C.Enable):
-    server.send(render.untagged("ENABLED"))  # none of CONDSTORE/QRESYNC/UTF8=ACCEPT yet
+async def enable(ctx: Context, cmd: C.Enable) -> Result:
+    """None of CONDSTORE/QRESYNC/UTF8=ACCEPT yet: nothing is enabled.  An
+    extension that can be enabled adds its name to ``ctx.enabled`` and to
+    this response."""
+    ctx.send(render.untagged("ENABLED"))
     return ok()
 
 
-async def idle(server, cmd):
-    server.send(b"+ idling\r\n")
-    server.idling = True
-    server.flush_pending()
+async def idle(ctx: Context, cmd: C.Simple) -> Result:
+    """IDLE (RFC 2177): changes are pushed as they happen, the folder is
+    polled for outside changes, a keepalive goes out now and then, until
+    the client sends DONE."""
+    ctx.send(b"+ idling\r\n")
+    ctx.idling = True
+    ctx.flush_pending()
 
     def keepalive() -> None:
-        server.send(b"* OK Still here\r\n")
+        ctx.send(b"* OK Still here\r\n")
 
     def poll() -> None:
-        if server.selected is not None:
-            d = server.selected.folder.refresh()
+        if ctx.selected is not None:
+            d = ctx.selected.folder.refresh()
             d.addErrback(lambda f: log.failure("refresh during IDLE failed", f))
 
     loops = [task.LoopingCall(keepalive), task.LoopingCall(poll)]
-    for loop, interval in zip(loops, (server.idle_keepalive, server.idle_poll)):
-        loop.clock = server.reactor
+    for loop, interval in zip(loops, (ctx.idle_keepalive, ctx.idle_poll), strict=True):
+        loop.clock = ctx.reactor
         loop.start(interval, now=False)
     try:
-        line = await server.read_raw_line()
+        line = await ctx.next_line()
     finally:
-        server.idling = False
+        ctx.idling = False
         for loop in loops:
             if loop.running:
                 loop.stop()
@@ -174,19 +181,19 @@ async def idle(server, cmd):
     return ok("terminated")
 
 
-HANDLERS = {
-    "SELECT": (select, AUTHED),
-    "EXAMINE": (select, AUTHED),
-    "CREATE": (create, AUTHED),
-    "DELETE": (delete, AUTHED),
-    "RENAME": (rename, AUTHED),
-    "SUBSCRIBE": (subscribe, AUTHED),
-    "UNSUBSCRIBE": (subscribe, AUTHED),
-    "LIST": (list_, AUTHED),
-    "LSUB": (list_, AUTHED),
-    "STATUS": (status, AUTHED),
-    "APPEND": (append, AUTHED),
-    "NAMESPACE": (namespace, AUTHED),
-    "ENABLE": (enable, AUTHED),
-    "IDLE": (idle, AUTHED),
+HANDLERS: Handlers = {
+    "SELECT": (select, AUTHENTICATED),
+    "EXAMINE": (select, AUTHENTICATED),
+    "CREATE": (create, AUTHENTICATED),
+    "DELETE": (delete, AUTHENTICATED),
+    "RENAME": (rename, AUTHENTICATED),
+    "SUBSCRIBE": (subscribe, AUTHENTICATED),
+    "UNSUBSCRIBE": (subscribe, AUTHENTICATED),
+    "LIST": (list_, AUTHENTICATED),
+    "LSUB": (list_, AUTHENTICATED),
+    "STATUS": (status, AUTHENTICATED),
+    "APPEND": (append, AUTHENTICATED),
+    "NAMESPACE": (namespace, AUTHENTICATED),
+    "ENABLE": (enable, AUTHENTICATED),
+    "IDLE": (idle, AUTHENTICATED),
 }

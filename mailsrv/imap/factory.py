@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.cred.portal import Portal
 from twisted.internet.protocol import Factory
 
+from mailsrv.config import Config
+from mailsrv.imap.context import Context
 from mailsrv.imap.server import IMAPServer
 
 
@@ -16,9 +19,9 @@ class IMAPFactory(Factory):
 
     protocol = IMAPServer
 
-    def __init__(self, portal: Any, config: Any, tls_context: Any | None = None,
+    def __init__(self, portal: Portal, config: Config, tls_context: Any | None = None,
                  implicit_tls: bool = False, reactor: Any | None = None) -> None:
-        if reactor is None:
+        if reactor is None:  # imported late: importing it installs the default reactor
             from twisted.internet import reactor as _reactor
             reactor = _reactor
         self.portal = portal
@@ -26,13 +29,13 @@ class IMAPFactory(Factory):
         self.tls_context = tls_context
         self.implicit_tls = implicit_tls
         self.reactor = reactor
-        self.idle_keepalive = IMAPServer.idle_keepalive
-        self.idle_poll = IMAPServer.idle_poll
+        self.idle_keepalive = Context.idle_keepalive
+        self.idle_poll = Context.idle_poll
 
     def buildProtocol(self, addr: Any) -> IMAPServer:
-        p = IMAPServer(self.portal, self.config, None if self.implicit_tls else self.tls_context,
-                       self.implicit_tls, self.reactor)
+        p = IMAPServer(self.portal, self.config, self.reactor, None if self.implicit_tls else self.tls_context,
+                       self.implicit_tls)
         p.factory = self
-        p.idle_keepalive = self.idle_keepalive
-        p.idle_poll = self.idle_poll
+        p.ctx.idle_keepalive = self.idle_keepalive
+        p.ctx.idle_poll = self.idle_poll
         return p

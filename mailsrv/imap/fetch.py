@@ -13,16 +13,20 @@ sessions nor fills memory.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Union
+from typing import IO, TypeAlias
 
 from twisted.internet import task
 from twisted.logger import Logger
 
 from mailsrv.imap import commands as C
+from mailsrv.imap import fetchdata as fd
 from mailsrv.imap import render
-from mailsrv.imap.seqset import resolve_seq, resolve_uid, seq_in_range
+from mailsrv.imap.context import Context
+from mailsrv.imap.results import Result, bad, no, ok
+from mailsrv.imap.seqset import SeqSet, resolve_seq, resolve_uid, seq_in_range
+from mailsrv.imap.session import SelectedMailbox
 from mailsrv.store.crlf import CRLFEncoder, to_crlf
-from mailsrv.store.interfaces import MessageGone, MessageInfo
+from mailsrv.store.interfaces import IFolder, MessageGone, MessageInfo
 
 log = Logger()
 
@@ -34,23 +38,21 @@ FLUSH_AT = 1 << 18  # bytes of built responses sent to the transport at once
 class BodyStream:
     """A literal to stream: bytes ``origin .. origin+length`` of the message."""
 
-    def __init__(self, fileobj, origin: int, length: int) -> None:
+    def __init__(self, fileobj: IO[bytes], origin: int, length: int) -> None:
         self.file, self.origin, self.length = fileobj, origin, length
 
 
-Item = Union[bytes, tuple[bytes, BodyStream]]
+Item: TypeAlias = bytes | tuple[bytes, BodyStream]
+Prefetched = dict[str, dict[int, bytes]]
+Maker = Callable[[MessageInfo, Prefetched], Item]
 
 
-def fetchdata():
-    from mailsrv.imap import fetchdata as fd
-    return fd
-
-
-def target(sel, uid: bool, seqset) -> list[tuple[int, int]] | None:
+def target(sel: SelectedMailbox, uid: bool, seqset: SeqSet) -> list[tuple[int, int]] | None:
     """(seq, uid) pairs for a command's set; None if a sequence number is
-    out of range (BAD for non-UID commands)."""
+    out of range (BAD for non-UID commands).  A UID that is not in the view
+    pairs with sequence number 0."""
     if uid:
-        return [(sel.seq_of(u), u) for u in resolve_uid(seqset, sel.uids)]
+        return [(sel.seq_of(u) or 0, u) for u in resolve_uid(seqset, sel.uids)]
     if not seq_in_range(seqset, len(sel)):
         return None
     return [(s, sel.uids[s - 1]) for s in resolve_seq(seqset, len(sel))]
@@ -60,7 +62,7 @@ def _literal(data: bytes) -> bytes:
     return b"{%d}\r\n" % len(data) + data
 
 
-def _whole(folder, info: MessageInfo, partial: tuple[int, int] | None) -> Item:
+def _whole(folder: IFolder, info: MessageInfo, partial: tuple[int, int] | None) -> bytes | BodyStream:
     size = info.size
     origin, length = partial if partial else (0, size)
     length = max(0, min(length, size - origin))
@@ -76,11 +78,17 @@ def _whole(folder, info: MessageInfo, partial: tuple[int, int] | None) -> Item:
     return BodyStream(f, origin, length)
 
 
-def _section_bytes(folder, info: MessageInfo, sec: C.Section) -> bytes:
-    return fetchdata().section(folder, info, sec.part, sec.text, sec.fields)
+def _labelled(label: bytes, body: bytes | BodyStream) -> Item:
+    if isinstance(body, BodyStream):
+        return (label, body)
+    return label + body
 
 
-Maker = Callable[[MessageInfo, dict[str, dict[int, bytes]]], Item]
+def _section_label(a: C.FetchAtt, sec: C.Section) -> bytes:
+    label = b"BODY[" + sec.render().encode("ascii") + b"]"
+    if a.partial:
+        label += b"<%d>" % a.partial[0]
+    return label + b" "
 
 
 class Plan:
@@ -88,15 +96,15 @@ class Plan:
     item, the cache kinds to read in bulk per batch, and whether any item
     may stream a body (else every response is built as one bytes object)."""
 
-    def __init__(self, sel, atts: list[C.FetchAtt]) -> None:
+    def __init__(self, sel: SelectedMailbox, atts: list[C.FetchAtt]) -> None:
         self.sel = sel
         self.folder = sel.folder
         self.kinds: list[str] = []
         self.may_stream = False
-        self._flag_memo: dict[frozenset, bytes] = {}
+        self._flag_memo: dict[frozenset[str], bytes] = {}
         self.makers: list[Maker] = [self._maker(a) for a in atts]
 
-    def flags(self, info: MessageInfo, pre=None) -> bytes:
+    def flags(self, info: MessageInfo, pre: Prefetched | None = None) -> bytes:
         if info.uid in self.sel.recent:
             return b"FLAGS " + render.flag_list(self.sel.flags_of(info))
         fl = info.flags
@@ -111,7 +119,7 @@ class Plan:
     def _cached(self, prefix: bytes, kind: str, compute: Callable[[MessageInfo], bytes]) -> Maker:
         self.kinds.append(kind)
 
-        def make(info, pre):
+        def make(info: MessageInfo, pre: Prefetched) -> Item:
             v = pre[kind].get(info.uid)
             if v is None:
                 v = compute(info)
@@ -119,7 +127,7 @@ class Plan:
         return make
 
     def _maker(self, a: C.FetchAtt) -> Maker:
-        folder, fd, n = self.folder, fetchdata(), a.name
+        folder, n = self.folder, a.name
         if n == "UID":
             return lambda info, pre: b"UID %d" % info.uid
         if n == "FLAGS":
@@ -139,48 +147,53 @@ class Plan:
             self.may_stream = True
             return lambda info, pre: _labelled(b"RFC822 ", _whole(folder, info, None))
         if n in ("RFC822.HEADER", "RFC822.TEXT"):
-            sec = C.Section((), n[7:])
-            head = n.encode() + b" "
-            return lambda info, pre: head + _literal(_section_bytes(folder, info, sec))
-        sec = a.section
-        label = b"BODY[" + sec.render().encode("ascii") + b"]"
-        if a.partial:
-            label += b"<%d>" % a.partial[0]
-        label += b" "
-        partial = a.partial
+            return self._rfc822_part(n)
+        return self._section(a)
+
+    def _rfc822_part(self, name: str) -> Maker:
+        folder, sec = self.folder, C.Section((), name[7:])
+        head = name.encode() + b" "
+        return lambda info, pre: head + _literal(fd.section(folder, info, sec.part, sec.text, sec.fields))
+
+    def _section(self, a: C.FetchAtt) -> Maker:
+        """BODY[section]<partial>: the whole message may stream; header
+        sections of the message come from the cache when they can."""
+        folder, sec, partial = self.folder, a.section, a.partial
+        assert sec is not None
+        label = _section_label(a, sec)
         if not sec.part and sec.text is None:
             self.may_stream = True
             return lambda info, pre: _labelled(label, _whole(folder, info, partial))
-        text = sec.text.upper() if sec.text else None
-        kind = None
-        if not sec.part and text == "HEADER":
-            kind = fd.HEADER
-        elif not sec.part and text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
-            kind = fd.fields_kind(sec.fields, text.endswith(".NOT"))
+        kind = self._section_kind(sec)
         if kind is not None:
             self.kinds.append(kind)
 
-        def make(info, pre):
+        def make(info: MessageInfo, pre: Prefetched) -> Item:
             data = pre[kind].get(info.uid) if kind is not None else None
             if data is None:
-                data = _section_bytes(folder, info, sec)
+                data = fd.section(folder, info, sec.part, sec.text, sec.fields)
             if partial:
                 data = data[partial[0]:partial[0] + partial[1]]
             return label + _literal(data)
         return make
 
-    def prefetch(self, uids: list[int]) -> dict[str, dict[int, bytes]]:
-        fd = fetchdata()
+    @staticmethod
+    def _section_kind(sec: C.Section) -> str | None:
+        """The cache kind that holds this section's answer, if any."""
+        if sec.part:
+            return None
+        text = sec.text.upper() if sec.text else None
+        if text == "HEADER":
+            return fd.HEADER
+        if text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+            return fd.fields_kind(sec.fields, text.endswith(".NOT"))
+        return None
+
+    def prefetch(self, uids: list[int]) -> Prefetched:
         return {k: fd.cached_many(self.folder, uids, k) for k in self.kinds}
 
 
-def _labelled(label: bytes, body) -> Item:
-    if isinstance(body, BodyStream):
-        return (label, body)
-    return label + body
-
-
-def build_items(makers: list[Maker], info: MessageInfo, pre) -> list[Item]:
+def build_items(makers: list[Maker], info: MessageInfo, pre: Prefetched) -> list[Item]:
     """The data items of one FETCH response, in the order asked; streams
     opened for it are closed again if a later item fails."""
     out: list[Item] = []
@@ -195,16 +208,10 @@ def build_items(makers: list[Maker], info: MessageInfo, pre) -> list[Item]:
     return out
 
 
-def build(sel, info: MessageInfo, atts: list[C.FetchAtt]) -> list[Item]:
-    """The data items of one FETCH response for one message."""
-    plan = Plan(sel, atts)
-    return build_items(plan.makers, info, plan.prefetch([info.uid]))
-
-
-async def write_stream(server, s: BodyStream) -> None:
+async def write_stream(ctx: Context, s: BodyStream) -> None:
     """Send ``{length}`` then the bytes, chunk by chunk, waiting for the
     transport whenever it asks us to."""
-    server.send(b"{%d}\r\n" % s.length)
+    ctx.send(b"{%d}\r\n" % s.length)
     norm = CRLFEncoder()
     pos = sent = 0
     try:
@@ -219,110 +226,137 @@ async def write_stream(server, s: BodyStream) -> None:
             start = max(0, s.origin - pos)
             pos += len(data)
             piece = data[start:start + (s.length - sent)]
-            server.send(piece)
+            ctx.send(piece)
             sent += len(piece)
-            await server.drained()
-            if server.closed:
+            await ctx.drained()
+            if ctx.closed:
                 return
     finally:
         s.file.close()
     if sent < s.length:
         log.error("message shorter than its recorded size; padding the literal")
-        server.send(b" " * (s.length - sent))
+        ctx.send(b" " * (s.length - sent))
 
 
-def _marks_seen(atts: list[C.FetchAtt]) -> bool:
-    return any(a.name in ("RFC822", "RFC822.TEXT") or (a.section is not None and not a.peek) for a in atts)
-
-
-async def fetch(server, cmd: C.Fetch):
-    from mailsrv.imap.server import bad, no, ok
-    sel = server.selected
-    pairs = target(sel, cmd.uid, cmd.seqset)
-    if pairs is None:
-        return bad("Invalid message sequence number")
-    atts = list(cmd.atts)
-    if cmd.uid and not any(a.name == "UID" for a in atts):
-        atts.insert(0, C.FetchAtt("UID"))
-    mark = _marks_seen(atts) and not sel.readonly
-    has_flags = any(a.name == "FLAGS" for a in atts)
-    plan = Plan(sel, atts)
-    makers = plan.makers
-    with_flags = makers + [plan.flags]
-    may_stream = plan.may_stream
-    folder = sel.folder
-    get = folder.get
-    gone = failed = 0
-    step = max(1, server.yield_every)
-    for start in range(0, len(pairs), step):
-        batch = pairs[start:start + step]
-        seen_now: set = set()
-        if mark:
-            need = [u for _, u in batch if (i := get(u)) is not None and "\\Seen" not in i.flags]
-            if need:
-                seen_now = set(await folder.store_flags(need, ["\\Seen"], "+"))
-                sel.forget_flag_updates(seen_now)
-        if has_flags:  # this response carries the flags: no second, unsolicited FETCH
-            sel.forget_flag_updates([u for _, u in batch])
-        pre = plan.prefetch([u for _, u in batch])
-        lines: list[bytes] = []
-        pending = 0
-        for seq, uid in batch:
-            info = get(uid)
-            if info is None:
-                gone += 1
-                continue
-            try:
-                mk = with_flags if uid in seen_now and not has_flags else makers
-                items = build_items(mk, info, pre) if may_stream else [m(info, pre) for m in mk]
-            except MessageGone:
-                gone += 1
-                continue
-            except Exception:  # noqa: BLE001  one bad message must not end the session
-                log.failure("FETCH of uid {uid} failed", uid=uid)
-                failed += 1
-                continue
-            if may_stream and any(isinstance(it, tuple) for it in items):
-                server.send_many(lines)
-                lines, pending = [], 0
-                await _write_items(server, seq, items)
-                if server.closed:
-                    return None
-                continue
-            line = b"* %d FETCH (%b)\r\n" % (seq, b" ".join(items))
-            lines.append(line)
-            pending += len(line)
-            if pending >= FLUSH_AT:
-                server.send_many(lines)
-                lines, pending = [], 0
-                await server.drained()
-                if server.closed:
-                    return None
-        server.send_many(lines)
-        server.resetTimeout()
-        await server.drained()
-        if start + step < len(pairs):
-            await task.deferLater(server.reactor, 0, lambda: None)
-        if server.closed:
-            return None
-    if failed:
-        return no("Some messages could not be fetched", "SERVERBUG")
-    if gone:
-        return no("Some of the requested messages no longer exist", "EXPUNGEISSUED")
-    return ok()
-
-
-async def _write_items(server, seq: int, items: list[Item]) -> None:
+async def _write_items(ctx: Context, seq: int, items: list[Item]) -> None:
     buf = [b"* %d FETCH (" % seq]
     for i, item in enumerate(items):
         if i:
             buf.append(b" ")
         if isinstance(item, tuple):
             buf.append(item[0])
-            server.send_many(buf)
+            ctx.send_many(buf)
             buf = []
-            await write_stream(server, item[1])
+            await write_stream(ctx, item[1])
         else:
             buf.append(item)
     buf.append(b")\r\n")
-    server.send_many(buf)
+    ctx.send_many(buf)
+
+
+def _marks_seen(atts: list[C.FetchAtt]) -> bool:
+    return any(a.name in ("RFC822", "RFC822.TEXT") or (a.section is not None and not a.peek) for a in atts)
+
+
+class _FetchRun:
+    """One FETCH command: the plan, the \\Seen rule and the counts of
+    messages that were gone or failed, batch after batch."""
+
+    def __init__(self, ctx: Context, sel: SelectedMailbox, atts: list[C.FetchAtt]) -> None:
+        self.ctx = ctx
+        self.sel = sel
+        self.folder = sel.folder
+        self.mark = _marks_seen(atts) and not sel.readonly
+        self.has_flags = any(a.name == "FLAGS" for a in atts)
+        self.plan = Plan(sel, atts)
+        self.with_flags = self.plan.makers + [self.plan.flags]
+        self.gone = self.failed = 0
+
+    async def _seen_now(self, batch: list[tuple[int, int]]) -> set[int]:
+        """Set \\Seen where the items ask for it; the uids that changed
+        (their responses carry FLAGS, RFC 3501 6.4.5)."""
+        seen_now: set[int] = set()
+        if self.mark:
+            get = self.folder.get
+            need = [u for _, u in batch if (i := get(u)) is not None and "\\Seen" not in i.flags]
+            if need:
+                seen_now = set(await self.folder.store_flags(need, ["\\Seen"], "+"))
+                self.sel.forget_flag_updates(seen_now)
+        if self.has_flags:  # this response carries the flags: no second, unsolicited FETCH
+            self.sel.forget_flag_updates([u for _, u in batch])
+        return seen_now
+
+    async def batch(self, batch: list[tuple[int, int]]) -> bool:
+        """Answer for one batch; False once the connection is gone.  The
+        loop is the hot path of a large FETCH: everything it needs is a
+        local."""
+        ctx, get = self.ctx, self.folder.get
+        seen_now = await self._seen_now(batch)
+        pre = self.plan.prefetch([u for _, u in batch])
+        makers, with_flags, has_flags = self.plan.makers, self.with_flags, self.has_flags
+        may_stream = self.plan.may_stream
+        lines: list[bytes] = []
+        pending = 0
+        for seq, uid in batch:
+            info = get(uid)
+            if info is None:
+                self.gone += 1
+                continue
+            mk = with_flags if uid in seen_now and not has_flags else makers
+            try:
+                items = build_items(mk, info, pre) if may_stream else [m(info, pre) for m in mk]
+            except MessageGone:
+                self.gone += 1
+                continue
+            except Exception:  # noqa: BLE001  one bad message must not end the session
+                log.failure("FETCH of uid {uid} failed", uid=uid)
+                self.failed += 1
+                continue
+            if may_stream and any(isinstance(it, tuple) for it in items):
+                ctx.send_many(lines)
+                lines, pending = [], 0
+                await _write_items(ctx, seq, items)
+                if ctx.closed:
+                    return False
+                continue
+            line = b"* %d FETCH (%b)\r\n" % (seq, b" ".join(items))  # type: ignore[arg-type]  # no streams here
+            lines.append(line)
+            pending += len(line)
+            if pending >= FLUSH_AT:
+                ctx.send_many(lines)
+                lines, pending = [], 0
+                await ctx.drained()
+                if ctx.closed:
+                    return False
+        ctx.send_many(lines)
+        return True
+
+    def result(self) -> Result:
+        if self.failed:
+            return no("Some messages could not be fetched", "SERVERBUG")
+        if self.gone:
+            return no("Some of the requested messages no longer exist", "EXPUNGEISSUED")
+        return ok()
+
+
+async def fetch(ctx: Context, cmd: C.Fetch) -> Result | None:
+    """FETCH and UID FETCH (which always includes UID, RFC 3501 6.4.8)."""
+    sel = ctx.mailbox
+    pairs = target(sel, cmd.uid, cmd.seqset)
+    if pairs is None:
+        return bad("Invalid message sequence number")
+    atts = list(cmd.atts)
+    if cmd.uid and not any(a.name == "UID" for a in atts):
+        atts.insert(0, C.FetchAtt("UID"))
+    run = _FetchRun(ctx, sel, atts)
+    step = max(1, ctx.yield_every)
+    for start in range(0, len(pairs), step):
+        if not await run.batch(pairs[start:start + step]):
+            return None
+        ctx.reset_timeout()
+        await ctx.drained()
+        if start + step < len(pairs):
+            await task.deferLater(ctx.reactor, 0, lambda: None)
+        if ctx.closed:
+            return None
+    return run.result()

@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from mailsrv.imap import mime
+from mailsrv.imap import headers, mime
+from mailsrv.imap.envelope import envelope as envelope_of
 from mailsrv.store.crlf import to_crlf
-from mailsrv.store.interfaces import MessageInfo
+from mailsrv.store.interfaces import IFolder, MessageInfo
 
 HEADER = "header"  # CRLF header bytes incl. the blank line
 ENVELOPE = "envelope"
@@ -29,7 +30,7 @@ CHUNK = 4096
 _BLANK = re.compile(rb"\n\r?\n")
 
 
-def _read_header(folder, uid: int) -> bytes:
+def _read_header(folder: IFolder, uid: int) -> bytes:
     """Read until the blank line; the blank line of the CRLF form is an LF
     followed by LF or CRLF in the stored form, so search the raw bytes and
     convert only the header."""
@@ -53,7 +54,7 @@ def _read_header(folder, uid: int) -> bytes:
         f.close()
 
 
-def header_bytes(folder, info: MessageInfo) -> bytes:
+def header_bytes(folder: IFolder, info: MessageInfo) -> bytes:
     """The message header exactly as BODY[HEADER] sends it (cached)."""
     h = folder.get_cached(info.uid, HEADER)
     if h is None:
@@ -62,17 +63,10 @@ def header_bytes(folder, info: MessageInfo) -> bytes:
     return h
 
 
-def cached_many(folder, uids: Sequence[int], kind: str) -> dict[int, bytes]:
-    """``{uid: value}`` of one cache kind, in bulk when the store can."""
-    many = getattr(folder, "get_cached_many", None)
-    if many is not None:
-        return many(uids, kind)
-    out = {}
-    for u in uids:
-        v = folder.get_cached(u, kind)
-        if v is not None:
-            out[u] = v
-    return out
+def cached_many(folder: IFolder, uids: Sequence[int], kind: str) -> dict[int, bytes]:
+    """``{uid: value}`` of one cache kind, in one store query."""
+    values: dict[int, bytes] = folder.get_cached_many(uids, kind)
+    return values
 
 
 def fields_kind(fields: Iterable[str], negate: bool) -> str | None:
@@ -82,18 +76,18 @@ def fields_kind(fields: Iterable[str], negate: bool) -> str | None:
     return kind if len(kind) <= MAX_KIND else None
 
 
-def header_fields(folder, info: MessageInfo, fields: tuple[str, ...], negate: bool) -> bytes:
+def header_fields(folder: IFolder, info: MessageInfo, fields: tuple[str, ...], negate: bool) -> bytes:
     """BODY[HEADER.FIELDS (...)] / .NOT of the whole message (cached per field set)."""
     kind = fields_kind(fields, negate)
     v = folder.get_cached(info.uid, kind) if kind else None
     if v is None:
-        v = mime.header_fields(header_bytes(folder, info), fields, negate)
+        v = headers.header_fields(header_bytes(folder, info), fields, negate)
         if kind:
             folder.set_cached(info.uid, kind, v)
     return v
 
 
-def _whole(folder, uid: int) -> bytes:
+def _whole(folder: IFolder, uid: int) -> bytes:
     f = folder.open_message(uid)
     try:
         return to_crlf(f.read())
@@ -101,16 +95,16 @@ def _whole(folder, uid: int) -> bytes:
         f.close()
 
 
-def envelope(folder, info: MessageInfo) -> bytes:
+def envelope(folder: IFolder, info: MessageInfo) -> bytes:
     """Parenthesised ENVELOPE (cached)."""
     env = folder.get_cached(info.uid, ENVELOPE)
     if env is None:
-        env = mime.envelope(mime.parse_fields(header_bytes(folder, info)))
+        env = envelope_of(headers.parse_fields(header_bytes(folder, info)))
         folder.set_cached(info.uid, ENVELOPE, env)
     return env
 
 
-def bodystructure(folder, info: MessageInfo, extended: bool) -> bytes:
+def bodystructure(folder: IFolder, info: MessageInfo, extended: bool) -> bytes:
     """BODYSTRUCTURE (``extended``) or BODY; both forms are cached from one parse."""
     kind = BODYSTRUCTURE if extended else BODY
     v = folder.get_cached(info.uid, kind)
@@ -151,7 +145,7 @@ def _locate(root: mime.Part, part: tuple[int, ...]) -> mime.Part | None:
     return cur
 
 
-def section(folder, info: MessageInfo, part: tuple[int, ...], text: str | None,
+def section(folder: IFolder, info: MessageInfo, part: tuple[int, ...], text: str | None,
             fields: tuple[str, ...] = ()) -> bytes:
     """Exact bytes of BODY[<part>.<text>]; empty for a part that does not
     exist or a HEADER/TEXT of a part that is not a message (as Dovecot)."""
@@ -165,7 +159,7 @@ def section(folder, info: MessageInfo, part: tuple[int, ...], text: str | None,
             return header_fields(folder, info, fields, True)
         data = _whole(folder, info.uid)
         if text == "TEXT":
-            return data[mime.header_end(data):]
+            return data[headers.header_end(data):]
         if text is None:
             return data
         return b""
@@ -185,5 +179,5 @@ def section(folder, info: MessageInfo, part: tuple[int, ...], text: str | None,
     if text == "TEXT":
         return data[msg.bstart:msg.end]
     if text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
-        return mime.header_fields(data[msg.hstart:msg.bstart], fields, text.endswith(".NOT"))
+        return headers.header_fields(data[msg.hstart:msg.bstart], fields, text.endswith(".NOT"))
     return b""

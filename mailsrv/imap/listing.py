@@ -4,9 +4,12 @@ SPECIAL-USE 6154, CHILDREN 3348) and STATUS."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 from mailsrv.imap import commands as C
 from mailsrv.imap import render
+from mailsrv.imap.context import Context
+from mailsrv.store.interfaces import IAccount, IFolder
 
 DELIM = "/"
 
@@ -30,22 +33,18 @@ def _ancestors(name: str) -> list[str]:
     return [DELIM.join(parts[:i]) for i in range(1, len(parts))]
 
 
-async def status_values(server, name: str, atts: list[str]) -> bytes:
+async def status_values(ctx: Context, name: str, atts: list[str]) -> bytes:
     """``(MESSAGES n UIDNEXT m ...)`` for one mailbox (may be the selected one)."""
-    folder = await server.account.open_folder(name)
+    folder: IFolder = await ctx.account.open_folder(name)
     await folder.refresh()
     msgs = folder.messages()
-    sel = server.selected
+    sel = ctx.selected
     values = []
     for a in atts:
         if a == "MESSAGES":
             v = len(msgs)
         elif a == "RECENT":
-            if sel is not None and sel.folder is folder:
-                v = len(sel.recent)
-            else:
-                peek = getattr(folder, "peek_recent", None)
-                v = len(peek()) if peek is not None else 0
+            v = len(sel.recent) if sel is not None and sel.folder is folder else len(folder.peek_recent())
         elif a == "UIDNEXT":
             v = folder.uidnext
         elif a == "UIDVALIDITY":
@@ -58,75 +57,106 @@ async def status_values(server, name: str, atts: list[str]) -> bytes:
     return ("(" + " ".join(values) + ")").encode("ascii")
 
 
-async def list_mailboxes(server, cmd: C.ListCommand) -> None:
-    account = server.account
-    lsub = cmd.name == "LSUB"
-    if not lsub and len(cmd.patterns) == 1 and cmd.patterns[0] == "" and not cmd.extended:
-        # the delimiter and the reference's root (RFC 3501 6.3.8: "/usr/x" -> "/")
-        ref = cmd.reference
-        root = ref[:ref.index(DELIM) + 1] if DELIM in ref else ""
-        server.send(b'* LIST (\\Noselect) "/" ' + render.mailbox(root) + b"\r\n")
-        return
-    existing = set(account.list_folders())
-    subs = set(account.subscriptions())
-    sel_subscribed = lsub or "SUBSCRIBED" in cmd.select_opts
-    sel_special = "SPECIAL-USE" in cmd.select_opts
-    recursive = "RECURSIVEMATCH" in cmd.select_opts
-    ret_subscribed = "SUBSCRIBED" in cmd.return_opts or ("SUBSCRIBED" in cmd.select_opts)
-    ret_status = "STATUS" in cmd.return_opts
+@dataclass
+class _Listing:
+    """One LIST/LSUB command against the account's folders and subscriptions."""
 
-    candidates: set[str] = set(existing)
-    for name in list(existing) + (list(subs) if sel_subscribed else []):
-        candidates.update(_ancestors(name))
-    if sel_subscribed:
-        candidates.update(subs)
-    children: dict[str, bool] = {}
-    for name in existing:
-        for anc in _ancestors(name):
-            children[anc] = True
+    cmd: C.ListCommand
+    account: IAccount
+    existing: set[str] = field(init=False)
+    subs: set[str] = field(init=False)
+    regexes: list[re.Pattern[str]] = field(init=False)
+    children: set[str] = field(init=False)
 
-    regexes = [pattern_regex(cmd.reference + p) for p in cmd.patterns]
-    lines: list[bytes] = []
-    status_for: list[str] = []
-    for name in sorted(candidates, key=lambda n: (n != "INBOX", n)):
-        if not any(r.match(name) for r in regexes):
-            continue
+    def __post_init__(self) -> None:
+        cmd = self.cmd
+        self.lsub = cmd.name == "LSUB"
+        self.sel_subscribed = self.lsub or "SUBSCRIBED" in cmd.select_opts
+        self.sel_special = "SPECIAL-USE" in cmd.select_opts
+        self.recursive = "RECURSIVEMATCH" in cmd.select_opts
+        self.ret_subscribed = "SUBSCRIBED" in cmd.return_opts or "SUBSCRIBED" in cmd.select_opts
+        self.existing = set(self.account.list_folders())
+        self.subs = set(self.account.subscriptions())
+        self.regexes = [pattern_regex(cmd.reference + p) for p in cmd.patterns]
+        self.children = {anc for name in self.existing for anc in _ancestors(name)}
+
+    def candidates(self) -> list[str]:
+        """Every name that may be listed, INBOX first, then sorted."""
+        names: set[str] = set(self.existing)
+        for name in list(self.existing) + (list(self.subs) if self.sel_subscribed else []):
+            names.update(_ancestors(name))
+        if self.sel_subscribed:
+            names.update(self.subs)
+        return sorted(names, key=lambda n: (n != "INBOX", n))
+
+    def matches(self, name: str) -> bool:
+        return any(r.match(name) for r in self.regexes)
+
+    def subscription_attrs(self, name: str) -> tuple[list[str], bytes] | None:
+        """Attributes and CHILDINFO of a name that is not itself subscribed
+        when listing subscriptions; None to leave it out."""
+        if self.lsub and not self.recursive and any(
+                s.startswith(name + DELIM) and not self.matches(s) for s in self.subs):
+            # RFC 3501 6.3.9: a parent stands in (\Noselect) only for
+            # subscribed children the pattern does not reach ("%")
+            return ["\\Noselect"], b""
+        if self.recursive and any(s.startswith(name + DELIM) for s in self.subs):
+            return [], b' ("CHILDINFO" ("SUBSCRIBED"))'
+        return None
+
+    def line(self, name: str) -> bytes | None:
+        """The LIST/LSUB response for one matching name, or None."""
         attrs: list[str] = []
         extra = b""
-        exists = name in existing
-        if sel_subscribed and name not in subs:
-            sub_child = recursive and any(s.startswith(name + DELIM) for s in subs)
-            if lsub and not recursive and any(
-                    s.startswith(name + DELIM) and not any(r.match(s) for r in regexes) for s in subs):
-                # RFC 3501 6.3.9: a parent stands in (\Noselect) only for
-                # subscribed children the pattern does not reach ("%")
-                attrs.append("\\Noselect")
-            elif sub_child:
-                extra = b' ("CHILDINFO" ("SUBSCRIBED"))'
-            else:
-                continue
-        special = account.special_use(name) if exists else None
-        if sel_special and not special:
-            continue
+        exists = name in self.existing
+        if self.sel_subscribed and name not in self.subs:
+            got = self.subscription_attrs(name)
+            if got is None:
+                return None
+            attrs, extra = got
+        special = self.account.special_use(name) if exists else None
+        if self.sel_special and not special:
+            return None
         if not exists and "\\Noselect" not in attrs:
-            attrs.append("\\NonExistent" if cmd.extended else "\\Noselect")
-        if not lsub:
-            attrs.append("\\HasChildren" if children.get(name) else "\\HasNoChildren")
-            if ret_subscribed and name in subs:
+            attrs.append("\\NonExistent" if self.cmd.extended else "\\Noselect")
+        if not self.lsub:
+            attrs.append("\\HasChildren" if name in self.children else "\\HasNoChildren")
+            if self.ret_subscribed and name in self.subs:
                 attrs.append("\\Subscribed")
             if special:
                 attrs.append(special)
-        head = f"{cmd.name} (" + " ".join(attrs) + ') "/" '
-        lines.append(b"* " + head.encode() + render.mailbox(name) + extra + b"\r\n")
-        if ret_status and exists:
+        head = f"{self.cmd.name} (" + " ".join(attrs) + ') "/" '
+        return b"* " + head.encode() + render.mailbox(name) + extra + b"\r\n"
+
+
+async def list_mailboxes(ctx: Context, cmd: C.ListCommand) -> None:
+    """Send the LIST/LSUB responses (and LIST-STATUS's STATUS responses)."""
+    if cmd.name != "LSUB" and len(cmd.patterns) == 1 and cmd.patterns[0] == "" and not cmd.extended:
+        # the delimiter and the reference's root (RFC 3501 6.3.8: "/usr/x" -> "/")
+        ref = cmd.reference
+        root = ref[:ref.index(DELIM) + 1] if DELIM in ref else ""
+        ctx.send(b'* LIST (\\Noselect) "/" ' + render.mailbox(root) + b"\r\n")
+        return
+    listing = _Listing(cmd, ctx.account)
+    ret_status = "STATUS" in cmd.return_opts
+    lines: list[bytes] = []
+    status_for: list[str] = []
+    for name in listing.candidates():
+        if not listing.matches(name):
+            continue
+        line = listing.line(name)
+        if line is None:
+            continue
+        lines.append(line)
+        if ret_status and name in listing.existing:
             status_for.append(name)
         if len(lines) >= 256:
-            server.send_many(lines)
+            ctx.send_many(lines)
             lines = []
-    server.send_many(lines)
+    ctx.send_many(lines)
     for name in status_for:
         try:
-            values = await status_values(server, name, cmd.status_atts)
+            values = await status_values(ctx, name, cmd.status_atts)
         except Exception:  # noqa: BLE001  a folder vanished meanwhile: skip its STATUS
             continue
-        server.send(b"* STATUS " + render.mailbox(name) + b" " + values + b"\r\n")
+        ctx.send(b"* STATUS " + render.mailbox(name) + b" " + values + b"\r\n")

@@ -8,9 +8,8 @@ from collections.abc import Iterable
 
 import twisted.mail.imap4  # noqa: F401  registers the imap4-utf-7 codec
 
-from mailsrv.imap.parser import ATOM_CHARS
+from mailsrv.imap.reader import ATOM as _ATOM
 
-_ATOM = frozenset(ATOM_CHARS)
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 

@@ -1,7 +1,8 @@
 """SEARCH evaluation over a session's view.
 
-The key is the tuple tree the parser builds (see ``search`` below).  Each key
-is compiled once into a predicate with a cost class; AND/OR evaluate cheaper
+The key is a :mod:`searchkeys` value.  Each key is compiled once into a
+predicate with a cost class (one function per key class, registered with
+:func:`compile_key`); AND/OR evaluate cheaper
 operands first, so flags, sequence numbers, UIDs, sizes and internal dates
 (all in MessageInfo) decide before any header is looked at, headers come from
 the folder cache (filled on first use), and message bodies are read only for
@@ -19,14 +20,18 @@ from __future__ import annotations
 import calendar
 import datetime
 import email.utils
+import functools
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
-from mailsrv.imap import fetchdata, mime
+from mailsrv.imap import fetchdata, headers, mime
+from mailsrv.imap import searchkeys as K
 from mailsrv.store.crlf import to_crlf
-from mailsrv.store.interfaces import MessageInfo
+from mailsrv.store.interfaces import IFolder, MessageInfo
 
 Pred = Callable[[int, MessageInfo], bool]
+Compiled = tuple[int, Pred]  # (cost class, predicate)
 
 CHEAP, HEADER, BODY = 0, 1, 2
 
@@ -36,9 +41,14 @@ class _Message:
 
     __slots__ = ("folder", "uid", "_info", "_header", "_fields", "_data", "_root")
 
-    def __init__(self, folder) -> None:
+    def __init__(self, folder: IFolder) -> None:
         self.folder = folder
         self.uid = -1
+        self._info: MessageInfo | None = None
+        self._header: bytes | None = None
+        self._fields: list[headers.Field] | None = None
+        self._data: bytes | None = None
+        self._root: mime.Part | None = None
 
     def use(self, info: MessageInfo) -> _Message:
         if info.uid != self.uid:
@@ -49,12 +59,13 @@ class _Message:
 
     def header(self) -> bytes:
         if self._header is None:
+            assert self._info is not None
             self._header = fetchdata.header_bytes(self.folder, self._info)
         return self._header
 
-    def fields(self) -> list[mime.Field]:
+    def fields(self) -> list[headers.Field]:
         if self._fields is None:
-            self._fields = mime.parse_fields(self.header())
+            self._fields = headers.parse_fields(self.header())
         return self._fields
 
     def data(self) -> bytes:
@@ -73,100 +84,153 @@ class _Message:
         return "\n".join(mime.decode_body(data, p) for p in mime.text_parts(self._root))
 
 
-def search(folder, view: Sequence[MessageInfo], key: tuple, recent: set[int],
-           charset: str | None = None) -> list[int]:
-    """1-based sequence numbers of the messages of ``view`` matching ``key``.
+@dataclass
+class _Scope:
+    """What compiling a key may look at: the view, this session's \\Recent
+    set and the message being tested."""
 
-    Keys: ('ALL',) ('NEW',) ('OLD',) ('RECENT',) ('FLAG', f) ('UNFLAG', f)
-    ('BEFORE'|'ON'|'SINCE'|'SENTBEFORE'|'SENTON'|'SENTSINCE', date)
-    ('LARGER'|'SMALLER', n) ('HEADER', name, value) ('BODY', s) ('TEXT', s)
-    ('SEQ', seqset) ('UID', seqset) ('NOT', k) ('OR', k1, k2) ('AND', [k...]);
-    a seqset is [(lo, hi)] with None for '*'.  ``charset`` is accepted for
-    the interface: the parser has already turned the strings into str.
-    """
+    view: Sequence[MessageInfo]
+    recent: set[int]
+    msg: _Message
+
+
+def search(folder: IFolder, view: Sequence[MessageInfo], key: K.SearchKey, recent: set[int],
+           charset: str | None = None) -> list[int]:
+    """1-based sequence numbers of the messages of ``view`` matching ``key``
+    (a :mod:`searchkeys` value).  ``charset`` is accepted for the
+    interface: the grammar has already turned the strings into str."""
     if not view:
         return []
-    msg = _Message(folder)
-    _, pred = _compile(key, view, recent, msg)
+    _, pred = compile_key(key, _Scope(view, recent, _Message(folder)))
     return [i + 1 for i, info in enumerate(view) if pred(i, info)]
 
 
-def _compile(key, view, recent: set[int], msg: _Message) -> tuple[int, Pred]:
-    name = key[0]
-    if name == "ALL":
-        return CHEAP, lambda i, m: True
-    if name == "RECENT":
-        return CHEAP, lambda i, m: m.uid in recent
-    if name == "OLD":
-        return CHEAP, lambda i, m: m.uid not in recent
-    if name == "NEW":
-        return CHEAP, lambda i, m: m.uid in recent and "\\Seen" not in m.flags
-    if name in ("FLAG", "UNFLAG"):
-        flag, has = key[1], _has_flag(key[1])
-        if name == "FLAG":
-            return CHEAP, lambda i, m: flag in m.flags or has(m.flags)
-        return CHEAP, lambda i, m: flag not in m.flags and not has(m.flags)
-    if name in ("BEFORE", "ON", "SINCE"):
-        lo = calendar.timegm(key[1].timetuple())
-        hi = lo + 86400
-        if name == "BEFORE":
-            return CHEAP, lambda i, m: m.internaldate < lo
-        if name == "SINCE":
-            return CHEAP, lambda i, m: m.internaldate >= lo
-        return CHEAP, lambda i, m: lo <= m.internaldate < hi
-    if name in ("SENTBEFORE", "SENTON", "SENTSINCE"):
-        return HEADER, _sent(name, key[1], msg)
-    if name == "LARGER":
-        n = key[1]
+@functools.singledispatch
+def compile_key(key: object, scope: _Scope) -> Compiled:
+    """A predicate and its cost class for one key; one function registered
+    per key class below."""
+    raise ValueError(f"unknown search key {key!r}")
+
+
+@compile_key.register
+def _all(key: K.All, scope: _Scope) -> Compiled:
+    return CHEAP, lambda i, m: True
+
+
+@compile_key.register
+def _recent(key: K.Recent, scope: _Scope) -> Compiled:
+    recent = scope.recent
+    return CHEAP, lambda i, m: m.uid in recent
+
+
+@compile_key.register
+def _old(key: K.Old, scope: _Scope) -> Compiled:
+    recent = scope.recent
+    return CHEAP, lambda i, m: m.uid not in recent
+
+
+@compile_key.register
+def _new(key: K.New, scope: _Scope) -> Compiled:
+    recent = scope.recent
+    return CHEAP, lambda i, m: m.uid in recent and "\\Seen" not in m.flags
+
+
+@compile_key.register
+def _flag(key: K.Flag, scope: _Scope) -> Compiled:
+    flag, has = key.flag, _has_flag(key.flag)
+    if key.present:
+        return CHEAP, lambda i, m: flag in m.flags or has(m.flags)
+    return CHEAP, lambda i, m: flag not in m.flags and not has(m.flags)
+
+
+@compile_key.register
+def _date(key: K.Date, scope: _Scope) -> Compiled:
+    if key.field == "sent":
+        return HEADER, _sent(key.op, key.day, scope.msg)
+    lo = calendar.timegm(key.day.timetuple())
+    hi = lo + 86400
+    if key.op == "BEFORE":
+        return CHEAP, lambda i, m: m.internaldate < lo
+    if key.op == "SINCE":
+        return CHEAP, lambda i, m: m.internaldate >= lo
+    return CHEAP, lambda i, m: lo <= m.internaldate < hi
+
+
+@compile_key.register
+def _size(key: K.Size, scope: _Scope) -> Compiled:
+    n = key.n
+    if key.op == "LARGER":
         return CHEAP, lambda i, m: m.size > n
-    if name == "SMALLER":
-        n = key[1]
-        return CHEAP, lambda i, m: m.size < n
-    if name == "SEQ":
-        inside = _member(key[1], len(view))
-        return CHEAP, lambda i, m: inside(i + 1)
-    if name == "UID":
-        inside = _member(key[1], view[-1].uid)
-        return CHEAP, lambda i, m: inside(m.uid)
-    if name == "HEADER":
-        return HEADER, _header(key[1], key[2], msg, view)
-    if name == "BODY":
-        needle = key[1].casefold()
-        return BODY, lambda i, m: needle in msg.use(m).body_text().casefold()
-    if name == "TEXT":
-        needle = key[1].casefold()
-
-        def text(i, m):
-            mm = msg.use(m)
-            head = mime.decode_header_value(mime.unfold(mm.header()))
-            return needle in head.casefold() or needle in mm.body_text().casefold()
-        return BODY, text
-    if name == "NOT":
-        cost, p = _compile(key[1], view, recent, msg)
-        return cost, lambda i, m: not p(i, m)
-    if name == "OR":
-        a = sorted((_compile(k, view, recent, msg) for k in key[1:]), key=lambda cp: cp[0])
-        (ca, pa), (cb, pb) = a
-        return max(ca, cb), lambda i, m: pa(i, m) or pb(i, m)
-    if name == "AND":
-        parts = sorted((_compile(k, view, recent, msg) for k in key[1]), key=lambda cp: cp[0])
-        preds = [p for _, p in parts]
-        cost = max((c for c, _ in parts), default=CHEAP)
-        if len(preds) == 1:
-            return cost, preds[0]
-        return cost, lambda i, m: all(p(i, m) for p in preds)
-    raise ValueError(f"unknown search key {name!r}")
+    return CHEAP, lambda i, m: m.size < n
 
 
-def _has_flag(flag: str) -> Callable[[frozenset], bool]:
+@compile_key.register
+def _seq(key: K.Seq, scope: _Scope) -> Compiled:
+    inside = _member(key.seqset, len(scope.view))
+    return CHEAP, lambda i, m: inside(i + 1)
+
+
+@compile_key.register
+def _uid(key: K.Uid, scope: _Scope) -> Compiled:
+    inside = _member(key.seqset, scope.view[-1].uid)
+    return CHEAP, lambda i, m: inside(m.uid)
+
+
+@compile_key.register
+def _header_key(key: K.Header, scope: _Scope) -> Compiled:
+    return HEADER, _header(key.field, key.value, scope.msg, scope.view)
+
+
+@compile_key.register
+def _body(key: K.Body, scope: _Scope) -> Compiled:
+    needle, msg = key.text.casefold(), scope.msg
+    return BODY, lambda i, m: needle in msg.use(m).body_text().casefold()
+
+
+@compile_key.register
+def _text(key: K.Text, scope: _Scope) -> Compiled:
+    needle, msg = key.text.casefold(), scope.msg
+
+    def text(i: int, m: MessageInfo) -> bool:
+        mm = msg.use(m)
+        head = headers.decode_header_value(headers.unfold(mm.header()))
+        return needle in head.casefold() or needle in mm.body_text().casefold()
+    return BODY, text
+
+
+@compile_key.register
+def _not(key: K.Not, scope: _Scope) -> Compiled:
+    cost, p = compile_key(key.key, scope)
+    return cost, lambda i, m: not p(i, m)
+
+
+@compile_key.register
+def _or(key: K.Or, scope: _Scope) -> Compiled:
+    # the cheaper operand first: it often decides alone
+    (ca, pa), (cb, pb) = sorted((compile_key(k, scope) for k in (key.a, key.b)), key=lambda cp: cp[0])
+    return max(ca, cb), lambda i, m: pa(i, m) or pb(i, m)
+
+
+@compile_key.register
+def _and(key: K.And, scope: _Scope) -> Compiled:
+    parts = sorted((compile_key(k, scope) for k in key.keys), key=lambda cp: cp[0])
+    preds = [p for _, p in parts]
+    cost = max((c for c, _ in parts), default=CHEAP)
+    if len(preds) == 1:
+        return cost, preds[0]
+    return cost, lambda i, m: all(p(i, m) for p in preds)
+
+
+def _has_flag(flag: str) -> Callable[[frozenset[str]], bool]:
+    """Keywords match case-insensitively (RFC 3501 flags are)."""
     low = flag.lower()
 
-    def has(flags) -> bool:
+    def has(flags: frozenset[str]) -> bool:
         return flag in flags or any(f.lower() == low for f in flags)
     return has
 
 
-def _member(seqset, star: int) -> Callable[[int], bool]:
+def _member(seqset: K.Ranges, star: int) -> Callable[[int], bool]:
     """Membership in a sequence set where None is ``star``; O(log ranges)."""
     spans = []
     for lo, hi in seqset:
@@ -191,7 +255,7 @@ def _member(seqset, star: int) -> Callable[[int], bool]:
     return inside
 
 
-def _field_values(header: bytes, lname: bytes):
+def _field_values(header: bytes, lname: bytes) -> Iterator[bytes]:
     """Unfolded values of every occurrence of the (lower-case) field name;
     a byte search on the lower-cased header, no full parse."""
     low = header.lower()
@@ -213,14 +277,14 @@ def _field_values(header: bytes, lname: bytes):
                     continue
                 end = nl
                 break
-            yield mime.unfold(header[j + 1:end]).strip(b" \t\r")
+            yield headers.unfold(header[j + 1:end]).strip(b" \t\r")
         pos = low.find(b"\n" + lname, start + 1)
 
 
 def _search_text(values: Iterable[bytes]) -> bytes:
     """What a HEADER key matches against: each value RFC 2047-decoded (raw
     8-bit as UTF-8) and casefolded, as UTF-8, each after a LF."""
-    return b"".join(b"\n" + mime.decode_header_value(v).casefold().encode("utf-8", "surrogatepass")
+    return b"".join(b"\n" + headers.decode_header_value(v).casefold().encode("utf-8", "surrogatepass")
                     for v in values)
 
 
@@ -235,11 +299,10 @@ def _header(field: str, value: str, msg: _Message, view: Sequence[MessageInfo]) 
     that has the field at all."""
     needle = value.casefold().encode("utf-8", "surrogatepass")
     lname = field.lower().encode("utf-8", "replace")
-    kind: str | None = fetchdata.SEARCH_TEXT + field.lower()
-    if len(kind) > fetchdata.MAX_KIND:
-        kind = None
-    known: dict = {}
-    loaded = []
+    full_kind = fetchdata.SEARCH_TEXT + field.lower()
+    kind = full_kind if len(full_kind) <= fetchdata.MAX_KIND else None
+    known: dict[int, bytes] = {}
+    loaded: list[bool] = []
 
     def text(m: MessageInfo) -> bytes:
         if not loaded:
@@ -260,13 +323,13 @@ def _header(field: str, value: str, msg: _Message, view: Sequence[MessageInfo]) 
     return lambda i, m: needle in text(m)
 
 
-def _sent(name: str, day: datetime.date, msg: _Message) -> Pred:
-    def pred(i, m) -> bool:
-        v = mime.first(msg.use(m).fields(), "date")
+def _sent(op: K.DateOp, day: datetime.date, msg: _Message) -> Pred:
+    def pred(i: int, m: MessageInfo) -> bool:
+        v = headers.first(msg.use(m).fields(), "date")
         if v is None:
             return False
         try:
-            t = email.utils.parsedate_tz(mime.decode_raw(v))
+            t = email.utils.parsedate_tz(headers.decode_raw(v))
         except (ValueError, IndexError, TypeError, OverflowError):
             return False
         if not t:
@@ -275,9 +338,9 @@ def _sent(name: str, day: datetime.date, msg: _Message) -> Pred:
             d = datetime.date(t[0], t[1], t[2])
         except ValueError:
             return False
-        if name == "SENTBEFORE":
+        if op == "BEFORE":
             return d < day
-        if name == "SENTSINCE":
+        if op == "SINCE":
             return d >= day
         return d == day
     return pred

@@ -1,55 +1,52 @@
-"""The IMAP4rev1 protocol: framing via :mod:`parser`, one command at a time.
+"""The IMAP4rev1 connection: frame, queue, dispatch.
 
-Commands are pulled from the parser only when the previous one finished,
-so pipelined input is answered in order even though store calls are
-asynchronous; the parser keeps the unread bytes.  Handlers live in the
-``commands_*`` modules, grouped by the state they run in.
+Bytes go into the sans-IO parser (:mod:`framing` + :mod:`grammar`); the
+shared :class:`mailsrv.pump.CommandPump` pulls one event at a time and
+starts the next command only when the previous one finished, so pipelined
+input is answered in order although store calls are asynchronous, and
+reading stops while too much unparsed input waits.  Each command is looked
+up in :data:`mailsrv.imap.dispatch.TABLE`, checked against the session
+state, and run with the session's :class:`~mailsrv.imap.context.Context`;
+this module then writes the tagged response, counts bad commands and
+reports other sessions' changes where RFC 3501 allows.
+
+What stays here is the connection: lifecycle, TLS switch, the output gate
+(transport back-pressure for long responses), the autologout timer.
+Session state lives in the context; handlers in the ``commands_*`` modules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+from twisted.cred.portal import Portal
 from twisted.internet import defer, interfaces
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from mailsrv.config import Config
 from mailsrv.imap import commands as C
 from mailsrv.imap import render
-from mailsrv.imap.parser import Parser
-from mailsrv.imap.session import SelectedMailbox
+from mailsrv.imap.context import Context
+from mailsrv.imap.dispatch import TABLE
+from mailsrv.imap.grammar import command_parser
+from mailsrv.imap.results import Result, no
+from mailsrv.pump import CommandPump
 from mailsrv.store.interfaces import StoreError
 
 log = Logger()
 
 CLOSE_GRACE = 10.0  # seconds a closing connection may wait for the peer
-
-NOT_AUTH, AUTH, SELECTED, LOGOUT = "not authenticated", "authenticated", "selected", "logout"
 MAX_BAD = 20  # consecutive bad commands before we hang up
-INPUT_HIGH = 1 << 20  # stop reading when this much unparsed input waits
 
-
-class Result:
-    """The tagged response a handler asks for."""
-
-    def __init__(self, status: str = "OK", text: str = "completed", code: str | None = None) -> None:
-        self.status, self.text, self.code = status, text, code
-
-
-def ok(text: str = "completed", code: str | None = None) -> Result:
-    return Result("OK", text, code)
-
-
-def no(text: str, code: str | None = None) -> Result:
-    return Result("NO", text, code)
-
-
-def bad(text: str, code: str | None = None) -> Result:
-    return Result("BAD", text, code)
+# no EXPUNGE after a non-UID FETCH/STORE/SEARCH (RFC 3501 7.4.1): the
+# client may still be using the sequence numbers it sent
+_NO_EXPUNGE_AFTER = (C.Fetch, C.Store, C.Search)
 
 
 @implementer(interfaces.IPushProducer)
@@ -60,7 +57,7 @@ class OutputGate:
     def __init__(self) -> None:
         self.paused = False
         self.stopped = False
-        self._waiters: list[defer.Deferred] = []
+        self._waiters: list[defer.Deferred[None]] = []
 
     def pauseProducing(self) -> None:
         self.paused = True
@@ -75,56 +72,35 @@ class OutputGate:
         self.stopped = True
         self.resumeProducing()
 
-    def wait(self) -> defer.Deferred:
+    def wait(self) -> defer.Deferred[None]:
         if not self.paused or self.stopped:
             return defer.succeed(None)
-        d: defer.Deferred = defer.Deferred()
+        d: defer.Deferred[None] = defer.Deferred()
         self._waiters.append(d)
         return d
 
 
-def _handlers() -> dict[str, tuple[Callable, tuple[str, ...]]]:
-    from mailsrv.imap import commands_any, commands_auth, commands_selected
-    table: dict[str, tuple[Callable, tuple[str, ...]]] = {}
-    for mod in (commands_any, commands_auth, commands_selected):
-        table.update(mod.HANDLERS)
-    return table
-
-
 class IMAPServer(Protocol, TimeoutMixin):
-    """One IMAP connection."""
+    """One IMAP connection; implements :class:`context.Connection`."""
 
-    idle_keepalive = 120.0  # seconds between '* OK Still here' while idling
-    idle_poll = 5.0  # seconds between folder.refresh() while idling
-    yield_every = 500  # FETCH: messages per batch before yielding to the reactor
+    transport: Any  # a TCP/TLS transport (ITCPTransport, ITLSTransport, IProducer)
 
-    def __init__(self, portal: Any, config: Any, tls_context: Any = None, implicit_tls: bool = False,
-                 reactor: Any = None) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as _r
-            reactor = _r
-        self.portal = portal
-        self.config = config
-        self.tls_context = tls_context
-        self.tls_active = implicit_tls
+    def __init__(self, portal: Portal, config: Config, reactor: IReactorTime, tls_context: Any = None,
+                 implicit_tls: bool = False) -> None:
         self.reactor = reactor
-        self.callLater = reactor.callLater
-        self.parser = Parser(append_limit=config.append_limit)
-        self.state = NOT_AUTH
-        self.account: Any = None
-        self.selected: SelectedMailbox | None = None
+        self.parser = command_parser(append_limit=config.append_limit)
+        self.ctx = Context(self, portal, config, reactor, tls_context, implicit_tls)
         self.out = OutputGate()
-        self.handlers = _handlers()
-        self.enabled: set = set()
-        self._logout: Callable[[], None] | None = None
-        self._busy = False
-        self._pumping = False
-        self._raw_waiter: defer.Deferred | None = None
-        self._bad_count = 0
-        self._reading_paused = False
+        self.pump: CommandPump | None = None
         self.closed = False
-        self.idling = False
+        self.waiting_for_line = False
+        self._bad_count = 0
         self._abort_call: Any = None
+
+    def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:
+        """TimeoutMixin's and our own timers run on the given reactor (a
+        test's Clock)."""
+        return self.reactor.callLater(period, func)
 
     # -- connection
     def connectionMade(self) -> None:
@@ -132,27 +108,24 @@ class IMAPServer(Protocol, TimeoutMixin):
             self.transport.setTcpNoDelay(True)
         except (AttributeError, OSError, NotImplementedError):
             pass
+        self.pump = CommandPump(self.parser, self._event, self.transport)
         self.transport.registerProducer(self.out, True)
-        self.setTimeout(self.config.imap_timeout)
-        self.send(render.untagged(f"OK [CAPABILITY {' '.join(self.capabilities())}] mailsrv ready."))
+        self.setTimeout(self.ctx.config.imap_timeout)
+        self.write(render.untagged(f"OK [CAPABILITY {' '.join(self.ctx.capabilities())}] mailsrv ready."))
 
-    def connectionLost(self, reason: Failure = None) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
         self.closed = True
         self.setTimeout(None)
         self.out.stopProducing()
         self.parser.close()
-        if self._raw_waiter is not None:
-            d, self._raw_waiter = self._raw_waiter, None
-            d.errback(ConnectionError("connection lost"))
-        self.unselect()
-        if self._logout is not None:
-            logout, self._logout = self._logout, None
-            logout()
+        if self.pump is not None:
+            self.pump.close()
+        self.ctx.end()
 
     def timeoutConnection(self) -> None:
-        self.send(render.untagged("BYE Autologout; idle for too long"))
+        self.write(render.untagged("BYE Autologout; idle for too long"))
         self.close()
 
     def close(self) -> None:
@@ -166,173 +139,115 @@ class IMAPServer(Protocol, TimeoutMixin):
         """
         if not self.closed:
             self.closed = True
+            if self.pump is not None:
+                self.pump.close()
             self.transport.unregisterProducer()
             self.transport.loseConnection()
             self._abort_call = self.callLater(CLOSE_GRACE, self.transport.abortConnection)
 
     @property
     def peer_host(self) -> str | None:
-        return getattr(self.transport.getPeer(), "host", None)
+        host: str | None = getattr(self.transport.getPeer(), "host", None)
+        return host
 
-    def plaintext_allowed(self) -> bool:
-        from mailsrv.auth import plaintext_allowed
-        return bool(plaintext_allowed(self.config, self.peer_host, self.tls_active))
+    def start_tls(self, tls_context: Any) -> None:
+        """STARTTLS: plaintext received after the command must not survive
+        into the TLS session; the producer is re-registered around the
+        switch."""
+        self.parser.discard_buffer()
+        self.transport.unregisterProducer()
+        self.transport.startTLS(tls_context)
+        self.transport.registerProducer(self.out, True)
 
-    def capabilities(self) -> list[str]:
-        caps = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE"]
-        if self.state == NOT_AUTH:
-            if self.tls_context is not None and not self.tls_active:
-                caps.append("STARTTLS")
-            if self.plaintext_allowed():
-                caps += ["AUTH=PLAIN", "AUTH=LOGIN"]
-            else:
-                caps.append("LOGINDISABLED")
-        else:
-            caps += ["NAMESPACE", "UNSELECT", "CHILDREN", "UIDPLUS", "MOVE", "SPECIAL-USE",
-                     "LIST-EXTENDED", "LIST-STATUS", "MULTIAPPEND",
-                     f"APPENDLIMIT={self.config.append_limit}", "ESEARCH"]
-        return caps
+    def reset_timeout(self) -> None:
+        self.resetTimeout()
 
     # -- output
-    def send(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
         if not self.closed:
             self.transport.write(data)
 
-    def send_many(self, lines: list[bytes]) -> None:
+    def write_many(self, lines: list[bytes]) -> None:
         if lines and not self.closed:
             self.transport.writeSequence(lines)
 
-    def drained(self) -> defer.Deferred:
+    def drained(self) -> defer.Deferred[None]:
         return self.out.wait()
 
     # -- input
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
         self.parser.push(data)
-        self._pump()
+        assert self.pump is not None
+        self.pump.pump()
 
-    def read_raw_line(self) -> defer.Deferred:
-        """Fires with the next input line (SASL response, IDLE DONE)."""
+    def input_buffered(self) -> int:
+        return self.parser.buffered()
+
+    async def _next_line(self) -> bytes | None:
+        assert self.pump is not None
         self.parser.expect_raw_line()
-        self._raw_waiter = defer.Deferred()
-        d = self._raw_waiter
-        self._pump()
-        return d
-
-    def _pump(self) -> None:
-        if self._pumping:
-            return
-        self._pumping = True
+        self.waiting_for_line = True
         try:
-            while not self.closed and (not self._busy or self._raw_waiter is not None):
-                ev = self.parser.next_event()
-                if ev is None:
-                    break
-                self._event(ev)
+            ev = await self.pump.next_event()
         finally:
-            self._pumping = False
-        self._flow_control()
+            self.waiting_for_line = False
+        return ev.data if isinstance(ev, C.RawLine) else None  # a ParseError: the line was too long
 
-    def _flow_control(self) -> None:
-        if self.closed:
-            return
-        waiting = self.parser.buffered()
-        if waiting > INPUT_HIGH and not self._reading_paused:
-            self._reading_paused = True
-            self.transport.pauseProducing()
-        elif waiting <= INPUT_HIGH // 2 and self._reading_paused:
-            self._reading_paused = False
-            self.transport.resumeProducing()
+    def next_line(self) -> defer.Deferred[bytes | None]:
+        """The next input line, raw (SASL response, IDLE DONE)."""
+        return defer.ensureDeferred(self._next_line())
 
-    def _event(self, ev: Any) -> None:
-        if isinstance(ev, C.RawLine):
-            d, self._raw_waiter = self._raw_waiter, None
-            if d is not None:
-                d.callback(ev.data)
-        elif isinstance(ev, C.LiteralContinuation):
-            self.send(b"+ Ready for literal data\r\n")
+    # -- events and commands
+    def _event(self, ev: C.Event) -> Coroutine[Any, Any, None] | None:
+        """The pump's ``run``: a command is started (and the pump waits for
+        it); anything else is answered at once."""
+        if isinstance(ev, C.Command):
+            return self._run(ev)
+        if isinstance(ev, C.LiteralContinuation):
+            self.write(b"+ Ready for literal data\r\n")
         elif isinstance(ev, C.ParseError):
-            if self._raw_waiter is not None:
-                d, self._raw_waiter = self._raw_waiter, None
-                d.callback(None)  # the waiting command answers for itself
-                return
-            self.send(render.tagged(ev.tag or "*", ev.status, ev.message, ev.code))
+            self.write(render.tagged(ev.tag or "*", ev.status, ev.message, ev.code))
             self._count_bad()
-        else:
-            self._busy = True
-            d = defer.ensureDeferred(self._run(ev))
-            d.addErrback(self._internal_error, ev)
-            d.addBoth(self._finished)
+        # a RawLine nobody waits for (its command already gave up) is dropped
+        return None
 
     def _count_bad(self) -> None:
         self._bad_count += 1
         if self._bad_count >= MAX_BAD:
-            self.send(render.untagged("BYE Too many invalid IMAP commands."))
+            self.write(render.untagged("BYE Too many invalid IMAP commands."))
             self.close()
 
-    def _finished(self, _: Any) -> None:
-        self._busy = False
-        if not self.closed:
-            self._pump()
-
-    def _internal_error(self, failure: Failure, cmd: C.Command) -> None:
-        log.failure("IMAP command {name} failed", failure, name=cmd.name)
-        self.send(render.tagged(cmd.tag, "NO", "Internal error, try again later", "SERVERBUG"))
-
-    # -- commands
     async def _run(self, cmd: C.Command) -> None:
-        entry = self.handlers.get(cmd.name)
-        if entry is None or self.state not in entry[1]:
-            self.send(render.tagged(cmd.tag, "BAD", f"{cmd.name} is not permitted in this state"))
-            self._count_bad()
-            return
-        handler = entry[0]
-        if self.selected is not None:
-            await self.selected.folder.refresh()
+        """Check the state, run the handler, answer; other sessions'
+        changes go out just before the tagged response."""
+        ctx = self.ctx
         try:
-            result = await handler(self, cmd)
-        except StoreError as e:
-            result = no(str(e) or type(e).__name__, e.code)
+            entry = TABLE.get(cmd.name)
+            if entry is None or ctx.state not in entry[1]:
+                self.write(render.tagged(cmd.tag, "BAD", f"{cmd.name} is not permitted in this state"))
+                self._count_bad()
+                return
+            if ctx.selected is not None:
+                await ctx.selected.folder.refresh()
+            result: Result | None
+            try:
+                result = await entry[0](ctx, cmd)
+            except StoreError as e:
+                result = no(str(e) or type(e).__name__, e.code)
+            if result is None:
+                return  # the handler wrote everything (LOGOUT, STARTTLS)
+            if result.status == "BAD":
+                self._count_bad()
+            else:
+                self._bad_count = 0
+            ctx.flush_pending(allow_expunge=not (isinstance(cmd, _NO_EXPUNGE_AFTER) and not cmd.uid))
+            self.write(render.tagged(cmd.tag, result.status, f"{cmd.name} {result.text}", result.code))
+        except Exception as e:  # noqa: BLE001  a handler bug costs one NO, not the session
+            if isinstance(e, ConnectionError) and self.closed:
+                return  # the connection went while the command waited for input
+            log.failure("IMAP command {name} failed", name=cmd.name)
+            self.write(render.tagged(cmd.tag, "NO", "Internal error, try again later", "SERVERBUG"))
         finally:
             if isinstance(cmd, C.Append):
                 cmd.close()
-        if result is None:
-            return  # the handler wrote everything (LOGOUT)
-        if result.status == "BAD":
-            self._count_bad()
-        else:
-            self._bad_count = 0
-        self.flush_pending(cmd)
-        self.send(render.tagged(cmd.tag, result.status, f"{cmd.name} {result.text}", result.code))
-
-    def flush_pending(self, cmd: C.Command | None = None) -> None:
-        """Report other sessions' changes where RFC 3501 7.4.1 allows."""
-        if self.selected is None or self.closed:
-            return
-        allow_expunge = True
-        if cmd is not None and cmd.name in ("FETCH", "STORE", "SEARCH") and not getattr(cmd, "uid", False):
-            allow_expunge = False
-        self.send_many(self.selected.flush(allow_expunge))
-
-    # -- selection
-    def select(self, folder: Any, readonly: bool) -> SelectedMailbox:
-        self.unselect()
-        self.selected = SelectedMailbox(folder, readonly, on_change=self._changed)
-        self.state = SELECTED
-        return self.selected
-
-    def unselect(self) -> None:
-        if self.selected is not None:
-            self.selected.close()
-            self.selected = None
-        if self.state == SELECTED:
-            self.state = AUTH
-
-    def _changed(self) -> None:
-        if self.idling:
-            self.flush_pending()
-
-    def login_succeeded(self, account: Any, logout: Callable[[], None]) -> None:
-        self.account = account
-        self._logout = logout
-        self.state = AUTH

@@ -8,23 +8,20 @@ while other sessions, POP3 and deliveries change the shared folder.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from zope.interface import implementer
 
 from mailsrv.imap import render
-from mailsrv.store.interfaces import IFolder, IFolderListener, MessageInfo
-
-PERMANENT = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+from mailsrv.imap.flags import RECENT
+from mailsrv.store.interfaces import SYSTEM_FLAGS, IFolder, IFolderListener, MessageInfo
 
 
 def _recent(folder: IFolder, readonly: bool) -> set[int]:
     """SELECT claims \\Recent; EXAMINE shows it and leaves it for the next
     SELECT (RFC 3501 6.3.2)."""
-    if not readonly:
-        return folder.claim_recent()
-    peek = getattr(folder, "peek_recent", None)
-    return peek() if peek is not None else set()
+    recent: set[int] = folder.claim_recent() if not readonly else folder.peek_recent()
+    return recent
 
 
 @implementer(IFolderListener)
@@ -35,7 +32,8 @@ class SelectedMailbox:
         self.folder = folder
         self.readonly = readonly
         self.on_change = on_change  # called when something is queued (IDLE pushes it)
-        uids = getattr(folder, "uids", None)  # the live store's list(dict) beats a MessageInfo walk
+        # the Maildir store's uids() (not part of IFolder) beats a MessageInfo walk
+        uids = getattr(folder, "uids", None)
         self.uids: list[int] = uids() if uids is not None else [m.uid for m in folder.messages()]
         self.recent: set[int] = set(_recent(folder, readonly))
         self._added: set[int] = set()
@@ -49,15 +47,15 @@ class SelectedMailbox:
         self.on_change = None
 
     # -- IFolderListener
-    def messages_added(self, folder, uids) -> None:
+    def messages_added(self, folder: IFolder, uids: list[int]) -> None:
         self._added.update(uids)
         self._notify()
 
-    def flags_changed(self, folder, uids) -> None:
+    def flags_changed(self, folder: IFolder, uids: list[int]) -> None:
         self._flags.update(uids)
         self._notify()
 
-    def messages_expunged(self, folder, uids) -> None:
+    def messages_expunged(self, folder: IFolder, uids: list[int]) -> None:
         self._expunged.update(uids)
         self._added.difference_update(uids)
         self._notify()
@@ -85,7 +83,7 @@ class SelectedMailbox:
     def has_pending(self) -> bool:
         return bool(self._added or self._flags or self._expunged)
 
-    def forget_flag_updates(self, uids) -> None:
+    def forget_flag_updates(self, uids: Iterable[int]) -> None:
         """This session reported (or was told not to report) these itself."""
         self._flags.difference_update(uids)
 
@@ -99,17 +97,17 @@ class SelectedMailbox:
     def flags_of(self, info: MessageInfo) -> list[str]:
         fl = sorted(info.flags)
         if info.uid in self.recent:
-            fl.append("\\Recent")
+            fl.append(RECENT)
         return fl
 
     def flags_response(self) -> list[bytes]:
         kws = sorted(self.folder.keywords())
         self._known_keywords = set(kws)
-        allf = list(PERMANENT) + kws
-        perm = list(PERMANENT) + kws + ["\\*"]
+        allf = list(SYSTEM_FLAGS) + kws
+        perm = [] if self.readonly else list(SYSTEM_FLAGS) + kws + ["\\*"]
         return [
             render.untagged(b"FLAGS " + render.flag_list(allf)),
-            render.untagged(b"OK [PERMANENTFLAGS " + render.flag_list([] if self.readonly else perm) + b"] Flags permitted."),
+            render.untagged(b"OK [PERMANENTFLAGS " + render.flag_list(perm) + b"] Flags permitted."),
         ]
 
     def new_keywords_response(self) -> list[bytes]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import tempfile
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 _END = b"\r\n.\r\n"
 SPOOL_IN_MEMORY = 256 * 1024
@@ -94,7 +94,7 @@ class Spool:
 
 
 class _PrefixedRaw(io.RawIOBase):
-    def __init__(self, prefix: bytes, f: BinaryIO, size: int) -> None:
+    def __init__(self, prefix: bytes, f: IO[bytes], size: int) -> None:
         self._prefix = prefix
         self._f = f
         self._size = size
@@ -103,7 +103,7 @@ class _PrefixedRaw(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
         n = len(b)
         if n == 0:
             return 0

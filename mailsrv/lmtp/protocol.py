@@ -1,36 +1,48 @@
 """LMTP server (RFC 2033) for Postfix ``lmtp:`` delivery into the store.
 
-A fresh ``LineReceiver`` rather than ``twisted.mail.smtp.ESMTP``: that class
-is SMTP-shaped (one reply after DATA, HELO/EHLO) and buffers whole messages
-in memory.  Here commands are handled one at a time in arrival order; a
-command whose work is asynchronous (a store delivery, a user lookup that
-returns a Deferred) pauses the transport, so pipelined input waits in the
-buffer and is answered in order once the work is done.
+A fresh protocol rather than ``twisted.mail.smtp.ESMTP``: that class is
+SMTP-shaped (one reply after DATA, HELO/EHLO) and buffers whole messages in
+memory.  Input goes through the shared :class:`~mailsrv.pump.CommandPump`
+over an :class:`~mailsrv.lmtp.source.LMTPSource`: commands are handled one
+at a time in arrival order; one whose work is asynchronous (a user lookup,
+the deliveries after DATA) holds the pipelined input behind it until it is
+done (RFC 2033 PIPELINING), and reading pauses while more than
+``MAX_PENDING_INPUT`` octets wait.  DATA is one running command: it puts the
+source in message-data mode, writes the dot-unstuffed chunks it reads
+through the pump into a spool, and after the terminator answers once per
+recipient, in RCPT order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeAlias, TypeVar
 
 from twisted.internet import defer
-from twisted.internet.protocol import ServerFactory
+from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
-from twisted.protocols.basic import LineReceiver
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
 from mailsrv.lmtp.address import AddressError, Mailbox, parse_mailbox, parse_params, split_path
-from mailsrv.lmtp.data import DotDecoder, Spool
-from mailsrv.store.interfaces import NoSuchFolder, TooBig
+from mailsrv.lmtp.data import Spool
+from mailsrv.lmtp.source import MAX_LINE, Body, LMTPSource
+from mailsrv.pump import CommandPump
+from mailsrv.store.interfaces import NoSuchFolder, StoreError, TooBig
 
 log = Logger()
 
-MAX_LINE = 2048  # RFC 5321 allows 512; extensions make MAIL longer
 MAX_ERRORS = 10
 MAX_RECIPIENTS = 1000
 TIMEOUT = 300
 DETAIL_SEPARATOR = "+"
+# Pipelined input held while a command works; reading pauses beyond this.
+MAX_PENDING_INPUT = 64 * 1024
+
+# What a command handler returns: nothing (done), or work still running.
+Result: TypeAlias = "Coroutine[Any, Any, None] | None"
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -38,26 +50,28 @@ class Recipient:
     address: str  # as given in RCPT TO (for replies and Delivered-To)
     user: str
     folder: str
-    account: object  # IAccount
+    account: Any  # IAccount
 
 
-class LMTPServer(LineReceiver, TimeoutMixin):
+class LMTPServer(Protocol, TimeoutMixin):
     """One LMTP connection.  ``factory`` supplies store, config, user_exists."""
 
-    MAX_LENGTH = MAX_LINE
-    delimiter = b"\r\n"
+    factory: LMTPFactory
+    # A TCP or UNIX transport: setTcpNoDelay and the producer methods are used.
+    transport: Any
+    _pump: CommandPump  # made in connectionMade, when the transport is known
 
     def __init__(self) -> None:
         self._lhlo: str | None = None
         self._errors = 0
-        self._busy = False
-        self._paused_by_us = False
-        self._discarding = False
-        self._pos = 0  # start of unread input in self._buffer
         self._lost = False
-        self._decoder: DotDecoder | None = None
-        self._spool: Spool | None = None
+        self._source = LMTPSource(MAX_LINE)
+        self._spool: Spool | None = None  # while DATA reads the message
         self._reset_transaction()
+
+    def callLater(self, period: float, func: Callable[[], object]) -> Any:
+        """TimeoutMixin schedules on the factory's reactor (a Clock in tests)."""
+        return self.factory.reactor.callLater(period, func)
 
     # -- connection ------------------------------------------------------
 
@@ -66,74 +80,44 @@ class LMTPServer(LineReceiver, TimeoutMixin):
             self.transport.setTcpNoDelay(True)
         except (AttributeError, NotImplementedError, OSError):
             pass  # unix sockets, test transports
+        self._pump = CommandPump(self._source, self._run, self.transport, MAX_PENDING_INPUT)
         self.setTimeout(self.factory.timeout)
         self._reply(220, f"{self._host} LMTP mailsrv ready")
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure | None = None) -> None:
         self._lost = True
         self.setTimeout(None)
-        if self._spool is not None:  # cut off inside DATA: nothing delivered
-            self._spool.close()
-            self._spool = None
-            self._decoder = None
+        self._pump.close()  # a DATA cut off midway ends there: nothing delivered
 
     def timeoutConnection(self) -> None:
         self._reply(421, f"4.4.2 {self._host} Timeout exceeded, closing connection")
+        self._close()
+
+    def _close(self) -> None:
+        self._pump.close()
         self.transport.loseConnection()
 
     @property
     def _host(self) -> str:
-        return self.factory.config.hostname
+        return str(self.factory.config.hostname)
 
     @property
     def _limit(self) -> int:
-        return self.factory.config.lmtp_max_size
+        return int(self.factory.config.lmtp_max_size)
 
     # -- input -----------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        """Split lines (or feed DATA) while not paused.  Own loop instead of
-        LineReceiver's so that an over-long line is answered and skipped
-        rather than dropping the connection or the pipelined lines after it,
-        and so that many pipelined lines cost one pass (an offset into the
-        buffer, not a copy of the rest per line)."""
         self.resetTimeout()
-        if self._busyReceiving:
-            self._buffer += data
-            return
-        if self._pos:
-            self._buffer, self._pos = self._buffer[self._pos :], 0
-        self._buffer += data
-        self._busyReceiving = True
-        try:
-            while self._pos < len(self._buffer) and not self.paused and not self.transport.disconnecting:
-                if not self.line_mode:
-                    chunk = self._buffer[self._pos :] if self._pos else self._buffer
-                    self._buffer, self._pos = b"", 0
-                    self.rawDataReceived(chunk)
-                    continue
-                start = self._pos
-                end = self._buffer.find(b"\n", start)
-                if self._discarding:
-                    if end < 0:
-                        self._buffer, self._pos = b"", 0
-                        break
-                    self._pos = end + 1
-                    self._discarding = False
-                    continue
-                if end < 0 and len(self._buffer) - start <= self.MAX_LENGTH:
-                    break
-                if end < 0 or end - start > self.MAX_LENGTH:
-                    self._discarding = True
-                    self._error(500, "5.5.2 Line too long")
-                    continue
-                self._pos = end + 1
-                line = self._buffer[start:end]
-                self.lineReceived(line[:-1] if line.endswith(b"\r") else line)
-        finally:
-            self._busyReceiving = False
+        self._source.feed(data)
+        self._pump.pump()
 
-    def lineReceived(self, line: bytes) -> None:
+    def _run(self, line: object) -> defer.Deferred[None] | None:
+        """The pump's handler for one command line (or TOO_LONG): None when
+        the command is done, else a Deferred the pump waits for."""
+        if not isinstance(line, bytes):  # TOO_LONG; Body events only reach DATA
+            self._error(500, "5.5.2 Line too long")
+            return None
         verb, _, arg = line.partition(b" ")
         handler = self._COMMANDS.get(verb.upper())
         if handler is None:
@@ -141,41 +125,25 @@ class LMTPServer(LineReceiver, TimeoutMixin):
                 self._error(500, "5.5.1 This is LMTP: use LHLO")
             else:
                 self._error(500, "5.5.2 Command unrecognized")
-            return
+            return None
         try:
             result = handler(self, arg)
         except Exception:  # a bug or a broken store must not kill the session
-            return self._internal_error(Failure())
-        self._run(result)
+            self._internal_error(Failure())
+            return None
+        if result is None:
+            return None
+        return defer.ensureDeferred(result).addErrback(self._internal_error)
 
-    def rawDataReceived(self, data: bytes) -> None:
-        out, leftover = self._decoder.feed(data)
-        self._spool.write(out)
-        if leftover is None:
-            return
-        self.line_mode = 1
-        self._buffer, self._pos = leftover + self._buffer[self._pos :], 0
-        self._run(self._end_data())
-
-    def _run(self, result) -> None:
-        """Serialize: while ``result`` (a Deferred) is pending, read nothing."""
-        if not isinstance(result, defer.Deferred):
-            return
-        self._busy = True
-        result.addErrback(self._internal_error)
-        result.addBoth(self._done)
-        if self._busy and not self._lost:
-            self._paused_by_us = True
-            self.setTimeout(None)
-            self.pauseProducing()
-
-    def _done(self, _) -> None:
-        self._busy = False
-        if self._paused_by_us:
-            self._paused_by_us = False
+    async def _store_work(self, work: Awaitable[_T]) -> _T:
+        """Await a user lookup with the idle timer off: the client is
+        waiting for us, not the other way round."""
+        self.setTimeout(None)
+        try:
+            return await work
+        finally:
             if not self._lost:
                 self.setTimeout(self.factory.timeout)
-                self.resumeProducing()
 
     def _internal_error(self, failure: Failure) -> None:
         log.failure("LMTP command failed", failure)
@@ -193,7 +161,7 @@ class LMTPServer(LineReceiver, TimeoutMixin):
         self._errors += 1
         if self._errors >= MAX_ERRORS:
             self._reply(421, f"4.7.0 {self._host} Too many errors, closing connection")
-            self.transport.loseConnection()
+            self._close()
 
     # -- commands --------------------------------------------------------
 
@@ -221,119 +189,170 @@ class LMTPServer(LineReceiver, TimeoutMixin):
         if arg[:5].upper() != b"FROM:":
             return self._error(501, "5.5.4 Syntax: MAIL FROM:<address>")
         try:
-            path, params = split_path(arg[5:])
+            path, raw_params = split_path(arg[5:])
             sender = parse_mailbox(path, allow_null=True)
         except (AddressError, UnicodeDecodeError):
             return self._error(501, "5.1.7 Bad sender address syntax")
         try:
-            params = parse_params(params)
+            params = parse_params(raw_params)
         except AddressError:
             return self._error(501, "5.5.4 Bad MAIL parameter syntax")
         for key, value in params:
-            if key == "SIZE":
-                if value is None or not value.isdigit() or len(value) > 20:
-                    return self._error(501, "5.5.4 Bad SIZE value")
-                if self._limit > 0 and int(value) > self._limit:
-                    return self._reply(552, "5.3.4 Message size exceeds fixed maximum message size")
-            elif key == "BODY":
-                if value is None or value.upper() not in ("7BIT", "8BITMIME"):
-                    return self._error(501, "5.5.4 Unsupported BODY type")
-            else:
-                return self._error(555, f"5.5.4 Unsupported parameter {key}")
+            refusal = self._mail_param(key, value)
+            if refusal is not None:
+                code, text = refusal
+                return self._reply(code, text) if code == 552 else self._error(code, text)
         self._has_sender = True
         self._sender = sender
         self._reply(250, "2.1.0 Sender OK")
 
-    def do_RCPT(self, arg: bytes):
+    def _mail_param(self, key: str, value: str | None) -> tuple[int, str] | None:
+        """The reply refusing one MAIL FROM parameter, or None if it is fine."""
+        if key == "SIZE":
+            if value is None or not value.isdigit() or len(value) > 20:
+                return 501, "5.5.4 Bad SIZE value"
+            if self._limit > 0 and int(value) > self._limit:
+                return 552, "5.3.4 Message size exceeds fixed maximum message size"
+            return None
+        if key == "BODY":
+            if value is None or value.upper() not in ("7BIT", "8BITMIME"):
+                return 501, "5.5.4 Unsupported BODY type"
+            return None
+        return 555, f"5.5.4 Unsupported parameter {key}"
+
+    def do_RCPT(self, arg: bytes) -> Result:
         if not self._has_sender:
-            return self._error(503, "5.5.1 Need MAIL command first")
+            self._error(503, "5.5.1 Need MAIL command first")
+            return None
         if arg[:3].upper() != b"TO:":
-            return self._error(501, "5.5.4 Syntax: RCPT TO:<address>")
+            self._error(501, "5.5.4 Syntax: RCPT TO:<address>")
+            return None
         try:
             path, params = split_path(arg[3:])
             rcpt = parse_mailbox(path, allow_null=False)
         except (AddressError, UnicodeDecodeError):
-            return self._error(501, "5.1.3 Bad recipient address syntax")
+            self._error(501, "5.1.3 Bad recipient address syntax")
+            return None
+        if rcpt is None:  # not with allow_null=False; for the type checker
+            self._error(501, "5.1.3 Bad recipient address syntax")
+            return None
         if params:
-            return self._error(555, "5.5.4 RCPT parameters not supported")
+            self._error(555, "5.5.4 RCPT parameters not supported")
+            return None
         addr = str(rcpt)
         domains = [d.lower() for d in self.factory.config.local_domains]
         if domains and rcpt.domain and rcpt.domain not in domains:
-            return self._reply(550, f"5.1.2 <{addr}> Domain not served here")
+            self._reply(550, f"5.1.2 <{addr}> Domain not served here")
+            return None
         if len(self._recipients) >= MAX_RECIPIENTS:
-            return self._reply(452, "4.5.3 Too many recipients")
+            self._reply(452, "4.5.3 Too many recipients")
+            return None
         user, _, detail = rcpt.local.partition(DETAIL_SEPARATOR)
         user = user.lower()
-        d = defer.maybeDeferred(self.factory.user_exists, user) if user else defer.succeed(False)
-        d.addCallback(self._rcpt_checked, addr, user, detail)
-        d.addErrback(self._rcpt_trouble, addr)
-        return d
+        try:
+            exists = self.factory.user_exists(user) if user else False
+        except Exception:
+            self._rcpt_trouble(addr)
+            return None
+        if isinstance(exists, defer.Deferred):
+            return self._rcpt_looked_up(exists, addr, user, detail)
+        self._rcpt_checked(exists, addr, user, detail)
+        return None
 
-    def _rcpt_checked(self, exists, addr: str, user: str, detail: str) -> None:
+    async def _rcpt_looked_up(self, lookup: defer.Deferred[object], addr: str, user: str, detail: str) -> None:
+        """An asynchronous user lookup (the pipelined commands behind it wait)."""
+        try:
+            exists = await self._store_work(lookup)
+        except Exception:
+            self._rcpt_trouble(addr)
+            return
+        self._rcpt_checked(exists, addr, user, detail)
+
+    def _rcpt_checked(self, exists: object, addr: str, user: str, detail: str) -> None:
         if not exists:
             return self._reply(550, f"5.1.1 <{addr}> User unknown")
         if isinstance(exists, str):
             user = exists  # the lookup knows the account's canonical spelling
-        account = self.factory.store.account(user)
-        folder = "INBOX"
-        if detail and self.factory.config.lmtp_detail_folders:
-            folder = _find_folder(account, detail) or "INBOX"
+        try:
+            account = self.factory.store.account(user)
+            folder = "INBOX"
+            if detail and self.factory.config.lmtp_detail_folders:
+                folder = _find_folder(account, detail) or "INBOX"
+        except Exception:
+            return self._rcpt_trouble(addr)
         self._recipients.append(Recipient(addr, user, folder, account))
         self._reply(250, f"2.1.5 <{addr}> Recipient OK")
 
-    def _rcpt_trouble(self, failure: Failure, addr: str) -> None:
-        log.failure("LMTP recipient lookup for {addr} failed", failure, addr=addr)
+    def _rcpt_trouble(self, addr: str) -> None:
+        log.failure("LMTP recipient lookup for {addr} failed", Failure(), addr=addr)
         self._reply(451, f"4.3.0 <{addr}> Temporary lookup failure")
 
-    def do_DATA(self, arg: bytes) -> None:
+    def do_DATA(self, arg: bytes) -> Result:
         if arg.strip():
-            return self._error(501, "5.5.4 Syntax: DATA")
+            self._error(501, "5.5.4 Syntax: DATA")
+            return None
         if not self._has_sender:
-            return self._error(503, "5.5.1 Need MAIL command first")
+            self._error(503, "5.5.1 Need MAIL command first")
+            return None
         if not self._recipients:
-            return self._error(503, "5.5.1 No valid recipients")
+            self._error(503, "5.5.1 No valid recipients")
+            return None
         try:
-            self._spool = Spool(self._limit)
+            spool = Spool(self._limit)
         except OSError as e:
             log.error("LMTP cannot create a spool file: {e}", e=e)
-            return self._reply(451, "4.3.0 Temporary spool failure, try again later")
-        self._decoder = DotDecoder()
-        self._reply(354, "Start mail input; end with <CRLF>.<CRLF>")
-        self.setRawMode()
-
-    def _end_data(self):
-        spool, recipients, sender = self._spool, self._recipients, self._sender
-        self._spool = self._decoder = None
-        self._reset_transaction()
-        if spool.overflow or spool.error is not None:
-            spool.close()
-            for r in recipients:
-                if spool.overflow:
-                    self._reply(552, f"5.3.4 <{r.address}> Message too big for system")
-                else:
-                    self._reply(451, f"4.3.0 <{r.address}> Temporary spool failure")
+            self._reply(451, "4.3.0 Temporary spool failure, try again later")
             return None
-        return self._deliver_all(spool, recipients, sender)
+        recipients, sender = self._recipients, self._sender
+        self._reset_transaction()
+        self._reply(354, "Start mail input; end with <CRLF>.<CRLF>")
+        self._source.start_data()
+        return self._data(spool, recipients, sender)
 
-    @defer.inlineCallbacks
-    def _deliver_all(self, spool: Spool, recipients: list[Recipient], sender: Mailbox | None):
-        """One reply per recipient, in RCPT order, each sent once that
-        recipient's copy is fsynced (the store's deliver fires then)."""
-        return_path = str(sender) if sender is not None else ""
+    async def _data(self, spool: Spool, recipients: list[Recipient], sender: Mailbox | None) -> None:
+        """Read the message into ``spool``, then deliver it to each recipient."""
+        self._spool = spool
         try:
-            for r in recipients:
-                prefix = f"Return-Path: <{return_path}>\r\nDelivered-To: {r.address}\r\n".encode("ascii")
-                code, text = yield self._deliver_one(spool, prefix, r)
-                self._reply(code, text)
+            try:
+                while True:
+                    event = await self._pump.next_event()
+                    if not isinstance(event, Body):  # END_OF_DATA
+                        break
+                    spool.write(event.data)
+            except ConnectionError:  # cut off inside DATA: nothing delivered
+                return
+            finally:
+                self._spool = None
+            if spool.overflow or spool.error is not None:
+                for r in recipients:
+                    if spool.overflow:
+                        self._reply(552, f"5.3.4 <{r.address}> Message too big for system")
+                    else:
+                        self._reply(451, f"4.3.0 <{r.address}> Temporary spool failure")
+                return
+            self.setTimeout(None)  # the client waits for the store now, not we for it
+            try:
+                await self._deliver_all(spool, recipients, sender)
+            finally:
+                if not self._lost:
+                    self.setTimeout(self.factory.timeout)
         finally:
             spool.close()
 
-    @defer.inlineCallbacks
-    def _deliver_one(self, spool: Spool, prefix: bytes, r: Recipient):
+    async def _deliver_all(self, spool: Spool, recipients: list[Recipient], sender: Mailbox | None) -> None:
+        """One reply per recipient, in RCPT order, each sent once that
+        recipient's copy is fsynced (the store's deliver fires then)."""
+        return_path = str(sender) if sender is not None else ""
+        for r in recipients:
+            prefix = f"Return-Path: <{return_path}>\r\nDelivered-To: {r.address}\r\n".encode("ascii")
+            code, text = await self._deliver_one(spool, prefix, r)
+            self._reply(code, text)
+
+    async def _deliver_one(self, spool: Spool, prefix: bytes, r: Recipient) -> tuple[int, str]:
         folder = r.folder
         for _attempt in range(2):
             try:
-                yield r.account.deliver(folder, spool.reader(prefix))
+                await r.account.deliver(folder, spool.reader(prefix))
             except NoSuchFolder:
                 if folder == "INBOX":
                     break
@@ -342,7 +361,7 @@ class LMTPServer(LineReceiver, TimeoutMixin):
             except TooBig:
                 return 552, f"5.3.4 <{r.address}> Message too big for mailbox"
             except Exception as e:
-                if getattr(e, "code", None) == "OVERQUOTA":
+                if isinstance(e, StoreError) and e.code == "OVERQUOTA":  # RFC 5530
                     return 452, f"4.2.2 <{r.address}> Mailbox full"
                 log.failure("LMTP delivery to {addr} failed", Failure(), addr=r.address)
                 return 451, f"4.3.0 <{r.address}> Temporary delivery failure"
@@ -368,9 +387,9 @@ class LMTPServer(LineReceiver, TimeoutMixin):
 
     def do_QUIT(self, arg: bytes) -> None:
         self._reply(221, f"2.0.0 {self._host} Bye")
-        self.transport.loseConnection()
+        self._close()
 
-    _COMMANDS = {
+    _COMMANDS: dict[bytes, Callable[[LMTPServer, bytes], Result]] = {
         b"LHLO": do_LHLO,
         b"MAIL": do_MAIL,
         b"RCPT": do_RCPT,
@@ -383,7 +402,7 @@ class LMTPServer(LineReceiver, TimeoutMixin):
     }
 
 
-def _find_folder(account, name: str) -> str | None:
+def _find_folder(account: Any, name: str) -> str | None:
     """The folder ``name`` of this account if it exists; else the one
     matching it case-insensitively (addresses are case-insensitive)."""
     if name.upper() == "INBOX" or account.folder_exists(name):
@@ -395,7 +414,7 @@ def _find_folder(account, name: str) -> str | None:
     return None
 
 
-class LMTPFactory(ServerFactory):
+class LMTPFactory(ServerFactory["LMTPServer"]):
     """Builds :class:`LMTPServer` connections delivering into ``store``.
 
     ``user_exists(name)`` decides ``550 5.1.1``: it gets the local part
@@ -408,10 +427,10 @@ class LMTPFactory(ServerFactory):
 
     def __init__(
         self,
-        store,
-        config,
+        store: Any,
+        config: Any,
         user_exists: Callable[[str], object],
-        reactor=None,
+        reactor: Any = None,
         timeout: int = TIMEOUT,
     ) -> None:
         if reactor is None:
@@ -423,8 +442,3 @@ class LMTPFactory(ServerFactory):
         self.user_exists = user_exists
         self.reactor = reactor
         self.timeout = timeout
-
-    def buildProtocol(self, addr) -> LMTPServer:
-        p = super().buildProtocol(addr)
-        p.callLater = self.reactor.callLater
-        return p

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import protocol
 from twisted.logger import Logger
 
-from mailsrv.pop3.protocol import POP3Server, default_plaintext_allowed
+from mailsrv.auth.cred import plaintext_allowed
+from mailsrv.pop3.protocol import POP3Server
 
 log = Logger()
 
@@ -20,13 +22,16 @@ class POP3Factory(protocol.ServerFactory):
     ``tls_context`` (an OpenSSL context factory) enables STLS unless
     ``implicit_tls`` says the listener is already TLS (POP3S, wrapped by the
     caller).  ``plaintext_allowed(config, peer_host, tls_active)`` decides
-    whether USER/PASS and AUTH PLAIN are offered; tests may replace it.
+    whether USER/PASS and AUTH PLAIN are offered: the one policy in
+    :func:`mailsrv.auth.plaintext_allowed`, which IMAP applies too; tests
+    may replace it.
     """
 
     protocol = POP3Server
-    plaintext_allowed: Callable = staticmethod(default_plaintext_allowed)
+    plaintext_allowed: Callable[[Any, str | None, bool], bool] = staticmethod(plaintext_allowed)
 
-    def __init__(self, portal, config, tls_context=None, implicit_tls: bool = False, reactor=None) -> None:
+    def __init__(self, portal: Any, config: Any, tls_context: Any = None, implicit_tls: bool = False,
+                 reactor: Any = None) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
@@ -42,6 +47,5 @@ class POP3Factory(protocol.ServerFactory):
                 t=config.pop3_timeout,
             )
 
-    def buildProtocol(self, addr) -> POP3Server | None:
-        p = self.protocol(self)
-        return p
+    def buildProtocol(self, addr: Any) -> POP3Server:
+        return POP3Server(self)

@@ -2,6 +2,9 @@
 
 Kept apart from the protocol so it can be tested (and fuzzed) on its own and
 so that the protocol never has to think about partial or over-long lines.
+:class:`LineSplitter` is the POP3 session's event source for the shared
+:class:`~mailsrv.pump.CommandPump`: every event is one line (a command, or a
+SASL response the running AUTH command asks the pump for) or ``TOO_LONG``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ TOO_LONG = _TooLong()
 
 
 class LineSplitter:
-    """Turns a byte stream into lines (CRLF or bare LF), bounded in memory.
+    """Turns a byte stream into lines (CRLF or bare LF), bounded in memory;
+    an :class:`~mailsrv.pump.EventSource`.
 
     An over-long line yields one TOO_LONG once its end arrives, so responses
     stay one per line and pipelined commands after it are not lost.
@@ -43,7 +47,7 @@ class LineSplitter:
             self._discarding = True
             self._buffer.clear()
 
-    def next_line(self) -> bytes | _TooLong | None:
+    def next_event(self) -> bytes | _TooLong | None:
         """The next complete line without its line end, TOO_LONG, or None."""
         i = self._buffer.find(b"\n")
         if i < 0:
@@ -62,7 +66,7 @@ class LineSplitter:
             return TOO_LONG
         return line
 
-    def pending(self) -> int:
+    def buffered(self) -> int:
         """Octets received but not yet returned as lines."""
         return len(self._buffer) + (1 if self._discarding else 0)
 

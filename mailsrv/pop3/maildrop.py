@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from mailsrv.store.interfaces import IFolder, MessageInfo
+
 
 class NoSuchMessage(Exception):
     """Message number out of range (or marked deleted, see subclass)."""
@@ -25,7 +27,7 @@ class MessageDeleted(NoSuchMessage):
 class Maildrop:
     """RFC 1939 view of one folder, frozen at login."""
 
-    def __init__(self, folder, infos: Iterable) -> None:
+    def __init__(self, folder: IFolder, infos: Iterable[MessageInfo]) -> None:
         self.folder = folder
         infos = list(infos)
         # Comprehensions, not an append loop: 100,000 messages are built at login.

@@ -4,9 +4,12 @@ Parsing and dispatch only; mail comes from the store through the frozen
 :class:`~mailsrv.pop3.maildrop.Maildrop`, messages go out through
 :class:`~mailsrv.pop3.streaming.MessageSender`.
 
-Commands run strictly in order: one waiting on a Deferred (a login, a RETR
-being streamed, the UPDATE) holds every later pipelined command in the input
-buffer until it is done, and reading pauses if that buffer grows too big.
+Input goes through the shared :class:`~mailsrv.pump.CommandPump` over a
+:class:`~mailsrv.pop3.lines.LineSplitter`: commands run strictly in order,
+one that is still working (a login, a RETR being streamed, the UPDATE) holds
+every later pipelined command in the splitter until it is done, and reading
+pauses while more than ``MAX_PENDING_INPUT`` octets wait.  AUTH PLAIN
+without an initial response reads its SASL line through the pump too.
 
 Messages fully retrieved with RETR get ``\\Seen`` in the UPDATE state, with
 the deletions, so IMAP users see what POP3 read; like deletions, this never
@@ -17,18 +20,21 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, TypeAlias
 
 from twisted.cred import credentials as credmod
 from twisted.cred.error import LoginFailed
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.protocols import basic, policies
+from twisted.python.failure import Failure
 
 from mailsrv.pop3 import lines as L
 from mailsrv.pop3.maildrop import Maildrop, NoSuchMessage
 from mailsrv.pop3.sasl import APOPCredentials, decode_plain, is_apop_digest
 from mailsrv.pop3.streaming import MessageSender
+from mailsrv.pump import CommandPump
 from mailsrv.store.interfaces import IAccount, MessageGone
 
 log = Logger()
@@ -71,62 +77,52 @@ _COMMANDS: dict[bytes, tuple[str, tuple[str, ...], int, int]] = {
 }
 
 
-def _local_plaintext_policy(config, peer_host: str | None, tls_active: bool) -> bool:
-    """config.plaintext_auth: 'yes', 'no' (TLS only) or 'loopback' (TLS or loopback peer)."""
-    mode = getattr(config, "plaintext_auth", "loopback")
-    if tls_active or mode == "yes":
-        return True
-    if mode == "no":
-        return False
-    host = (peer_host or "").split("%", 1)[0]
-    return host.startswith("127.") or host in ("::1", "::ffff:127.0.0.1") or host.startswith("::ffff:127.")
-
-
-def default_plaintext_allowed(config, peer_host: str | None, tls_active: bool) -> bool:
-    """mailsrv.auth.plaintext_allowed if available, else the same policy locally."""
-    try:
-        from mailsrv.auth import plaintext_allowed
-    except ImportError:
-        return _local_plaintext_policy(config, peer_host, tls_active)
-    return plaintext_allowed(config, peer_host, tls_active)
+# What a command handler returns: nothing (done), or work still running.
+Result: TypeAlias = defer.Deferred[Any] | Coroutine[Any, Any, None] | None
 
 
 class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
     """One POP3 session.
 
     Built on LineReceiver for its line conventions (``delimiter``,
-    ``sendLine``) but with its own bounded splitter: LineReceiver closes the
-    connection on an over-long line and throws away the pipelined commands
-    behind it, while POP3 must answer ``-ERR`` and carry on.
+    ``sendLine``) but with its own bounded splitter and the shared pump:
+    LineReceiver closes the connection on an over-long line and throws away
+    the pipelined commands behind it, while POP3 must answer ``-ERR`` and
+    carry on.
     """
 
-    def __init__(self, factory) -> None:
+    # A TCP, TLS or UNIX transport: setTcpNoDelay, startTLS, abortConnection
+    # and the producer methods are used where the transport has them.
+    transport: Any
+    _pump: CommandPump  # made in connectionMade, when the transport is known
+
+    def __init__(self, factory: Any) -> None:
         self.factory = factory
         self.portal = factory.portal
         self.config = factory.config
         self.reactor = factory.reactor
-        self.callLater = self.reactor.callLater
         self.state = AUTHORIZATION
         self.tls_active = bool(factory.implicit_tls)
         self.peer_host: str | None = None
         self.bad_commands = 0
         self.maildrop: Maildrop | None = None
         self._splitter = L.LineSplitter()
-        self._busy = False
-        self._in_process = False
         self._closing = False
-        self._reading_paused = False
         self._user: bytes | None = None
-        self._sasl_pending = False
         self._apop_challenge: bytes | None = None
-        self._account = None
+        self._account: Any = None
         self._logout: Callable[[], None] | None = None
         self._locked = False
         self._sender: MessageSender | None = None
 
+    def callLater(self, period: float, func: Callable[[], object]) -> Any:
+        """TimeoutMixin schedules on the factory's reactor (a Clock in tests)."""
+        return self.reactor.callLater(period, func)
+
     # -- connection ------------------------------------------------------
 
     def connectionMade(self) -> None:
+        self._pump = CommandPump(self._splitter, self._run, self.transport, MAX_PENDING_INPUT)
         try:
             self.transport.setTcpNoDelay(True)
         except (AttributeError, NotImplementedError, OSError):
@@ -143,8 +139,9 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
             greeting += b" " + self._apop_challenge
         self.sendLine(greeting)
 
-    def connectionLost(self, reason=None) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
         self._closing = True
+        self._pump.close()
         self.setTimeout(None)
         if self._sender is not None:
             sender, self._sender = self._sender, None
@@ -156,6 +153,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
             return
         log.info("POP3 autologout of {peer} after {t}s idle", peer=self.peer_host, t=self.timeOut)
         self._closing = True
+        self._pump.close()
         if self._sender is not None:
             self.transport.abortConnection()  # a stalled reader: do not wait for the producer
         else:
@@ -164,6 +162,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
 
     def _close(self) -> None:
         self._closing = True
+        self._pump.close()
         self.transport.loseConnection()
 
     def _release(self) -> None:
@@ -190,52 +189,29 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
             return
         self.resetTimeout()
         self._splitter.feed(data)
-        self._process()
+        self._pump.pump()
 
-    def _process(self) -> None:
-        if self._in_process:
-            return
-        self._in_process = True
+    def _run(self, line: bytes | L._TooLong) -> defer.Deferred[Any] | None:
+        """The pump's handler for one command line: None when the command is
+        done, else a Deferred the pump waits for before the next line."""
         try:
-            while not self._busy and not self._closing:
-                line = self._splitter.next_line()
-                if line is None:
-                    break
-                self._dispatch(line)
-        finally:
-            self._in_process = False
-        if self._closing:
-            return
-        if self._busy and not self._reading_paused and self._splitter.pending() > MAX_PENDING_INPUT:
-            self._reading_paused = True
-            self.transport.pauseProducing()
-        elif self._reading_paused and not self._busy:
-            self._reading_paused = False
-            self.transport.resumeProducing()
-
-    def _dispatch(self, line) -> None:
-        try:
-            if line is L.TOO_LONG:
-                self._sasl_pending = False
+            if not isinstance(line, bytes):  # L.TOO_LONG
                 raise _Bad(b"-ERR Line too long.")
-            if self._sasl_pending:
-                self._sasl_pending = False
-                result = self._sasl_continuation(line)
-            else:
-                result = self._command(line)
+            result = self._command(line)
         except _Bad as e:
             self._bad(e.text)
-            return
+            return None
         except Exception:
             log.failure("POP3 command failed")
             self.sendLine(ERR_TEMP)
-            return
-        if isinstance(result, defer.Deferred):
-            self._busy = True
-            result.addErrback(self._async_failure)
-            result.addBoth(self._command_done)
+            return None
+        if result is None:
+            return None
+        d = result if isinstance(result, defer.Deferred) else defer.ensureDeferred(result)
+        d.addErrback(self._async_failure)
+        return d
 
-    def _command(self, line: bytes):
+    def _command(self, line: bytes) -> Result:
         cmd = L.parse_command(line)
         if cmd is None:
             raise _Bad(b"-ERR Unknown command.")
@@ -263,17 +239,20 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         else:
             self.sendLine(text)
 
-    def _async_failure(self, failure) -> None:
+    def _async_failure(self, failure: Failure) -> None:
         if not self._closing:
             log.failure("POP3 command failed", failure)
             self.sendLine(ERR_TEMP)
 
-    def _command_done(self, _ignored) -> None:
-        self._busy = False
-        if not self._in_process:
-            self._process()
-
     # -- helpers ---------------------------------------------------------
+
+    @property
+    def _drop(self) -> Maildrop:
+        """The maildrop of a TRANSACTION-state command (the command table
+        lets those run only after a login)."""
+        if self.maildrop is None:
+            raise RuntimeError("no maildrop outside the TRANSACTION state")
+        return self.maildrop
 
     def plaintext_allowed(self) -> bool:
         return bool(self.factory.plaintext_allowed(self.config, self.peer_host, self.tls_active))
@@ -287,7 +266,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
             raise _Bad(b"-ERR Invalid message number.")
         return n
 
-    def _send_multiline(self, first: bytes, body) -> None:
+    def _send_multiline(self, first: bytes, body: Iterable[bytes]) -> None:
         self.transport.write(first + b"\r\n" + b"".join(line + b"\r\n" for line in body) + b".\r\n")
 
     # -- AUTHORIZATION ---------------------------------------------------
@@ -309,7 +288,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         self._user = user
         self.sendLine(b"+OK")
 
-    def do_PASS(self, password: bytes):
+    def do_PASS(self, password: bytes) -> Result:
         if self._user is None:
             raise _Bad(b"-ERR No username given (USER first).")
         user, self._user = self._user, None
@@ -318,7 +297,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
             return None
         return self._login(credmod.UsernamePassword(user, password))
 
-    def do_APOP(self, user: bytes, digest: bytes):
+    def do_APOP(self, user: bytes, digest: bytes) -> Result:
         if self._apop_challenge is None:
             raise _Bad(b"-ERR APOP is not enabled.")
         if not is_apop_digest(digest):
@@ -326,7 +305,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         self._user = None
         return self._login(APOPCredentials(self._apop_challenge, user, digest.lower()))
 
-    def do_AUTH(self, mechanism: bytes | None = None, initial: bytes | None = None):
+    def do_AUTH(self, mechanism: bytes | None = None, initial: bytes | None = None) -> Result:
         plain = self.plaintext_allowed()
         if mechanism is None:
             self._send_multiline(b"+OK Supported mechanisms follow.", [b"PLAIN"] if plain else [])
@@ -339,22 +318,35 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
             return None
         self._user = None
         if initial is None:
-            self._sasl_pending = True
             self.transport.write(b"+ \r\n")
-            return None
+            return self._sasl_response()
         return self._auth_plain(initial)
 
-    def _sasl_continuation(self, line: bytes):
-        if line.strip() == b"*":
-            self.sendLine(b"-ERR Authentication cancelled.")
-            return None
-        return self._auth_plain(line.strip())
+    async def _sasl_response(self) -> None:
+        """RFC 5034: the client's PLAIN response is the next line (``*``
+        cancels); it arrives as the pump's next event, even when pipelined."""
+        try:
+            line = await self._pump.next_event()
+        except ConnectionError:
+            return
+        try:
+            if not isinstance(line, bytes):  # L.TOO_LONG
+                raise _Bad(b"-ERR Line too long.")
+            if line.strip() == b"*":
+                self.sendLine(b"-ERR Authentication cancelled.")
+                return
+            login = self._auth_plain(line.strip())
+        except _Bad as e:
+            self._bad(e.text)
+            return
+        if login is not None:
+            await login
 
-    def _auth_plain(self, response: bytes):
+    def _auth_plain(self, response: bytes) -> Coroutine[Any, Any, None] | None:
         try:
             authzid, authcid, password = decode_plain(response)
         except ValueError:
-            raise _Bad(b"-ERR [AUTH] Malformed PLAIN response.")
+            raise _Bad(b"-ERR [AUTH] Malformed PLAIN response.") from None
         if authzid and authzid != authcid:
             self.sendLine(b"-ERR [AUTH] Authorization identity not allowed.")
             return None
@@ -364,7 +356,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         if not self._stls_offered():
             self.sendLine(b"-ERR TLS is already active." if self.tls_active else b"-ERR STLS is not available.")
             return
-        if self._splitter.pending():
+        if self._splitter.buffered():
             self.sendLine(b"-ERR Pipelined input after STLS refused.")
             return
         self._splitter.clear()
@@ -373,11 +365,10 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         self.transport.startTLS(self.factory.tls_context)
         self.tls_active = True
 
-    @defer.inlineCallbacks
-    def _login(self, creds):
+    async def _login(self, creds: Any) -> None:
         """Authenticate, lock, freeze INBOX; every failure leaves AUTHORIZATION intact."""
         try:
-            _iface, account, logout = yield self.portal.login(creds, None, IAccount)
+            _iface, account, logout = await self.portal.login(creds, None, IAccount)
         except LoginFailed:
             if not self._closing:
                 self.sendLine(b"-ERR [AUTH] Authentication failed.")
@@ -401,8 +392,8 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
             return
         self._account, self._logout, self._locked = account, logout, True
         try:
-            folder = yield account.open_folder("INBOX")
-            yield folder.refresh()
+            folder = await account.open_folder("INBOX")
+            await folder.refresh()
             infos = folder.messages()
         except Exception:
             log.failure("POP3 could not open INBOX")
@@ -420,35 +411,35 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
     # -- TRANSACTION -----------------------------------------------------
 
     def do_STAT(self) -> None:
-        self.sendLine(b"+OK %d %d" % self.maildrop.stat())
+        self.sendLine(b"+OK %d %d" % self._drop.stat())
 
     def do_LIST(self, arg: bytes | None = None) -> None:
         if arg is None:
-            count, octets = self.maildrop.stat()
-            body = [b"%d %d" % pair for pair in self.maildrop.sizes()]
+            count, octets = self._drop.stat()
+            body = [b"%d %d" % pair for pair in self._drop.sizes()]
             self._send_multiline(b"+OK %d messages (%d octets)" % (count, octets), body)
             return
         n = self._number(arg)
         try:
-            self.sendLine(b"+OK %d %d" % (n, self.maildrop.size(n)))
+            self.sendLine(b"+OK %d %d" % (n, self._drop.size(n)))
         except NoSuchMessage as e:
             self.sendLine(b"-ERR " + e.text + b".")
 
     def do_UIDL(self, arg: bytes | None = None) -> None:
         if arg is None:
-            body = [b"%d %s" % (n, u.encode("ascii")) for n, u in self.maildrop.uidls()]
+            body = [b"%d %s" % (n, u.encode("ascii")) for n, u in self._drop.uidls()]
             self._send_multiline(b"+OK Unique-ID listing follows.", body)
             return
         n = self._number(arg)
         try:
-            self.sendLine(b"+OK %d %s" % (n, self.maildrop.uidl(n).encode("ascii")))
+            self.sendLine(b"+OK %d %s" % (n, self._drop.uidl(n).encode("ascii")))
         except NoSuchMessage as e:
             self.sendLine(b"-ERR " + e.text + b".")
 
     def do_DELE(self, arg: bytes) -> None:
         n = self._number(arg)
         try:
-            self.maildrop.delete(n)
+            self._drop.delete(n)
         except NoSuchMessage as e:
             self.sendLine(b"-ERR " + e.text + b".")
             return
@@ -458,22 +449,22 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         self.sendLine(b"+OK")
 
     def do_RSET(self) -> None:
-        self.maildrop.reset()
-        self.sendLine(b"+OK %d messages (%d octets)." % self.maildrop.stat())
+        self._drop.reset()
+        self.sendLine(b"+OK %d messages (%d octets)." % self._drop.stat())
 
-    def do_RETR(self, arg: bytes):
+    def do_RETR(self, arg: bytes) -> Result:
         n = self._number(arg)
         return self._stream(n, None)
 
-    def do_TOP(self, arg: bytes, lines: bytes):
+    def do_TOP(self, arg: bytes, lines: bytes) -> Result:
         n = self._number(arg)
         body_lines = L.parse_number(lines)
         if body_lines is None:
             raise _Bad(b"-ERR Invalid number of lines.")
         return self._stream(n, body_lines)
 
-    def _stream(self, n: int, body_lines: int | None):
-        drop = self.maildrop
+    def _stream(self, n: int, body_lines: int | None) -> defer.Deferred[None] | None:
+        drop = self._drop
         try:
             uid, size = drop.uid(n), drop.size(n)
         except NoSuchMessage as e:
@@ -497,12 +488,12 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         )
         d = sender.start()
 
-        def sent(_):
+        def sent(_: object) -> None:
             self._sender = None
             if body_lines is None:
                 drop.mark_retrieved(n)
 
-        def cut(failure):
+        def cut(failure: Failure) -> None:
             # Part of the message is on the wire: no -ERR can follow it.
             self._sender = None
             if not self._closing:
@@ -513,7 +504,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         d.addCallbacks(sent, cut)
         return d
 
-    def do_QUIT(self):
+    def do_QUIT(self) -> Result:
         if self.state == AUTHORIZATION:
             self.sendLine(b"+OK Logging out.")
             self._close()
@@ -521,20 +512,19 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         self.state = UPDATE
         return self._update()
 
-    @defer.inlineCallbacks
-    def _update(self):
+    async def _update(self) -> None:
         """UPDATE: \\Seen for what was retrieved, then expunge what DELE marked."""
-        drop = self.maildrop
+        drop = self._drop
         seen, deleted = drop.retrieved_uids(), drop.deleted_uids()
         if seen:
             try:
-                yield drop.folder.store_flags(seen, ["\\Seen"], "+")
+                await drop.folder.store_flags(seen, ["\\Seen"], "+")
             except Exception:
                 log.failure("POP3 could not set \\Seen")
         ok = True
         if deleted:
             try:
-                yield drop.folder.expunge(deleted)
+                await drop.folder.expunge(deleted)
             except Exception:
                 log.failure("POP3 UPDATE could not expunge {n} messages", n=len(deleted))
                 ok = False
@@ -546,3 +536,4 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         else:
             self.sendLine(b"-ERR [SYS/TEMP] Some deleted messages were not removed.")
         self._close()
+

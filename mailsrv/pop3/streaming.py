@@ -13,7 +13,7 @@ bare LF (its stored length equals its RFC 822 size) skips normalisation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
@@ -122,11 +122,11 @@ class MessageSender:
 
     def __init__(
         self,
-        transport,
+        transport: Any,
         message: BinaryIO,
         prefix: bytes = b"",
         body_lines: int | None = None,
-        reactor=None,
+        reactor: Any = None,
         on_progress: Callable[[], None] | None = None,
         size: int | None = None,
     ) -> None:
@@ -216,7 +216,7 @@ class MessageSender:
             finished = finished or cut
         return self._stuffer.feed(data), finished
 
-    def _finish(self, result) -> None:
+    def _finish(self, result: Failure | None) -> None:
         if self._done:
             return
         self._done = True
@@ -227,7 +227,7 @@ class MessageSender:
             self._file.close()
         except Exception:
             log.failure("closing a message file failed")
-        if result is None or not isinstance(result, Failure) or not result.check(defer.CancelledError):
+        if result is None or not result.check(defer.CancelledError):
             self._transport.unregisterProducer()
         if result is None:
             self._deferred.callback(None)

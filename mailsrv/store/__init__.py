@@ -2,6 +2,22 @@
 
 ``Store(data_dir)`` is the process-wide IStore; protocols use only the
 interfaces in :mod:`mailsrv.store.interfaces`.
+
+Modules, from the contract down:
+
+- interfaces: IStore/IAccount/IFolder/IFolderListener, MessageInfo, the
+  errors, SYSTEM_FLAGS.  Backend-neutral, as are flags (flag validation),
+  groupcommit (batching writes), listeners (telling sessions), crlf.
+- account: Account and Store, the live objects per user.
+- folder: the live Folder (reactor side) over diskfolder (thread side);
+  message: its per-message objects; index: its snapshot and SnapshotWriter;
+  cache: its cache of parsed values.
+- diskfolder: scans and file mutations under the uid list lock; uidstate:
+  the uid list as held between operations; entry: what a scan yields.
+- maildir: writing message files (deliver, write_tmp) for tools and the
+  worker thread; filename: the file-name/flags codec; uidlist: the
+  dovecot-uidlist/keywords files and dotlocks; layout: paths, folder names,
+  subscriptions; fsutil: unlink, atomic write, fsync.
 """
 
 from typing import Any
@@ -11,11 +27,11 @@ from typing import Any
 # machinery that the live store needs.
 _WHERE = {
     "Account": "account", "Store": "account",
-    "Folder": "folder", "MaildirMessageInfo": "folder", "MaildirTempFile": "folder",
+    "Folder": "folder", "MaildirMessageInfo": "message", "MaildirTempFile": "message",
     "FolderExists": "interfaces", "FolderNotEmpty": "interfaces", "InvalidFolderName": "interfaces",
     "MessageGone": "interfaces", "MessageInfo": "interfaces", "NoSuchFolder": "interfaces",
     "StoreError": "interfaces", "TooBig": "interfaces",
-    "InvalidFlag": "maildir", "TooManyKeywords": "maildir",
+    "InvalidFlag": "flags", "TooManyKeywords": "filename",
 }
 
 

@@ -5,14 +5,19 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from twisted.internet import defer, threads
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailsrv.store import layout
-from mailsrv.store.folder import Folder, GroupCommit, _discard_sources
+from mailsrv.store.diskfolder import DiskFolder, NewFile, discard_sources
+from mailsrv.store.flags import normalize_flags
+from mailsrv.store.folder import Folder
+from mailsrv.store.groupcommit import GroupCommit
 from mailsrv.store.interfaces import (
     FolderExists,
     FolderNotEmpty,
@@ -23,7 +28,7 @@ from mailsrv.store.interfaces import (
     StoreError,
 )
 from mailsrv.store.layout import INBOX, SEP
-from mailsrv.store.maildir import DiskFolder, NewFile, normalize_flags, write_tmp
+from mailsrv.store.maildir import SUBDIRS, write_tmp
 
 log = Logger(namespace="mailsrv.store")
 
@@ -41,7 +46,7 @@ class Account:
         self._modseqs: dict[str, int] = {}
         self._light: dict[str, GroupCommit] = {}
         self._pop3_locked = False
-        self._idle_timers: dict[str, object] = {}
+        self._idle_timers: dict[str, IDelayedCall] = {}
         self._ensure_created()
 
     def _ensure_created(self) -> None:
@@ -56,12 +61,14 @@ class Account:
     def _path(self, name: str) -> str:
         return layout.folder_path(self.root, name)
 
-    def _modseq_floor(self, name: str) -> int:
+    # --- what a live folder asks of its account (folder.FolderHost) -------------------
+
+    def modseq_floor(self, name: str) -> int:
         """Mod-sequences live in memory only; a folder object made again in
         this process starts where the last one stopped, never lower."""
         return self._modseqs.get(name, 1)
 
-    def _remember_modseq(self, name: str, value: int) -> None:
+    def remember_modseq(self, name: str, value: int) -> None:
         self._modseqs[name] = max(value, self._modseqs.get(name, 1))
 
     # --- names ----------------------------------------------------------------------
@@ -88,7 +95,7 @@ class Account:
             return defer.fail(NoSuchFolder(str(e)))
         f = self._folders.get(name)
         if f is not None:
-            return f._ready()
+            return f.ready()
         path = self._path(name)
         if not os.path.isdir(path):
             return defer.fail(NoSuchFolder(f"no folder {name}"))
@@ -96,15 +103,15 @@ class Account:
             layout.make_folder_dirs(path, is_inbox=(name == INBOX))
         except OSError as e:
             return defer.fail(StoreError(f"cannot open {name}: {e.strerror}"))
-        f = Folder(self, name, path)
+        f = Folder(self, name, path, use_index=self.store.use_index)
         self._folders[name] = f
 
-        def failed(fail):
+        def failed(fail: Any) -> Any:
             if self._folders.get(name) is f:
                 del self._folders[name]
             return fail
 
-        return f._load().addErrback(failed)
+        return f.load().addErrback(failed)
 
     def live_folder(self, name: str) -> Folder | None:
         """The folder object if some session has it open (no disk access)."""
@@ -113,13 +120,13 @@ class Account:
         except InvalidFolderName:
             return None
 
-    def _folder_idle(self, folder: Folder) -> None:
+    def folder_idle(self, folder: Folder) -> None:
         """No listener left: let the object go once its operations finish,
         or, in a server (``Store.idle_ttl``), after a quiet period, so that
         the next login finds the folder loaded (SELECT on 100k messages costs
         a directory scan otherwise; the kept object stays exact through the
         cheap stat check every session does)."""
-        def release(_=None):
+        def release(_: object = None) -> None:
             self._idle_timers.pop(folder.name, None)
             if not folder.has_listeners() and self._folders.get(folder.name) is folder:
                 del self._folders[folder.name]
@@ -130,9 +137,9 @@ class Account:
             old.cancel()
         if self.store.idle_ttl > 0:
             self._idle_timers[folder.name] = self.store.reactor.callLater(
-                self.store.idle_ttl, lambda: folder._lock.run(lambda: None).addBoth(release))
+                self.store.idle_ttl, lambda: folder.quiesce().addBoth(release))
         else:
-            folder._lock.run(lambda: None).addBoth(release)
+            folder.quiesce().addBoth(release)
 
     def create_folder(self, name: str) -> defer.Deferred:
         try:
@@ -177,19 +184,19 @@ class Account:
             return defer.fail(FolderNotEmpty(f"{name} has subfolders; delete them first"))
         trash = os.path.join(os.path.dirname(self.root), f".mailsrv-deleted-{uuid.uuid4().hex}")
 
-        def work():
+        def work() -> defer.Deferred[None]:
             try:
                 os.rename(path, trash)
             except FileNotFoundError:
                 raise NoSuchFolder(f"no folder {name}") from None
             live = self._folders.pop(name, None)
             if live is not None:
-                live._deleted()
+                live.deleted()
             return threads.deferToThread(shutil.rmtree, trash, True)
 
         live = self._folders.get(name)
         if live is not None:
-            return live._lock.run(work).addCallback(lambda _: None)
+            return live.run_exclusive(work).addCallback(lambda _: None)
         return defer.maybeDeferred(work).addCallback(lambda _: None)
 
     def rename_folder(self, old: str, new: str) -> defer.Deferred:
@@ -208,54 +215,38 @@ class Account:
             return defer.fail(InvalidFolderName("cannot rename a folder into itself"))
         names = [old] + self._children(old)
         lives = [self._folders[n] for n in names if n in self._folders]
-        locked: list = []
+        return _exclusively(lives, lambda: self._rename_tree(old, new, names))
 
-        def acquire_all(_=None):
-            if len(locked) == len(lives):
-                return None
-            f = lives[len(locked)]
-            return f._lock.acquire().addCallback(lambda _: locked.append(f)).addCallback(acquire_all)
-
-        def do_rename(_):
-            self._make_parents(new)
-            for n in names:
-                target = new + n[len(old):]
-                tpath = self._path(target)
-                if os.path.exists(tpath):
-                    raise FolderExists(f"{target} already exists")
-                os.rename(self._path(n), tpath)
-                f = self._folders.pop(n, None)
-                if f is not None:
-                    f._moved(target, tpath)
-                    self._folders[target] = f
-            subs = self.subscriptions()
-            if any(s == old or s.startswith(old + SEP) for s in subs):
-                layout.write_subscriptions(self.root, [
-                    new + s[len(old):] if (s == old or s.startswith(old + SEP)) else s for s in subs])
-
-        def release(result):
-            for f in locked:
-                f._lock.release()
-            return result
-
-        d = defer.maybeDeferred(acquire_all)
-        d.addCallback(do_rename)
-        d.addBoth(release)
-        return d
+    def _rename_tree(self, old: str, new: str, names: list[str]) -> None:
+        """Move ``old`` and its inferiors ``names`` to ``new`` on disk, their
+        live objects with them, and their subscriptions (no live folder of
+        them is in an operation)."""
+        self._make_parents(new)
+        for n in names:
+            target = new + n[len(old):]
+            tpath = self._path(target)
+            if os.path.exists(tpath):
+                raise FolderExists(f"{target} already exists")
+            os.rename(self._path(n), tpath)
+            f = self._folders.pop(n, None)
+            if f is not None:
+                f.moved(target, tpath)
+                self._folders[target] = f
+        subs = self.subscriptions()
+        if any(s == old or s.startswith(old + SEP) for s in subs):
+            layout.write_subscriptions(self.root, [
+                new + s[len(old):] if (s == old or s.startswith(old + SEP)) else s for s in subs])
 
     def _rename_inbox(self, new: str) -> defer.Deferred:
         """RFC 3501: INBOX's messages move to a new folder, INBOX stays
         (empty, with its subfolders)."""
         d = self.create_folder(new)
 
-        def move(_):
-            target = DiskFolder(self._path(new))
+        def move(_: object) -> defer.Deferred[Any]:
+            target = self._path(new)
             live = self._folders.get(INBOX)
             if live is not None:
-                def work():
-                    return threads.deferToThread(live._disk.move_all_to, target).addCallback(
-                        lambda _: threads.deferToThread(live._disk.sync)).addCallback(live._apply_full)
-                return live._lock.run(work)
+                return live.move_messages_to(target)
             return threads.deferToThread(DiskFolder(self.root).move_all_to, target)
 
         return d.addCallback(move).addCallback(lambda _: None)
@@ -282,7 +273,7 @@ class Account:
 
     # --- delivery and POP3 ------------------------------------------------------------------
 
-    def deliver(self, folder: str, source, flags: Iterable[str] = ()) -> defer.Deferred:
+    def deliver(self, folder: str, source: Any, flags: Iterable[str] = ()) -> defer.Deferred:
         try:
             name = layout.canonical(folder)
             flagset = normalize_flags(flags)
@@ -292,17 +283,17 @@ class Account:
         if name != INBOX and not os.path.isdir(path):
             return defer.fail(NoSuchFolder(f"no folder {name}"))
 
-        def write():
-            for sub in ("cur", "new", "tmp"):
+        def write() -> tuple[str, int, int]:
+            for sub in SUBDIRS:
                 os.makedirs(os.path.join(path, sub), exist_ok=True)
             return write_tmp(path, source)
 
-        def submit(written):
+        def submit(written: tuple[str, int, int]) -> defer.Deferred[int]:
             tmp, size, vsize = written
             item = NewFile(tmp, "rename", flagset, size, vsize, new=True)
             live = self._folders.get(name)
-            if live is not None and not live._gone:
-                return live._deliver(item)
+            if live is not None and not live.gone:
+                return live.deliver_file(item)
             batch = self._light.get(path)
             if batch is None:
                 batch = self._light[path] = GroupCommit(lambda items: self._add_light(path, items))
@@ -313,8 +304,11 @@ class Account:
     def _add_light(self, path: str, items: list[NewFile]) -> defer.Deferred:
         """Deliveries into a folder no session has open: append-only UIDs,
         no scan."""
-        return threads.deferToThread(DiskFolder(path).add_light, items).addErrback(
-            _discard_sources, items)
+        def failed(f: Any) -> Any:
+            discard_sources(items)
+            return f
+
+        return threads.deferToThread(DiskFolder(path).add_light, items).addErrback(failed)
 
     def acquire_pop3_lock(self) -> bool:
         if self._pop3_locked:
@@ -338,7 +332,7 @@ class Store:
     """The process-wide Maildir++ store rooted at ``data_dir``
     (``<data_dir>/<user>/Maildir``)."""
 
-    def __init__(self, data_dir: str, idle_ttl: float = 0.0, reactor=None, use_index: bool = True) -> None:
+    def __init__(self, data_dir: str, idle_ttl: float = 0.0, reactor: Any = None, use_index: bool = True) -> None:
         """``idle_ttl``: seconds an unused folder object stays loaded (0: none,
         for tools and tests; the server keeps them a while).  ``use_index``:
         open unchanged folders from their snapshot (mailsrv.store.index)."""
@@ -361,3 +355,11 @@ class Store:
         stop); fires when the snapshot writes are done - a service's
         stopService should return it so the process waits for them."""
         return defer.gatherResults([a.close() for a in self._accounts.values()])
+
+
+def _exclusively(folders: list[Folder], work: Callable[[], Any]) -> defer.Deferred[Any]:
+    """Run ``work`` while none of ``folders`` is in an operation: each
+    folder's exclusive section nested in the previous one's."""
+    if not folders:
+        return defer.maybeDeferred(work)
+    return folders[0].run_exclusive(lambda: _exclusively(folders[1:], work))

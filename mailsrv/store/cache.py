@@ -17,15 +17,55 @@ import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
+
+from mailsrv.store.fsutil import unlink_quiet
 
 log = Logger(namespace="mailsrv.store")
 
 CACHE_FILE = "mailsrv-cache.sqlite"
+_SQLITE_SIDE_FILES = ("", "-journal", "-wal", "-shm")
 FLUSH_DELAY = 1.0
 FLUSH_EVERY = 500
 SCHEMA = "2"  # (kind, uid) primary key; older files are rebuilt
 IN_CHUNK = 500  # uids per ``uid IN (...)`` query
+
+
+def remove(folder_dir: str) -> None:
+    """Remove a folder's cache file (with SQLite's side files) so it is
+    rebuilt on demand; a running server that has it open keeps its handle
+    on the old file until it reopens the folder.  A file that will not go
+    is an error (OSError): the caller reported it removed otherwise."""
+    path = os.path.join(folder_dir, CACHE_FILE)
+    for suffix in _SQLITE_SIDE_FILES:
+        try:
+            os.unlink(path + suffix)
+        except FileNotFoundError:
+            pass
+
+
+def check_file(folder_dir: str, uidvalidity: int | None) -> str | None:
+    """Why a folder's cache file must be rebuilt (damaged, unreadable, kept
+    for another UIDVALIDITY), or None when it is absent or usable.  Reads
+    only; for ``mailsrv check``."""
+    p = os.path.join(folder_dir, CACHE_FILE)
+    if not os.path.exists(p):
+        return None
+    try:
+        db = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=5)
+        try:
+            ok = db.execute("PRAGMA quick_check").fetchone()
+            if not ok or ok[0] != "ok":
+                return "cache file damaged"
+            row = db.execute("SELECT v FROM meta WHERE k='uidvalidity'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as e:
+        return f"cache file unreadable ({e})"
+    if uidvalidity is not None and row is not None and row[0] != str(uidvalidity):
+        return f"cache is for UIDVALIDITY {row[0]}, folder has {uidvalidity}"
+    return None
 
 
 class FolderCache:
@@ -36,13 +76,13 @@ class FolderCache:
         self.uidvalidity = 0
         self._db: sqlite3.Connection | None = None
         self._pending: dict[tuple[int, str], bytes] = {}
-        self._timer = None
+        self._timer: IDelayedCall | None = None
         self._broken = False
 
     def _conn(self) -> sqlite3.Connection | None:
         if self._db is not None or self._broken:
             return self._db
-        for attempt in (1, 2):
+        for _attempt in (1, 2):
             try:
                 db = sqlite3.connect(self.path, isolation_level=None, timeout=5)
                 db.execute("PRAGMA synchronous=OFF")
@@ -62,11 +102,8 @@ class FolderCache:
                 return db
             except sqlite3.DatabaseError as e:
                 log.warn("cache {path} unusable ({err}); recreating", path=self.path, err=e)
-                for suffix in ("", "-journal", "-wal", "-shm"):
-                    try:
-                        os.unlink(self.path + suffix)
-                    except OSError:
-                        pass
+                for suffix in _SQLITE_SIDE_FILES:
+                    unlink_quiet(self.path + suffix)
         self._broken = True
         return None
 

@@ -4,14 +4,22 @@ Disk work runs in worker threads through :class:`DiskFolder`, one operation
 at a time (a DeferredLock per folder); its results are applied here, in the
 reactor thread, where listeners are told.  Reads (``messages``, ``get``,
 ``open_message``) are synchronous and served from memory.
+
+What the folder needs of its account is :class:`FolderHost`; the snapshot
+of its view is written by :class:`mailsrv.store.index.SnapshotWriter`, the
+news reach sessions through :class:`mailsrv.store.listeners.Listeners`.
+
+About 700 lines as one class on purpose: the message table, the state of
+the disk it matches (mtimes, uid list identity, rechecks due) and the
+operations that change both are one consistency unit; they are grouped
+below as lifecycle, snapshot, applying results, reads, sync, mutations.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterable
-from typing import BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
@@ -19,22 +27,25 @@ from zope.interface import implementer
 
 from mailsrv.store import index
 from mailsrv.store.cache import FolderCache
-from mailsrv.store.interfaces import IFolder, MessageGone, MessageInfo, NoSuchFolder, StoreError
-from mailsrv.store.maildir import (
+from mailsrv.store.diskfolder import (
     DiskFolder,
     NewFile,
     OpResult,
+    Stamps,
     SyncResult,
     dir_stamps,
-    finish_tmp,
-    flags_from_info,
-    locate,
-    message_path,
-    new_key_base,
-    normalize_flags,
-    uidlist_id,
-    write_tmp,
+    discard_sources,
 )
+from mailsrv.store.entry import EntryLike, EntryTable
+from mailsrv.store.filename import flags_from_info, message_path, new_key_base
+from mailsrv.store.flags import normalize_flags
+from mailsrv.store.fsutil import unlink_quiet
+from mailsrv.store.groupcommit import GroupCommit
+from mailsrv.store.interfaces import IFolder, MessageGone, MessageInfo, NoSuchFolder, StoreError
+from mailsrv.store.listeners import ADDED, EXPUNGED, FLAGS, Listeners
+from mailsrv.store.maildir import finish_tmp, locate, write_tmp
+from mailsrv.store.message import MaildirMessageInfo, MaildirTempFile
+from mailsrv.store.uidstate import StatId, uidlist_id
 
 log = Logger(namespace="mailsrv.store")
 # A directory whose mtime is this close to the moment we looked at it may
@@ -42,203 +53,75 @@ log = Logger(namespace="mailsrv.store")
 # (Dovecot's "don't trust a too recent mtime").  Generous: some file systems
 # keep whole seconds.
 RECENT_NS = index.RECENT_NS
-# While a folder stays open its snapshot is brought up to date at most this
-# often (and when it is closed).
-INDEX_INTERVAL = 300.0
+
+Opened = tuple[SyncResult, bool, dict[int, MaildirMessageInfo], dict[str | None, frozenset[str]], set[int]]
 
 
-class GroupCommit:
-    """Group commit: items submitted while a batch is being written wait
-    and go together in the next one (one uid list write + fsync for all).
-    ``run`` takes a list of items and fires with a list of results aligned
-    with it (None for an item that could not be stored)."""
+class FolderHost(Protocol):
+    """What a live folder asks of the account that made it."""
 
-    def __init__(self, run: Callable[[list], defer.Deferred]) -> None:
-        self._run = run
-        self._pending: list = []
-        self._busy = False
+    def modseq_floor(self, name: str) -> int:
+        """Where this folder's mod-sequences start (never below where the
+        last object for it stopped)."""
 
-    def submit(self, item) -> defer.Deferred:
-        d = defer.Deferred()
-        self._pending.append((item, d))
-        if not self._busy:
-            self._next()
-        return d
+    def remember_modseq(self, name: str, value: int) -> None:
+        """The folder object goes away at ``value``."""
 
-    def _next(self) -> None:
-        batch, self._pending = self._pending, []
-        if not batch:
-            self._busy = False
-            return
-        self._busy = True
-
-        def done(results):
-            for (_item, d), r in zip(batch, results):
-                if r is None:
-                    d.errback(StoreError("the message could not be stored"))
-                else:
-                    d.callback(r)
-
-        def failed(f):
-            for _item, d in batch:
-                d.errback(f)
-
-        d = defer.maybeDeferred(self._run, [item for item, _d in batch])
-        d.addCallbacks(done, failed)
-        d.addErrback(lambda f: log.failure("group commit", f))
-        d.addBoth(lambda _: self._next())
-
-
-class MaildirMessageInfo(MessageInfo):
-    """MessageInfo plus where the file is; ``internaldate`` (the file's
-    mtime) is read only when asked for, so opening a big folder needs no
-    per-file stat.  Never mutated in its public fields: a flag change makes
-    a new object, so snapshots handed out stay snapshots."""
-
-    __slots__ = ("sub", "info", "pop3", "_folder", "_idate")
-
-    def __init__(self, folder: Folder, uid: int, key: str, size: int, flags: frozenset, modseq: int,
-                 sub: str, info: str | None, pop3: str | None = None,
-                 internaldate: float | None = None) -> None:
-        self.uid = uid
-        self.key = key
-        self.size = size
-        self.flags = flags
-        self.modseq = modseq
-        self.sub = sub
-        self.info = info
-        self.pop3 = pop3
-        self._folder = folder
-        self._idate = internaldate
-
-    @property  # type: ignore[override]
-    def internaldate(self) -> float:
-        if self._idate is None:
-            self._idate = self._folder._mtime(self)
-        return self._idate
-
-    @internaldate.setter
-    def internaldate(self, value: float) -> None:
-        self._idate = value
-
-    def _with(self, flags: frozenset, modseq: int, sub: str, info: str | None) -> MaildirMessageInfo:
-        return MaildirMessageInfo(self._folder, self.uid, self.key, self.size, flags, modseq, sub, info,
-                                  self.pop3, self._idate)
-
-
-class MaildirTempFile:
-    """A file in the folder's tmp/ that the IMAP layer streams an APPEND
-    literal into; ``append`` then renames it into place instead of copying.
-    ``discard()`` it if it is not appended (``with`` does that on error or
-    when it was never appended)."""
-
-    def __init__(self, path: str) -> None:
-        self.name = path
-        self.file = open(path, "x+b")
-        self._claimed = False
-
-    def write(self, data: bytes) -> int:
-        return self.file.write(data)
-
-    def read(self, n: int = -1) -> bytes:
-        return self.file.read(n)
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        return self.file.seek(pos, whence)
-
-    def tell(self) -> int:
-        return self.file.tell()
-
-    def flush(self) -> None:
-        self.file.flush()
-
-    def fileno(self) -> int:
-        return self.file.fileno()
-
-    def close(self) -> None:
-        """Close the handle; the file stays for ``append`` (or ``discard``)."""
-        self.file.close()
-
-    @property
-    def closed(self) -> bool:
-        return self.file.closed
-
-    def discard(self) -> None:
-        self.file.close()
-        if not self._claimed:
-            try:
-                os.unlink(self.name)
-            except FileNotFoundError:
-                pass
-
-    def _claim(self) -> None:
-        if self._claimed:
-            raise StoreError("this temporary file was already appended")
-        self._claimed = True
-        self.file.close()
-
-    def __enter__(self) -> MaildirTempFile:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.discard()
+    def folder_idle(self, folder: Folder) -> None:
+        """The last listener left."""
 
 
 @implementer(IFolder)
 class Folder:
     """See :class:`IFolder`.  Built and registered by the Account."""
 
-    def __init__(self, account, name: str, path: str) -> None:
+    def __init__(self, account: FolderHost, name: str, path: str, use_index: bool = True) -> None:
         self.account = account
         self.name = name
         self.path = path
         self.uidvalidity = 0
         self.uidnext = 1
-        self.highestmodseq = account._modseq_floor(name)
+        self.highestmodseq = account.modseq_floor(name)
+        self.use_index = use_index
+        self.opened_from_index = False
         self._disk = DiskFolder(path)
         self._batch = GroupCommit(self._add_batch)
         self._lock = defer.DeferredLock()
         self._msgs: dict[int, MaildirMessageInfo] = {}
         self._by_key: dict[str, int] | None = {}
         self._keywords: list[str | None] = []
-        self._flag_memo: dict[str | None, frozenset] = {}
-        self._listeners: list = []
-        self._recent: set = set()
-        self._stamps = None
-        self._ul_id = None
+        self._flag_memo: dict[str | None, frozenset[str]] = {}
+        self._listeners = Listeners()
+        self._recent: set[int] = set()
+        self._stamps: Stamps | None = None
+        self._ul_id: StatId | None = None
         self._unsure = True  # unknown state: the next refresh does a full scan
         self._new_recheck = False  # re-list new/ on the next refresh
         self._cur_recheck = False  # full scan on the next refresh
         self._cache = FolderCache(path)
-        self._loaded: defer.Deferred | None = None
-        self._waiters: list[defer.Deferred] = []
+        self._loaded = False
+        self._waiters: list[defer.Deferred[Folder]] = []
         self._gone = False
-        self.use_index = account.store.use_index
-        self.opened_from_index = False
-        self._gen = 0  # bumped whenever the view changes
-        self._index_gen = -1  # the view the snapshot on disk holds
-        self._index_tried = time.time()
-        self._index_writing: defer.Deferred | None = None
-        self._index_again = False
+        self._snapshot = index.SnapshotWriter(path, self._save_snapshot)
 
-    # --- lifecycle ---------------------------------------------------------------
+    # --- lifecycle (what the account calls) ---------------------------------------
 
-    def _load(self) -> defer.Deferred:
+    def load(self) -> defer.Deferred[Folder]:
         """First look (snapshot or scan, then the message objects built, all
         in a worker thread; the reactor only swaps them in); fires with
         self.  Messages still in new/ are \\Recent."""
-        def work():
+        def work() -> defer.Deferred[None]:
             modseq = self.highestmodseq
             return threads.deferToThread(self._open_in_thread, modseq).addCallback(self._apply_opened, modseq)
 
-        def done(_):
+        def done(_: object) -> Folder:
             self._loaded = True
             waiters, self._waiters = self._waiters, []
             for w in waiters:
                 w.callback(self)
             return self
 
-        def failed(f):
+        def failed(f: Any) -> Any:
             waiters, self._waiters = self._waiters, []
             for w in waiters:
                 w.errback(f)
@@ -247,45 +130,88 @@ class Folder:
         self._loaded = False
         return self._lock.run(work).addCallbacks(done, failed)
 
-    def _ready(self) -> defer.Deferred:
+    def ready(self) -> defer.Deferred[Folder]:
+        """Fires with self once loaded (at once if it is)."""
         if self._loaded:
             return defer.succeed(self)
-        d = defer.Deferred()
+        d: defer.Deferred[Folder] = defer.Deferred()
         self._waiters.append(d)
         return d
 
-    def _serial(self, work: Callable[[], defer.Deferred]) -> defer.Deferred:
+    def run_exclusive(self, work: Callable[[], Any]) -> defer.Deferred[Any]:
+        """Run ``work`` (which may return a Deferred) while no other
+        operation of this folder runs: for account-level changes (delete,
+        rename) that must not interleave with the folder's own."""
+        return self._lock.run(work)
+
+    def quiesce(self) -> defer.Deferred[None]:
+        """Fires once the operations queued so far have finished."""
+        return self._lock.run(lambda: None)
+
+    @property
+    def gone(self) -> bool:
+        """The folder was deleted; every operation fails with NoSuchFolder."""
+        return self._gone
+
+    def _serial(self, work: Callable[[], Any]) -> defer.Deferred[Any]:
         if self._gone:
             return defer.fail(NoSuchFolder(f"{self.name} was deleted"))
 
-        def guarded():
+        def guarded() -> Any:
             if self._gone:
                 raise NoSuchFolder(f"{self.name} was deleted")
             return work()
 
         return self._lock.run(guarded)
 
-    def close(self) -> defer.Deferred:
+    def close(self) -> defer.Deferred[None]:
         """Flush the cache and bring the snapshot up to date (the server is
         stopping or the folder goes idle); fires when the snapshot is written."""
-        self.account._remember_modseq(self.name, self.highestmodseq)
+        self.account.remember_modseq(self.name, self.highestmodseq)
         self._cache.close()
-        self._save_index()
-        return self._index_idle()
+        self._save_snapshot()
+        return self._snapshot.idle()
+
+    def deleted(self) -> None:
+        """The account deleted the folder: every message is gone for its sessions."""
+        gone = list(self._msgs)
+        self._msgs = {}
+        self._by_key = {}
+        self._recent.clear()
+        self._gone = True
+        self.account.remember_modseq(self.name, self.highestmodseq)
+        self._cache.close()
+        self._listeners.tell(self, EXPUNGED, gone)
+
+    def moved(self, name: str, path: str) -> None:
+        """The account renamed the folder (with its operations held off)."""
+        self.name = name
+        self.path = path
+        self._disk.path = path
+        self._snapshot.path = path
+        self._cache.moved(path)
+
+    def move_messages_to(self, target_dir: str) -> defer.Deferred[None]:
+        """RENAME INBOX (RFC 3501): every message file moves into the folder
+        at ``target_dir`` (which numbers them when it is next opened); this
+        folder rescans, so its sessions see them expunged."""
+        def work() -> defer.Deferred[None]:
+            return threads.deferToThread(self._disk.move_all_to, target_dir).addCallback(
+                lambda _: threads.deferToThread(self._disk.sync)).addCallback(self._apply_full)
+        return self._lock.run(work)
 
     # --- opening and the snapshot ----------------------------------------------------
 
-    def _open_in_thread(self, modseq: int) -> tuple[SyncResult, bool, dict[int, MaildirMessageInfo],
-                                                      dict[str | None, frozenset], set[int]]:
+    def _open_in_thread(self, modseq: int) -> Opened:
         """Worker thread: the view and its message objects, nothing shared
         touched (the folder's lock keeps every other operation out)."""
         res, from_index = self._disk.open(self.use_index)
-        memo: dict[str | None, frozenset] = {}
+        memo: dict[str | None, frozenset[str]] = {}
         msgs: dict[int, MaildirMessageInfo] = {}
         recent: set[int] = set()
         keywords = res.keywords
         info_cls = MaildirMessageInfo
-        for uid, key, sub, info, size, pop3 in res.entries:
+        for uid, key, sub, info, size, pop3 in res.entries.rows():
             fl = memo.get(info)
             if fl is None:
                 fl = memo[info] = flags_from_info(info, keywords)
@@ -294,7 +220,7 @@ class Folder:
                 recent.add(uid)
         return res, from_index, msgs, memo, recent
 
-    def _apply_opened(self, opened, modseq: int) -> None:
+    def _apply_opened(self, opened: Opened, modseq: int) -> None:
         """Reactor: adopt what the thread built, in one cheap step."""
         res, from_index, msgs, memo, recent = opened
         if self._msgs or modseq != self.highestmodseq or self._gone:
@@ -311,58 +237,38 @@ class Folder:
             self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=True)
         self.opened_from_index = from_index
         if from_index:
-            self._index_gen = self._gen
+            self._snapshot.current()
         else:
-            self._save_index(res)
+            self._save_snapshot(res.entries)
 
-    def _save_index(self, res: SyncResult | None = None) -> defer.Deferred | None:
-        """Write the snapshot in a worker thread (never waited for) when the
-        view changed since the last one and is one the next open may trust:
-        no rescan pending.  ``res``: the full scan just applied, whose
-        entries are the view already as tuples."""
-        if (not self.use_index or self._gone or not self._loaded and res is None or self._unsure
-                or self._stamps is None or self._ul_id is None or self._new_recheck or self._cur_recheck
-                or self._gen == self._index_gen):
+    def _view_trusted(self, loading: bool) -> bool:
+        """Our view is one the next open may take from a snapshot: loaded
+        (or being loaded from a scan), no rescan or recheck pending."""
+        return (self.use_index and not self._gone and (self._loaded or loading) and not self._unsure
+                and self._stamps is not None and self._ul_id is not None
+                and not self._new_recheck and not self._cur_recheck)
+
+    def _save_snapshot(self, entries: EntryTable | None = None) -> defer.Deferred[bool] | None:
+        """Have the snapshot written if our view changed and is trusted.
+        ``entries``: a full scan's, just applied (the view as it is)."""
+        if not self._view_trusted(loading=entries is not None):
             return None
-        if self._index_writing is not None:
-            self._index_again = True
-            return self._index_writing
-        gen, path = self._gen, self.path
-        self._index_tried = time.time()
-        state = (self.uidvalidity, self.uidnext, self._ul_id, self._stamps)
-        if res is not None:
-            entries: Iterable = res.entries
-        else:
-            msgs = list(self._msgs.values())
-            entries = ((m.uid, m.key, m.sub, m.info, m.size, m.pop3) for m in msgs)
+        assert self._ul_id is not None and self._stamps is not None
+        view: Iterable[EntryLike] = entries if entries is not None else list(self._msgs.values())
+        return self._snapshot.save(self.uidvalidity, self.uidnext, self._ul_id, self._stamps, view)
 
-        def done(saved: bool) -> None:
-            self._index_writing = None
-            if saved:
-                self._index_gen = gen
-            if self._index_again:
-                self._index_again = False
-                self._save_index()
-
-        def failed(f) -> None:
-            self._index_writing = None
-            log.warn("{path}: snapshot not written: {err}", path=path, err=f.getErrorMessage())
-
-        self._index_writing = d = threads.deferToThread(index.save, path, *state, entries)
-        d.addCallbacks(done, failed)
-        return d
-
-    def _index_idle(self) -> defer.Deferred:
+    def snapshot_idle(self) -> defer.Deferred[None]:
         """Fires once no snapshot write is running (tests, benchmarks)."""
-        if self._index_writing is None:
-            return defer.succeed(None)
-        d = defer.Deferred()
-        self._index_writing.addBoth(lambda r: (d.callback(None), r)[1])
-        return d
+        return self._snapshot.idle()
+
+    @property
+    def scans(self) -> int:
+        """Full directory scans done so far (what tests and benchmarks watch)."""
+        return self._disk.scans
 
     # --- applying results (reactor thread) -------------------------------------------
 
-    def _flags(self, info: str | None) -> frozenset:
+    def _flags(self, info: str | None) -> frozenset[str]:
         f = self._flag_memo.get(info)
         if f is None:
             f = self._flag_memo[info] = flags_from_info(info, self._keywords)
@@ -387,34 +293,11 @@ class Folder:
         kw_changed = res.keywords != self._keywords
         self._set_keywords(res.keywords)
         new: dict[int, MaildirMessageInfo] = {}
-        added: list[int] = []
-        changed: list[int] = []
-        flags = self._flags
-        if not old:
+        if old:
+            added, changed = self._merge(old, res.entries, new, kw_changed)
+        else:
             self._load_entries(res.entries, new, bump=notify)
-            added = list(new)
-        bumped = False
-        for uid, key, sub, info, size, pop3 in (res.entries if old else ()):
-            m = old.get(uid)
-            if m is not None and m.key == key:
-                if m.info != info or m.sub != sub or kw_changed:
-                    fl = flags(info)
-                    if fl != m.flags:
-                        self.highestmodseq += 1
-                        m = m._with(fl, self.highestmodseq, sub, info)
-                        changed.append(uid)
-                    else:
-                        m.sub, m.info = sub, info
-                new[uid] = m
-            else:
-                if not bumped:
-                    self.highestmodseq += 1
-                    bumped = True
-                new[uid] = MaildirMessageInfo(self, uid, key, size, flags(info), self.highestmodseq,
-                                              sub, info, pop3)
-                added.append(uid)
-                if sub == "new":
-                    self._recent.add(uid)
+            added, changed = list(new), []
         if not expunged:
             expunged = [u for u in old if u not in new]
         self._msgs = new
@@ -425,11 +308,42 @@ class Folder:
             self._recent.difference_update(expunged)
             self._cache.forget(expunged)
         if notify:
-            self._tell("messages_expunged", expunged)
-            self._tell("messages_added", added)
-            self._tell("flags_changed", changed)
+            self._listeners.tell(self, EXPUNGED, expunged)
+            self._listeners.tell(self, ADDED, added)
+            self._listeners.tell(self, FLAGS, changed)
 
-    def _load_entries(self, entries, into: dict[int, MaildirMessageInfo], bump: bool) -> None:
+    def _merge(self, old: dict[int, MaildirMessageInfo], entries: EntryTable, into: dict[int, MaildirMessageInfo],
+               kw_changed: bool) -> tuple[list[int], list[int]]:
+        """A rescan against the view we had: keeps the objects of unchanged
+        messages, makes new ones for changed flags (a modseq each) and for
+        arrivals (one modseq for all).  Returns (added, flags changed)."""
+        added: list[int] = []
+        changed: list[int] = []
+        flags = self._flags
+        bumped = False
+        for uid, key, sub, info, size, pop3 in entries.rows():
+            m = old.get(uid)
+            if m is not None and m.key == key:
+                if m.info != info or m.sub != sub or kw_changed:
+                    fl = flags(info)
+                    if fl != m.flags:
+                        self.highestmodseq += 1
+                        m = m.with_flags(fl, self.highestmodseq, sub, info)
+                        changed.append(uid)
+                    else:
+                        m.sub, m.info = sub, info
+                into[uid] = m
+                continue
+            if not bumped:
+                self.highestmodseq += 1
+                bumped = True
+            into[uid] = MaildirMessageInfo(self, uid, key, size, flags(info), self.highestmodseq, sub, info, pop3)
+            added.append(uid)
+            if sub == "new":
+                self._recent.add(uid)
+        return added, changed
+
+    def _load_entries(self, entries: EntryTable, into: dict[int, MaildirMessageInfo], bump: bool) -> None:
         """The first load of a folder (or a reload under a new UIDVALIDITY):
         the tight loop, nothing to compare with."""
         if bump and entries:
@@ -437,7 +351,7 @@ class Folder:
         modseq = self.highestmodseq
         memo, keywords, recent = self._flag_memo, self._keywords, self._recent
         info_cls = MaildirMessageInfo
-        for uid, key, sub, info, size, pop3 in entries:
+        for uid, key, sub, info, size, pop3 in entries.rows():
             fl = memo.get(info)
             if fl is None:
                 fl = memo[info] = flags_from_info(info, keywords)
@@ -451,10 +365,10 @@ class Folder:
             self._by_key = {m.key: u for u, m in self._msgs.items()}
         return self._by_key
 
-    def _apply_state(self, stamps, ul_id, scanned_at: float, full: bool) -> None:
+    def _apply_state(self, stamps: Stamps | None, ul_id: StatId | None, scanned_at: float, full: bool) -> None:
         """Remember which directory mtimes and uid list our view matches, so
         the next refresh is a stat unless someone else changed something."""
-        self._gen += 1
+        self._snapshot.changed()
         self._stamps = stamps
         self._ul_id = ul_id
         if stamps is None:
@@ -471,7 +385,7 @@ class Folder:
             self._apply_full(res.full)
         self._set_keywords(res.keywords)
         added = []
-        fresh = [e for e in res.entries if e[0] not in self._msgs]
+        fresh = [e for e in res.entries if e.uid not in self._msgs]
         if fresh:
             self.highestmodseq += 1  # a new message is a change CONDSTORE clients must see
         for uid, key, sub, info, size, pop3 in fresh:
@@ -487,17 +401,8 @@ class Folder:
         self.uidnext = max(self.uidnext, res.uidnext)
         if res.full is None:
             self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=False)
-        self._tell("messages_added", added)
-        return [e[0] for e in res.entries]
-
-    def _tell(self, what: str, uids: list[int]) -> None:
-        if not uids:
-            return
-        for listener in list(self._listeners):
-            try:
-                getattr(listener, what)(self, list(uids))
-            except Exception:
-                log.failure("listener {l!r} failed in {what}", l=listener, what=what)
+        self._listeners.tell(self, ADDED, added)
+        return [e.uid for e in res.entries]
 
     # --- reads ---------------------------------------------------------------------
 
@@ -535,7 +440,8 @@ class Folder:
             raise MessageGone(f"message {uid} was expunged")
         return message_path(self.path, m.sub, m.key, m.info)
 
-    def _mtime(self, m: MaildirMessageInfo) -> float:
+    def file_mtime(self, m: MaildirMessageInfo) -> float:
+        """A message's internal date: its file's mtime (0 once it is gone)."""
         try:
             return os.stat(message_path(self.path, m.sub, m.key, m.info)).st_mtime
         except FileNotFoundError:
@@ -551,22 +457,20 @@ class Folder:
             raise MessageGone(f"message {uid} was expunged")
         return m.pop3 or "%08x%08x" % (uid, self.uidvalidity)
 
-    def claim_recent(self) -> set:
+    def claim_recent(self) -> set[int]:
         r, self._recent = self._recent, set()
         return r
 
-    def peek_recent(self) -> set:
+    def peek_recent(self) -> set[int]:
         return set(self._recent)
 
-    def add_listener(self, listener) -> None:
-        if listener not in self._listeners:
-            self._listeners.append(listener)
+    def add_listener(self, listener: Any) -> None:
+        self._listeners.add(listener)
 
-    def remove_listener(self, listener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+    def remove_listener(self, listener: Any) -> None:
+        self._listeners.remove(listener)
         if not self._listeners:
-            self.account._folder_idle(self)
+            self.account.folder_idle(self)
 
     def has_listeners(self) -> bool:
         return bool(self._listeners)
@@ -607,13 +511,13 @@ class Folder:
             return "new"
         return None
 
-    def refresh(self) -> defer.Deferred:
-        if self._gen != self._index_gen and time.time() - self._index_tried > INDEX_INTERVAL:
-            self._save_index()
+    def refresh(self) -> defer.Deferred[None]:
+        if self._snapshot.due():
+            self._save_snapshot()
         if self._gone or self._changed_on_disk() is None:
             return defer.succeed(None)
 
-        def work():
+        def work() -> defer.Deferred[None] | None:
             how = self._changed_on_disk()
             if how is None:
                 return None
@@ -632,17 +536,15 @@ class Folder:
         """A file in tmp/ to stream a message into; pass it to append()."""
         return MaildirTempFile(os.path.join(self.path, "tmp", new_key_base()))
 
-    def append(self, source, flags: Iterable[str] = (), internaldate: float | None = None) -> defer.Deferred:
+    def append(self, source: Any, flags: Iterable[str] = (), internaldate: float | None = None
+               ) -> defer.Deferred[int]:
+        tmpfile = source if isinstance(source, MaildirTempFile) else None
         try:
             flagset = normalize_flags(flags)
+            if tmpfile is not None:
+                tmpfile.claim()
         except StoreError:
             return defer.fail()
-        tmpfile = source if isinstance(source, MaildirTempFile) else None
-        if tmpfile is not None:
-            try:
-                tmpfile._claim()
-            except StoreError:
-                return defer.fail()
 
         def in_thread() -> OpResult:
             if tmpfile is not None:
@@ -653,106 +555,112 @@ class Folder:
             try:
                 return self._disk.add([NewFile(src, "rename", flagset, size, vsize)])
             except BaseException:
-                try:
-                    os.unlink(src)
-                except OSError:
-                    pass
+                unlink_quiet(src)
                 raise
 
-        def work():
+        def work() -> defer.Deferred[int]:
             return threads.deferToThread(in_thread).addCallback(
                 lambda res: self._apply_added(res, recent=True)[0])
 
         d = self._serial(work)
         if tmpfile is not None:
-            def cleanup(f):
-                try:
-                    os.unlink(tmpfile.name)
-                except OSError:
-                    pass
+            def cleanup(f: Any) -> Any:
+                unlink_quiet(tmpfile.name)
                 return f
             d.addErrback(cleanup)
         return d
 
-    def _deliver(self, item: NewFile) -> defer.Deferred:
+    def deliver_file(self, item: NewFile) -> defer.Deferred[int]:
         """A delivery (a finished file in tmp/): into new/ with a UID, in
         one batch with the deliveries that arrive meanwhile."""
         return self._batch.submit(item)
 
-    def _add_batch(self, items: list[NewFile]) -> defer.Deferred:
-        def apply(res: OpResult) -> list:
+    def _add_batch(self, items: list[NewFile]) -> defer.Deferred[list[int | None]]:
+        def apply(res: OpResult) -> list[int | None]:
             uids = self._apply_added(res, recent=True)
-            out: list = [None] * len(items)
-            for i, uid in zip(res.order, uids):
+            out: list[int | None] = [None] * len(items)
+            for i, uid in zip(res.order, uids, strict=True):
                 out[i] = uid
             return out
 
-        def work():
+        def work() -> defer.Deferred[list[int | None]]:
             return threads.deferToThread(self._disk.add, items).addCallback(apply)
 
-        return self._serial(work).addErrback(_discard_sources, items)
+        def failed(f: Any) -> Any:
+            discard_sources(items)
+            return f
 
-    def _add_links(self, items: list[NewFile]) -> defer.Deferred:
+        return self._serial(work).addErrback(failed)
+
+    def _add_links(self, items: list[NewFile]) -> defer.Deferred[tuple[list[int], list[int]]]:
         """copy_to's target half: fires with (placed item indexes, uids)."""
-        def work():
+        def work() -> defer.Deferred[tuple[list[int], list[int]]]:
             return threads.deferToThread(self._disk.add, items).addCallback(
                 lambda res: (res.order, self._apply_added(res, recent=True)))
         return self._serial(work)
 
-    def store_flags(self, uids: Iterable[int], flags: Iterable[str], mode: str) -> defer.Deferred:
+    def store_flags(self, uids: Iterable[int], flags: Iterable[str], mode: str) -> defer.Deferred[list[int]]:
         if mode not in ("+", "-", "="):
             return defer.fail(StoreError(f"bad flag mode {mode!r}"))
         try:
             flagset = normalize_flags(flags)
         except StoreError:
             return defer.fail()
-        uids = list(uids)
+        wanted = list(uids)
 
-        def work():
-            known = {k.lower(): k for k in self._keywords if k}
-            fl = frozenset(known.get(f.lower(), f) for f in flagset)
-            items = []
-            for uid in uids:
-                m = self._msgs.get(uid)
-                if m is None:
-                    continue
-                if mode == "+":
-                    new = m.flags | fl
-                elif mode == "-":
-                    new = m.flags - fl
-                else:
-                    new = fl
-                if new != m.flags:
-                    items.append((m.key, m.sub, m.info, new))
+        def work() -> defer.Deferred[list[int]] | list[int]:
+            items = self._flag_changes(wanted, flagset, mode)
             if not items:
                 return []
             return threads.deferToThread(self._disk.set_flags, items).addCallback(self._apply_flags)
 
         return self._serial(work)
 
+    def _flag_changes(self, uids: list[int], flagset: frozenset[str], mode: str
+                      ) -> list[tuple[str, str, str | None, frozenset[str]]]:
+        """(key, sub, info, new flags) of the messages whose flags ``mode``
+        really changes; keywords spelled as the folder already knows them."""
+        known = {k.lower(): k for k in self._keywords if k}
+        fl = frozenset(known.get(f.lower(), f) for f in flagset)
+        items = []
+        for uid in uids:
+            m = self._msgs.get(uid)
+            if m is None:
+                continue
+            if mode == "+":
+                new = m.flags | fl
+            elif mode == "-":
+                new = m.flags - fl
+            else:
+                new = fl
+            if new != m.flags:
+                items.append((m.key, m.sub, m.info, new))
+        return items
+
     def _apply_flags(self, res: OpResult) -> list[int]:
         self._set_keywords(res.keywords)
         self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=False)
         changed = []
+        keymap = self._keymap()
         for key, where in res.keys.items():
-            uid = self._keymap().get(key)
+            uid = keymap.get(key)
             m = self._msgs.get(uid) if uid is not None else None
-            if m is None:
+            if m is None or uid is None:
                 continue
             if where is None:
                 self._unsure = True  # removed behind our back: the next refresh expunges it
                 continue
             self.highestmodseq += 1
-            self._msgs[uid] = m._with(self._flags(where[1]), self.highestmodseq, where[0], where[1])
+            self._msgs[uid] = m.with_flags(self._flags(where[1]), self.highestmodseq, where[0], where[1])
             changed.append(uid)
         changed.sort()
-        self._tell("flags_changed", changed)
+        self._listeners.tell(self, FLAGS, changed)
         return changed
 
-    def expunge(self, uids: Iterable[int] | None = None) -> defer.Deferred:
+    def expunge(self, uids: Iterable[int] | None = None) -> defer.Deferred[list[int]]:
         wanted = None if uids is None else list(uids)
 
-        def work():
+        def work() -> defer.Deferred[list[int]] | list[int]:
             if wanted is None:
                 targets = [m for m in self._msgs.values() if "\\Deleted" in m.flags]
             else:
@@ -776,10 +684,10 @@ class Folder:
         self._recent.difference_update(gone)
         self._cache.forget(gone)
         self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=False)
-        self._tell("messages_expunged", gone)
+        self._listeners.tell(self, EXPUNGED, gone)
         return gone
 
-    def copy_to(self, uids: Iterable[int], target: Folder) -> defer.Deferred:
+    def copy_to(self, uids: Iterable[int], target: IFolder) -> defer.Deferred[list[tuple[int, int]]]:
         if not isinstance(target, Folder):
             return defer.fail(StoreError("copy between different stores is not supported"))
         if self._gone:
@@ -790,37 +698,4 @@ class Folder:
         items = [NewFile(message_path(self.path, m.sub, m.key, m.info), "link", m.flags, 0, m.size,
                          self.path, m.key) for m in srcs]
         d = target._add_links(items)
-        d.addCallback(lambda r: [(srcs[i].uid, uid) for i, uid in zip(r[0], r[1])])
-        return d
-
-    # --- account-level events -----------------------------------------------------------
-
-    def _deleted(self) -> None:
-        """The folder was deleted: every message is gone for its sessions."""
-        gone = list(self._msgs)
-        self._msgs = {}
-        self._by_key = {}
-        self._recent.clear()
-        self._gone = True
-        self.account._remember_modseq(self.name, self.highestmodseq)
-        self._cache.close()
-        self._tell("messages_expunged", gone)
-
-    def _moved(self, name: str, path: str) -> None:
-        self.name = name
-        self.path = path
-        self._disk.path = path
-        self._cache.moved(path)
-
-
-
-def _discard_sources(failure, items: list[NewFile]):
-    """A failed batch: remove its files still waiting in tmp/ (the senders
-    get the error and will retry), then pass the failure on."""
-    for it in items:
-        if it.how == "rename":
-            try:
-                os.unlink(it.src)
-            except OSError:
-                pass
-    return failure
+        return d.addCallback(lambda r: [(srcs[i].uid, uid) for i, uid in zip(r[0], r[1], strict=True)])

@@ -23,12 +23,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO
 
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
+
+MessageSource = bytes | IO[bytes]
+"""A message handed to the store: its bytes, or a binary file positioned at
+its start (an APPEND literal spooled to disk, an LMTP spool)."""
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
@@ -125,7 +129,7 @@ class IFolder(Interface):
         renamed or removed), assign UIDs, tell listeners.  Cheap when nothing
         changed (a stat of new/ and cur/).  Fires with None."""
 
-    def append(source, flags: Iterable[str] = (), internaldate: float | None = None) -> Deferred:
+    def append(source: MessageSource, flags: Iterable[str] = (), internaldate: float | None = None) -> Deferred:
         """Store one message crash-safely (tmp/, fsync, rename).  ``source``
         is bytes or a binary file object positioned at the start.  Fires with
         the new UID once the message is on disk and listed."""
@@ -217,7 +221,7 @@ class IAccount(Interface):
     def unsubscribe(name: str) -> None:
         """Remove a name from the subscriptions."""
 
-    def deliver(folder: str, source, flags: Iterable[str] = ()) -> Deferred:
+    def deliver(folder: str, source: MessageSource, flags: Iterable[str] = ()) -> Deferred:
         """Deliver a message from outside (LMTP): crash-safe, fsynced before
         the Deferred fires; the live folder (if open) is refreshed so its
         sessions see the new message at once.  Fires with the new UID."""

@@ -10,11 +10,11 @@ from __future__ import annotations
 import codecs
 import os
 
+from mailsrv.store.fsutil import atomic_write
 from mailsrv.store.interfaces import InvalidFolderName
-from mailsrv.store.uidlist import atomic_write
 
 
-def _imap4_utf7(name: str):
+def _imap4_utf7(name: str) -> codecs.CodecInfo | None:
     """Find the 'imap4-utf-7' codec without importing twisted.mail.imap4 at start-up:
     ``mailsrv deliver`` runs once per message and pays for every import."""
     if name in ("imap4-utf-7", "imap4_utf_7"):

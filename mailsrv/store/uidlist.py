@@ -15,10 +15,13 @@ import re
 import socket
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from twisted.logger import Logger
 
+from mailsrv.store.filename import MAX_KEYWORDS
+from mailsrv.store.fsutil import atomic_write, unlink_quiet
 from mailsrv.store.interfaces import StoreError
 
 log = Logger(namespace="mailsrv.store")
@@ -27,7 +30,6 @@ UIDLIST = "dovecot-uidlist"
 KEYWORDS = "dovecot-keywords"
 LOCK_STALE_SECONDS = 120  # Dovecot's MAILDIR_UIDLIST_LOCK_STALE_TIMEOUT
 LOCK_TIMEOUT_SECONDS = 30
-MAX_KEYWORDS = 26  # filename letters a..z
 
 
 class CorruptUidList(StoreError):
@@ -68,7 +70,7 @@ class UidList:
         head.extend(self.header_extra)
         return " ".join(head) + "\n"
 
-    def record_lines(self, keys) -> str:
+    def record_lines(self, keys: Iterable[str]) -> str:
         """The records of ``keys`` (in the given order) as file lines."""
         uids, exts = self.uids, self.exts
         out = []
@@ -154,6 +156,7 @@ def _parse_records(ul: UidList, body: str, v1: bool, last: int) -> tuple[int, in
     (good records, non-empty lines)."""
     uids, exts = ul.uids, ul.exts
     last = max(last, ul.last_uid)
+    records: Iterable[tuple[str, str, str]]
     if v1:
         records = ((m.group(1), "", m.group(2)) for m in _V1_LINE.finditer(body))
     else:
@@ -231,30 +234,26 @@ def read_uidlist(folder_dir: str) -> tuple[UidList | None, os.stat_result | None
     return parse_uidlist(data), st
 
 
-def atomic_write(path: str, data: bytes, fsync: bool = True) -> None:
-    """Write-to-temp + fsync + rename + fsync(dir): the old file stays valid
-    until the new one is complete."""
-    tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def duplicate_keys(folder_dir: str) -> dict[str, list[int]]:
+    """Keys the uid list file names more than once, with each of their
+    UIDs in file order (the parser keeps the first and drops the rest)."""
     try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        if fsync:
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        _unlink_quiet(tmp)
-        raise
-    os.close(fd)
-    try:
-        os.rename(tmp, path)
-    except BaseException:
-        _unlink_quiet(tmp)
-        raise
-    if fsync:
-        fsync_dir(os.path.dirname(path))
+        with open(os.path.join(folder_dir, UIDLIST), "rb") as f:
+            text = f.read().decode("utf-8", "surrogateescape")
+    except FileNotFoundError:
+        return {}
+    seen: dict[str, list[int]] = {}
+    for line in text.split("\n")[1:]:
+        uid_s, _, rest = line.partition(" ")
+        if not uid_s.isdigit():
+            continue
+        i = rest.rfind(":")
+        if i < 0:
+            continue
+        key = rest[i + 1:] if rest[:1] != ":" else rest[1:]
+        key = key.split(":", 1)[0]
+        seen.setdefault(key, []).append(int(uid_s))
+    return {k: v for k, v in seen.items() if len(v) > 1}
 
 
 def write_uidlist(folder_dir: str, ul: UidList) -> os.stat_result:
@@ -348,40 +347,6 @@ def peek_uidlist(folder_dir: str, tail_bytes: int = 65536) -> tuple[UidList, os.
     return ul, st
 
 
-def fsync_dir(path: str) -> None:
-    fd = os.open(path or ".", os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink_quiet(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def clean_stale_temps(folder_dir: str, max_age: float = 3600) -> None:
-    """Remove temp files left by a crash during an atomic replace."""
-    now = time.time()
-    try:
-        names = os.listdir(folder_dir)
-    except OSError:
-        return
-    for n in names:
-        if n.endswith(".tmp") and (n.startswith(UIDLIST + ".") or n.startswith(KEYWORDS + ".")
-                                   or n.startswith("subscriptions.")
-                                   or n.startswith("mailsrv-index.sqlite.")):
-            p = os.path.join(folder_dir, n)
-            try:
-                if now - os.stat(p).st_mtime > max_age:
-                    os.unlink(p)
-            except OSError:
-                pass
-
-
 class DotLock:
     """Dovecot-style ``<file>.lock``: created with O_EXCL, holds
     ``pid:hostname``; stale when that process is gone (same host) or when
@@ -448,13 +413,13 @@ class DotLock:
     def release(self) -> None:
         if self._held:
             self._held = False
-            _unlink_quiet(self.path)
+            unlink_quiet(self.path)
 
     def __enter__(self) -> DotLock:
         self.acquire()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
 

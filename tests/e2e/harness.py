@@ -1,8 +1,8 @@
 """The real ``twistd -n mailsrv`` on ephemeral loopback ports, for end-to-end tests.
 
-The process handling is the demo's (:class:`mailsrv.embedded.EmbeddedServer`);
-tests add users through the real admin command and drop mail into the
-Maildir as an outside MTA would.
+The process handling is :class:`mailsrv.embedded.EmbeddedServer` (which the
+demo and the benchmarks use too); tests add users through the real admin
+command and drop mail into the Maildir as an outside MTA would.
 """
 
 from __future__ import annotations

@@ -241,9 +241,17 @@ def test_root_binds_privileged_port_then_serves_as_other_user():
         while time.monotonic() < deadline and f":{port}" not in (log.read_text() if log.exists() else ""):
             assert proc.poll() is None, log.read_text() if log.exists() else "twistd exited"
             time.sleep(0.1)
-        with open(f"/proc/{proc.pid}/status") as f:
-            uid_line = next(line for line in f if line.startswith("Uid:"))
-        assert uid_line.split()[1:] == [str(nobody.pw_uid)] * 4  # real, effective, saved, fs
+        # The "listening" line is logged in privilegedStartService, before
+        # twistd switches user: wait (bounded) for the switch itself.
+        want = [str(nobody.pw_uid)] * 4  # real, effective, saved, fs
+        deadline = time.monotonic() + 30
+        while True:
+            uids = _status_ids(proc.pid, "Uid:")
+            if uids == want or time.monotonic() > deadline:
+                break
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.05)
+        assert uids == want
         p = poplib.POP3("127.0.0.1", port, timeout=30)
         p.user("u")
         p.pass_("pw-u")
@@ -253,3 +261,9 @@ def test_root_binds_privileged_port_then_serves_as_other_user():
         proc.terminate()
         proc.wait(30)
         shutil.rmtree(top, ignore_errors=True)
+
+
+def _status_ids(pid: int, field: str) -> list[str]:
+    """The four ids (real, effective, saved, fs) of a ``/proc/PID/status`` line."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(line for line in f if line.startswith(field)).split()[1:]

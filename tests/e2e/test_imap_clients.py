@@ -252,7 +252,8 @@ poll 127.0.0.1 protocol imap port {server.ports['imap']}
     )
     os.chmod(rc, 0o600)
     env = dict(os.environ, HOME=str(tmp_path), FETCHMAILHOME=str(tmp_path))
-    r = subprocess.run(["fetchmail", "-f", str(rc), "--nodetach", "--nosyslog"], capture_output=True, timeout=120, env=env)
+    r = subprocess.run(["fetchmail", "-f", str(rc), "--nodetach", "--nosyslog"], capture_output=True, timeout=120,
+                       env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert len(list(out.iterdir())) == 1
     m = imap(server)

@@ -93,28 +93,32 @@ class Client:
                     self.fail(f"EXISTS {count} below the {len(self.view)} messages known")
                 self.view.extend([None] * (count - len(self.view)))
             elif typ == "FETCH":
-                m = _FETCH_UID.match(line)
-                if m is None:
-                    s = _FETCH_SEQ.match(line)
-                    if s and not 1 <= int(s.group(1)) <= len(self.view):
-                        self.fail(f"FETCH for {s.group(1)} outside the view of {len(self.view)}")
-                    continue
-                seq, uid = int(m.group(1)), int(m.group(2))
-                if not 1 <= seq <= len(self.view):
-                    self.fail(f"FETCH {seq} (UID {uid}) outside the view of {len(self.view)}")
-                if uid in self.gone:
-                    self.fail(f"expunged UID {uid} came back as message {seq}")
-                known = self.view[seq - 1]
-                if known is None:
-                    self.view[seq - 1] = uid
-                elif known != uid:
-                    self.fail(f"message {seq} is UID {uid}, the view says {known}")
-                self.max_uid = max(self.max_uid, uid)
+                self.absorb_fetch(line)
             elif typ == "BYE":
                 self.fail(f"server said BYE: {line!r}")
         known = [u for u in self.view if u is not None]
-        if any(a >= b for a, b in zip(known, known[1:])):
+        if any(a >= b for a, b in zip(known, known[1:], strict=False)):
             self.fail(f"UIDs not strictly ascending: {known}")
+
+    def absorb_fetch(self, line: bytes) -> None:
+        """An untagged FETCH: its UID must fit the view (or fill a gap in it)."""
+        m = _FETCH_UID.match(line)
+        if m is None:
+            s = _FETCH_SEQ.match(line)
+            if s and not 1 <= int(s.group(1)) <= len(self.view):
+                self.fail(f"FETCH for {s.group(1)} outside the view of {len(self.view)}")
+            return
+        seq, uid = int(m.group(1)), int(m.group(2))
+        if not 1 <= seq <= len(self.view):
+            self.fail(f"FETCH {seq} (UID {uid}) outside the view of {len(self.view)}")
+        if uid in self.gone:
+            self.fail(f"expunged UID {uid} came back as message {seq}")
+        known = self.view[seq - 1]
+        if known is None:
+            self.view[seq - 1] = uid
+        elif known != uid:
+            self.fail(f"message {seq} is UID {uid}, the view says {known}")
+        self.max_uid = max(self.max_uid, uid)
 
     def run(self, typ_data, what: str, allow_no: bool = True):
         self.log.append(what)
@@ -282,7 +286,9 @@ def test_concurrent_clients_keep_rfc3501_invariants(server):
         typ, data = c.m.uid("FETCH", "1:*", "(FLAGS)") if survivors else ("OK", [])
         flags = {}
         for d in data:
-            u, f = (re.search(rb"UID (\d+)", d), re.search(rb"FLAGS \(([^)]*)\)", d)) if isinstance(d, bytes) else (0, 0)
+            if not isinstance(d, bytes):
+                continue
+            u, f = re.search(rb"UID (\d+)", d), re.search(rb"FLAGS \(([^)]*)\)", d)
             if u and f:
                 flags[int(u.group(1))] = f.group(1).decode()
         for uid, kws in shared.keywords.items():

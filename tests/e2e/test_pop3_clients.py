@@ -125,7 +125,8 @@ def test_curl_pop3_and_pop3s(server):
     url = f"pop3://127.0.0.1:{server.ports['pop3']}/"
     out = subprocess.run(["curl", "-sS", "--user", f"alice:{PW}", url], capture_output=True, timeout=60, check=True)
     assert [line.split()[0] for line in out.stdout.splitlines()] == [b"1", b"2"]
-    out = subprocess.run(["curl", "-sS", "--user", f"alice:{PW}", url + "2"], capture_output=True, timeout=60, check=True)
+    out = subprocess.run(["curl", "-sS", "--user", f"alice:{PW}", url + "2"], capture_output=True, timeout=60,
+                         check=True)
     assert out.stdout == message(2, lf=False)
     url = f"pop3s://127.0.0.1:{server.ports['pop3s']}/1"
     out = subprocess.run(["curl", "-sSk", "--user", f"alice:{PW}", url], capture_output=True, timeout=60, check=True)

@@ -10,7 +10,7 @@ from twisted.internet.testing import StringTransport
 
 from mailsrv.config import Config
 from mailsrv.imap import IMAPFactory
-from tests.imap.fakes import FakeAccount, make_portal
+from tests.fakestore import FakeAccount, FakeFolder, FakeStore, make_portal
 
 MSG1 = (b"From: Alice <alice@example.org>\r\nTo: joe@example.org\r\nSubject: Hello\r\n"
         b"Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <1@example.org>\r\n\r\nHi Joe,\r\nhow are you?\r\n")
@@ -21,12 +21,12 @@ MSG3 = b"Subject: bare LF\nFrom: carol@example.org\n\nline one\nline two\n"
 
 class Client:
     def __init__(self, account: FakeAccount | None = None, config: Config | None = None,
-                 peer: str = "127.0.0.1", tls_context=None, accounts=None, clock=None) -> None:
-        self.account = account or FakeAccount("joe")
-        self.accounts = accounts or {"joe": self.account}
+                 peer: str = "127.0.0.1", tls_context=None, clock=None) -> None:
+        self.store = FakeStore()
+        self.account = self.store.add(account or FakeAccount("joe"))
         self.config = config or Config(auth_fail_delay=0)
         self.clock = clock or Clock()
-        self.portal = make_portal(self.accounts)
+        self.portal = make_portal(self.store)
         self.factory = IMAPFactory(self.portal, self.config, tls_context=tls_context, reactor=self.clock)
         self.proto = self.factory.buildProtocol(None)
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", peer, 40000))
@@ -62,7 +62,7 @@ def tagged(out: bytes, tag: str) -> bytes:
     return m.group(0)
 
 
-def inbox_with(client: Client, *msgs: bytes, flags=()):
+def inbox_with(client: Client, *msgs: bytes, flags=()) -> FakeFolder:
     inbox = client.account.folders["INBOX"]
     for m in msgs:
         inbox.add(m, flags)

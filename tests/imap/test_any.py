@@ -3,6 +3,8 @@ LOGOUT, ID, LOGIN, AUTHENTICATE, STARTTLS, error handling, pipelining."""
 
 import base64
 
+from twisted.cred.credentials import IUsernamePassword
+
 from mailsrv.config import Config
 from tests.imap.harness import Client, tagged
 
@@ -130,7 +132,7 @@ def test_starttls_discards_buffered_plaintext_and_switches():
     c.transport.startTLS = lambda ctx: started.append(ctx)
     out = c.cmd("a STARTTLS")
     assert out == b"a OK Begin TLS negotiation now\r\n" and started == ["ctx"]
-    assert c.proto.tls_active and b"STARTTLS" not in c.cmd("b CAPABILITY")
+    assert c.proto.ctx.tls_active and b"STARTTLS" not in c.cmd("b CAPABILITY")
     assert b"c BAD" in c.cmd("c STARTTLS")
 
 
@@ -165,3 +167,40 @@ def test_logout_unregisters_producer_and_closes_for_sure():
     assert not aborted
     c.clock.advance(2)
     assert aborted  # the peer never went: cut after the grace period
+
+
+def test_overlong_sasl_response_does_not_swallow_the_next_command():
+    c = Client()
+    assert c.cmd("a AUTHENTICATE PLAIN") == b"+ \r\n"
+    assert c.send(b"x" * 70000) == b"a BAD AUTHENTICATE Response line too long\r\n"
+    assert c.send(b"xx\r\nb NOOP\r\n") == b"b OK NOOP completed\r\n"
+
+
+def test_password_file_unavailable_is_a_clean_no():
+    from twisted.cred.portal import Portal
+    from twisted.internet import defer
+
+    from mailsrv.auth.cred import AuthUnavailable
+    from mailsrv.store.interfaces import IAccount
+
+    class Broken:
+        credentialInterfaces = (IUsernamePassword,)
+
+        def requestAvatarId(self, credentials):
+            return defer.fail(AuthUnavailable("cannot read the password file"))
+
+    c = Client()
+    c.proto.ctx.portal = Portal(c.portal.realm, [Broken()])
+    assert c.cmd("a LOGIN joe secret") == b"a NO [UNAVAILABLE] LOGIN Authentication is temporarily unavailable\r\n"
+    assert c.proto.ctx.state.name == "NOT_AUTHENTICATED"
+    assert IAccount.providedBy(c.account)
+
+
+def test_append_refused_by_state_still_closes_its_literals(monkeypatch):
+    from mailsrv.imap import commands as C
+
+    closed = []
+    monkeypatch.setattr(C.Append, "close", lambda self: closed.append(self.mailbox))
+    c = Client()
+    assert c.send(b"a APPEND INBOX {5+}\r\nhello\r\n") == b"a BAD APPEND is not permitted in this state\r\n"
+    assert closed == ["INBOX"]

@@ -71,8 +71,8 @@ def test_idle_pushes_immediately_and_needs_strict_done():
 
 def test_idle_keepalive_and_poll():
     a, b = two_sessions(MSG1)
-    a.proto.idle_keepalive = 120
-    a.proto.idle_poll = 5
+    a.proto.ctx.idle_keepalive = 120
+    a.proto.ctx.idle_poll = 5
     a.cmd("i IDLE")
     folder = a.account.folders["INBOX"]
     before = folder.refresh_count
@@ -113,11 +113,11 @@ def test_flood_of_pipelined_input_pauses_reading():
     c.login()
     paused = []
     c.transport.pauseProducing = lambda: paused.append(True)
-    c.proto._busy = True  # a command is running
+    c.proto.pump.busy = True  # a command is running
     c.send(b"x NOOP\r\n" * 200000)
     assert paused
     c.transport.resumeProducing = lambda: paused.append(False)
-    c.proto._busy = False
+    c.proto.pump.busy = False
     out = c.send(b"")
     assert out.count(b"OK NOOP") == 200000 and paused[-1] is False
 
@@ -137,3 +137,25 @@ def test_session_timeout_config_used():
     c.login()
     c.clock.advance(11)
     assert c.transport.disconnecting
+
+
+def test_hanging_up_during_idle_is_quiet():
+    from twisted.logger import globalLogPublisher
+
+    failures = []
+
+    def observer(event):
+        if "log_failure" in event:
+            failures.append(event)
+
+    a, b = two_sessions(MSG1)
+    a.cmd("i IDLE")
+    globalLogPublisher.addObserver(observer)
+    try:
+        a.proto.connectionLost(None)
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert failures == [] and not a.proto.ctx.idling and not a.proto.waiting_for_line
+    assert a.portal.realm.logouts == 1
+    a.clock.advance(600)  # the keepalive and poll loops are gone
+    assert a.take() == b""

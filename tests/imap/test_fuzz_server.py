@@ -21,7 +21,7 @@ def test_random_token_streams(tokens):
     c.select()
     out = c.send(b"".join(tokens) + b"\r\nzz9 NOOP\r\n")
     assert b"SERVERBUG" not in out
-    if not c.transport.disconnecting and not c.proto.idling and c.proto._raw_waiter is None:
+    if not c.transport.disconnecting and not c.proto.ctx.idling and not c.proto.waiting_for_line:
         # a literal may still swallow bytes; after it, the session must answer
         out = c.send(b"x" * 70000 + b"\r\n" + b"zz8 NOOP\r\n")
         assert b"SERVERBUG" not in out

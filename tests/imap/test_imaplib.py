@@ -12,7 +12,7 @@ from twisted.trial import unittest
 from mailsrv.config import Config
 from mailsrv.imap import IMAPFactory
 from mailsrv.tls import load_context, make_self_signed
-from tests.imap.fakes import FakeAccount, make_portal
+from tests.fakestore import FakeStore, make_portal
 from tests.imap.harness import MSG1, MSG2
 
 
@@ -20,7 +20,8 @@ class ImaplibTest(unittest.TestCase):
     timeout = 30
 
     def setUp(self):
-        self.account = FakeAccount("joe")
+        store = FakeStore()
+        self.account = store.account("joe")
         self.account.folders["INBOX"].add(MSG1)
         self.account.folders["INBOX"].add(MSG2)
         self.tmp = tempfile.mkdtemp()
@@ -28,7 +29,7 @@ class ImaplibTest(unittest.TestCase):
         make_self_signed(cert, key)
         self.cert = cert
         ctx = load_context(cert, key)
-        portal = make_portal({"joe": self.account})
+        portal = make_portal(store)
         config = Config(auth_fail_delay=0)
         self.port = reactor.listenTCP(0, IMAPFactory(portal, config, tls_context=ctx), interface="127.0.0.1")
         from twisted.internet import endpoints

@@ -3,6 +3,7 @@ LIST/LSUB (incl. LIST-EXTENDED, LIST-STATUS, SPECIAL-USE), STATUS, APPEND
 (literals, LITERAL+, MULTIAPPEND, limits), NAMESPACE, ENABLE."""
 
 from mailsrv.config import Config
+from tests.fakestore import FakeFolder
 from tests.imap.harness import MSG1, MSG2, Client, inbox_with, tagged
 
 
@@ -99,7 +100,6 @@ def test_list_basic_and_special_use_and_children():
 def test_list_implied_parent_is_noselect():
     c = authed()
     c.account.folders.pop("Sent")
-    from tests.imap.fakes import FakeFolder
     c.account.folders["a/b"] = FakeFolder("a/b")
     out = c.cmd('x LIST "" %')
     assert b'* LIST (\\Noselect \\HasChildren) "/" "a"\r\n' in out

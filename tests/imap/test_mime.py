@@ -15,10 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mailsrv.imap import envelope, headers, mime
 from mailsrv.imap import fetchdata as fd
-from mailsrv.imap import mime
 from mailsrv.store.crlf import to_crlf
-from tests.imap.content_fakes import TRICKY, FakeFolder
+from tests.fakestore import FakeFolder
+from tests.imap.tricky_messages import TRICKY
 
 MAKE_MBOX = "/work/shared/reference/make-mbox.py"
 
@@ -112,7 +113,7 @@ def test_multipart_without_usable_boundary_has_one_empty_part():
 
 def test_parse_fields_keeps_raw_and_unfolds_value():
     h = b"A: 1\r\nB:  two\r\n  lines \r\n\tmore\r\njunk line\r\nA: 3\r\n\r\n"
-    f = mime.parse_fields(h)
+    f = headers.parse_fields(h)
     assert [n for n, _, _ in f] == ["a", "b", "", "a"]
     assert f[1] == ("b", b"B:  two\r\n  lines \r\n\tmore\r\n", b"two lines more")
     assert b"".join(r for _, r, _ in f) + b"\r\n" == h
@@ -120,8 +121,8 @@ def test_parse_fields_keeps_raw_and_unfolds_value():
 
 def test_header_fields_not():
     h = b"A: 1\r\nB: 2\r\n x\r\nC: 3\r\n\r\n"
-    assert mime.header_fields(h, ["b"], False) == b"B: 2\r\n x\r\n\r\n"
-    assert mime.header_fields(h, ["B", "a"], True) == b"C: 3\r\n\r\n"
+    assert headers.header_fields(h, ["b"], False) == b"B: 2\r\n x\r\n\r\n"
+    assert headers.header_fields(h, ["B", "a"], True) == b"C: 3\r\n\r\n"
 
 
 @pytest.mark.parametrize("value,expected", [
@@ -139,7 +140,7 @@ def test_header_fields_not():
     (b"", []),
 ])
 def test_parse_addresses(value, expected):
-    assert mime.parse_addresses(value) == expected
+    assert envelope.parse_addresses(value) == expected
 
 
 @pytest.mark.parametrize("raw,text", [
@@ -153,15 +154,15 @@ def test_parse_addresses(value, expected):
     (b"=?utf-8?b?!!!?=", "=?utf-8?b?!!!?="),
 ])
 def test_decode_header_value(raw, text):
-    assert mime.decode_header_value(raw) == text
+    assert headers.decode_header_value(raw) == text
 
 
 def test_istr_quotes_or_literals():
-    assert mime.istr(None) == b"NIL"
-    assert mime.istr(b"plain text") == b'"plain text"'
-    assert mime.istr(b"") == b'""'
-    assert mime.istr(b'a "q"') == b'{5}\r\na "q"'
-    assert mime.istr(b"\xc3\xa9") == b"{2}\r\n\xc3\xa9"
+    assert headers.istr(None) == b"NIL"
+    assert headers.istr(b"plain text") == b'"plain text"'
+    assert headers.istr(b"") == b'""'
+    assert headers.istr(b'a "q"') == b'{5}\r\na "q"'
+    assert headers.istr(b"\xc3\xa9") == b"{2}\r\n\xc3\xa9"
 
 
 def test_decode_body_transfer_encodings():
@@ -201,7 +202,7 @@ _PIECES = st.sampled_from([
                  .map(b"".join)))
 def test_arbitrary_bytes_never_raise(raw):
     folder = FakeFolder()
-    info = folder.add(1, raw)
+    info = folder.add(raw, uid=1)
     data = to_crlf(raw)
     env = fd.envelope(folder, info)
     bs = fd.bodystructure(folder, info, True)
@@ -214,7 +215,7 @@ def test_arbitrary_bytes_never_raise(raw):
     for part in [(1,), (2,), (1, 1), (2, 1)]:
         for text in (None, "MIME", "HEADER", "TEXT", "HEADER.FIELDS"):
             assert isinstance(fd.section(folder, info, part, text, ("from",)), bytes)
-    mime.decode_header_value(data)
+    headers.decode_header_value(data)
     for p in mime.text_parts(mime.parse(data)):
         mime.decode_body(data, p)
 
@@ -258,7 +259,7 @@ def test_corpus_sections_are_consistent(corpus):
     kinds = set()
     for uid, raw in enumerate(corpus, 1):
         folder = FakeFolder()
-        info = folder.add(uid, raw)
+        info = folder.add(raw, uid=uid)
         data = to_crlf(raw)
         assert fd.section(folder, info, (), None) == data
         head = fd.section(folder, info, (), "HEADER")
@@ -299,17 +300,18 @@ def test_fast_address_path_agrees_with_full_parser(corpus, monkeypatch):
               b'"" <a@b>', b"<a@b>", b"a@b (x)", b"J. Q <a@b>", b"x", b"A <a@b>,, c@d"]
     for raw in corpus[:300]:
         data = to_crlf(raw)
-        for n, _, v in mime.parse_fields(data[:mime.header_end(data)]):
+        for n, _, v in headers.parse_fields(data[:headers.header_end(data)]):
             if n in ("from", "to", "cc", "reply-to", "sender"):
                 values.append(v)
-    fast = [mime.parse_addresses(v) for v in values]
-    monkeypatch.setattr(mime, "_simple_addresses", lambda v: None)
-    assert [mime.parse_addresses(v) for v in values] == fast
+    fast = [envelope.parse_addresses(v) for v in values]
+    monkeypatch.setattr(envelope, "_simple_addresses", lambda v: None)
+    assert [envelope.parse_addresses(v) for v in values] == fast
 
 
 def test_multipart_with_only_a_close_delimiter_has_one_empty_part():
     data = to_crlf(b"Content-Type: multipart/mixed; boundary=b\r\n\n--b--\n")
     root = mime.parse(data)
-    assert mime.bodystructure(data, root, False) == b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0) "mixed")'
+    assert mime.bodystructure(data, root, False) == (
+        b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0) "mixed")')
     assert mime.bodystructure(data, root, True).startswith(
         b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL) "mixed"')

@@ -6,7 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailsrv.imap import commands as C
-from mailsrv.imap.parser import Parser, parse_date_time
+from mailsrv.imap import searchkeys as K
+from mailsrv.imap.grammar import command_parser as Parser
+from mailsrv.imap.reader import parse_date_time
 
 
 def one(data: bytes, **kw):
@@ -61,19 +63,19 @@ def test_search_key_tree():
     ev = one(b'a SEARCH CHARSET UTF-8 NOT DELETED OR FROM "a b" (TO c UNKEYWORD $x) 2:4 UID 9:* '
              b"LARGER 10 SENTON \"2-Feb-2020\" HEADER X-Y z\r\n")
     assert ev.charset == "UTF-8" and ev.return_opts is None
-    assert ev.key == ("AND", [
-        ("NOT", ("FLAG", "\\Deleted")),
-        ("OR", ("HEADER", "From", "a b"), ("AND", [("HEADER", "To", "c"), ("UNFLAG", "$x")])),
-        ("SEQ", [(2, 4)]), ("UID", [(9, None)]), ("LARGER", 10),
-        ("SENTON", datetime.date(2020, 2, 2)), ("HEADER", "X-Y", "z")])
-    assert one(b"a SEARCH UNSEEN\r\n").key == ("UNFLAG", "\\Seen")
+    assert ev.key == K.And((
+        K.Not(K.Flag("\\Deleted")),
+        K.Or(K.Header("From", "a b"), K.And((K.Header("To", "c"), K.Flag("$x", False)))),
+        K.Seq(((2, 4),)), K.Uid(((9, None),)), K.Size("LARGER", 10),
+        K.Date("sent", "ON", datetime.date(2020, 2, 2)), K.Header("X-Y", "z")))
+    assert one(b"a SEARCH UNSEEN\r\n").key == K.Flag("\\Seen", False)
     ev = one(b"a UID SEARCH RETURN () NEW\r\n")
-    assert ev.uid and ev.return_opts == ["ALL"] and ev.key == ("NEW",)
+    assert ev.uid and ev.return_opts == ["ALL"] and ev.key == K.New()
 
 
 def test_search_utf8_literal():
     evs = Parser().feed(b"a SEARCH CHARSET UTF-8 SUBJECT {4}\r\n\xc3\xa4\xc3\xb6\r\n")
-    assert evs[1].key == ("HEADER", "Subject", "\u00e4\u00f6")
+    assert evs[1].key == K.Header("Subject", "\u00e4\u00f6")
 
 
 def test_search_errors():
@@ -203,3 +205,11 @@ def test_fuzz_tokens_byte_by_byte(tokens, step):
     for i in range(0, len(data), step):
         for e in p.feed(data[i:i + step]):
             assert isinstance(e, (C.Command, C.ParseError, C.LiteralContinuation))
+
+
+def test_raw_line_too_long_leaves_raw_mode():
+    p = Parser(max_line=100)
+    p.expect_raw_line()
+    evs = p.feed(b"x" * 300)
+    assert len(evs) == 1 and evs[0].code == "TOOBIG"
+    assert p.feed(b"yyy\r\nb NOOP\r\n") == [C.Simple("b", "NOOP")]

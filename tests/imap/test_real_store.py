@@ -11,7 +11,7 @@ from twisted.trial import unittest
 
 from mailsrv.config import Config
 from mailsrv.imap import IMAPFactory
-from tests.imap.fakes import make_portal
+from tests.fakestore import make_portal
 from tests.imap.harness import MSG1, MSG2, MSG3
 
 
@@ -22,7 +22,7 @@ class RealStoreTest(unittest.TestCase):
         from mailsrv.store import Store
         self.tmp = tempfile.mkdtemp()
         self.store = Store(self.tmp)
-        portal = make_portal({"joe": self.store.account("joe")})
+        portal = make_portal(self.store, {"joe": "secret"})
         self.port = reactor.listenTCP(0, IMAPFactory(portal, Config(data_dir=self.tmp, auth_fail_delay=0)),
                                       interface="127.0.0.1")
 

@@ -19,8 +19,8 @@ def test_fetch_flags_uid_size_internaldate():
     c = selected(MSG1, MSG2)
     out = c.cmd("a FETCH 1:* (FLAGS UID RFC822.SIZE INTERNALDATE)")
     lines = out.split(b"\r\n")
-    assert re.match(rb'\* 1 FETCH \(FLAGS \(\\Recent\) UID 1 RFC822.SIZE %d INTERNALDATE "\d\d-\w{3}-\d{4} \d\d:\d\d:\d\d [+-]\d{4}"\)'
-                    % len(MSG1), lines[0])
+    assert re.match(rb'\* 1 FETCH \(FLAGS \(\\Recent\) UID 1 RFC822.SIZE %d '
+                    rb'INTERNALDATE "\d\d-\w{3}-\d{4} \d\d:\d\d:\d\d [+-]\d{4}"\)' % len(MSG1), lines[0])
     assert lines[1].startswith(b"* 2 FETCH (FLAGS (\\Recent) UID 2")
     assert lines[2] == b"a OK FETCH completed"
 
@@ -93,7 +93,7 @@ def test_large_message_streams_in_chunks(monkeypatch):
 
 def test_fetch_waits_for_transport_backpressure():
     c = selected(MSG1, MSG2)
-    c.proto.yield_every = 1
+    c.proto.ctx.yield_every = 1
     c.proto.out.pauseProducing()
     out = c.cmd("a FETCH 1:* FLAGS")
     assert out.startswith(b"* 1 FETCH") and b"* 2 FETCH" not in out

@@ -117,7 +117,7 @@ def stuff(body: bytes) -> bytes:
     if body and not body.endswith(b"\r\n"):
         body += b"\r\n"
     lines = body.split(b"\r\n")[:-1] if body else []
-    return b"".join((b"." + l if l.startswith(b".") else l) + b"\r\n" for l in lines) + b".\r\n"
+    return b"".join((b"." + ln if ln.startswith(b".") else ln) + b"\r\n" for ln in lines) + b".\r\n"
 
 
 def headers(sender: str, rcpt: str) -> bytes:

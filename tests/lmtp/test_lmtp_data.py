@@ -55,7 +55,7 @@ lines = st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\r", b"").repl
 @settings(max_examples=300, deadline=None)
 @given(lines, st.lists(st.integers(min_value=0, max_value=400), max_size=6))
 def test_roundtrip_any_chunking(body_lines, cuts):
-    body = b"".join(l + b"\r\n" for l in body_lines)
+    body = b"".join(ln + b"\r\n" for ln in body_lines)
     wire = stuff(body) + b"RSET\r\n"
     pieces, prev = [], 0
     for c in sorted(min(c, len(wire)) for c in cuts):

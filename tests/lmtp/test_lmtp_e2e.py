@@ -1,8 +1,7 @@
 """LMTP end to end on real loopback sockets with real clients: Python's
 ``smtplib.LMTP`` (TCP and a unix socket) and ``swaks --protocol LMTP``.
 
-Run against the in-memory store, and against the real Maildir store when
-``mailsrv.store.Store`` is importable.
+Run against the in-memory store and against the real Maildir store.
 """
 
 from __future__ import annotations
@@ -17,12 +16,8 @@ from twisted.trial import unittest
 
 from mailsrv.config import Config
 from mailsrv.lmtp import LMTPFactory
+from mailsrv.store import Store
 from tests.lmtp.helpers import USERS, FakeStore, headers
-
-try:
-    from mailsrv.store import Store
-except ImportError:
-    Store = None
 
 SWAKS = shutil.which("swaks")
 BODY = b"Subject: e2e\r\n\r\nhello\r\n.dotted line\r\n"
@@ -59,21 +54,19 @@ class _Base:
             return smtplib.LMTP("127.0.0.1", self.portnum, local_hostname="client.test", timeout=30)
         return smtplib.LMTP(host, local_hostname="client.test", timeout=30)
 
-    @defer.inlineCallbacks
-    def test_smtplib_single_recipient(self):
+    async def test_smtplib_single_recipient(self):
         def send():
             with self.client() as c:
                 refused = c.sendmail("s@example.org", ["alice@x.org"], BODY)
                 assert "size" in c.esmtp_features and "pipelining" in c.esmtp_features
                 return refused
 
-        refused = yield threads.deferToThread(send)
+        refused = await threads.deferToThread(send)
         self.assertEqual(refused, {})
-        msgs = yield self.stored("alice")
+        msgs = await self.stored("alice")
         self.assertEqual(msgs, [headers("s@example.org", "alice@x.org") + BODY])
 
-    @defer.inlineCallbacks
-    def test_smtplib_mixed_recipients(self):
+    async def test_smtplib_mixed_recipients(self):
         """smtplib reads one DATA reply; read the others as LMTP requires."""
 
         def send():
@@ -85,16 +78,15 @@ class _Base:
                 second = c.getreply()
                 return codes, first, second
 
-        codes, first, second = yield threads.deferToThread(send)
+        codes, first, second = await threads.deferToThread(send)
         self.assertEqual(codes, [250, 550, 250])
         self.assertEqual(first, (250, b"2.0.0 <alice@x.org> Saved"))
         self.assertEqual(second, (250, b"2.0.0 <bob@x.org> Saved"))
         for user in ("alice", "bob"):
-            msgs = yield self.stored(user)
+            msgs = await self.stored(user)
             self.assertEqual(msgs, [headers("s@example.org", f"{user}@x.org") + BODY])
 
-    @defer.inlineCallbacks
-    def test_size_refused_up_front(self):
+    async def test_size_refused_up_front(self):
         self.config.lmtp_max_size = 1000
 
         def send():
@@ -105,11 +97,10 @@ class _Base:
                     return e.smtp_code, e.smtp_error
                 return None
 
-        result = yield threads.deferToThread(send)
+        result = await threads.deferToThread(send)
         self.assertEqual(result, (552, b"5.3.4 Message size exceeds fixed maximum message size"))
 
-    @defer.inlineCallbacks
-    def test_unix_socket(self):
+    async def test_unix_socket(self):
         path = os.path.join(self.tmp, "lmtp.sock")
         port = reactor.listenUNIX(path, self.factory)
         self.addCleanup(port.stopListening)
@@ -118,37 +109,35 @@ class _Base:
             with self.client(path) as c:
                 return c.sendmail("s@example.org", ["bob@x.org"], BODY)
 
-        self.assertEqual((yield threads.deferToThread(send)), {})
-        self.assertEqual(len((yield self.stored("bob"))), 1)
+        self.assertEqual(await threads.deferToThread(send), {})
+        self.assertEqual(len(await self.stored("bob")), 1)
 
-    @defer.inlineCallbacks
-    def test_30mb_message_byte_exact(self):
+    async def test_30mb_message_byte_exact(self):
         msg = big_message(30 * 1024 * 1024)
 
         def send():
             with self.client() as c:
                 return c.sendmail("s@example.org", ["carol@x.org"], msg)
 
-        self.assertEqual((yield threads.deferToThread(send)), {})
-        (stored,) = yield self.stored("carol")
+        self.assertEqual(await threads.deferToThread(send), {})
+        (stored,) = await self.stored("carol")
         expected = headers("s@example.org", "carol@x.org") + msg
         self.assertEqual(len(stored), len(expected))
         self.assertTrue(stored == expected)
 
-    @defer.inlineCallbacks
-    def test_swaks(self):
+    async def test_swaks(self):
         if SWAKS is None:
             raise unittest.SkipTest("swaks not installed")
         args = ["--protocol", "LMTP", "--server", "127.0.0.1", "--port", str(self.portnum),
                 "--from", "s@example.org", "--helo", "client.test", "--header", "Subject: swaks"]
-        out, err, code = yield utils.getProcessOutputAndValue(SWAKS, args + ["--to", "alice@x.org,bob@x.org"])
+        out, err, code = await utils.getProcessOutputAndValue(SWAKS, args + ["--to", "alice@x.org,bob@x.org"])
         self.assertEqual(code, 0, out + err)
         self.assertIn(b"<-  250 2.0.0 <alice@x.org> Saved", out)
         self.assertIn(b"<-  250 2.0.0 <bob@x.org> Saved", out)
-        (msg,) = yield self.stored("bob")
+        (msg,) = await self.stored("bob")
         self.assertTrue(msg.startswith(headers("s@example.org", "bob@x.org")))
         self.assertIn(b"Subject: swaks", msg)
-        out, err, code = yield utils.getProcessOutputAndValue(SWAKS, args + ["--to", "nobody@x.org"])
+        out, err, code = await utils.getProcessOutputAndValue(SWAKS, args + ["--to", "nobody@x.org"])
         self.assertNotEqual(code, 0)
         self.assertIn(b"550 5.1.1 <nobody@x.org> User unknown", out)
 
@@ -162,16 +151,13 @@ class FakeStoreEndToEnd(_Base, unittest.TestCase):
 
 
 class RealStoreEndToEnd(_Base, unittest.TestCase):
-    if Store is None:
-        skip = "mailsrv.store.Store not available yet"
 
     def make_store(self):
         return Store(self.tmp)
 
-    @defer.inlineCallbacks
-    def stored(self, user, folder="INBOX"):
-        f = yield self.store.account(user).open_folder(folder)
-        yield f.refresh()
+    async def stored(self, user, folder="INBOX"):
+        f = await self.store.account(user).open_folder(folder)
+        await f.refresh()
         out = []
         for m in f.messages():
             fh = f.open_message(m.uid)

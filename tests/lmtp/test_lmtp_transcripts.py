@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mailsrv.lmtp.protocol import MAX_PENDING_INPUT
 from mailsrv.store.interfaces import StoreError, TooBig
 from tests.lmtp.helpers import USERS, FakeStore, Session, headers, stuff
 
@@ -260,14 +261,19 @@ def test_size_limit_during_data():
 
 
 def test_pipelining_waits_for_delivery():
-    """Replies stay in order and input is paused while a delivery is pending."""
+    """Replies stay in order and input is paused while a delivery is pending
+    (once more than MAX_PENDING_INPUT octets wait: the shared pump's rule)."""
     store = FakeStore()
     store.account("alice").hold = True
     s = Session(store=store)
     first = s.send(b"LHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<alice@x.org>\r\nRCPT TO:<bob@x.org>\r\nDATA\r\n")
     assert first[-1].startswith(b"354")
-    s.send(stuff(MSG) + b"NOOP\r\nMAIL FROM:<a@b.c>\r\nQUIT\r\n")
+    s.send(stuff(MSG) + b"NOOP\r\nMAIL FROM:<a@b.c>\r\n")
     assert s.take() == []  # alice's copy is not fsynced yet: no reply at all
+    assert s.transport.producerState == "producing"
+    noops = MAX_PENDING_INPUT // len(b"NOOP\r\n") + 1
+    s.send(b"NOOP\r\n" * noops + b"QUIT\r\n")
+    assert s.take() == []
     assert s.transport.producerState == "paused"
     s.clock.advance(1000)  # no timeout while the store works
     assert not s.transport.disconnecting
@@ -277,6 +283,7 @@ def test_pipelining_waits_for_delivery():
         b"250 2.0.0 <bob@x.org> Saved",
         b"250 2.0.0 OK",
         b"250 2.1.0 Sender OK",
+        *[b"250 2.0.0 OK"] * noops,
         b"221 2.0.0 mx.test Bye",
     ]
     assert s.transport.disconnecting

@@ -149,7 +149,10 @@ class TLSStringTransport(StringTransport):
 PASSWORDS = {b"alice": b"secret", b"bob": b"hunter2 with spaces"}
 
 
-def make_factory(clock=None, tls_context=object(), implicit_tls=False, plaintext=True, **cfg):
+A_TLS_CONTEXT = object()  # stands for an OpenSSL context: STLS is offered, never really started
+
+
+def make_factory(clock=None, tls_context=A_TLS_CONTEXT, implicit_tls=False, plaintext=True, **cfg):
     realm = FakeRealm()
     checker = InMemoryUsernamePasswordDatabaseDontUse(**{k.decode(): v for k, v in PASSWORDS.items()})
     p = portalmod.Portal(realm, [checker])

@@ -187,6 +187,20 @@ class AuthPlain(unittest.TestCase):
         self.assertEqual(s.cmd("AUTH PLAIN"), b"+ \r\n")
         self.assertIn(b"+OK Logged in", s.cmd(b64(b"\0bob\0hunter2 with spaces")))
 
+    def test_continuation_pipelined_with_the_command(self):
+        s = Session()
+        s.read()
+        out = s.send(b"AUTH PLAIN\r\n" + b64(b"\0alice\0secret").encode() + b"\r\nSTAT\r\n")
+        self.assertEqual(out, b"+ \r\n+OK Logged in, 0 messages (0 octets).\r\n+OK 0 0\r\n")
+
+    def test_drop_while_waiting_for_the_continuation(self):
+        s = Session()
+        s.cmd("AUTH PLAIN")
+        s.drop()
+        self.assertEqual(s.send(b64(b"\0alice\0secret").encode() + b"\r\n"), b"")
+        self.assertFalse(s.realm.accounts)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     def test_cancel(self):
         s = Session()
         s.cmd("AUTH PLAIN")
@@ -347,7 +361,7 @@ class Stls(unittest.TestCase):
         s.read()
         s.send(b"STLS\r\n")
         self.assertEqual(len(s.transport.tls_started), 1)
-        self.assertEqual(s.proto._splitter.pending(), 0)
+        self.assertEqual(s.proto._splitter.buffered(), 0)
 
     def test_stls_without_context(self):
         self.assertEqual(Session(tls_context=None).cmd("STLS"), b"-ERR STLS is not available.\r\n")

@@ -100,7 +100,7 @@ class Top(unittest.TestCase):
         for size in range(1, 10):
             self.patch(streaming, "CHUNK_SIZE", size)
             for n in range(0, 6):
-                expected = head + b"\r\n\r\n" + b"".join(l + b"\r\n" for l in body_lines[:n])
+                expected = head + b"\r\n\r\n" + b"".join(ln + b"\r\n" for ln in body_lines[:n])
                 self.assertEqual(send(self.MSG, body_lines=n), stuffed(expected) + b".\r\n", (size, n))
 
     def test_top_without_body(self):

@@ -230,7 +230,7 @@ class BadInput(unittest.TestCase):
     def test_ten_bad_commands_close(self):
         s = Session()
         s.read()
-        for i in range(9):  # the issue fixes the limit at 10
+        for _ in range(9):  # the issue fixes the limit at 10
             self.assertEqual(s.cmd("BOGUS"), b"-ERR Unknown command.\r\n")
             self.assertFalse(s.closed)
         self.assertEqual(s.cmd("BOGUS"), b"-ERR Too many bad commands, closing connection.\r\n")

@@ -133,7 +133,7 @@ def main() -> None:
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(maildir, dest, ignore=shutil.ignore_patterns(
             "dovecot.index*", "dovecot.list.index*", "dovecot-uidvalidity*"))
-        for root, dirs, files in os.walk(dest):
+        for root, dirs, _files in os.walk(dest):
             for d in ("cur", "new", "tmp"):
                 if d in dirs and not os.listdir(os.path.join(root, d)):
                     open(os.path.join(root, d, ".keep"), "w").close()

@@ -175,7 +175,7 @@ class AccountTests(StoreCase):
         f.add_listener(rec)
         yield f.append(MSG)
         f.remove_listener(rec)
-        yield f._lock.run(lambda: None)
+        yield f.quiesce()
         self.assertIsNone(self.account.live_folder("INBOX"))
         g = yield self.account.open_folder("INBOX")
         self.assertIsNot(g, f)

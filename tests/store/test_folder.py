@@ -3,8 +3,8 @@ import os
 
 from twisted.internet import defer
 
+from mailsrv.store.flags import InvalidFlag
 from mailsrv.store.interfaces import MessageGone, NoSuchFolder
-from mailsrv.store.maildir import InvalidFlag
 from mailsrv.store.uidlist import parse_uidlist, read_uidlist
 
 from .helpers import Recorder, StoreCase, files_in

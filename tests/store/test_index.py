@@ -10,7 +10,11 @@ from twisted.internet import defer
 
 from mailsrv.store import folder as folder_mod
 from mailsrv.store import index
-from mailsrv.store.uidlist import UIDLIST, UidList, clean_stale_temps, read_uidlist, write_uidlist
+from mailsrv.store.diskfolder import STATE_FILES, dir_stamps
+from mailsrv.store.entry import Entry
+from mailsrv.store.fsutil import clean_stale_temps
+from mailsrv.store.uidlist import UIDLIST, UidList, read_uidlist, write_uidlist
+from mailsrv.store.uidstate import uidlist_id
 
 from .helpers import StoreCase
 from .test_sync_cost import drop_external, fill
@@ -42,12 +46,12 @@ class IndexTests(StoreCase):
         """A folder whose UIDs are assigned and whose snapshot is on disk;
         returns the view a scan gave."""
         f = yield self.fresh_store().account("u").open_folder("INBOX")
-        f.close()
+        yield f.close()  # no write of this view may land after the next one
         age_all(self.inbox)
         f = yield self.fresh_store().account("u").open_folder("INBOX")
-        self.assertEqual(f._disk.scans, 1)
+        self.assertEqual(f.scans, 1)
         self.assertFalse(f.opened_from_index)
-        yield f._index_idle()
+        yield f.snapshot_idle()
         self.assertTrue(os.path.exists(os.path.join(self.inbox, index.INDEX_FILE)))
         return view(f)
 
@@ -59,16 +63,16 @@ class IndexTests(StoreCase):
         before = yield self.indexed()
         f = yield self.reopen()
         self.assertTrue(f.opened_from_index)
-        self.assertEqual(f._disk.scans, 0)
+        self.assertEqual(f.scans, 0)
         self.assertEqual(view(f), before)
         self.assertEqual(len(before), N)
         yield f.refresh()
-        self.assertEqual(f._disk.scans, 0)
+        self.assertEqual(f.scans, 0)
 
     @defer.inlineCallbacks
     def test_not_written_while_mtimes_too_recent(self):
         f = yield self.reopen()  # the folder was just filled: its mtimes are too recent
-        yield f._index_idle()
+        yield f.snapshot_idle()
         self.assertFalse(os.path.exists(os.path.join(self.inbox, index.INDEX_FILE)))
 
     @defer.inlineCallbacks
@@ -77,7 +81,7 @@ class IndexTests(StoreCase):
         drop_external(self.inbox, "1700000000.M1P2Q3.other")
         f = yield self.reopen()
         self.assertFalse(f.opened_from_index)
-        self.assertEqual(f._disk.scans, 1)
+        self.assertEqual(f.scans, 1)
         self.assertEqual(len(f), N + 1)
         self.assertEqual(f.messages()[-1].key, "1700000000.M1P2Q3.other")
 
@@ -133,7 +137,7 @@ class IndexTests(StoreCase):
         f = yield self.reopen()
         self.assertFalse(f.opened_from_index)
         self.assertEqual(view(f), before)
-        yield f._index_idle()
+        yield f.snapshot_idle()
         f2 = yield self.reopen()  # the scan wrote a good one again
         self.assertTrue(f2.opened_from_index)
         self.assertEqual(view(f2), before)
@@ -175,7 +179,7 @@ class IndexTests(StoreCase):
         stale = os.path.join(self.inbox, index.INDEX_FILE + ".123.abcd.tmp")
         open(stale, "wb").close()
         os.utime(stale, (time.time() - 7200,) * 2)
-        clean_stale_temps(self.inbox)
+        clean_stale_temps(self.inbox, STATE_FILES)
         self.assertFalse(os.path.exists(stale))
 
     @defer.inlineCallbacks
@@ -188,7 +192,7 @@ class IndexTests(StoreCase):
         self.assertEqual(uid, before[-1][0] + 1)
         yield f.store_flags([before[0][0]], ["\\Flagged"], "+")
         yield f.expunge([before[1][0]])
-        self.assertEqual(f._disk.scans, 0)
+        self.assertEqual(f.scans, 0)
         ul, _st = read_uidlist(self.inbox)
         self.assertEqual(sorted(ul.uids.values()), f.uids())
         g = yield self.fresh_store().account("u").open_folder("INBOX")
@@ -220,7 +224,7 @@ class IndexTests(StoreCase):
         f = yield self.reopen()
         yield f.store_flags([before[0][0]], ["\\Answered"], "+")
         f.close()
-        yield f._index_idle()
+        yield f.snapshot_idle()
         g = yield self.reopen()
         self.assertTrue(g.opened_from_index)
         self.assertIn("\\Answered", g.get(before[0][0]).flags)
@@ -249,7 +253,7 @@ class IndexTests(StoreCase):
         self.addCleanup(s.close)
         f = yield s.account("u").open_folder("INBOX")
         self.assertFalse(f.opened_from_index)
-        self.assertEqual(f._disk.scans, 1)
+        self.assertEqual(f.scans, 1)
 
     def test_round_trip_of_every_field(self):
         """new/ and cur/, no info, empty info, keyword letters, POP3 UIDLs."""
@@ -259,12 +263,41 @@ class IndexTests(StoreCase):
         ul.uids.update({"a": 1, "b": 2, "c": 5})
         write_uidlist(self.inbox, ul)
         age_all(self.inbox)
-        from mailsrv.store.maildir import dir_stamps, uidlist_id
-        entries = [(1, "a", "new", None, 10, None), (2, "b", "cur", "", 20, "uidl-b"),
-                   (5, "c", "cur", "2,Sab", 30, None)]
+        entries = [Entry(1, "a", "new", None, 10, None), Entry(2, "b", "cur", "", 20, "uidl-b"),
+                   Entry(5, "c", "cur", "2,Sab", 30, None)]
         self.assertTrue(index.save(self.inbox, 77, 10, uidlist_id(self.inbox), dir_stamps(self.inbox),
                                    iter(entries)))
         snap = index.load(self.inbox)
         self.assertEqual((snap.uidvalidity, snap.uidnext, snap.entries), (77, 10, entries))
         self.assertFalse(index.save(self.inbox, 77, 10, uidlist_id(self.inbox), dir_stamps(self.inbox),
-                                    [(1, "a\nb", "cur", None, 1, None)]))
+                                    [Entry(1, "a\nb", "cur", None, 1, None)]))
+
+    @defer.inlineCallbacks
+    def test_renamed_folder_keeps_its_snapshot_in_its_new_place(self):
+        self.patch(index, "RECENT_NS", 0)
+        self.patch(folder_mod, "RECENT_NS", 0)
+        account = self.fresh_store().account("u")
+        yield account.create_folder("Old")
+        f = yield account.open_folder("Old")
+        yield f.append(b"Subject: x\r\n\r\ny\r\n")
+        yield account.rename_folder("Old", "New")
+        yield f.close()
+        self.assertTrue(os.path.exists(os.path.join(account._path("New"), index.INDEX_FILE)))
+        g = yield self.fresh_store().account("u").open_folder("New")
+        self.assertTrue(g.opened_from_index)
+        self.assertEqual(view(g), view(f))
+
+    @defer.inlineCallbacks
+    def test_idle_waits_for_the_write_a_busy_writer_coalesced(self):
+        self.patch(index, "RECENT_NS", 0)
+        self.patch(folder_mod, "RECENT_NS", 0)
+        before = yield self.indexed()
+        f = yield self.reopen()
+        yield f.store_flags([before[0][0]], ["\\Answered"], "+")
+        f.close()  # a write starts
+        yield f.store_flags([before[1][0]], ["\\Flagged"], "+")
+        f.close()  # asked while it runs: one more write, after it
+        yield f.snapshot_idle()
+        g = yield self.reopen()
+        self.assertTrue(g.opened_from_index)
+        self.assertEqual(view(g), view(f))

@@ -4,18 +4,19 @@ import os
 import pytest
 
 from mailsrv.store import layout
-from mailsrv.store.interfaces import InvalidFolderName
-from mailsrv.store.maildir import (
-    InvalidFlag,
+from mailsrv.store.filename import (
+    FLAG_CHARS,
     TooManyKeywords,
-    deliver,
-    ensure_keywords,
     filename_size,
     flags_from_info,
     info_for,
-    normalize_flags,
+    join_filename,
+    size_of,
     split_filename,
 )
+from mailsrv.store.flags import InvalidFlag, normalize_flags
+from mailsrv.store.interfaces import SYSTEM_FLAGS, InvalidFolderName
+from mailsrv.store.maildir import deliver, ensure_keywords
 from mailsrv.store.uidlist import read_keywords
 
 KW = ["$Important", None, "NonJunk"]
@@ -39,6 +40,11 @@ def test_info_sorted_and_preserving_unknown():
         info_for(frozenset({"Unknown"}), KW, None)
 
 
+def test_one_list_of_system_flags():
+    assert set(FLAG_CHARS) == set(SYSTEM_FLAGS)
+    assert normalize_flags([f.upper() for f in SYSTEM_FLAGS]) == frozenset(SYSTEM_FLAGS)
+
+
 def test_normalize_flags():
     assert normalize_flags(["\\SEEN", "\\recent", "$Junk"]) == {"\\Seen", "$Junk"}
     for bad in (["\\Bogus"], ["a b"], ["(x"], ["caf\u00e9"], [""]):
@@ -53,6 +59,11 @@ def test_filename_fields():
     assert filename_size("123.M1P2.host,S=10,W=12", "S") == 10
     assert filename_size("123.V1I2.host") is None
     assert filename_size("123.host,W=x") is None
+    assert size_of("123.M1P2.host,S=10,W=12") == 12
+    assert size_of("123.M1P2.host,W=12,S=10") == 12
+    assert size_of("123.V1I2.host") is None
+    for name in ("123.M1P2.host,S=10,W=12:2,S", "123.V1I2.host", "k:"):
+        assert join_filename(*split_filename(name)) == name
 
 
 def test_ensure_keywords_fills_holes_and_limits(tmp_path):

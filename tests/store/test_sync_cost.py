@@ -8,7 +8,7 @@ import time
 from twisted.internet import defer
 from twisted.logger import LogLevel, globalLogPublisher
 
-from mailsrv.store import maildir, uidlist
+from mailsrv.store import diskfolder, uidlist, uidstate
 from mailsrv.store.uidlist import parse_uidlist, read_uidlist
 
 from .helpers import Recorder, StoreCase
@@ -63,7 +63,7 @@ class OwnChangesTests(StoreCase):
         self.account = self.store.account("bob")
         self.path = self.account._path("INBOX")
         fill(self.path, COUNT)
-        maildir.DiskFolder(self.path).sync()
+        diskfolder.DiskFolder(self.path).sync()
         age(self.path)
         self.inbox = yield self.account.open_folder("INBOX")
         self.rec = Recorder()
@@ -71,13 +71,12 @@ class OwnChangesTests(StoreCase):
 
     @defer.inlineCallbacks
     def test_own_changes_cost_no_rescan_but_external_ones_are_seen(self):
-        disk = self.inbox._disk
-        full = disk.scans
+        full = self.inbox.scans
         yield self.inbox.refresh()
-        self.assertEqual(disk.scans, full)
+        self.assertEqual(self.inbox.scans, full)
         other = yield self.account.open_folder("Trash")
         other.add_listener(Recorder())
-        for i in range(5):
+        for _ in range(5):
             uid = yield self.inbox.append(MSG, ["\\Seen"])
             yield self.inbox.refresh()
         yield self.inbox.store_flags([1, 2, uid], ["\\Flagged"], "+")
@@ -87,7 +86,7 @@ class OwnChangesTests(StoreCase):
         yield self.inbox.copy_to([4], other)
         yield self.account.deliver("INBOX", MSG)
         yield self.inbox.refresh()
-        self.assertEqual(disk.scans, full, "our own changes must not trigger a full rescan")
+        self.assertEqual(self.inbox.scans, full, "our own changes must not trigger a full rescan")
         self.assertEqual(len(self.inbox), COUNT + 5 - 1 + 1)
         self.rec.take()
         # an external delivery right after our append, same mtime tick or not
@@ -96,35 +95,34 @@ class OwnChangesTests(StoreCase):
         yield self.inbox.refresh()
         self.assertEqual(self.rec.take(), [("added", [uid]), ("added", [uid + 1])])
         self.assertEqual(self.inbox.get(uid + 1).key, "1700000000.V1I1M1.mx")
-        self.assertEqual(disk.scans, full, "a change in new/ only re-lists new/")
+        self.assertEqual(self.inbox.scans, full, "a change in new/ only re-lists new/")
         # another process (Dovecot, a second mailsrv) adding to cur/ under the uid list lock
         theirs = yield self.fresh_store().account("bob").open_folder("INBOX")
         their_uid = yield theirs.append(MSG, ["\\Seen"])
         yield self.inbox.refresh()
         self.assertEqual(self.rec.take(), [("added", [their_uid])])
-        self.assertEqual(disk.scans, full + 1)
+        self.assertEqual(self.inbox.scans, full + 1)
         # nothing changed: a refresh is a few stats
         self.inbox._cur_recheck = self.inbox._new_recheck = False
         t = time.perf_counter()
         for _ in range(100):
             yield self.inbox.refresh()
         self.assertLess(time.perf_counter() - t, 0.5)
-        self.assertEqual(disk.scans, full + 1)
+        self.assertEqual(self.inbox.scans, full + 1)
 
     @defer.inlineCallbacks
     def test_external_file_in_new_within_the_same_tick(self):
         # make new/'s mtime unable to change: the drop happens "in the same tick"
-        disk = self.inbox._disk
         yield self.account.deliver("INBOX", MSG)  # touches new/ now: recent
         self.assertTrue(self.inbox._new_recheck)
         st = os.stat(os.path.join(self.path, "new"))
         drop_external(self.path, "1700000000.V2I2M2.mx")
         os.utime(os.path.join(self.path, "new"), ns=(st.st_atime_ns, st.st_mtime_ns))
         self.rec.take()
-        full = disk.scans
+        full = self.inbox.scans
         yield self.inbox.refresh()
         self.assertEqual(self.rec.take(), [("added", [COUNT + 2])])
-        self.assertEqual(disk.scans, full)
+        self.assertEqual(self.inbox.scans, full)
 
     @defer.inlineCallbacks
     def test_appends_do_not_rewrite_the_uid_list(self):
@@ -173,8 +171,8 @@ class OwnChangesTests(StoreCase):
     @defer.inlineCallbacks
     def test_concurrent_deliveries_share_one_uidlist_write(self):
         writes = []
-        orig = maildir.append_uidlist
-        self.patch(maildir, "append_uidlist", lambda *a: writes.append(len(a[2])) or orig(*a))
+        orig = uidstate.append_uidlist
+        self.patch(uidstate, "append_uidlist", lambda *a: writes.append(len(a[2])) or orig(*a))
         live = yield defer.gatherResults([self.account.deliver("INBOX", MSG) for _ in range(8)])
         self.assertEqual(sorted(live), list(range(COUNT + 1, COUNT + 9)))
         self.assertEqual(sum(writes), 8)
@@ -243,8 +241,7 @@ class LogAndModseqTests(StoreCase):
         seen.append(f.highestmodseq)
         self.assertEqual(seen, sorted(set(seen)), "every change raises it")
         f.remove_listener(rec)  # released: the next open makes a new object
-        yield f._lock.acquire()
-        f._lock.release()
+        yield f.quiesce()
         g = yield account.open_folder("INBOX")
         self.assertIsNot(g, f)
         self.assertGreaterEqual(g.highestmodseq, seen[-1])
@@ -271,11 +268,11 @@ class IdleFolderTTL(StoreCase):
         listener = Recorder()
         folder.add_listener(listener)
         folder.remove_listener(listener)
-        yield folder._lock.run(lambda: None)
+        yield folder.quiesce()
         clock.advance(30)
         self.assertIs(account.live_folder("INBOX"), folder)
         again = yield account.open_folder("INBOX")
         self.assertIs(again, folder)  # reused, not reloaded
         clock.advance(31)
-        yield folder._lock.run(lambda: None)
+        yield folder.quiesce()
         self.assertIsNone(account.live_folder("INBOX"))

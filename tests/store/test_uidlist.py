@@ -5,12 +5,12 @@ import time
 
 import pytest
 
+from mailsrv.store.diskfolder import STATE_FILES
+from mailsrv.store.fsutil import atomic_write, clean_stale_temps
 from mailsrv.store.uidlist import (
     CorruptUidList,
     DotLock,
     LockTimeout,
-    atomic_write,
-    clean_stale_temps,
     parse_uidlist,
     read_keywords,
     read_uidlist,
@@ -66,8 +66,9 @@ def test_write_is_atomic_and_leftover_temp_is_harmless(tmp_path):
     assert got == ul
     old = time.time() - 7200
     os.utime(tmp_path / "dovecot-uidlist.1234.deadbeef.tmp", (old, old))
-    clean_stale_temps(str(tmp_path))
-    assert sorted(os.listdir(tmp_path)) == ["dovecot-uidlist"]
+    (tmp_path / "dovecot-keywords.99.cafe.tmp").write_bytes(b"0 in fli")  # a replace in progress
+    clean_stale_temps(str(tmp_path), STATE_FILES)
+    assert sorted(os.listdir(tmp_path)) == ["dovecot-keywords.99.cafe.tmp", "dovecot-uidlist"]
     assert read_uidlist(str(tmp_path / "missing")) == (None, None)
 
 
@@ -144,3 +145,14 @@ def test_appended_records_and_torn_tail(tmp_path):
     other.uidvalidity += 1
     atomic_write(str(tmp_path / "dovecot-uidlist"), other.serialize() + b"12 :k9\n")
     assert not read_appended(str(tmp_path), mine, os.stat(tmp_path / "dovecot-uidlist"))
+
+
+def test_atomic_write_mode_and_owner(tmp_path):
+    p = str(tmp_path / "f")
+    atomic_write(p, b"x", fsync=False)
+    assert os.stat(p).st_mode & 0o777 == 0o600
+    if os.geteuid() == 0:
+        atomic_write(p, b"y", owner=(65534, 65534))
+        st = os.stat(p)
+        assert (st.st_uid, st.st_gid) == (65534, 65534) and open(p, "rb").read() == b"y"
+    assert [n for n in os.listdir(tmp_path) if n.endswith(".tmp")] == []

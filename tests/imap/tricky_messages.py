@@ -1,49 +1,9 @@
-"""An in-memory IFolder stand-in and tricky messages for the IMAP content
-layer tests (mime, fetchdata, search).  The expected values for TRICKY were
-taken from Dovecot 2.3.19 (see test_fetchdata.py)."""
+# ruff: noqa: E501  captured wire data: one answer per line, as Dovecot sent it
+"""Tricky messages for the IMAP content layer (mime, fetchdata, search) and
+Dovecot 2.3.19's answers for them (see test_fetchdata.py).  A data module:
+its length is the captured answers, one per message and FETCH item."""
 
 from __future__ import annotations
-
-import io
-
-from mailsrv.store.crlf import to_crlf
-from mailsrv.store.interfaces import MessageInfo
-
-
-class FakeFolder:
-    """open_message/get_cached/set_cached over a dict; counts file opens so
-    tests can prove the warm path never opens a message."""
-
-    def __init__(self) -> None:
-        self.raw: dict[int, bytes] = {}
-        self.cache: dict[tuple[int, str], bytes] = {}
-        self.opens = 0
-        self.bytes_read = 0
-
-    def add(self, uid: int, raw: bytes, internaldate: float = 1700000000.0,
-            flags=frozenset()) -> MessageInfo:
-        self.raw[uid] = raw
-        return MessageInfo(uid=uid, key="k%d" % uid, size=len(to_crlf(raw)),
-                           internaldate=internaldate, flags=frozenset(flags))
-
-    def open_message(self, uid: int):
-        self.opens += 1
-        folder = self
-
-        class _F(io.BytesIO):
-            def read(self, n=-1):
-                data = super().read(n)
-                folder.bytes_read += len(data)
-                return data
-
-        return _F(self.raw[uid])
-
-    def get_cached(self, uid: int, kind: str) -> bytes | None:
-        return self.cache.get((uid, kind))
-
-    def set_cached(self, uid: int, kind: str, value: bytes) -> None:
-        self.cache[(uid, kind)] = value
-
 
 # name -> raw message bytes (stored form; some LF-only, some CRLF)
 TRICKY: dict[str, bytes] = {

@@ -1,0 +1,454 @@
+"""One in-memory store for every protocol's tests: IStore, IAccount and
+IFolder as :mod:`mailsrv.store.interfaces` defines them, checked with
+``zope.interface.verify.verifyObject`` in ``tests/test_fakestore.py``.
+
+Behaviour follows the Maildir store where the protocols can see it: UIDs
+ascend and are never reused, \\Recent is claimed by one session, flags and
+keywords are frozensets on MessageInfo, listeners hear of every change in
+the order it happened and before the Deferred fires, expunged messages are
+``None`` from ``get`` and MessageGone from ``open_message``, copies keep
+flags and internal dates, INBOX is case-insensitive, the POP3 lock is
+exclusive.
+
+What tests need beyond the interface:
+
+- ``folder.add(raw, flags, internaldate, uid=...)`` puts a message in
+  without telling anyone (it was there before the session);
+  ``folder.drop_external(raw)`` is a delivery by another process, noticed
+  on the next ``refresh()``.
+- counters: ``opens`` and ``bytes_read`` (message file access),
+  ``refresh_count``; ``calls`` records every changing call with its
+  arguments; ``cache`` is the cached-value dict.
+- ``fail[method] = exception`` makes that method fail (raise, or return a
+  failed Deferred) until the entry is removed; on accounts also for
+  ``deliver``, ``open_folder``...; ``account.hold_deliveries`` keeps
+  deliveries pending until ``account.release()``.
+- ``FakeRealm`` / ``make_portal`` log users in to a store's accounts with
+  fixed passwords and count logouts.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterable
+from typing import Any, BinaryIO
+
+from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+from twisted.cred.portal import IRealm, Portal
+from twisted.internet import defer
+from zope.interface import implementer
+
+from mailsrv.store.crlf import to_crlf
+from mailsrv.store.interfaces import (
+    FolderExists,
+    FolderNotEmpty,
+    IAccount,
+    IFolder,
+    IFolderListener,
+    InvalidFolderName,
+    IStore,
+    MessageGone,
+    MessageInfo,
+    NoSuchFolder,
+)
+
+DEFAULT_DATE = 1700000000.0
+SPECIAL = {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk", "Archive": "\\Archive"}
+
+
+class _Failing:
+    """``fail[name] = exc``: that method fails until the entry is removed."""
+
+    fail: dict[str, BaseException]
+
+    def _check(self, name: str) -> None:
+        exc = self.fail.get(name)
+        if exc is not None:
+            raise exc
+
+    def _deferred(self, name: str, value: Any) -> defer.Deferred[Any]:
+        exc = self.fail.get(name)
+        if exc is not None:
+            return defer.fail(exc)
+        return defer.succeed(value)
+
+
+class _CountingFile(io.BytesIO):
+    def __init__(self, data: bytes, folder: FakeFolder) -> None:
+        super().__init__(data)
+        self._folder = folder
+
+    def read(self, n: int | None = -1) -> bytes:
+        data = super().read(n)
+        self._folder.bytes_read += len(data)
+        return data
+
+
+@implementer(IFolder)
+class FakeFolder(_Failing):
+    """A live folder: one object shared by every session that opens it."""
+
+    def __init__(self, name: str = "INBOX", uidvalidity: int = 1000) -> None:
+        self.name = name
+        self.uidvalidity = uidvalidity
+        self.uidnext = 1
+        self.highestmodseq = 1
+        self._msgs: dict[int, MessageInfo] = {}
+        self._data: dict[int, bytes] = {}
+        self._recent: set[int] = set()
+        self._listeners: list[IFolderListener] = []
+        self._external: list[bytes] = []
+        self.cache: dict[tuple[int, str], bytes] = {}
+        self.fail = {}
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.opens = 0
+        self.bytes_read = 0
+        self.refresh_count = 0
+
+    # -- for tests
+    def add(self, raw: bytes, flags: Iterable[str] = (), internaldate: float | None = None,
+            uid: int | None = None) -> MessageInfo:
+        """Put a message in silently (it was there before); \\Recent until claimed."""
+        if uid is None:
+            uid = self.uidnext
+        if uid < self.uidnext and uid in self._msgs:
+            raise ValueError(f"uid {uid} is in use")
+        self.uidnext = max(self.uidnext, uid + 1)
+        self._data[uid] = raw
+        info = MessageInfo(uid, f"k{uid}", len(to_crlf(raw)),
+                           DEFAULT_DATE if internaldate is None else internaldate, frozenset(flags))
+        self._msgs[uid] = info
+        self._recent.add(uid)
+        return info
+
+    def drop_external(self, raw: bytes) -> None:
+        """A delivery by another process, noticed on the next refresh()."""
+        self._external.append(raw)
+
+    def raw(self, uid: int) -> bytes:
+        return self._data[uid]
+
+    def _tell(self, what: str, uids: list[int]) -> None:
+        if uids:
+            for listener in list(self._listeners):
+                getattr(listener, what)(self, list(uids))
+
+    # -- IFolder: reading
+    def messages(self) -> list[MessageInfo]:
+        return [self._msgs[u] for u in sorted(self._msgs)]
+
+    def uids(self) -> list[int]:
+        return sorted(self._msgs)
+
+    def get(self, uid: int) -> MessageInfo | None:
+        return self._msgs.get(uid)
+
+    def open_message(self, uid: int) -> BinaryIO:
+        self._check("open_message")
+        if uid not in self._data:
+            raise MessageGone(uid)
+        self.opens += 1
+        return _CountingFile(self._data[uid], self)
+
+    def pop3_uidl(self, uid: int) -> str:
+        if uid not in self._msgs:
+            raise MessageGone(uid)
+        return "%08x%08x" % (uid, self.uidvalidity)
+
+    def keywords(self) -> list[str]:
+        kw: set[str] = set()
+        for i in self._msgs.values():
+            kw.update(f for f in i.flags if not f.startswith("\\"))
+        return sorted(kw)
+
+    def total_size(self) -> int:
+        return sum(i.size for i in self._msgs.values())
+
+    def claim_recent(self) -> set[int]:
+        r, self._recent = self._recent, set()
+        return r
+
+    def peek_recent(self) -> set[int]:
+        return set(self._recent)
+
+    # -- IFolder: changing
+    def refresh(self) -> defer.Deferred[None]:
+        self.refresh_count += 1
+        if "refresh" in self.fail:
+            return self._deferred("refresh", None)
+        new, self._external = self._external, []
+        uids = [self.add(raw).uid for raw in new]
+        self._tell("messages_added", uids)
+        return defer.succeed(None)
+
+    def append(self, source: bytes | BinaryIO, flags: Iterable[str] = (),
+               internaldate: float | None = None) -> defer.Deferred[int]:
+        flags = list(flags)
+        self.calls.append(("append", (flags, internaldate)))
+        if "append" in self.fail:
+            return self._deferred("append", None)
+        raw = source if isinstance(source, bytes) else source.read()
+        uid = self.add(raw, flags, time.time() if internaldate is None else internaldate).uid
+        self._tell("messages_added", [uid])
+        return defer.succeed(uid)
+
+    def store_flags(self, uids: Iterable[int], flags: Iterable[str], mode: str) -> defer.Deferred[list[int]]:
+        uids, flags = list(uids), set(flags)
+        self.calls.append(("store_flags", (uids, sorted(flags), mode)))
+        if "store_flags" in self.fail:
+            return self._deferred("store_flags", None)
+        changed = []
+        for uid in uids:
+            info = self._msgs.get(uid)
+            if info is None:
+                continue
+            old = set(info.flags)
+            new = old | flags if mode == "+" else old - flags if mode == "-" else set(flags)
+            if new != old:
+                self.highestmodseq += 1
+                info.flags = frozenset(new)
+                info.modseq = self.highestmodseq
+                changed.append(uid)
+        self._tell("flags_changed", changed)
+        return defer.succeed(changed)
+
+    def expunge(self, uids: Iterable[int] | None = None) -> defer.Deferred[list[int]]:
+        if uids is None:
+            uids = [u for u, i in self._msgs.items() if "\\Deleted" in i.flags]
+        wanted = sorted(set(uids))
+        self.calls.append(("expunge", (wanted,)))
+        if "expunge" in self.fail:
+            return self._deferred("expunge", None)
+        gone = [u for u in wanted if u in self._msgs]
+        for u in gone:
+            del self._msgs[u]
+            del self._data[u]
+            self._recent.discard(u)
+            for key in [k for k in self.cache if k[0] == u]:
+                del self.cache[key]
+        self._tell("messages_expunged", gone)
+        return defer.succeed(gone)
+
+    def copy_to(self, uids: Iterable[int], target: IFolder) -> defer.Deferred[list[tuple[int, int]]]:
+        wanted = sorted(set(uids))
+        self.calls.append(("copy_to", (wanted, target.name)))
+        if "copy_to" in self.fail:
+            return self._deferred("copy_to", None)
+        assert isinstance(target, FakeFolder)
+        pairs = []
+        for u in wanted:
+            info = self._msgs.get(u)
+            if info is not None:
+                pairs.append((u, target.add(self._data[u], info.flags, info.internaldate).uid))
+        target._tell("messages_added", [d for _, d in pairs])
+        return defer.succeed(pairs)
+
+    # -- IFolder: listeners and cache
+    def add_listener(self, listener: IFolderListener) -> None:
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: IFolderListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def get_cached(self, uid: int, kind: str) -> bytes | None:
+        return self.cache.get((uid, kind))
+
+    def set_cached(self, uid: int, kind: str, value: bytes) -> None:
+        if uid in self._msgs or uid in self._data:
+            self.cache[(uid, kind)] = value
+
+    def get_cached_many(self, uids: Iterable[int], kind: str) -> dict[int, bytes]:
+        out = {}
+        for u in uids:
+            v = self.cache.get((u, kind))
+            if v is not None:
+                out[u] = v
+        return out
+
+
+@implementer(IAccount)
+class FakeAccount(_Failing):
+    """One user's folders: INBOX, the special-use folders (or the names
+    given), subscriptions and the POP3 lock."""
+
+    def __init__(self, user: str = "joe", folders: Iterable[str] | None = None) -> None:
+        self.user = user
+        self._validity = 2000
+        names = list(SPECIAL) if folders is None else [n for n in folders if n != "INBOX"]
+        self.folders: dict[str, FakeFolder] = {"INBOX": FakeFolder("INBOX")}
+        for name in names:
+            self.folders[name] = FakeFolder(name, self._next_validity())
+        self._subs: list[str] = ["INBOX", *names]
+        self.fail = {}
+        self.pop3_locked = False
+        self.hold_deliveries = False
+        self.pending: list[tuple[defer.Deferred[int], int]] = []
+        self.delivered: list[tuple[str, bytes, tuple[str, ...]]] = []
+
+    def _next_validity(self) -> int:
+        self._validity += 1
+        return self._validity
+
+    @staticmethod
+    def _norm(name: str) -> str:
+        return "INBOX" if name.upper() == "INBOX" else name
+
+    @property
+    def inbox(self) -> FakeFolder:
+        return self.folders["INBOX"]
+
+    def list_folders(self) -> list[str]:
+        return sorted(self.folders)
+
+    def folder_exists(self, name: str) -> bool:
+        return self._norm(name) in self.folders
+
+    def special_use(self, name: str) -> str | None:
+        return SPECIAL.get(name)
+
+    def open_folder(self, name: str) -> defer.Deferred[FakeFolder]:
+        f = self.folders.get(self._norm(name))
+        if f is None:
+            return defer.fail(NoSuchFolder(name))
+        return self._deferred("open_folder", f)
+
+    def create_folder(self, name: str) -> defer.Deferred[None]:
+        name = self._norm(name)
+        if name in self.folders:
+            return defer.fail(FolderExists(name))
+        parts = name.split("/")
+        if any(p in ("", ".", "..") for p in parts) or any(ord(c) < 32 for c in name):
+            return defer.fail(InvalidFolderName(name))
+        for i in range(1, len(parts) + 1):
+            n = "/".join(parts[:i])
+            if n not in self.folders:
+                self.folders[n] = FakeFolder(n, self._next_validity())
+        return self._deferred("create_folder", None)
+
+    def delete_folder(self, name: str) -> defer.Deferred[None]:
+        name = self._norm(name)
+        if name == "INBOX":
+            return defer.fail(InvalidFolderName(name))
+        if name not in self.folders:
+            return defer.fail(NoSuchFolder(name))
+        if any(n.startswith(name + "/") for n in self.folders):
+            return defer.fail(FolderNotEmpty(name))
+        f = self.folders.pop(name)
+        f.expunge(f.uids())
+        return self._deferred("delete_folder", None)
+
+    def rename_folder(self, old: str, new: str) -> defer.Deferred[None]:
+        old, new = self._norm(old), self._norm(new)
+        if old not in self.folders:
+            return defer.fail(NoSuchFolder(old))
+        if new in self.folders:
+            return defer.fail(FolderExists(new))
+        if old == "INBOX":  # RFC 3501: the messages move, INBOX stays (empty)
+            src = self.folders["INBOX"]
+            self.create_folder(new)
+            src.copy_to(src.uids(), self.folders[new])
+            src.expunge(src.uids())
+            return defer.succeed(None)
+        for n in sorted(self.folders):
+            if n == old or n.startswith(old + "/"):
+                f = self.folders.pop(n)
+                f.name = new + n[len(old):]
+                self.folders[f.name] = f
+        return self._deferred("rename_folder", None)
+
+    def subscriptions(self) -> list[str]:
+        return list(self._subs)
+
+    def subscribe(self, name: str) -> None:
+        if name not in self._subs:
+            self._subs.append(name)
+
+    def unsubscribe(self, name: str) -> None:
+        if name in self._subs:
+            self._subs.remove(name)
+
+    def deliver(self, folder: str, source: bytes | BinaryIO, flags: Iterable[str] = ()) -> defer.Deferred[int]:
+        if "deliver" in self.fail:
+            return self._deferred("deliver", None)
+        f = self.folders.get(self._norm(folder))
+        if f is None:
+            return defer.fail(NoSuchFolder(folder))
+        raw = source if isinstance(source, bytes) else source.read()
+        self.delivered.append((f.name, raw, tuple(flags)))
+        d = f.append(raw, flags)
+        if not self.hold_deliveries:
+            return d
+        held: defer.Deferred[int] = defer.Deferred()
+        d.addCallback(lambda uid: self.pending.append((held, uid)))
+        return held
+
+    def release(self) -> None:
+        """Let held deliveries finish."""
+        pending, self.pending = self.pending, []
+        for d, uid in pending:
+            d.callback(uid)
+
+    def acquire_pop3_lock(self) -> bool:
+        self._check("acquire_pop3_lock")
+        if self.pop3_locked:
+            return False
+        self.pop3_locked = True
+        return True
+
+    def release_pop3_lock(self) -> None:
+        if not self.pop3_locked:
+            raise AssertionError("POP3 lock released but not held")
+        self.pop3_locked = False
+
+
+@implementer(IStore)
+class FakeStore(_Failing):
+    """The process-wide store: an account per user, created on first use."""
+
+    def __init__(self, **folders: Iterable[str]) -> None:
+        """``FakeStore(alice=("Spam",))``: alice has INBOX and Spam."""
+        self.accounts: dict[str, FakeAccount] = {u: FakeAccount(u, names) for u, names in folders.items()}
+        self.fail = {}
+
+    def account(self, user: str) -> FakeAccount:
+        self._check("account")
+        if user not in self.accounts:
+            self.accounts[user] = FakeAccount(user)
+        return self.accounts[user]
+
+    def add(self, account: FakeAccount) -> FakeAccount:
+        """Serve an existing account object (shared by several stores' sessions)."""
+        self.accounts[account.user] = account
+        return account
+
+
+@implementer(IRealm)
+class FakeRealm:
+    """Hands out the store's IAccount avatars; counts logouts."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.logouts = 0
+
+    def requestAvatar(self, avatarId: bytes | str, mind: object, *interfaces: Any) -> tuple[Any, Any, Any]:
+        if IAccount not in interfaces:
+            raise NotImplementedError("only IAccount avatars")
+        name = avatarId.decode() if isinstance(avatarId, bytes) else avatarId
+
+        def logout() -> None:
+            self.logouts += 1
+
+        return IAccount, self.store.account(name), logout
+
+
+def make_portal(store: Any, passwords: dict[str, str] | None = None) -> Portal:
+    """A portal over ``store`` (a FakeStore or the real Store); every user
+    in ``passwords`` (default: each FakeStore account, password
+    ``secret``) may log in."""
+    if passwords is None:
+        passwords = {name: "secret" for name in store.accounts}
+    checker = InMemoryUsernamePasswordDatabaseDontUse(**{k: v.encode() for k, v in passwords.items()})
+    return Portal(FakeRealm(store), [checker])

@@ -1,3 +1,0 @@
-from tests.imap.standins import install
-
-install()

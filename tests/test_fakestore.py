@@ -1,0 +1,300 @@
+"""The shared fake store (tests/fakestore.py) is held to the interfaces
+(verifyObject) and to the same behaviour contract as the real Maildir
+store: every test below runs against both, so the fake cannot drift from
+what the protocols meet in production."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from typing import Any
+
+from twisted.internet import defer
+from twisted.trial import unittest
+from zope.interface.verify import verifyClass, verifyObject
+
+from mailsrv.store import Store
+from mailsrv.store.crlf import to_crlf
+from mailsrv.store.interfaces import (
+    FolderExists,
+    FolderNotEmpty,
+    IAccount,
+    IFolder,
+    InvalidFolderName,
+    IStore,
+    MessageGone,
+    NoSuchFolder,
+    StoreError,
+)
+from tests.fakestore import FakeAccount, FakeFolder, FakeStore, make_portal
+
+MSG = b"From: a@example.org\nSubject: one\n\nbody\n"
+MSG2 = b"From: b@example.org\r\nSubject: two\r\n\r\nother body\r\n"
+
+
+class Recorder:
+    """An IFolderListener that writes down what it is told."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, list[int]]] = []
+
+    def messages_added(self, folder: Any, uids: list[int]) -> None:
+        self.events.append(("added", list(uids)))
+
+    def flags_changed(self, folder: Any, uids: list[int]) -> None:
+        self.events.append(("flags", list(uids)))
+
+    def messages_expunged(self, folder: Any, uids: list[int]) -> None:
+        self.events.append(("expunged", list(uids)))
+
+    def take(self) -> list[tuple[str, list[int]]]:
+        ev, self.events = self.events, []
+        return ev
+
+
+class Contract:
+    """Behaviour every IStore must show; subclasses supply the store."""
+
+    def make_store(self) -> Any:
+        raise NotImplementedError
+
+    @defer.inlineCallbacks
+    def setUp(self) -> Any:
+        self.store = self.make_store()
+        self.account = self.store.account("alice")
+        self.inbox = yield self.account.open_folder("INBOX")
+        self.rec = Recorder()
+        self.inbox.add_listener(self.rec)
+
+    def test_provides_the_interfaces(self) -> None:
+        assert verifyObject(IStore, self.store)
+        assert verifyObject(IAccount, self.account)
+        assert verifyObject(IFolder, self.inbox)
+
+    @defer.inlineCallbacks
+    def test_append_sizes_dates_and_listeners(self) -> Any:
+        uid1 = yield self.inbox.append(MSG, ["\\Seen"], 1700000000.0)
+        assert self.rec.take() == [("added", [uid1])]  # told before the Deferred fired
+        uid2 = yield self.inbox.append(MSG2)
+        assert uid1 < uid2 and self.inbox.uidnext > uid2
+        m1, m2 = self.inbox.messages()
+        assert (m1.uid, m1.size, m1.flags, m1.internaldate) == (uid1, len(to_crlf(MSG)), {"\\Seen"}, 1700000000.0)
+        assert m2.size == len(MSG2)
+        assert self.inbox.get(uid2) is not None and self.inbox.get(uid2 + 100) is None
+        f = self.inbox.open_message(uid1)
+        try:
+            assert f.read() == MSG  # as stored
+        finally:
+            f.close()
+        assert self.inbox.total_size() == m1.size + m2.size
+
+    @defer.inlineCallbacks
+    def test_store_flags_reports_real_changes_only(self) -> Any:
+        a = yield self.inbox.append(MSG)
+        b = yield self.inbox.append(MSG2, ["\\Seen"])
+        self.rec.take()
+        changed = yield self.inbox.store_flags([a, b], ["\\Seen"], "+")
+        assert changed == [a] and self.rec.take() == [("flags", [a])]
+        changed = yield self.inbox.store_flags([a], ["$Work", "\\Flagged"], "=")
+        assert changed == [a] and self.inbox.get(a).flags == {"$Work", "\\Flagged"}
+        assert "$Work" in self.inbox.keywords()
+        changed = yield self.inbox.store_flags([a], ["$Work"], "-")
+        assert self.inbox.get(a).flags == {"\\Flagged"}
+        yield self.inbox.expunge([b])
+        changed = yield self.inbox.store_flags([b], ["\\Draft"], "+")  # gone: skipped silently
+        assert changed == []
+
+    @defer.inlineCallbacks
+    def test_expunge_deleted_or_exactly_these(self) -> Any:
+        a = yield self.inbox.append(MSG, ["\\Deleted"])
+        b = yield self.inbox.append(MSG2)
+        c = yield self.inbox.append(MSG2)
+        self.rec.take()
+        gone = yield self.inbox.expunge(None)
+        assert gone == [a] and self.rec.take() == [("expunged", [a])]
+        gone = yield self.inbox.expunge([c])
+        assert gone == [c] and [m.uid for m in self.inbox.messages()] == [b]
+        assert self.inbox.get(a) is None
+        with self.assertRaises(MessageGone):
+            self.inbox.open_message(a)
+        d = yield self.inbox.append(MSG)
+        assert d > c  # UIDs are never reused
+
+    @defer.inlineCallbacks
+    def test_recent_is_claimed_once(self) -> Any:
+        self.inbox.claim_recent()
+        a = yield self.inbox.append(MSG)
+        assert self.inbox.peek_recent() == {a}
+        assert self.inbox.claim_recent() == {a}
+        assert self.inbox.claim_recent() == set() and self.inbox.peek_recent() == set()
+
+    @defer.inlineCallbacks
+    def test_copy_keeps_flags_and_dates(self) -> Any:
+        a = yield self.inbox.append(MSG, ["\\Flagged", "$Work"], 1600000000.0)
+        b = yield self.inbox.append(MSG2)
+        trash = yield self.account.open_folder("Trash")
+        trec = Recorder()
+        trash.add_listener(trec)
+        pairs = yield self.inbox.copy_to([b, a], trash)
+        assert [s for s, _ in pairs] == [a, b]
+        da = dict(pairs)[a]
+        info = trash.get(da)
+        assert (info.flags, info.internaldate) == ({"\\Flagged", "$Work"}, 1600000000.0)
+        assert trec.take() == [("added", [d for _, d in pairs])]
+        f = trash.open_message(da)
+        try:
+            assert f.read() == MSG
+        finally:
+            f.close()
+        trash.remove_listener(trec)
+
+    @defer.inlineCallbacks
+    def test_cached_values_die_with_the_message(self) -> Any:
+        a = yield self.inbox.append(MSG)
+        b = yield self.inbox.append(MSG2)
+        self.inbox.set_cached(a, "envelope", b"(x)")
+        self.inbox.set_cached(b, "envelope", b"(y)")
+        assert self.inbox.get_cached(a, "envelope") == b"(x)"
+        assert self.inbox.get_cached(a, "header") is None
+        assert self.inbox.get_cached_many([a, b, 99], "envelope") == {a: b"(x)", b: b"(y)"}
+        yield self.inbox.expunge([a])
+        assert self.inbox.get_cached(a, "envelope") is None
+        assert self.inbox.get_cached_many([a, b], "envelope") == {b: b"(y)"}
+
+    @defer.inlineCallbacks
+    def test_one_live_folder_and_inbox_any_case(self) -> Any:
+        again = yield self.account.open_folder("inbox")
+        assert again is self.inbox and self.account.folder_exists("InBoX")
+        with self.assertRaises(NoSuchFolder):
+            yield self.account.open_folder("Nope")
+        assert self.inbox.name == "INBOX"
+
+    @defer.inlineCallbacks
+    def test_folders_create_rename_delete(self) -> Any:
+        assert {"INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"} <= set(self.account.list_folders())
+        assert self.account.special_use("Sent") == "\\Sent" and self.account.special_use("INBOX") is None
+        yield self.account.create_folder("Lists/python")
+        assert self.account.folder_exists("Lists") and self.account.folder_exists("Lists/python")
+        with self.assertRaises(FolderExists):
+            yield self.account.create_folder("Lists")
+        with self.assertRaises(FolderNotEmpty):
+            yield self.account.delete_folder("Lists")
+        yield self.account.rename_folder("Lists", "Groups")
+        assert self.account.folder_exists("Groups/python") and not self.account.folder_exists("Lists/python")
+        yield self.account.delete_folder("Groups/python")
+        assert not self.account.folder_exists("Groups/python")
+        with self.assertRaises(InvalidFolderName):
+            yield self.account.delete_folder("INBOX")
+        with self.assertRaises(NoSuchFolder):
+            yield self.account.delete_folder("Groups/python")
+
+    @defer.inlineCallbacks
+    def test_deleting_a_folder_expunges_it_for_its_sessions(self) -> Any:
+        yield self.account.create_folder("Tmp")
+        tmp = yield self.account.open_folder("Tmp")
+        uid = yield tmp.append(MSG)
+        rec = Recorder()
+        tmp.add_listener(rec)
+        yield self.account.delete_folder("Tmp")
+        assert rec.take() == [("expunged", [uid])]
+        tmp.remove_listener(rec)
+
+    @defer.inlineCallbacks
+    def test_rename_inbox_moves_its_messages(self) -> Any:
+        yield self.inbox.append(MSG)
+        yield self.account.rename_folder("INBOX", "Old")
+        old = yield self.account.open_folder("Old")
+        assert len(old.messages()) == 1 and self.inbox.messages() == []
+
+    def test_subscriptions(self) -> None:
+        self.account.subscribe("Lists/x")
+        self.account.subscribe("Lists/x")
+        assert self.account.subscriptions().count("Lists/x") == 1
+        self.account.unsubscribe("Lists/x")
+        assert "Lists/x" not in self.account.subscriptions()
+
+    @defer.inlineCallbacks
+    def test_deliver_reaches_open_sessions(self) -> Any:
+        uid = yield self.account.deliver("INBOX", MSG2, ["\\Flagged"])
+        assert ("added", [uid]) in self.rec.take()
+        assert self.inbox.get(uid).flags == {"\\Flagged"}
+        with self.assertRaises(StoreError):
+            yield self.account.deliver("Nope", MSG2)
+
+    def test_pop3_lock_is_exclusive(self) -> None:
+        assert self.account.acquire_pop3_lock()
+        assert not self.account.acquire_pop3_lock()
+        self.account.release_pop3_lock()
+        assert self.account.acquire_pop3_lock()
+        self.account.release_pop3_lock()
+
+    @defer.inlineCallbacks
+    def test_pop3_uidl(self) -> Any:
+        uid = yield self.inbox.append(MSG)
+        assert self.inbox.pop3_uidl(uid) == "%08x%08x" % (uid, self.inbox.uidvalidity)
+        yield self.inbox.expunge([uid])
+        with self.assertRaises(MessageGone):
+            self.inbox.pop3_uidl(uid)
+
+
+class FakeStoreContract(Contract, unittest.TestCase):
+    def make_store(self) -> Any:
+        return FakeStore()
+
+    def test_classes_implement_the_interfaces(self) -> None:
+        assert verifyClass(IStore, FakeStore)
+        assert verifyClass(IAccount, FakeAccount)
+        assert verifyClass(IFolder, FakeFolder)
+
+    @defer.inlineCallbacks
+    def test_failures_can_be_injected(self) -> Any:
+        self.inbox.fail["expunge"] = StoreError("read-only file system")
+        with self.assertRaises(StoreError):
+            yield self.inbox.expunge(None)
+        del self.inbox.fail["expunge"]
+        self.account.fail["open_folder"] = StoreError("cannot open")
+        with self.assertRaises(StoreError):
+            yield self.account.open_folder("INBOX")
+        self.store.fail["account"] = OSError(5, "Input/output error")
+        with self.assertRaises(OSError):
+            self.store.account("bob")
+
+    @defer.inlineCallbacks
+    def test_counters_and_external_delivery(self) -> Any:
+        uid = yield self.inbox.append(MSG)
+        self.inbox.open_message(uid).read()
+        assert self.inbox.opens == 1 and self.inbox.bytes_read == len(MSG)
+        self.inbox.drop_external(MSG2)
+        self.rec.take()
+        yield self.inbox.refresh()
+        assert self.rec.take() == [("added", [uid + 1])] and self.inbox.refresh_count == 1
+        assert self.inbox.calls == [("append", ([], None))]
+
+    def test_held_deliveries(self) -> None:
+        self.account.hold_deliveries = True
+        d = self.account.deliver("INBOX", MSG)
+        assert not d.called and len(self.inbox.messages()) == 1
+        self.account.release()
+        assert self.successResultOf(d) == self.inbox.messages()[0].uid
+
+    def test_unheld_lock_release_is_a_test_bug(self) -> None:
+        with self.assertRaises(AssertionError):
+            self.account.release_pop3_lock()
+
+    def test_portal_logs_in_to_store_accounts(self) -> None:
+        from twisted.cred.credentials import UsernamePassword
+        portal = make_portal(self.store)
+        iface, avatar, logout = self.successResultOf(
+            portal.login(UsernamePassword(b"alice", b"secret"), None, IAccount))
+        assert avatar is self.account
+        logout()
+        assert portal.realm.logouts == 1
+
+
+class MaildirStoreContract(Contract, unittest.TestCase):
+    def make_store(self) -> Any:
+        data = tempfile.mkdtemp(prefix="mailsrv-fakestore-contract-")
+        self.addCleanup(shutil.rmtree, data, True)
+        store = Store(data)
+        self.addCleanup(store.close)
+        return store
