@@ -105,6 +105,7 @@ class FakeFolder(_Failing):
         self.opens = 0
         self.bytes_read = 0
         self.refresh_count = 0
+        self.prefetches: list[tuple[list[int], list[str], str | None]] = []
 
     # -- for tests
     def add(self, raw: bytes, flags: Iterable[str] = (), internaldate: float | None = None,
@@ -268,6 +269,11 @@ class FakeFolder(_Failing):
                 out[u] = v
         return out
 
+    def prefetch(self, uids: Iterable[int], kinds: Iterable[str] = (), body: str | None = None) -> defer.Deferred[None]:
+        """Recorded in ``prefetches`` (what a remote backend would fetch)."""
+        self.prefetches.append((list(uids), list(kinds), body))
+        return self._deferred("prefetch", None)
+
 
 @implementer(IAccount)
 class FakeAccount(_Failing):
@@ -418,6 +424,9 @@ class FakeStore(_Failing):
         if user not in self.accounts:
             self.accounts[user] = FakeAccount(user)
         return self.accounts[user]
+
+    def open_account(self, user: str) -> defer.Deferred[FakeAccount]:
+        return defer.maybeDeferred(self.account, user)
 
     def add(self, account: FakeAccount) -> FakeAccount:
         """Serve an existing account object (shared by several stores' sessions)."""

@@ -9,7 +9,7 @@ from mailsrv.imap import render
 from mailsrv.imap.context import Context, Handlers
 from mailsrv.imap.fetch import fetch, target
 from mailsrv.imap.results import SELECTED_ONLY, Result, bad, no, ok
-from mailsrv.imap.search import search as run_search
+from mailsrv.imap.search import search_loaded as run_search
 from mailsrv.imap.seqset import render as render_set
 from mailsrv.imap.seqset import render_pairs
 from mailsrv.imap.session import SelectedMailbox
@@ -160,7 +160,7 @@ async def search(ctx: Context, cmd: C.Search) -> Result:
         return no("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
     infos = sel.infos()
     folder = sel.folder
-    seqs = run_search(folder, infos, cmd.key, set(sel.recent), cmd.charset)
+    seqs = await run_search(folder, infos, cmd.key, set(sel.recent), cmd.charset)
     seqs = sorted(s for s in set(seqs) if 0 < s <= len(infos) and folder.get(infos[s - 1].uid) is not None)
     numbers = [infos[s - 1].uid for s in seqs] if cmd.uid else seqs
     if cmd.return_opts is None:

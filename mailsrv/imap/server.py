@@ -228,10 +228,10 @@ class IMAPServer(Protocol, TimeoutMixin):
                 self.write(render.tagged(cmd.tag, "BAD", f"{cmd.name} is not permitted in this state"))
                 self._count_bad()
                 return
-            if ctx.selected is not None:
-                await ctx.selected.folder.refresh()
             result: Result | None
             try:
+                if ctx.selected is not None:
+                    await ctx.selected.folder.refresh()  # a remote store may be unavailable: NO, not BAD
                 result = await entry[0](ctx, cmd)
             except StoreError as e:
                 result = no(str(e) or type(e).__name__, e.code)

@@ -172,10 +172,8 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         self._account = self._logout = None
         self._locked = False
         if locked and account is not None:
-            try:
-                account.release_pop3_lock()
-            except Exception:
-                log.failure("releasing the POP3 lock failed")
+            d = defer.maybeDeferred(account.release_pop3_lock)  # a Deferred where the lock is in a database
+            d.addErrback(lambda f: log.failure("releasing the POP3 lock failed", f))
         if logout is not None:
             try:
                 logout()
@@ -382,10 +380,13 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
             logout()
             return
         try:
-            locked = account.acquire_pop3_lock()
+            locked = await defer.maybeDeferred(account.acquire_pop3_lock)
         except Exception:
             logout()
-            raise
+            log.failure("POP3 could not take the maildrop lock")
+            if not self._closing:
+                self.sendLine(ERR_TEMP)
+            return
         if not locked:
             logout()
             self.sendLine(b"-ERR [IN-USE] Mailbox is locked by another POP3 session.")
@@ -473,7 +474,14 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         if drop.folder.get(uid) is None:
             self.sendLine(ERR_GONE)
             return None
+        return defer.ensureDeferred(self._stream_loaded(n, uid, size, body_lines))
+
+    async def _stream_loaded(self, n: int, uid: int, size: int, body_lines: int | None) -> None:
+        """The message fetched from the store first (a remote store: its
+        read would wait in the reactor thread otherwise), then streamed."""
+        drop = self._drop
         try:
+            await drop.folder.prefetch([uid], (), "full")
             message = drop.folder.open_message(uid)
         except MessageGone:
             self.sendLine(ERR_GONE)
@@ -502,7 +510,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
                 self.transport.abortConnection()
 
         d.addCallbacks(sent, cut)
-        return d
+        await d
 
     def do_QUIT(self) -> Result:
         if self.state == AUTHORIZATION:

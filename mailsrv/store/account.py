@@ -350,6 +350,10 @@ class Store:
             a = self._accounts[user] = Account(self, user)
         return a
 
+    def open_account(self, user: str) -> defer.Deferred[Account]:
+        """The account is on local disk: nothing to read first."""
+        return defer.maybeDeferred(self.account, user)
+
     def close(self) -> defer.Deferred:
         """Flush folder caches and write folder snapshots (call on service
         stop); fires when the snapshot writes are done - a service's

@@ -181,6 +181,19 @@ class IFolder(Interface):
         value, or expunged, are left out): what a FETCH over many messages
         reads in a few queries instead of one per message."""
 
+    # --- for backends whose data is remote (issue 13, PostgreSQL) --------------------
+
+    def prefetch(uids: Iterable[int], kinds: Iterable[str] = (), body: str | None = None) -> Deferred:
+        """Make the synchronous reads of these messages local before a
+        command needs them: ``get_cached`` of ``kinds``, and for the
+        messages that lack one of ``kinds`` (every one of them when no kinds
+        are given) ``body``: "header" fetches the start of the message (what
+        a header read needs), "full" the whole message (``open_message``).
+        A backend whose reads are local (Maildir) fires at once.  Reading
+        without it stays correct but may wait for the network in the
+        reactor thread; callers that read bodies or cached values of many
+        messages (FETCH, SEARCH, POP3 RETR) call it first.  Fires with None."""
+
 
 class IAccount(Interface):
     """One user's mail: INBOX plus folders.  One live object per user."""
@@ -215,22 +228,26 @@ class IAccount(Interface):
     def subscriptions() -> list:
         """Subscribed names (str)."""
 
-    def subscribe(name: str) -> None:
-        """Add a name to the subscriptions (need not exist)."""
+    def subscribe(name: str) -> Deferred | None:
+        """Add a name to the subscriptions (need not exist).  May return a
+        Deferred that fires once the change is stored (a remote backend):
+        callers use ``maybeDeferred``."""
 
-    def unsubscribe(name: str) -> None:
-        """Remove a name from the subscriptions."""
+    def unsubscribe(name: str) -> Deferred | None:
+        """Remove a name from the subscriptions (Deferred as ``subscribe``)."""
 
     def deliver(folder: str, source: MessageSource, flags: Iterable[str] = ()) -> Deferred:
         """Deliver a message from outside (LMTP): crash-safe, fsynced before
         the Deferred fires; the live folder (if open) is refreshed so its
         sessions see the new message at once.  Fires with the new UID."""
 
-    def acquire_pop3_lock() -> bool:
-        """Take the exclusive POP3 maildrop lock; False if already held."""
+    def acquire_pop3_lock() -> bool | Deferred:
+        """Take the exclusive POP3 maildrop lock; False if already held.  May
+        return a Deferred firing with the bool (a lock held in a database,
+        so it holds across nodes): callers use ``maybeDeferred``."""
 
-    def release_pop3_lock() -> None:
-        """Give the POP3 lock back."""
+    def release_pop3_lock() -> Deferred | None:
+        """Give the POP3 lock back (may return a Deferred, as above)."""
 
 
 class IStore(Interface):
@@ -239,3 +256,10 @@ class IStore(Interface):
     def account(user: str) -> IAccount:
         """The live account object of this user (created on first use: the
         Maildir with its default folders)."""
+
+    def open_account(user: str) -> Deferred:
+        """Fires with ``account(user)`` once its folder list and
+        subscriptions are read (fresh, from a remote backend), so that the
+        synchronous IAccount methods answer from memory afterwards.  The
+        realm and the LMTP recipient lookup use it.  Errback ValueError for
+        an invalid user name, StoreError when the backend is unavailable."""

@@ -5,8 +5,8 @@ import io
 
 from twisted.internet import defer
 
+from mailsrv.store.flags import InvalidFlag
 from mailsrv.store.interfaces import IFolder, MessageGone, NoSuchFolder
-from mailsrv.store.maildir import InvalidFlag
 from mailsrv.store.pg.errors import TooManyKeywords
 from mailsrv.store.pg.folder_sql import MAX_KEYWORDS
 

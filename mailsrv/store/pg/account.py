@@ -22,6 +22,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mailsrv.store import layout
+from mailsrv.store.flags import normalize_flags
+from mailsrv.store.groupcommit import GroupCommit
 from mailsrv.store.interfaces import (
     FolderExists,
     FolderNotEmpty,
@@ -31,10 +33,9 @@ from mailsrv.store.interfaces import (
     StoreError,
 )
 from mailsrv.store.layout import INBOX, SEP
-from mailsrv.store.maildir import normalize_flags
 from mailsrv.store.pg import account_sql, folder_sql
 from mailsrv.store.pg.account_sql import AccountState
-from mailsrv.store.pg.folder import Batcher, PgFolder
+from mailsrv.store.pg.folder import PgFolder
 from mailsrv.store.pg.folder_sql import NewMessage
 from mailsrv.store.pg.message import FlagDecoder, split_flags
 
@@ -67,7 +68,7 @@ class PgAccount:
         self._mutex = defer.DeferredLock()
         self._epoch = 0
         self._idle_timers: dict[int, Any] = {}
-        self._batches: dict[int, Batcher] = {}
+        self._batches: dict[int, GroupCommit] = {}
         self._decode = FlagDecoder()
         self._pop3_locked = False
 
@@ -330,11 +331,11 @@ class PgAccount:
         self._need_loaded()
         return list(self._subs)
 
-    def subscribe(self, name: str) -> defer.Deferred:  # type: ignore[override]  # IAccount: Deferred allowed (see report)
+    def subscribe(self, name: str) -> defer.Deferred:
         name = layout.canonical(name)
         return self._subscribe(name, True)
 
-    def unsubscribe(self, name: str) -> defer.Deferred:  # type: ignore[override]  # IAccount: Deferred allowed (see report)
+    def unsubscribe(self, name: str) -> defer.Deferred:
         try:
             name = layout.canonical(name)
         except InvalidFolderName:
@@ -378,7 +379,7 @@ class PgAccount:
         fid = meta[0]
         batch = self._batches.get(fid)
         if batch is None:
-            batch = self._batches[fid] = Batcher(lambda items: self._store_batch(fid, items))
+            batch = self._batches[fid] = GroupCommit(lambda items: self._store_batch(fid, items))
         return batch.submit(item)
 
     def _store_batch(self, fid: int, items: list[NewMessage]) -> defer.Deferred:
@@ -397,7 +398,7 @@ class PgAccount:
         assert self.id is not None
         return POP3_LOCK_SPACE | self.id
 
-    def acquire_pop3_lock(self) -> defer.Deferred:  # type: ignore[override]  # IAccount: Deferred allowed (see report)
+    def acquire_pop3_lock(self) -> defer.Deferred:
         """Fires True if this session now holds the maildrop lock (held in
         the database, so it holds on every node), False if another has it."""
         if self._pop3_locked:
@@ -414,7 +415,7 @@ class PgAccount:
 
         return self._ready().addCallback(lock).addBoth(done)
 
-    def release_pop3_lock(self) -> defer.Deferred:  # type: ignore[override]  # IAccount: Deferred allowed (see report)
+    def release_pop3_lock(self) -> defer.Deferred:
         if not self._pop3_locked or self.id is None:
             self._pop3_locked = False
             return defer.succeed(None)

@@ -25,8 +25,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from mailsrv.store.flags import normalize_flags
+from mailsrv.store.groupcommit import GroupCommit
 from mailsrv.store.interfaces import IFolder, MessageGone, MessageInfo, NoSuchFolder, StoreError
-from mailsrv.store.maildir import normalize_flags
+from mailsrv.store.listeners import ADDED, EXPUNGED, FLAGS, Listeners
 from mailsrv.store.pg import folder_sql
 from mailsrv.store.pg.folder_sql import Delta, NewMessage
 from mailsrv.store.pg.message import FlagDecoder, PgMessageInfo, split_flags
@@ -37,45 +39,6 @@ if TYPE_CHECKING:
 log = Logger(namespace="mailsrv.store.pg")
 
 HEAD_BYTES = 64 * 1024  # what a header read fetches: nearly every header fits
-
-
-class Batcher:
-    """Group commit: items submitted while a batch is being stored wait and
-    go together in the next one (one transaction, one WAL flush).  ``run``
-    takes a list of items and fires with a list of results aligned with it."""
-
-    def __init__(self, run: Callable[[list], defer.Deferred], limit: int = 200) -> None:
-        self._run = run
-        self._limit = limit
-        self._pending: list[tuple[Any, defer.Deferred]] = []
-        self._busy = False
-
-    def submit(self, item: Any) -> defer.Deferred:
-        d: defer.Deferred = defer.Deferred()
-        self._pending.append((item, d))
-        if not self._busy:
-            self._next()
-        return d
-
-    def _next(self) -> None:
-        batch, self._pending = self._pending[:self._limit], self._pending[self._limit:]
-        if not batch:
-            self._busy = False
-            return
-        self._busy = True
-
-        def done(results: list) -> None:
-            for (_item, d), r in zip(batch, results, strict=True):
-                d.callback(r)
-
-        def failed(f: Any) -> None:
-            for _item, d in batch:
-                d.errback(f)
-
-        d = defer.maybeDeferred(self._run, [item for item, _d in batch])
-        d.addCallbacks(done, failed)
-        d.addErrback(lambda f: log.failure("group commit", f))
-        d.addBoth(lambda _: self._next())
 
 
 class BlobReader(io.RawIOBase):
@@ -135,10 +98,10 @@ class PgFolder:
         self._msgs: dict[int, PgMessageInfo] = {}
         self._keywords: list[str] = []
         self._recent: set[int] = set()
-        self._listeners: list = []
+        self._listeners = Listeners()
         self._gone = False
         self._decode = FlagDecoder()
-        self._batch = Batcher(self._append_batch)
+        self._batch = GroupCommit(self._append_batch)
         self._syncing = False
         self._sync_waiters: list[defer.Deferred] = []
         self._loaded = False
@@ -195,9 +158,9 @@ class PgFolder:
         self.highestmodseq = self._synced = st.highestmodseq
         self._first_recent = st.first_recent_uid
         self._keywords = st.keywords
-        self._tell("messages_expunged", expunged)
-        self._tell("messages_added", added)
-        self._tell("flags_changed", changed)
+        self._listeners.tell(self, EXPUNGED, expunged)
+        self._listeners.tell(self, ADDED, added)
+        self._listeners.tell(self, FLAGS, changed)
 
     def _merge(self, infos: list[PgMessageInfo], first_recent: int) -> tuple[list[int], list[int]]:
         msgs = self._msgs
@@ -223,15 +186,6 @@ class PgFolder:
             self._msgs = dict(sorted(msgs.items()))
         return added, changed
 
-    def _tell(self, what: str, uids: list[int]) -> None:
-        if not uids:
-            return
-        for listener in list(self._listeners):
-            try:
-                getattr(listener, what)(self, list(uids))
-            except Exception:
-                log.failure("listener {l!r} failed in {what}", l=listener, what=what)
-
     def _deleted(self) -> None:
         """The folder was deleted (here or on another node)."""
         if self._gone:
@@ -241,7 +195,7 @@ class PgFolder:
         self._recent.clear()
         self._gone = True
         self.store._forget_folder(self)
-        self._tell("messages_expunged", gone)
+        self._listeners.tell(self, EXPUNGED, gone)
 
     def _notified(self, modseq: int) -> None:
         """A NOTIFY for this folder arrived."""
@@ -331,12 +285,10 @@ class PgFolder:
         return set(self._recent)
 
     def add_listener(self, listener: Any) -> None:
-        if listener not in self._listeners:
-            self._listeners.append(listener)
+        self._listeners.add(listener)
 
     def remove_listener(self, listener: Any) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        self._listeners.remove(listener)
         if not self._listeners:
             self.account._folder_idle(self)
 
