@@ -60,6 +60,8 @@ class Options(usage.Options):
         ["plaintext-auth", None, None, "loopback (default), yes or no: plaintext login before TLS"],
         ["auth-fail-delay", None, None, "Seconds to wait after a failed login (default 2)"],
         ["hostname", None, None, "Host name used in greetings and the self-signed certificate"],
+        ["dsn", None, None, "Serve from this PostgreSQL database (as [store] backend = postgresql, dsn = ...)"],
+        ["workers", "w", None, "Worker processes sharing the listeners (PostgreSQL store only; default 0: one)"],
     ]
     optFlags = [["no-demo-user", None, "Do not create a demo user on first start"]]
 
@@ -113,13 +115,35 @@ def build_config(opts: Options) -> configmod.Config:
         cfg.hostname = opts["hostname"]
     if opts["no-demo-user"]:
         cfg.demo_user = False
+    _store_options(opts, cfg)
     return cfg
+
+
+def _store_options(opts: Options, cfg: configmod.Config) -> None:
+    """--dsn and --workers on top of [store] and [server] workers."""
+    if opts["dsn"]:
+        cfg.store_backend, cfg.store_dsn = "postgresql", opts["dsn"]
+    if opts["workers"] is not None:
+        try:
+            cfg.workers = int(opts["workers"])
+        except ValueError:
+            raise configmod.ConfigError("--workers takes a number of processes") from None
+    configmod.check_store(cfg)
+    if cfg.workers:
+        from mailsrv.workers import WorkerConfigError, check_backend
+
+        try:
+            check_backend(cfg.store_backend)
+        except WorkerConfigError as e:
+            raise configmod.ConfigError(str(e)) from None
 
 
 class MailService(service.MultiService):
     """The server: shared store, portal and TLS context; one child per listener."""
 
-    def __init__(self, cfg: configmod.Config, reactor: Any = None) -> None:
+    def __init__(self, cfg: configmod.Config, reactor: Any = None, listen: bool = True) -> None:
+        """``listen``: bind the configured listeners (a worker process
+        adopts its parent's sockets instead, see mailsrv.workers)."""
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -131,8 +155,15 @@ class MailService(service.MultiService):
         from mailsrv.store import Store
 
         os.makedirs(cfg.data_dir, mode=0o700, exist_ok=True)
-        self.store = Store(cfg.data_dir, idle_ttl=IDLE_FOLDER_TTL, reactor=reactor)
-        self.portal = auth.make_portal(self.store, cfg)
+        self.store: Any
+        if cfg.store_backend == "postgresql":
+            from mailsrv import pgserve
+
+            self.store = pgserve.make_store(cfg, reactor, IDLE_FOLDER_TTL)
+            self.portal = pgserve.make_portal(self.store, cfg)
+        else:
+            self.store = Store(cfg.data_dir, idle_ttl=IDLE_FOLDER_TTL, reactor=reactor)
+            self.portal = auth.make_portal(self.store, cfg)
         had_tls = os.path.exists(os.path.join(cfg.data_dir, tls.SELF_SIGNED_DIR))
         cert, key = tls.resolve_paths(cfg.tls_cert, cfg.tls_key, cfg.data_dir, cfg.hostname)
         self.tls = tls.ReloadableContext(cert, key)
@@ -144,13 +175,19 @@ class MailService(service.MultiService):
         for path in made:
             if os.path.exists(path):
                 configmod.give_to_data_owner(cfg, path)
-        for kind in configmod.LISTENER_KINDS:
-            for desc in cfg.endpoints(kind):
-                self._add_listener(kind, desc)
+        if listen:
+            for kind in configmod.LISTENER_KINDS:
+                for desc in cfg.endpoints(kind):
+                    self._add_listener(kind, desc)
 
     def _ensure_demo_user(self) -> str | None:
         from mailsrv import auth
         from mailsrv.store import layout, maildir
+
+        if self.config.store_backend == "postgresql":
+            from mailsrv import pgserve
+
+            return pgserve.ensure_demo_user(self.config, WELCOME)
 
         password = auth.ensure_demo_user(self.config)
         if password is not None:
@@ -174,6 +211,10 @@ class MailService(service.MultiService):
         from mailsrv.auth import PasswdFile
         from mailsrv.lmtp import LMTPFactory
 
+        if cfg.store_backend == "postgresql":
+            from mailsrv import pgserve
+
+            return LMTPFactory(self.store, cfg, pgserve.lmtp_lookup(self.store), reactor=self.reactor)
         passwd = PasswdFile(cfg.passwd_path)  # re-reads itself when the file changes
 
         def account_name(local_part: str) -> str | bool:
@@ -184,12 +225,26 @@ class MailService(service.MultiService):
 
         return LMTPFactory(self.store, cfg, account_name, reactor=self.reactor)
 
-    def _add_listener(self, kind: str, desc: str) -> None:
+    def factory_for(self, kind: str, desc: str = "tcp:") -> IProtocolFactory:
+        """The protocol factory of a listener: TLS for pop3s/imaps unless the
+        endpoint does it (ssl:, tls:), and outermost the PROXY header
+        reader for a ``haproxy:`` listener (mailsrv.proxyproto)."""
+        from mailsrv import proxyproto
+
+        behind_proxy, inner = proxyproto.split(desc)
         factory = self._factory(kind)
         implicit = kind in ("pop3s", "imaps")
-        if implicit and desc.split(":", 1)[0] not in ("ssl", "tls"):
+        if implicit and inner.split(":", 1)[0] not in ("ssl", "tls"):
             factory = TLSMemoryBIOFactory(self.tls, False, factory)
-        endpoint = endpoints.serverFromString(self.reactor, desc)
+        if behind_proxy:
+            factory = proxyproto.ProxyHeaderFactory(factory, reactor=self.reactor)
+        return factory
+
+    def _add_listener(self, kind: str, desc: str) -> None:
+        from mailsrv import proxyproto
+
+        factory = self.factory_for(kind, desc)
+        endpoint = endpoints.serverFromString(self.reactor, proxyproto.split(desc)[1])
         svc = _LoggingEndpointService(endpoint, factory, kind, desc)
         svc._raiseSynchronously = True
         svc.setServiceParent(self)
@@ -203,6 +258,9 @@ class MailService(service.MultiService):
             )
 
     def startService(self) -> None:
+        start = getattr(self.store, "start", None)  # a database store starts its threads now, after twistd forked
+        if start is not None:
+            start()
         super().startService()
         if hasattr(signal, "SIGHUP") and self.reactor is _global_reactor():
             self.reactor.addSystemEventTrigger("after", "startup", self._install_sighup)
@@ -262,5 +320,41 @@ class _LoggingEndpointService(StreamServerEndpointService):
 
 
 def makeService(options: Options) -> service.IService:
-    return MailService(options["cfg"])
+    cfg = options["cfg"]
+    if cfg.workers:
+        return make_parent_service(cfg)
+    return MailService(cfg)
+
+
+def make_parent_service(cfg: configmod.Config) -> service.IService:
+    """``--workers N``: this process binds the listeners and runs N workers
+    (mailsrv.workers); the shared one-time work (TLS material, the demo
+    user) is done here, once, before any worker starts."""
+    import dataclasses
+
+    from mailsrv import pgserve, tls, workers
+
+    os.makedirs(cfg.data_dir, mode=0o700, exist_ok=True)
+    had_tls = os.path.exists(os.path.join(cfg.data_dir, tls.SELF_SIGNED_DIR))
+    tls.resolve_paths(cfg.tls_cert, cfg.tls_key, cfg.data_dir, cfg.hostname)
+    if not had_tls and os.path.exists(os.path.join(cfg.data_dir, tls.SELF_SIGNED_DIR)):
+        configmod.give_to_data_owner(cfg, os.path.join(cfg.data_dir, tls.SELF_SIGNED_DIR))
+    problem = pgserve.check_database(cfg)
+    if problem:
+        log.error("{problem}; workers start anyway and answer 'try later' until it is reachable", problem=problem)
+    password = pgserve.ensure_demo_user(cfg, WELCOME)
+    if password is not None:
+        log.info("created demo user 'demo' with password {password!r} (shown once; stored hashed)", password=password)
+    listeners = [(kind, desc) for kind in configmod.LISTENER_KINDS for desc in cfg.endpoints(kind)]
+    spec = dataclasses.asdict(cfg)
+    spec.update(workers=0, demo_user=False)
+    return workers.WorkerManager(listeners, cfg.workers, spec)
+
+
+def make_worker_service(reactor: Any, spec: dict[str, Any], index: int) -> tuple[service.IService, Any]:
+    """A worker's service (no listeners of its own) and the factory for
+    each listener it adopts (called by mailsrv.workers in the worker)."""
+    cfg = configmod.Config(**spec)
+    svc = MailService(cfg, reactor, listen=False)
+    return svc, lambda listener: svc.factory_for(listener.kind, listener.description)
 

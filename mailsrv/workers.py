@@ -31,7 +31,8 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer, protocol
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger, LogLevel
+from zope.interface import provider
 
 log = Logger(namespace="mailsrv.workers")
 
@@ -140,6 +141,10 @@ def address(sock: socket.socket) -> str:
 
 # --- the parent ---------------------------------------------------------------------------
 
+_LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn, "error": LogLevel.error,
+           "critical": LogLevel.critical}
+
+
 class _WorkerProtocol(protocol.ProcessProtocol):
     """Relays a worker's output lines into the parent's log; tells the
     manager when the worker is gone."""
@@ -154,8 +159,10 @@ class _WorkerProtocol(protocol.ProcessProtocol):
         buf = self._buf.get(fd, b"") + data
         *lines, self._buf[fd] = buf.split(b"\n")
         for line in lines:
-            if line.strip():
-                log.info("worker {n}: {line}", n=self.index, line=line.decode("utf-8", "replace").rstrip())
+            text = line.decode("utf-8", "replace").rstrip()
+            if text.strip():
+                level = _LEVELS.get(text.split("#", 1)[-1].split("]", 1)[0], LogLevel.info)
+                log.emit(level, "worker {n}: {line}", n=self.index, line=text)
 
     def processEnded(self, reason: Any) -> None:
         for fd, rest in self._buf.items():
@@ -169,7 +176,7 @@ class WorkerManager(service.Service):
     """The parent's service.  ``listeners``: (kind, endpoint string) pairs;
     ``spec``: the JSON-able configuration the workers build their service
     from; ``argv``: the worker command (default: this Python running
-    ``mailsrv.workers``)."""
+    ``mailsrv.worker``)."""
 
     def __init__(self, listeners: list[tuple[str, str]], count: int, spec: dict[str, Any],
                  argv: list[str] | None = None, reactor: Any = None, env: dict[str, str] | None = None) -> None:
@@ -181,7 +188,7 @@ class WorkerManager(service.Service):
         self.wanted = listeners
         self.count = count
         self.spec = spec
-        self.argv = argv or [sys.executable, "-m", "mailsrv.workers"]
+        self.argv = argv or [sys.executable, "-m", "mailsrv.worker"]
         self.env = env
         self.sockets: list[tuple[Listener, socket.socket]] = []
         self.procs: dict[int, Any] = {}
@@ -339,14 +346,30 @@ def watch_parent(reactor: Any) -> None:
     stdio.StandardIO(_ParentWatch(gone), stdin=0, stdout=os.dup(1), reactor=reactor)  # type: ignore[call-arg]
 
 
+@provider(ILogObserver)
+def _to_parent(event: dict[str, Any]) -> None:
+    """One line per event on stdout, which the parent reads and logs (it
+    adds the time): ``[namespace#level] text``."""
+    from twisted.logger import formatEvent
+
+    text = formatEvent(event)
+    failure = event.get("log_failure")
+    if failure is not None:
+        text += "\n" + failure.getTraceback()
+    level = event.get("log_level", LogLevel.info)
+    for line in text.splitlines() or [""]:
+        sys.stdout.write(f"[{event.get('log_namespace', '-')}#{level.name}] {line}\n")
+    sys.stdout.flush()
+
+
 def run_worker(build: Callable[[Any, dict[str, Any], int], Any]) -> None:
     """A worker's main: ``build(reactor, config, index)`` returns an
     ``(IService, factory_for)`` pair; the service is started, the sockets
     adopted, and the reactor run until SIGTERM or the parent goes away."""
     from twisted.internet import reactor
-    from twisted.logger import globalLogBeginner, textFileLogObserver
+    from twisted.logger import globalLogBeginner
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo([_to_parent], redirectStandardIO=False)
     index, listeners, config = read_spec()
     svc, factory_for = build(reactor, config, index)
     svc.startService()
@@ -356,17 +379,3 @@ def run_worker(build: Callable[[Any, dict[str, Any], int], Any]) -> None:
     reactor.addSystemEventTrigger("before", "shutdown", svc.stopService)
     log.info("worker {n} (pid {pid}) serving", n=index, pid=os.getpid())
     reactor.run(installSignalHandlers=False)  # type: ignore[call-arg]
-
-
-def _default_build(reactor: Any, config: dict[str, Any], index: int) -> Any:
-    """The mailsrv service for a worker (wired in by mailsrv.tap)."""
-    from mailsrv import tap
-
-    make = getattr(tap, "make_worker_service", None)
-    if make is None:
-        raise WorkerConfigError("this mailsrv has no worker service (mailsrv.tap.make_worker_service)")
-    return make(reactor, config, index)
-
-
-if __name__ == "__main__":
-    run_worker(_default_build)

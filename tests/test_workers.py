@@ -78,8 +78,15 @@ class WorkerManagerTests(unittest.TestCase):
         return None
 
     @defer.inlineCallbacks
-    def _pids_seen(self, n=40):
-        answers = yield threads.deferToThread(lambda: [ask(self.imap) for _ in range(n)])
+    def _pids_seen(self, n=20):
+        """Who answered ``n`` connections made at once."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def burst():
+            with ThreadPoolExecutor(n) as pool:
+                return list(pool.map(lambda _: ask(self.imap), range(n)))
+
+        answers = yield threads.deferToThread(burst)
         return {int(a.split()[1]) for a in answers}
 
     @defer.inlineCallbacks

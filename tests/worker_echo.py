@@ -1,11 +1,12 @@
 """A minimal worker for tests/test_workers.py: adopts the parent's
 sockets through mailsrv.workers.run_worker and answers every connection
-with its pid and the peer address it sees (the real client's, behind the
-PROXY protocol)."""
+(after blocking for a moment, as a busy worker would) with its pid and
+the peer address it sees (the real client's, behind the PROXY protocol)."""
 
 from __future__ import annotations
 
 import os
+import time
 
 from twisted.application import service
 from twisted.internet import protocol
@@ -15,6 +16,7 @@ from mailsrv.workers import run_worker
 
 class Hello(protocol.Protocol):
     def connectionMade(self) -> None:
+        time.sleep(0.05)  # busy on purpose: meanwhile the other workers take the next connections
         peer = self.transport.getPeer()
         host = getattr(peer, "host", "unix")
         self.transport.write(f"{self.factory.kind} {os.getpid()} {host}\n".encode())

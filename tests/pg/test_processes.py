@@ -87,7 +87,7 @@ class CrossProcessTests(PgStoreCase):
         yield self.remote_account.rename_folder("Projects", "Old")
         yield until(lambda: f.name == "Old/Alpha")
         yield self.remote_account.delete_folder("Old/Alpha")
-        yield until(lambda: f._gone)
+        yield until(lambda: f.gone)
         yield self.assertFailure(f.append(MSG), NoSuchFolder)
         self.assertNotIn("Old/Alpha", mine.list_folders())
 
@@ -106,7 +106,7 @@ class CrossProcessTests(PgStoreCase):
         # the holder "dies": its lock connection goes away with it
         pid = self.other.locks._conn.info.backend_pid
         yield self.store.db.run(lambda c: c.execute("SELECT pg_terminate_backend(%s)", (pid,)))
-        yield until(lambda: self._gone(pid), timeout=5)
+        yield until(lambda: self.gone(pid), timeout=5)
         got = yield mine.acquire_pop3_lock()
         self.assertTrue(got)
 

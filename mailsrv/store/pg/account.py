@@ -14,7 +14,7 @@ another node opens.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -38,9 +38,7 @@ from mailsrv.store.pg.account_sql import AccountState
 from mailsrv.store.pg.folder import PgFolder
 from mailsrv.store.pg.folder_sql import NewMessage
 from mailsrv.store.pg.message import FlagDecoder, split_flags
-
-if TYPE_CHECKING:
-    from mailsrv.store.pg.store import PgStore
+from mailsrv.store.pg.parts import StoreParts
 
 log = Logger(namespace="mailsrv.store.pg")
 
@@ -53,7 +51,7 @@ class PgAccount:
     ``subscribe`` and ``unsubscribe`` return Deferreds (the lock is held in
     the database; callers use ``maybeDeferred``)."""
 
-    def __init__(self, store: PgStore, user: str) -> None:
+    def __init__(self, store: StoreParts, user: str) -> None:
         layout.check_user(user)
         self.store = store
         self.user = user
@@ -128,7 +126,7 @@ class PgAccount:
 
         return self._ready().addCallback(lambda _: self._mutex.run(run))
 
-    def _notified(self) -> None:
+    def notified(self) -> None:
         """Another process changed our folder list or subscriptions."""
         if self._reloading:
             self._reload_again = True
@@ -141,7 +139,7 @@ class PgAccount:
                 log.warn("account {u}: reload failed: {e}", u=self.user, e=result.getErrorMessage())
             if self._reload_again:
                 self._reload_again = False
-                self._notified()
+                self.notified()
 
         self.reload().addBoth(done)
 
@@ -150,7 +148,7 @@ class PgAccount:
             raise NoSuchFolder(f"no account {self.user}")
         if self.id is None:
             self.id = state.id
-            self.store._account_loaded(self)
+            self.store.account_loaded(self)
         self._folders = state.folders
         self._subs = state.subscriptions
         self._loaded = True
@@ -158,7 +156,7 @@ class PgAccount:
         for f in list(self._live.values()):
             new_name = by_id.get(f.id)
             if new_name is None:
-                f._sync().addErrback(lambda _: None)  # deleted elsewhere: the feed says so
+                f.sync().addErrback(lambda _: None)  # deleted elsewhere: the feed says so
             elif new_name != f.name:
                 f.name = new_name
         self._live = {f.name: f for f in self._live.values() if f.id in by_id}
@@ -168,7 +166,7 @@ class PgAccount:
         read yet is read now, blocking (logged: callers should use
         ``PgStore.open_account``)."""
         if not self._loaded:
-            self.store._blocking("account read before open_account()")
+            self.store.note_blocking("account read before open_account()")
             self._adopt(self.store.db.call(account_sql.load, self.user))
 
     # --- names ------------------------------------------------------------------------------
@@ -205,7 +203,7 @@ class PgAccount:
     def _open(self, name: str, ask: bool) -> defer.Deferred:
         f = self._live.get(name)
         if f is not None:
-            return f._load()
+            return f.load()
         meta = self._folders.get(name)
         if meta is None:
             if not ask:
@@ -213,15 +211,15 @@ class PgAccount:
             return self.reload().addCallback(lambda _: self._open(name, False))
         f = PgFolder(self, meta[0], name)
         self._live[name] = f
-        self.store._register_folder(f)
+        self.store.register_folder(f)
 
         def failed(fail: Any) -> Any:
             if self._live.get(f.name) is f:
                 del self._live[f.name]
-            self.store._forget_folder(f)
+            self.store.forget_folder(f)
             return fail
 
-        return f._load().addErrback(failed)
+        return f.load().addErrback(failed)
 
     def live_folder(self, name: str) -> PgFolder | None:
         try:
@@ -229,14 +227,14 @@ class PgAccount:
         except InvalidFolderName:
             return None
 
-    def _folder_idle(self, folder: PgFolder) -> None:
+    def folder_idle(self, folder: PgFolder) -> None:
         """No listener left: drop the object now, or after ``idle_ttl``
         (kept objects stay exact through the change feed)."""
         def release() -> None:
             self._idle_timers.pop(folder.id, None)
             if not folder.has_listeners() and self._live.get(folder.name) is folder:
                 del self._live[folder.name]
-                self.store._forget_folder(folder)
+                self.store.forget_folder(folder)
 
         old = self._idle_timers.pop(folder.id, None)
         if old is not None and old.active():
@@ -278,9 +276,9 @@ class PgAccount:
             fid, blobs, state = result
             live = self._live.pop(name, None)
             if live is not None and live.id == fid:
-                live._deleted()
+                live.mark_deleted()
             self._adopt(state)
-            self.store._collect(blobs)
+            self.store.collect_blobs(blobs)
 
         return self._mutate(delete)
 
@@ -314,13 +312,13 @@ class PgAccount:
     def _rename_inbox(self, new: str) -> defer.Deferred:
         inbox_id = self._folders[INBOX][0]
         live = self._live.get(INBOX)
-        since = live._synced if live is not None else 0
-        decode = live._decode if live is not None else self._decode
+        since = live.synced if live is not None else 0
+        decode = live.decode if live is not None else self._decode
 
         def done(result: tuple[AccountState, folder_sql.Delta]) -> None:
             state, delta = result
             if live is not None:
-                live._apply(delta)
+                live.apply_delta(delta)
             self._adopt(state)
 
         return self.store.db.run(account_sql.rename_inbox, self.id, inbox_id, new, since, decode).addCallback(done)
@@ -368,8 +366,8 @@ class PgAccount:
 
     def _deliver(self, name: str, item: NewMessage, ask: bool = True) -> defer.Deferred:
         live = self._live.get(name)
-        if live is not None and not live._gone:
-            return live._submit(item)
+        if live is not None and not live.gone:
+            return live.submit(item)
         meta = self._folders.get(name)
         if meta is None:
             if not ask:

@@ -139,7 +139,7 @@ def rename_inbox(conn: Any, aid: int, inbox: int, new: str, since: int,
     target = _insert_folder(conn, aid, new)
     if target is None:
         raise FolderExists(f"{new} already exists")
-    st = folder_sql._locked(conn, inbox)
+    st = folder_sql.lock_folder(conn, inbox)
     uids = [int(r[0]) for r in conn.execute("SELECT uid FROM messages WHERE folder_id = %s ORDER BY uid", (inbox,))]
     if uids:
         new_uids = list(range(1, len(uids) + 1))

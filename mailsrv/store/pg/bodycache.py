@@ -31,13 +31,22 @@ class BodyCache:
 
     def __init__(self, spool_dir: str | None = None, memory_budget: int = MEMORY_BUDGET,
                  disk_budget: int = DISK_BUDGET) -> None:
-        self.spool_dir = tempfile.mkdtemp(prefix="mailsrv-bodies-", dir=spool_dir)
+        self._parent = spool_dir
+        self._dir: str | None = None
         self.memory_budget = memory_budget
         self.disk_budget = disk_budget
         self._mem: OrderedDict[int, tuple[bytes, bool]] = OrderedDict()  # blob -> (bytes, complete)
         self._mem_bytes = 0
         self._files: OrderedDict[int, tuple[str, int]] = OrderedDict()  # blob -> (path, size)
         self._file_bytes = 0
+
+    @property
+    def spool_dir(self) -> str:
+        """Made on first use, by the process (and user) that uses it: not
+        before twistd forks or drops privileges."""
+        if self._dir is None:
+            self._dir = tempfile.mkdtemp(prefix="mailsrv-bodies-", dir=self._parent)
+        return self._dir
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -112,7 +121,9 @@ class BodyCache:
         self._mem.clear()
         self._files.clear()
         self._mem_bytes = self._file_bytes = 0
-        shutil.rmtree(self.spool_dir, ignore_errors=True)
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
 
 
 class ValueCache:

@@ -76,7 +76,8 @@ class Database:
     connections and the threads that use them."""
 
     def __init__(self, dsn: str, reactor: Any = None, min_size: int = 1, max_size: int = 8,
-                 timeout: float = 5.0, statement_timeout: float = 60.0, migrate: bool = True) -> None:
+                 timeout: float = 5.0, statement_timeout: float = 60.0, migrate: bool = True,
+                 start: bool = True) -> None:
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
@@ -88,20 +89,32 @@ class Database:
         self._schema_ok = False
         self._schema_lock = threading.Lock()
         self.min_size = min_size
-        self.pool = self._new_pool()
+        self.pool = self._new_pool(open_now=False)
         self._down: str | None = None  # why the database is unreachable, while it is
         self._last_probe = 0.0
         self._probe_lock = threading.Lock()
         self.threads = ThreadPool(0, max_size, name="mailsrv-pg")
-        self.threads.start()
+        self.started = False
+        if start:
+            self.start()
         self._closed = False
 
-    def _new_pool(self) -> psycopg_pool.ConnectionPool:
+    def start(self) -> None:
+        """Start the pool's and the query threads.  Not in the constructor
+        when the caller may fork afterwards (twistd daemonizes after
+        building the service): threads do not survive a fork."""
+        if not self.started:
+            self.started = True
+            self.pool.open(wait=False)
+            self.threads.start()
+
+    def _new_pool(self, open_now: bool = True) -> psycopg_pool.ConnectionPool:
         pool = psycopg_pool.ConnectionPool(
             self.dsn, min_size=self.min_size, max_size=self.max_size, open=False, name="mailsrv",
             kwargs={"autocommit": True, **CONNECT_OPTIONS}, configure=self._configure,
             timeout=self.timeout, reconnect_timeout=3600.0, max_idle=300.0)
-        pool.open(wait=False)
+        if open_now:
+            pool.open(wait=False)
         return pool
 
     def _configure(self, conn: psycopg.Connection) -> None:
@@ -115,6 +128,8 @@ class Database:
         thread; fires in the reactor thread."""
         if self._closed:
             return defer.fail(StoreUnavailable("the store is closed"))
+        if not self.started:
+            self.start()
         return threads.deferToThreadPool(self.reactor, self.threads, self.call, fn, *args, **kwargs)
 
     def in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> defer.Deferred:
@@ -124,6 +139,8 @@ class Database:
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """The blocking form of :meth:`run` (pool threads, command-line tools)."""
+        if not self.started:
+            self.start()
         self._check_up()
         self._ensure_schema()
         conflicts = 0
@@ -236,7 +253,8 @@ class Database:
         self._closed = True
 
         def stop() -> None:
-            self.threads.stop()
+            if self.started:
+                self.threads.stop()
             self.pool.close(timeout=5.0)
 
         return threads.deferToThread(stop)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -32,9 +32,7 @@ from mailsrv.store.listeners import ADDED, EXPUNGED, FLAGS, Listeners
 from mailsrv.store.pg import folder_sql
 from mailsrv.store.pg.folder_sql import Delta, NewMessage
 from mailsrv.store.pg.message import FlagDecoder, PgMessageInfo, split_flags
-
-if TYPE_CHECKING:
-    from mailsrv.store.pg.account import PgAccount
+from mailsrv.store.pg.parts import FolderOwner
 
 log = Logger(namespace="mailsrv.store.pg")
 
@@ -85,7 +83,7 @@ class BlobReader(io.RawIOBase):
 class PgFolder:
     """See :class:`IFolder`.  Made and registered by the account."""
 
-    def __init__(self, account: PgAccount, fid: int, name: str) -> None:
+    def __init__(self, account: FolderOwner, fid: int, name: str) -> None:
         self.account = account
         self.store = account.store
         self.id = fid
@@ -93,14 +91,14 @@ class PgFolder:
         self.uidvalidity = 0
         self.uidnext = 1
         self.highestmodseq = 0
-        self._synced = 0
+        self.synced = 0
         self._first_recent = 1
         self._msgs: dict[int, PgMessageInfo] = {}
         self._keywords: list[str] = []
         self._recent: set[int] = set()
         self._listeners = Listeners()
-        self._gone = False
-        self._decode = FlagDecoder()
+        self.gone = False
+        self.decode = FlagDecoder()
         self._batch = GroupCommit(self._append_batch)
         self._syncing = False
         self._sync_waiters: list[defer.Deferred] = []
@@ -109,7 +107,7 @@ class PgFolder:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    def _load(self) -> defer.Deferred:
+    def load(self) -> defer.Deferred:
         """Read the whole folder once (in a pool thread); fires with self.
         Callers arriving meanwhile wait for the same read."""
         if self._loaded:
@@ -117,8 +115,8 @@ class PgFolder:
         d: defer.Deferred = defer.Deferred()
         self._load_waiters.append(d)
         if len(self._load_waiters) == 1:
-            r = self.store.db.run(folder_sql.load, self.id, self._decode)
-            r.addCallback(self._apply)
+            r = self.store.db.run(folder_sql.load, self.id, self.decode)
+            r.addCallback(self.apply_delta)
             r.addBoth(self._load_done)
         return d
 
@@ -129,7 +127,7 @@ class PgFolder:
         for w in waiters:
             if failed:
                 w.errback(result)
-            elif self._gone:
+            elif self.gone:
                 w.errback(NoSuchFolder(f"{self.name} was deleted"))
             else:
                 w.callback(self)
@@ -139,14 +137,14 @@ class PgFolder:
 
     # --- applying the change feed (reactor thread) -------------------------------------------
 
-    def _apply(self, d: Delta | None) -> None:
-        if d is None or self._gone:
+    def apply_delta(self, d: Delta | None) -> None:
+        if d is None or self.gone:
             return
         st = d.state
         if st is None:
-            self._deleted()
+            self.mark_deleted()
             return
-        if st.highestmodseq <= self._synced:
+        if st.highestmodseq <= self.synced:
             return  # old news: a later feed has covered it
         expunged = [u for u in d.expunged if u in self._msgs]
         for u in expunged:
@@ -155,7 +153,7 @@ class PgFolder:
         added, changed = self._merge(d.infos, st.first_recent_uid)
         self.uidvalidity = st.uidvalidity
         self.uidnext = st.uidnext
-        self.highestmodseq = self._synced = st.highestmodseq
+        self.highestmodseq = self.synced = st.highestmodseq
         self._first_recent = st.first_recent_uid
         self._keywords = st.keywords
         self._listeners.tell(self, EXPUNGED, expunged)
@@ -186,24 +184,24 @@ class PgFolder:
             self._msgs = dict(sorted(msgs.items()))
         return added, changed
 
-    def _deleted(self) -> None:
+    def mark_deleted(self) -> None:
         """The folder was deleted (here or on another node)."""
-        if self._gone:
+        if self.gone:
             return
         gone = list(self._msgs)
         self._msgs = {}
         self._recent.clear()
-        self._gone = True
-        self.store._forget_folder(self)
+        self.gone = True
+        self.store.forget_folder(self)
         self._listeners.tell(self, EXPUNGED, gone)
 
-    def _notified(self, modseq: int) -> None:
+    def notified(self, modseq: int) -> None:
         """A NOTIFY for this folder arrived."""
-        if modseq < 0 or modseq > self._synced:
-            self._sync().addErrback(lambda f: log.warn("{name}: change feed failed: {e}", name=self.name,
+        if modseq < 0 or modseq > self.synced:
+            self.sync().addErrback(lambda f: log.warn("{name}: change feed failed: {e}", name=self.name,
                                                        e=f.getErrorMessage()))
 
-    def _sync(self) -> defer.Deferred:
+    def sync(self) -> defer.Deferred:
         """Fetch and apply the change feed.  Callers arriving while one
         fetch runs share the next one (which starts after them)."""
         d: defer.Deferred = defer.Deferred()
@@ -215,8 +213,8 @@ class PgFolder:
     def _start_sync(self) -> None:
         waiters, self._sync_waiters = self._sync_waiters, []
         self._syncing = True
-        r = self.store.db.run(folder_sql.delta, self.id, self._synced, self._decode)
-        r.addCallback(self._apply)
+        r = self.store.db.run(folder_sql.delta, self.id, self.synced, self.decode)
+        r.addCallback(self.apply_delta)
 
         def finish(result: Any) -> None:
             self._syncing = False
@@ -225,7 +223,7 @@ class PgFolder:
                     w.errback(result)
                 else:
                     w.callback(None)
-            if self._sync_waiters and not self._gone:
+            if self._sync_waiters and not self.gone:
                 self._start_sync()
             elif self._sync_waiters:
                 waiting, self._sync_waiters = self._sync_waiters, []
@@ -259,16 +257,16 @@ class PgFolder:
         f = self.store.bodies.open(m.blob)
         if f is not None:
             return f
-        return self.store._blocking_reader(m.blob, m.size)
+        return self.store.blocking_reader(m.blob, m.size)
 
     def pop3_uidl(self, uid: int) -> str:
         m = self._info(uid)
         return m.pop3 or "%08x%08x" % (uid, self.uidvalidity)
 
     def refresh(self) -> defer.Deferred:
-        if self._gone:
+        if self.gone:
             return defer.succeed(None)
-        return self._sync()
+        return self.sync()
 
     def claim_recent(self) -> set:
         r, self._recent = self._recent, set()
@@ -290,7 +288,7 @@ class PgFolder:
     def remove_listener(self, listener: Any) -> None:
         self._listeners.remove(listener)
         if not self._listeners:
-            self.account._folder_idle(self)
+            self.account.folder_idle(self)
 
     def has_listeners(self) -> bool:
         return bool(self._listeners)
@@ -310,7 +308,7 @@ class PgFolder:
     def set_cached(self, uid: int, kind: str, value: bytes) -> None:
         m = self._msgs.get(uid)
         if m is not None:
-            self.store._remember_value(m.blob, kind, bytes(value))
+            self.store.remember_value(m.blob, kind, bytes(value))
 
     def get_cached_many(self, uids: Iterable[int], kind: str) -> dict[int, bytes]:
         msgs, get = self._msgs, self.store.values.get
@@ -330,7 +328,7 @@ class PgFolder:
         messages that lack one of ``kinds`` (all of them if no kinds are
         given).  Bodies over a megabyte go to a spool file, streamed."""
         infos = [m for m in map(self._msgs.get, uids) if m is not None]
-        return self.store._prefetch(infos, list(kinds), body)
+        return self.store.prefetch_messages(infos, list(kinds), body)
 
     # --- changes --------------------------------------------------------------------------------
 
@@ -339,42 +337,42 @@ class PgFolder:
         known = {k.lower(): k for k in self._keywords}
         return split_flags({known.get(f.lower(), f) for f in normalize_flags(flags)})
 
-    def _guard(self) -> None:
-        if self._gone:
+    def guard(self) -> None:
+        if self.gone:
             raise NoSuchFolder(f"{self.name} was deleted")
 
     def append(self, source: Any, flags: Iterable[str] = (), internaldate: float | None = None) -> defer.Deferred:
         try:
-            self._guard()
+            self.guard()
             bits, keywords = self._flags(flags)
         except StoreError:
             return defer.fail()
         date = time.time() if internaldate is None else float(internaldate)
         d = self.store.spool(source)
-        d.addCallback(lambda body: self._submit(NewMessage(body, bits, keywords, date)))
+        d.addCallback(lambda body: self.submit(NewMessage(body, bits, keywords, date)))
         return d
 
-    def _submit(self, item: NewMessage) -> defer.Deferred:
-        if self._gone:
+    def submit(self, item: NewMessage) -> defer.Deferred:
+        if self.gone:
             item.body.discard()
             return defer.fail(NoSuchFolder(f"{self.name} was deleted"))
         return self._batch.submit(item)
 
     def _append_batch(self, items: list[NewMessage]) -> defer.Deferred:
-        d = self.store.db.run(folder_sql.append, self.id, items, self.store.blobs, self._synced, self._decode)
+        d = self.store.db.run(folder_sql.append, self.id, items, self.store.blobs, self.synced, self.decode)
 
         def stored(result: tuple[list[int], Delta | None]) -> list[int]:
             uids, delta = result
-            self._apply(delta)
+            self.apply_delta(delta)
             for it, uid in zip(items, uids, strict=True):
                 m = self._msgs.get(uid)
                 if m is not None:
-                    self.store._keep_body(m.blob, it.body)
+                    self.store.keep_body(m.blob, it.body)
             return uids
 
         def failed(f: Any) -> Any:
             if f.check(NoSuchFolder):
-                self._sync().addErrback(lambda _: None)  # learn of the deletion
+                self.sync().addErrback(lambda _: None)  # learn of the deletion
             return f
 
         d.addCallbacks(stored, failed)
@@ -385,7 +383,7 @@ class PgFolder:
         if mode not in ("+", "-", "="):
             return defer.fail(StoreError(f"bad flag mode {mode!r}"))
         try:
-            self._guard()
+            self.guard()
             bits, keywords = self._flags(flags)
         except StoreError:
             return defer.fail()
@@ -393,9 +391,9 @@ class PgFolder:
         targets = [u for u in dict.fromkeys(uids) if self._would_change(u, wanted, mode)]
         if not targets:
             return defer.succeed([])
-        d = self.store.db.run(folder_sql.store_flags, self.id, targets, bits, keywords, mode, self._synced,
-                              self._decode)
-        return d.addCallback(self._applied)
+        d = self.store.db.run(folder_sql.store_flags, self.id, targets, bits, keywords, mode, self.synced,
+                              self.decode)
+        return d.addCallback(self.applied)
 
     def _would_change(self, uid: int, wanted: frozenset, mode: str) -> bool:
         m = self._msgs.get(uid)
@@ -407,14 +405,14 @@ class PgFolder:
             return bool(wanted & m.flags)
         return wanted != m.flags
 
-    def _applied(self, result: tuple[list[int], Delta]) -> list[int]:
+    def applied(self, result: tuple[list[int], Delta]) -> list[int]:
         done, delta = result
-        self._apply(delta)
+        self.apply_delta(delta)
         return done
 
     def expunge(self, uids: Iterable[int] | None = None) -> defer.Deferred:
         try:
-            self._guard()
+            self.guard()
         except StoreError:
             return defer.fail()
         if uids is None:
@@ -425,12 +423,12 @@ class PgFolder:
             wanted = sorted(u for u in set(uids) if u in self._msgs)
             if not wanted:
                 return defer.succeed([])
-        d = self.store.db.run(folder_sql.expunge, self.id, wanted, self._synced, self._decode)
+        d = self.store.db.run(folder_sql.expunge, self.id, wanted, self.synced, self.decode)
 
         def done(result: tuple[list[int], list[int], Delta]) -> list[int]:
             gone, blobs, delta = result
-            self._apply(delta)
-            self.store._collect(blobs)
+            self.apply_delta(delta)
+            self.store.collect_blobs(blobs)
             return gone
 
         return d.addCallback(done)
@@ -439,15 +437,15 @@ class PgFolder:
         if not isinstance(target, PgFolder) or target.store is not self.store:
             return defer.fail(StoreError("copy between different stores is not supported"))
         try:
-            self._guard()
-            target._guard()
+            self.guard()
+            target.guard()
         except StoreError:
             return defer.fail()
         wanted = sorted(u for u in set(uids) if u in self._msgs)
         if not wanted:
             return defer.succeed([])
-        d = self.store.db.run(folder_sql.copy, self.id, wanted, target.id, target._synced, target._decode)
-        return d.addCallback(target._applied)
+        d = self.store.db.run(folder_sql.copy, self.id, wanted, target.id, target.synced, target.decode)
+        return d.addCallback(target.applied)
 
 
 def _discard_bodies(result: Any, items: list[NewMessage]) -> Any:

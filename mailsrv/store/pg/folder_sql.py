@@ -70,7 +70,7 @@ def _folder_row(conn: Any, fid: int, lock: bool) -> FolderState | None:
     return None if row is None else _state(row)
 
 
-def _locked(conn: Any, fid: int) -> FolderState:
+def lock_folder(conn: Any, fid: int) -> FolderState:
     st = _folder_row(conn, fid, lock=True)
     if st is None:
         raise NoSuchFolder("the folder was deleted")
@@ -126,7 +126,7 @@ def append(conn: Any, fid: int, items: Sequence[NewMessage], blobs: BlobBackend,
     Returns their UIDs (aligned with ``items``) and the delta since
     ``since`` (None: no live folder to feed)."""
     blob_ids = [blobs.store(conn, it.body) for it in items]
-    st = _locked(conn, fid)
+    st = lock_folder(conn, fid)
     uids: list[int] = []
     nxt = st.uidnext
     for it in items:
@@ -173,7 +173,7 @@ def store_flags(conn: Any, fid: int, uids: Sequence[int], bits: int, keywords: l
                 since: int, decode: FlagDecoder) -> tuple[list[int], Delta]:
     """Change flags of those ``uids`` that would change (relative to what
     the database holds now, not to what the caller saw)."""
-    st = _locked(conn, fid)
+    st = lock_folder(conn, fid)
     modseq = st.highestmodseq + 1
     if mode != "-":
         _new_keywords(conn, fid, st, set(keywords))
@@ -192,7 +192,7 @@ def expunge(conn: Any, fid: int, uids: Sequence[int] | None, since: int,
             decode: FlagDecoder) -> tuple[list[int], list[int], Delta]:
     """Remove the given UIDs (None: those flagged \\Deleted); returns the
     UIDs removed, the blobs they used, and the delta."""
-    st = _locked(conn, fid)
+    st = lock_folder(conn, fid)
     if uids is None:
         rows = conn.execute("DELETE FROM messages WHERE folder_id = %s AND flags & %s <> 0 RETURNING uid, blob_id",
                             (fid, DELETED_BIT)).fetchall()
@@ -212,7 +212,7 @@ def copy(conn: Any, src: int, uids: Sequence[int], dst: int, since: int | None,
          decode: FlagDecoder) -> tuple[list[tuple[int, int]], Delta | None]:
     """Copy messages (their blobs are shared, not copied) with flags and
     internal dates; (source UID, new UID) pairs ascending by source UID."""
-    st = _locked(conn, dst)
+    st = lock_folder(conn, dst)
     rows = conn.execute("SELECT uid, keywords FROM messages WHERE folder_id = %s AND uid = ANY(%s) "
                         "ORDER BY uid FOR SHARE", (src, list(uids))).fetchall()
     if not rows:

@@ -47,12 +47,12 @@ class PgStore:
     changes (tools that only write can turn it off)."""
 
     def __init__(self, dsn: str, reactor: Any = None, idle_ttl: float = 0.0, pool_size: int = 8,
-                 spool_dir: str | None = None, listen: bool = True) -> None:
+                 spool_dir: str | None = None, listen: bool = True, start: bool = True) -> None:
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
         self.idle_ttl = idle_ttl
-        self.db = Database(dsn, reactor, max_size=pool_size)
+        self.db = Database(dsn, reactor, max_size=pool_size, start=False)
         self.blobs = PgBlobs()
         self.bodies = BodyCache(spool_dir)
         self.values = ValueCache()
@@ -66,11 +66,24 @@ class PgStore:
         self._closed = False
         self._last_blocking_warning = 0.0
         self.listener = ChangeListener(self.db, self._notified, self._listening)
-        if listen:
-            self.listener.start()
+        self._listen = listen
         self._sweeper: Any = None
-        if idle_ttl > 0:
-            self._sweeper = reactor.callLater(60.0, self._sweep)
+        self.started = False
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the threads: the query pool, the change listener and, in a
+        server (``idle_ttl``), the hourly sweep of orphaned bodies.  A
+        server calls it from startService, after twistd has forked."""
+        if self.started:
+            return
+        self.started = True
+        self.db.start()
+        if self._listen:
+            self.listener.start()
+        if self.idle_ttl > 0:
+            self._sweeper = self.reactor.callLater(60.0, self._sweep)
 
     # --- accounts -------------------------------------------------------------------------
 
@@ -92,16 +105,16 @@ class PgStore:
             return defer.fail()
         return a.reload()
 
-    def _account_loaded(self, account: PgAccount) -> None:
+    def account_loaded(self, account: PgAccount) -> None:
         assert account.id is not None
         self._by_account_id[account.id] = account
 
     # --- live folders and notifications ---------------------------------------------------------
 
-    def _register_folder(self, folder: PgFolder) -> None:
+    def register_folder(self, folder: PgFolder) -> None:
         self._folders[folder.id] = folder
 
-    def _forget_folder(self, folder: PgFolder) -> None:
+    def forget_folder(self, folder: PgFolder) -> None:
         if self._folders.get(folder.id) is folder:
             del self._folders[folder.id]
 
@@ -122,19 +135,19 @@ class PgStore:
         for aid in accounts:
             a = self._by_account_id.get(aid)
             if a is not None:
-                a._notified()
+                a.notified()
         for fid, modseq in folders.items():
             folder = self._folders.get(fid)
             if folder is not None:
-                folder._notified(modseq)
+                folder.notified(modseq)
 
     def _listening(self) -> None:
         """(Re)connected to the change feed: notifications may have been
         lost meanwhile, so every live folder and account looks again."""
         for f in list(self._folders.values()):
-            f._notified(-2)
+            f.notified(-2)
         for a in list(self._by_account_id.values()):
-            a._notified()
+            a.notified()
 
     # --- bodies ------------------------------------------------------------------------------------
 
@@ -143,7 +156,7 @@ class PgStore:
         binary file object), read in a thread."""
         return threads.deferToThread(blobmod.spool, source, self.bodies.spool_dir)
 
-    def _keep_body(self, blob: int, body: Body) -> None:
+    def keep_body(self, blob: int, body: Body) -> None:
         """A body just stored: keep it (small ones in memory, a spool file
         is adopted), the next FETCH of a new message is then local."""
         if body.data is not None:
@@ -152,7 +165,7 @@ class PgStore:
             self.bodies.add_file(blob, body.path, body.size)
             body.path = None
 
-    def _blocking(self, what: str) -> None:
+    def note_blocking(self, what: str) -> None:
         self.stats["blocking"] += 1
         now = time.monotonic()
         if now - self._last_blocking_warning > 60:
@@ -160,18 +173,19 @@ class PgStore:
             log.warn("blocking database read in the reactor thread ({what}); the caller should "
                      "prefetch() first", what=what)
 
-    def _blocking_reader(self, blob: int, size: int) -> BinaryIO:
+    def blocking_reader(self, blob: int, size: int) -> BinaryIO:
         prefix = self.bodies.prefix(blob) or b""
 
         def fetch(offset: int, length: int) -> bytes:
-            self._blocking("read of a body not prefetched")
+            self.note_blocking("read of a body not prefetched")
             return self.db.call(lambda conn: self.blobs.read(conn, blob, offset, length))
 
         import io
 
         return io.BufferedReader(BlobReader(fetch, size, prefix), 1 << 18)
 
-    def _prefetch(self, infos: list[PgMessageInfo], kinds: list[str], body: str | None) -> defer.Deferred:
+    def prefetch_messages(self, infos: Sequence[PgMessageInfo], kinds: list[str],
+                          body: str | None) -> defer.Deferred[None]:
         if not infos:
             return defer.succeed(None)
         values = self.values
@@ -209,7 +223,7 @@ class PgStore:
 
     # --- derived values ----------------------------------------------------------------------------
 
-    def _remember_value(self, blob: int, kind: str, value: bytes) -> None:
+    def remember_value(self, blob: int, kind: str, value: bytes) -> None:
         self.values.put(blob, kind, value)
         self._values_pending.append((blob, kind, value))
         if len(self._values_pending) >= VALUE_FLUSH_EVERY:
@@ -233,7 +247,7 @@ class PgStore:
 
     # --- housekeeping ------------------------------------------------------------------------------
 
-    def _collect(self, blob_ids: Sequence[int]) -> None:
+    def collect_blobs(self, blob_ids: Sequence[int]) -> None:
         """Bodies no message uses any more (best effort; the sweep gets any
         left over)."""
         if blob_ids:
