@@ -149,6 +149,13 @@ def _user_add(args: argparse.Namespace, config: Config) -> int:
     from mailsrv.auth.passwd import UserExists
 
     name = _username(args.name)
+    if config.store_backend == "postgresql":
+        from mailsrv import pgcli
+
+        if pgcli.user_exists(config, name):
+            raise UserExists(f"user {name} already exists")
+        print(pgcli.user_add(config, name, _hash(_read_password(), config)))
+        return EX_OK
     if name in RESERVED_NAMES:
         raise CliError(f"user name {name!r} is reserved (the server keeps {name!r} in the data folder)")
     home = _user_dir(config, name)
@@ -175,6 +182,14 @@ def _user_passwd(args: argparse.Namespace, config: Config) -> int:
     from mailsrv.auth.passwd import NoSuchUser
 
     name = _username(args.name)
+    if config.store_backend == "postgresql":
+        from mailsrv import pgcli
+
+        if not pgcli.user_exists(config, name):
+            raise NoSuchUser(f"no such user {name}")
+        pgcli.user_passwd(config, name, _hash(_read_password(), config))
+        print(f"password of {name} changed")
+        return EX_OK
     passwd = _passwd(config)
     if passwd.lookup(name) is None:
         raise NoSuchUser(f"no such user {name}")
@@ -185,6 +200,11 @@ def _user_passwd(args: argparse.Namespace, config: Config) -> int:
 
 def _user_del(args: argparse.Namespace, config: Config) -> int:
     name = _username(args.name)
+    if config.store_backend == "postgresql":
+        from mailsrv import pgcli
+
+        print(pgcli.user_del(config, name, args.purge))
+        return EX_OK
     _passwd(config).remove_user(name)
     home = _user_dir(config, name)
     if args.purge:
@@ -199,7 +219,13 @@ def _user_del(args: argparse.Namespace, config: Config) -> int:
 
 
 def _user_list(args: argparse.Namespace, config: Config) -> int:
-    for name in _passwd(config).users():
+    if config.store_backend == "postgresql":
+        from mailsrv import pgcli
+
+        names = pgcli.user_list(config)
+    else:
+        names = _passwd(config).users()
+    for name in names:
         print(name)
     return EX_OK
 
@@ -243,6 +269,10 @@ def _deliver(args: argparse.Namespace, config: Config) -> int:
     flags: list[str] = []
     for f in args.flags or ():
         flags.extend(f.split())
+    if config.store_backend == "postgresql":
+        from mailsrv import pgcli
+
+        return pgcli.deliver_command(config, name, args.folder, flags, sys.stdin.buffer)
     return int(deliver_command(config, name, args.folder, flags, sys.stdin.buffer))
 
 
@@ -370,8 +400,17 @@ COMMANDS: dict[str, Callable[[Any, argparse.ArgumentParser], None]] = {
     "deliver": build_deliver,
     "config": build_config,
     "admin": lambda sub, common: _register("mailsrv.admin", sub, common),
+    "migrate": lambda sub, common: _pgcli().build_migrate(sub, common),
+    "export": lambda sub, common: _pgcli().build_export(sub, common),
     "demo": lambda sub, common: _register("mailsrv.demo", sub, common),
 }
+
+
+def _pgcli() -> Any:
+    """migrate/export live with the PostgreSQL tools (imported on use)."""
+    from mailsrv import pgcli
+
+    return pgcli
 
 
 def _register(module: str, subparsers: Any, common: argparse.ArgumentParser) -> None:

@@ -95,6 +95,7 @@ class Database:
         self._probe_lock = threading.Lock()
         self.threads = ThreadPool(0, max_size, name="mailsrv-pg")
         self.started = False
+        self._pool_open = False
         if start:
             self.start()
         self._closed = False
@@ -105,8 +106,13 @@ class Database:
         building the service): threads do not survive a fork."""
         if not self.started:
             self.started = True
-            self.pool.open(wait=False)
+            self._open_pool()
             self.threads.start()
+
+    def _open_pool(self) -> None:
+        if not self._pool_open:
+            self._pool_open = True
+            self.pool.open(wait=False)
 
     def _new_pool(self, open_now: bool = True) -> psycopg_pool.ConnectionPool:
         pool = psycopg_pool.ConnectionPool(
@@ -139,8 +145,7 @@ class Database:
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """The blocking form of :meth:`run` (pool threads, command-line tools)."""
-        if not self.started:
-            self.start()
+        self._open_pool()  # a command-line tool needs no threads
         self._check_up()
         self._ensure_schema()
         conflicts = 0
@@ -245,6 +250,13 @@ class Database:
         except psycopg.Error as e:
             raise StoreUnavailable(f"mail database unavailable: {_short(e)}") from e
         return conn
+
+    def close_now(self) -> None:
+        """The blocking :meth:`close` (command-line tools, no reactor)."""
+        self._closed = True
+        if self.started:
+            self.threads.stop()
+        self.pool.close(timeout=5.0)
 
     def close(self) -> defer.Deferred:
         """Stop the threads (after their current work) and the pool."""
