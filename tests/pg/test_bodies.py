@@ -124,7 +124,7 @@ class SchemaTests(PgStoreCase):
         self.assertEqual([r[0] for r in rows], [m[0] for m in schema.MIGRATIONS])
 
     def test_empty_database_is_created_and_newer_one_refused(self):
-        from .conftest import TEMPLATE
+        from tests.pgfixture import TEMPLATE
 
         name = "empty_schema_test"
         self.cluster.drop_database(name)

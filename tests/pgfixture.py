@@ -1,6 +1,8 @@
-"""A throw-away PostgreSQL cluster for the whole session (initdb in a temp
-dir, run as an unprivileged user when the tests run as root) and a fresh
-database per test, copied from a migrated template.
+"""Fixtures of the PostgreSQL tests (registered in tests/conftest.py, so
+tests/pg and the end-to-end suites share them): a throw-away PostgreSQL
+cluster for the whole session (initdb in a temp dir, run as an
+unprivileged user when the tests run as root) and a fresh database per
+test, copied from a migrated template.
 
 Without PostgreSQL server binaries (or psycopg) the tests are skipped with
 the reason, except when ``MAILSRV_REQUIRE_PG=1`` (CI): then they fail.
