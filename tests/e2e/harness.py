@@ -33,7 +33,7 @@ class Server(EmbeddedServer):
     ``dsn``: serve from that PostgreSQL database instead of a Maildir."""
 
     def __init__(self, data: str, kinds=("pop3", "pop3s", "imap", "imaps"), extra=None,
-                 dsn: str | None = None) -> None:
+                 dsn: str | None = None, endpoint: str = "tcp:0:interface=127.0.0.1") -> None:
         import os
 
         self.dsn = dsn
@@ -45,7 +45,7 @@ class Server(EmbeddedServer):
                 f.write(f"[server]\ndata = {os.path.abspath(data)}\n[store]\nbackend = postgresql\ndsn = {dsn}\n")
             self.cli_args = ["--config", ini]
             extra = ["--config", ini, *(extra or [])]
-        super().__init__(data, kinds=kinds, extra=extra)
+        super().__init__(data, kinds=kinds, extra=extra, endpoint=endpoint)
 
     @property
     def backend(self) -> str:

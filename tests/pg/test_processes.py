@@ -106,11 +106,11 @@ class CrossProcessTests(PgStoreCase):
         # the holder "dies": its lock connection goes away with it
         pid = self.other.locks._conn.info.backend_pid
         yield self.store.db.run(lambda c: c.execute("SELECT pg_terminate_backend(%s)", (pid,)))
-        yield until(lambda: self.gone(pid), timeout=5)
+        yield until(lambda: self._backend_gone(pid), timeout=5)
         got = yield mine.acquire_pop3_lock()
         self.assertTrue(got)
 
-    def _gone(self, pid):
+    def _backend_gone(self, pid):
         import psycopg
 
         with psycopg.connect(self.dsn, autocommit=True) as c:

@@ -35,6 +35,7 @@ from mailsrv.store.interfaces import (
 from mailsrv.store.layout import INBOX, SEP
 from mailsrv.store.pg import account_sql, folder_sql
 from mailsrv.store.pg.account_sql import AccountState
+from mailsrv.store.pg.errors import describe
 from mailsrv.store.pg.folder import PgFolder
 from mailsrv.store.pg.folder_sql import NewMessage
 from mailsrv.store.pg.message import FlagDecoder, split_flags
@@ -136,7 +137,7 @@ class PgAccount:
         def done(result: Any) -> None:
             self._reloading = False
             if isinstance(result, Failure):
-                log.warn("account {u}: reload failed: {e}", u=self.user, e=result.getErrorMessage())
+                log.warn("account {u}: reload failed: {e}", u=self.user, e=describe(result.value))
             if self._reload_again:
                 self._reload_again = False
                 self.notified()

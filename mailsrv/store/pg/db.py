@@ -173,7 +173,7 @@ class Database:
                     raise StoreError(f"database error: {e.__class__.__name__}") from e
                 if fresh_tried or isinstance(e, psycopg_pool.PoolTimeout) or not self._probe():
                     self._mark_down(e)
-                    raise StoreUnavailable(f"mail database unavailable: {_short(e)}") from e
+                    raise StoreUnavailable(_short(e)) from e
                 fresh_tried = True
                 self._drop_broken()
 
@@ -183,8 +183,9 @@ class Database:
     # on every operation would stall every session for seconds: once an
     # outage is seen, operations fail at once, and a direct connection
     # attempt (at most every PROBE_INTERVAL) tells when it is over.  The
-    # pool backs off between its own reconnection attempts; a pool left
-    # empty by the outage is replaced, so service resumes at once.
+    # pool backs off between its own reconnection attempts and holds
+    # connections the outage killed, so it is replaced then: service
+    # resumes at once.
 
     def _mark_down(self, e: BaseException) -> None:
         if self._down is None:
@@ -207,15 +208,17 @@ class Database:
             if self._down is None:
                 return
             now = time.monotonic()
-            if now - self._last_probe < PROBE_INTERVAL or not self._probe():
-                self._last_probe = max(self._last_probe, now)
-                raise StoreUnavailable(f"mail database unavailable: {self._down}")
+            if now - self._last_probe < PROBE_INTERVAL:  # asked a moment ago: the answer stands
+                raise StoreUnavailable(self._down or "")
             self._last_probe = now
+            if not self._probe():
+                raise StoreUnavailable(self._down or "")
             self._down = None
             log.info("mail database reachable again")
-            if self.pool.get_stats().get("pool_size", 0) == 0:
-                old, self.pool = self.pool, self._new_pool()
-                threading.Thread(target=old.close, kwargs={"timeout": 1.0}, daemon=True).start()
+            # The old pool's connections died with the outage, and it waits
+            # out its reconnection back-off: a fresh pool connects at once.
+            old, self.pool = self.pool, self._new_pool()
+            threading.Thread(target=old.close, kwargs={"timeout": 1.0}, daemon=True).start()
 
     def _drop_broken(self) -> None:
         """After a lost connection the others are likely dead too (a
@@ -235,10 +238,10 @@ class Database:
                 with self.pool.connection(timeout=self.timeout) as conn:
                     schema.migrate(conn)
             except psycopg_pool.PoolTimeout as e:
-                raise StoreUnavailable(f"mail database unavailable: {_short(e)}") from e
+                raise StoreUnavailable(_short(e)) from e
             except psycopg.Error as e:
                 if is_unavailable(e):
-                    raise StoreUnavailable(f"mail database unavailable: {_short(e)}") from e
+                    raise StoreUnavailable(_short(e)) from e
                 raise
             self._schema_ok = True
 
@@ -248,7 +251,7 @@ class Database:
         try:
             conn = psycopg.connect(self.dsn, autocommit=True, **{**CONNECT_OPTIONS, **kwargs})
         except psycopg.Error as e:
-            raise StoreUnavailable(f"mail database unavailable: {_short(e)}") from e
+            raise StoreUnavailable(_short(e)) from e
         return conn
 
     def close_now(self) -> None:

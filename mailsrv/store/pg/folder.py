@@ -30,6 +30,7 @@ from mailsrv.store.groupcommit import GroupCommit
 from mailsrv.store.interfaces import IFolder, MessageGone, MessageInfo, NoSuchFolder, StoreError
 from mailsrv.store.listeners import ADDED, EXPUNGED, FLAGS, Listeners
 from mailsrv.store.pg import folder_sql
+from mailsrv.store.pg.errors import describe
 from mailsrv.store.pg.folder_sql import Delta, NewMessage
 from mailsrv.store.pg.message import FlagDecoder, PgMessageInfo, split_flags
 from mailsrv.store.pg.parts import FolderOwner
@@ -199,7 +200,7 @@ class PgFolder:
         """A NOTIFY for this folder arrived."""
         if modseq < 0 or modseq > self.synced:
             self.sync().addErrback(lambda f: log.warn("{name}: change feed failed: {e}", name=self.name,
-                                                       e=f.getErrorMessage()))
+                                                       e=describe(f.value)))
 
     def sync(self) -> defer.Deferred:
         """Fetch and apply the change feed.  Callers arriving while one
@@ -276,7 +277,7 @@ class PgFolder:
                 self._first_recent = upto
                 d = self.store.db.run(folder_sql.claim_recent, self.id, upto)
                 d.addErrback(lambda f: log.warn("{name}: \\Recent not recorded: {e}", name=self.name,
-                                                e=f.getErrorMessage()))
+                                                e=describe(f.value)))
         return r
 
     def peek_recent(self) -> set:

@@ -134,7 +134,7 @@ class SessionLocks:
                 except psycopg.OperationalError as e:
                     self._drop()
                     if attempt == 2:
-                        raise StoreUnavailable(f"mail database unavailable: {e}") from e
+                        raise StoreUnavailable(str(e)) from e
                 except StoreUnavailable:
                     self._drop()
                     if attempt == 2:

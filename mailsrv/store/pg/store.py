@@ -27,6 +27,7 @@ from mailsrv.store.pg.account import PgAccount
 from mailsrv.store.pg.blobs import Body, PgBlobs
 from mailsrv.store.pg.bodycache import BodyCache, ValueCache
 from mailsrv.store.pg.db import Database
+from mailsrv.store.pg.errors import describe
 from mailsrv.store.pg.folder import HEAD_BYTES, BlobReader, PgFolder
 from mailsrv.store.pg.message import PgMessageInfo
 from mailsrv.store.pg.notify import ChangeListener, SessionLocks
@@ -242,7 +243,7 @@ class PgStore:
         if not rows:
             return defer.succeed(None)
         d = self.db.run(folder_sql.save_values, rows)
-        d.addErrback(lambda f: log.warn("derived values not saved: {e}", e=f.getErrorMessage()))
+        d.addErrback(lambda f: log.warn("derived values not saved: {e}", e=describe(f.value)))
         return d
 
     # --- housekeeping ------------------------------------------------------------------------------
@@ -252,12 +253,12 @@ class PgStore:
         left over)."""
         if blob_ids:
             d = self.db.run(self.blobs.collect, list(blob_ids))
-            d.addErrback(lambda f: log.info("blob collection deferred: {e}", e=f.getErrorMessage()))
+            d.addErrback(lambda f: log.info("blob collection deferred: {e}", e=describe(f.value)))
 
     def _sweep(self) -> None:
         self._sweeper = None
         d = self.db.run(self.blobs.sweep)
-        d.addErrback(lambda f: log.info("blob sweep failed: {e}", e=f.getErrorMessage()))
+        d.addErrback(lambda f: log.info("blob sweep failed: {e}", e=describe(f.value)))
         if not self._closed:
             self._sweeper = self.reactor.callLater(SWEEP_INTERVAL, self._sweep)
 

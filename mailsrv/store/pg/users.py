@@ -22,6 +22,7 @@ from mailsrv.auth.passwd import NoSuchUser, PasswdEntry, UserExists, validate_us
 from mailsrv.store.interfaces import IAccount, StoreError
 from mailsrv.store.pg import account_sql
 from mailsrv.store.pg.db import Database
+from mailsrv.store.pg.errors import describe
 
 log = Logger(namespace="mailsrv.store.pg")
 
@@ -107,7 +108,7 @@ class PgPasswordChecker(PasswdFileChecker):
 
     def _broken(self, failure: Any) -> Any:
         if failure.check(StoreError):
-            log.warn("auth: cannot read the users table: {err}", err=failure.getErrorMessage())
+            log.warn("auth: cannot read the users table: {err}", err=describe(failure.value))
             raise AuthUnavailable(f"cannot read the users table: {failure.value}")
         return super()._broken(failure)
 
