@@ -64,6 +64,11 @@ class Config:
     store_dsn: str | None = None
     store_pool: int = 8  # database connections (and query threads) per process
     workers: int = 0  # [server] workers: processes sharing the listeners (postgresql only)
+    # quota (issue 12): Dovecot quota_rule values by key (quota_rule, quota_rule2...),
+    # percentages that log a warning when crossed, 4xx instead of 5xx when full
+    quota_rules: dict[str, str] = field(default_factory=dict)
+    quota_warnings: list[int] = field(default_factory=list)
+    quota_full_tempfail: bool = False
     source: str | None = None  # the ini file read, if any
 
     @property
@@ -97,7 +102,7 @@ def _apply(cfg: Config, p: configparser.ConfigParser) -> None:
     """Each known section onto ``cfg``; a bad value is one ConfigError."""
     sections: dict[str, Callable[[Config, configparser.SectionProxy], None]] = {
         "server": _server, "listeners": _listeners, "tls": _tls, "auth": _auth,
-        "pop3": _pop3, "imap": _imap, "lmtp": _lmtp, "store": _store,
+        "pop3": _pop3, "imap": _imap, "lmtp": _lmtp, "store": _store, "quota": _quota,
     }
     try:
         for name, apply in sections.items():
@@ -196,6 +201,29 @@ def check_store(cfg: Config) -> None:
         raise ConfigError("[store] pool_size must be at least 1")
     if cfg.workers < 0:
         raise ConfigError("[server] workers must be 0 (one process) or more")
+
+
+def _quota(cfg: Config, s: configparser.SectionProxy) -> None:
+    """``rule``, ``rule2``... (Dovecot's quota_rule, quota_rule2...),
+    ``warning = 80 95``, ``full_tempfail = no``."""
+    import re
+
+    from mailsrv.store.quota import QuotaRuleError, parse_rules
+
+    for key, value in s.items():
+        m = re.fullmatch(r"rule(\d*)", key)
+        if m:
+            cfg.quota_rules["quota_rule" + m.group(1)] = value.strip()
+        elif key == "warning":
+            cfg.quota_warnings = [int(v.rstrip("%")) for v in value.replace(",", " ").split()]
+        elif key == "full_tempfail":
+            cfg.quota_full_tempfail = _bool(value)
+        else:
+            raise ConfigError(f"unknown setting {key!r} in [quota]")
+    try:
+        parse_rules(cfg.quota_rules.values())
+    except QuotaRuleError as e:
+        raise ConfigError(f"[quota]: {e}") from None
 
 
 def give_to_data_owner(config: Config, top: str) -> None:

@@ -138,6 +138,24 @@ def _store_options(opts: Options, cfg: configmod.Config) -> None:
             raise configmod.ConfigError(str(e)) from None
 
 
+def quota_policy(cfg: configmod.Config) -> Callable[[str], Any]:
+    """``user -> QuotaRules``: the configured rules with the passwd file's
+    ``userdb_quota_rule*`` fields on top (re-read when the file changes)."""
+    from mailsrv.auth.passwd import PasswdFile
+    from mailsrv.store.quota import rules_for
+
+    passwd = PasswdFile(cfg.passwd_path)
+
+    def rules(user: str) -> Any:
+        try:
+            fields = passwd.user_fields(user)
+        except OSError:
+            fields = {}
+        return rules_for(cfg.quota_rules, fields, user)
+
+    return rules
+
+
 class MailService(service.MultiService):
     """The server: shared store, portal and TLS context; one child per listener."""
 
@@ -162,7 +180,9 @@ class MailService(service.MultiService):
             self.store = pgserve.make_store(cfg, reactor, IDLE_FOLDER_TTL)
             self.portal = pgserve.make_portal(self.store, cfg)
         else:
-            self.store = Store(cfg.data_dir, idle_ttl=IDLE_FOLDER_TTL, reactor=reactor)
+            self.store = Store(cfg.data_dir, idle_ttl=IDLE_FOLDER_TTL, reactor=reactor,
+                               quota_rules=quota_policy(cfg), quota_warnings=cfg.quota_warnings,
+                               quota_tempfail=cfg.quota_full_tempfail)
             self.portal = auth.make_portal(self.store, cfg)
         had_tls = os.path.exists(os.path.join(cfg.data_dir, tls.SELF_SIGNED_DIR))
         cert, key = tls.resolve_paths(cfg.tls_cert, cfg.tls_key, cfg.data_dir, cfg.hostname)

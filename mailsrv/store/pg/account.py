@@ -21,7 +21,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from mailsrv.store import acl as aclmod
 from mailsrv.store import layout
+from mailsrv.store.acl import Acl
 from mailsrv.store.flags import normalize_flags
 from mailsrv.store.groupcommit import GroupCommit
 from mailsrv.store.interfaces import (
@@ -30,6 +32,8 @@ from mailsrv.store.interfaces import (
     IAccount,
     InvalidFolderName,
     NoSuchFolder,
+    QuotaResource,
+    QuotaRoot,
     StoreError,
 )
 from mailsrv.store.layout import INBOX, SEP
@@ -37,9 +41,10 @@ from mailsrv.store.pg import account_sql, folder_sql
 from mailsrv.store.pg.account_sql import AccountState
 from mailsrv.store.pg.errors import describe
 from mailsrv.store.pg.folder import PgFolder
-from mailsrv.store.pg.folder_sql import NewMessage
+from mailsrv.store.pg.folder_sql import NewMessage, QuotaCheck
 from mailsrv.store.pg.message import FlagDecoder, split_flags
 from mailsrv.store.pg.parts import StoreParts
+from mailsrv.store.quota import ROOT_NAME
 
 log = Logger(namespace="mailsrv.store.pg")
 
@@ -52,13 +57,19 @@ class PgAccount:
     ``subscribe`` and ``unsubscribe`` return Deferreds (the lock is held in
     the database; callers use ``maybeDeferred``)."""
 
-    def __init__(self, store: StoreParts, user: str) -> None:
-        layout.check_user(user)
+    def __init__(self, store: StoreParts, user: str, special: bool = False) -> None:
+        """``special``: the account holding the public mailboxes (a name no
+        user can have, no default folders)."""
+        if not special:
+            layout.check_user(user)
+        self.special = special
         self.store = store
         self.user = user
         self.id: int | None = None
         self._folders: dict[str, tuple[int, str | None]] = {}
         self._subs: list[str] = []
+        self._acls: dict[str, str] = {}
+        self._parsed_acls: dict[str, Acl] = {}
         self._live: dict[str, PgFolder] = {}
         self._loaded = False
         self._load_waiters: list[defer.Deferred] = []
@@ -86,7 +97,7 @@ class PgAccount:
         d: defer.Deferred = defer.Deferred()
         self._load_waiters.append(d)
         if len(self._load_waiters) == 1:
-            r = self.store.db.run(account_sql.load, self.user)
+            r = self.store.db.run(account_sql.load, self.user, True, not self.special)
             r.addCallback(self._adopt)
             r.addBoth(self._load_done)
         return d
@@ -152,6 +163,8 @@ class PgAccount:
             self.store.account_loaded(self)
         self._folders = state.folders
         self._subs = state.subscriptions
+        if state.acls != self._acls:
+            self._acls, self._parsed_acls = state.acls, {}
         self._loaded = True
         by_id = {fid: name for name, (fid, _use) in state.folders.items()}
         for f in list(self._live.values()):
@@ -168,7 +181,7 @@ class PgAccount:
         ``PgStore.open_account``)."""
         if not self._loaded:
             self.store.note_blocking("account read before open_account()")
-            self._adopt(self.store.db.call(account_sql.load, self.user))
+            self._adopt(self.store.db.call(account_sql.load, self.user, True, not self.special))
 
     # --- names ------------------------------------------------------------------------------
 
@@ -369,6 +382,7 @@ class PgAccount:
         live = self._live.get(name)
         if live is not None and not live.gone:
             return live.submit(item)
+        quota = self.quota_check(name)
         meta = self._folders.get(name)
         if meta is None:
             if not ask:
@@ -376,14 +390,16 @@ class PgAccount:
                 return defer.fail(NoSuchFolder(f"no folder {name}"))
             return self.reload().addCallback(lambda _: self._deliver(name, item, False))
         fid = meta[0]
+        if quota is not None:
+            return self._store_batch(fid, [item], quota).addCallback(lambda uids: uids[0])
         batch = self._batches.get(fid)
         if batch is None:
             batch = self._batches[fid] = GroupCommit(lambda items: self._store_batch(fid, items))
         return batch.submit(item)
 
-    def _store_batch(self, fid: int, items: list[NewMessage]) -> defer.Deferred:
+    def _store_batch(self, fid: int, items: list[NewMessage], quota: QuotaCheck | None = None) -> defer.Deferred:
         """Deliveries into a folder no session has open: no change feed to apply."""
-        d = self.store.db.run(folder_sql.append, fid, items, self.store.blobs, None, self._decode)
+        d = self.store.db.run(folder_sql.append, fid, items, self.store.blobs, None, self._decode, quota)
         d.addCallback(lambda result: result[0])
 
         def cleanup(result: Any) -> Any:
@@ -392,6 +408,63 @@ class PgAccount:
             return result
 
         return d.addBoth(cleanup)
+
+    # --- rights (issue 12; the checks are mailsrv.store.shared's) ------------------------------
+
+    def acl_of(self, name: str) -> Acl | None:
+        """The folder's ACL (None: none, the owner has every right), from memory."""
+        self._need_loaded()
+        acl = self._parsed_acls.get(name)
+        if acl is None:
+            text = self._acls.get(name)
+            if text is None:
+                return None
+            acl = self._parsed_acls[name] = aclmod.parse(text)
+        return Acl(list(acl.entries))
+
+    def write_acl(self, name: str, acl: Acl | None) -> defer.Deferred:
+        """Store the folder's ACL (None: drop it) and who it is shared with."""
+        text = None if acl is None else aclmod.render(acl)
+
+        def write() -> defer.Deferred:
+            if name not in self._folders:
+                return defer.succeed(None)  # gone meanwhile (DELETE drops its ACL with it)
+            return self.store.db.run(account_sql.set_acl, self.id, self.user, name, text,
+                                     not self.special).addCallback(self._adopt)
+
+        return self._mutate(write).addCallback(lambda _: None)
+
+    # --- quota ------------------------------------------------------------------------------
+
+    def quota_check(self, folder: str) -> QuotaCheck | None:
+        """What limits storing into ``folder`` (None: nothing does)."""
+        rules = self.store.quota_rules(self.user)
+        if rules is None or not rules.enforced or rules.ignored(folder) or self.id is None:
+            return None
+        octets, messages = rules.limits_for(folder)
+        return QuotaCheck(self.id, self.user, octets, messages, [n for n in self._folders if rules.ignored(n)],
+                          self.store.quota_tempfail)
+
+    def quota(self) -> defer.Deferred:
+        """The owner's QuotaRoot (usage summed from the folders' counters,
+        never a scan), or None without limits."""
+        rules = self.store.quota_rules(self.user)
+        if rules is None or not rules.enforced:
+            return defer.succeed(None)
+
+        def root(_: Any) -> defer.Deferred:
+            ignored = [n for n in self._folders if rules.ignored(n)]
+            return self.store.db.run(folder_sql.usage, self.id, ignored).addCallback(made)
+
+        def made(used: tuple[int, int]) -> QuotaRoot:
+            res = []
+            if rules.bytes:
+                res.append(QuotaResource("STORAGE", used[0], rules.bytes))
+            if rules.count:
+                res.append(QuotaResource("MESSAGE", used[1], rules.count))
+            return QuotaRoot(ROOT_NAME, tuple(res))
+
+        return self._ready().addCallback(root)
 
     def _pop3_key(self) -> int:
         assert self.id is not None

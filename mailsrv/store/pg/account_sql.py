@@ -7,7 +7,7 @@ transaction; the live account (:mod:`.account`) applies the result.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import errors as pgerrors
@@ -23,21 +23,22 @@ class AccountState:
     id: int
     folders: dict[str, tuple[int, str | None]]  # name -> (folder id, special-use)
     subscriptions: list[str]
+    acls: dict[str, str] = field(default_factory=dict)  # name -> dovecot-acl text, for folders that have one
 
 
 def _children_clause() -> str:
     return "(name = %(name)s OR starts_with(name, %(prefix)s))"
 
 
-def load(conn: Any, user: str, create: bool = True) -> AccountState | None:
-    """The account (made on first use with INBOX and the default folders,
-    subscribed, as the Maildir backend does); None if absent and not
-    ``create``."""
+def load(conn: Any, user: str, create: bool = True, defaults: bool = True) -> AccountState | None:
+    """The account (made on first use with INBOX and, with ``defaults``,
+    the default folders, subscribed, as the Maildir backend does); None if
+    absent and not ``create``."""
     row = conn.execute("SELECT id FROM accounts WHERE name = %s", (user,)).fetchone()
     if row is None and create:
         row = conn.execute("INSERT INTO accounts (name) VALUES (%s) ON CONFLICT (name) DO NOTHING RETURNING id",
                            (user,)).fetchone()
-        if row is not None:
+        if row is not None and defaults:
             _populate(conn, int(row[0]))
         else:
             row = conn.execute("SELECT id FROM accounts WHERE name = %s", (user,)).fetchone()
@@ -48,8 +49,13 @@ def load(conn: Any, user: str, create: bool = True) -> AccountState | None:
 
 
 def read(conn: Any, aid: int) -> AccountState:
-    folders = {r[0]: (int(r[1]), r[2]) for r in
-               conn.execute("SELECT name, id, special_use FROM folders WHERE account_id = %s", (aid,))}
+    folders: dict[str, tuple[int, str | None]] = {}
+    acls: dict[str, str] = {}
+    for name, fid, use, acl in conn.execute("SELECT name, id, special_use, acl FROM folders WHERE account_id = %s",
+                                            (aid,)):
+        folders[name] = (int(fid), use)
+        if acl is not None:
+            acls[name] = acl
     if INBOX not in folders:
         row = conn.execute("INSERT INTO folders (account_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING "
                            "RETURNING id", (aid, INBOX)).fetchone()
@@ -57,7 +63,7 @@ def read(conn: Any, aid: int) -> AccountState:
             row = conn.execute("SELECT id FROM folders WHERE account_id = %s AND name = %s", (aid, INBOX)).fetchone()
         folders[INBOX] = (int(row[0]), None)
     subs = [r[0] for r in conn.execute("SELECT name FROM subscriptions WHERE account_id = %s ORDER BY name", (aid,))]
-    return AccountState(aid, folders, subs)
+    return AccountState(aid, folders, subs, acls)
 
 
 def _populate(conn: Any, aid: int) -> None:
@@ -148,8 +154,9 @@ def rename_inbox(conn: Any, aid: int, inbox: int, new: str, since: int,
             "SELECT %s, t.n, m.blob_id, m.flags, m.keywords, m.internaldate, m.size, 2 "
             "FROM unnest(%s::bigint[], %s::bigint[]) AS t(o, n) JOIN messages m ON m.folder_id = %s AND m.uid = t.o",
             (target, uids, new_uids, inbox))
-        conn.execute("UPDATE folders SET uidnext = %s, highestmodseq = 2, keywords = %s::text[] WHERE id = %s",
-                     (len(uids) + 1, st.keywords, target))
+        conn.execute("UPDATE folders SET uidnext = %s, highestmodseq = 2, keywords = %s::text[], "
+                     "storage = (SELECT coalesce(sum(size), 0) FROM messages WHERE folder_id = %s), messages = %s "
+                     "WHERE id = %s", (len(uids) + 1, st.keywords, target, len(uids), target))
         folder_sql.expunge(conn, inbox, uids, since, decode)
     return read(conn, aid), folder_sql.delta(conn, inbox, since, decode, fresh=False)
 
@@ -188,3 +195,55 @@ def delete_account(conn: Any, user: str) -> list[int]:
 
 def names(conn: Any) -> Sequence[str]:
     return [r[0] for r in conn.execute("SELECT name FROM accounts ORDER BY name")]
+
+
+# --- rights and sharing (issue 12) --------------------------------------------------------------
+
+ANYONE = "*"  # the grantee of a folder shared with anyone (or any authenticated user)
+
+
+def set_acl(conn: Any, aid: int, owner: str, name: str, text: str | None, track: bool) -> AccountState:
+    """Store a folder's ACL (None: drop it); with ``track``, renew who the
+    owner shares with (``shares``), from all of their folders' ACLs."""
+    if conn.execute("UPDATE folders SET acl = %s WHERE account_id = %s AND name = %s RETURNING id",
+                    (text, aid, name)).fetchone() is None:
+        raise NoSuchFolder(f"no folder {name}")
+    if track:
+        from mailsrv.store import acl as aclmod
+
+        grantees: set[str] = set()
+        for (t,) in conn.execute("SELECT acl FROM folders WHERE account_id = %s AND acl IS NOT NULL", (aid,)):
+            for ident, rights in aclmod.parse(t).entries:
+                if "l" not in rights or ident.startswith("-"):
+                    continue
+                if ident.startswith("user=") and ident[5:] != owner:
+                    grantees.add(ident[5:])
+                elif ident in ("anyone", "authenticated"):
+                    grantees.add(ANYONE)
+        have = {r[0] for r in conn.execute("SELECT grantee FROM shares WHERE owner = %s", (owner,))}
+        if have != grantees:
+            conn.execute("DELETE FROM shares WHERE owner = %s", (owner,))
+            if grantees:
+                conn.execute("INSERT INTO shares (owner, grantee) SELECT %s, unnest(%s::text[])",
+                             (owner, sorted(grantees)))
+    return read(conn, aid)
+
+
+def sharers(conn: Any, users: Sequence[str]) -> dict[str, list[str]]:
+    """``{user: [owners who share a folder with them or with anyone]}``."""
+    rows = conn.execute("SELECT grantee, owner FROM shares WHERE grantee = ANY(%s) ORDER BY owner",
+                        (list(users) + [ANYONE],)).fetchall()
+    anyone = [o for g, o in rows if g == ANYONE]
+    return {u: sorted({o for g, o in rows if g == u} | set(anyone)) for u in users}
+
+
+def load_seen(conn: Any, user: str, fid: int) -> tuple[int, set[int]]:
+    row = conn.execute("SELECT uidvalidity, uids FROM private_seen WHERE user_name = %s AND folder_id = %s",
+                       (user, fid)).fetchone()
+    return (0, set()) if row is None else (int(row[0]), {int(u) for u in row[1]})
+
+
+def save_seen(conn: Any, user: str, fid: int, uidvalidity: int, uids: Sequence[int]) -> None:
+    conn.execute("INSERT INTO private_seen (user_name, folder_id, uidvalidity, uids) VALUES (%s, %s, %s, %s) "
+                 "ON CONFLICT (user_name, folder_id) DO UPDATE SET uidvalidity = EXCLUDED.uidvalidity, "
+                 "uids = EXCLUDED.uids", (user, fid, uidvalidity, sorted(uids)))

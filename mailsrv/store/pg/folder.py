@@ -27,7 +27,7 @@ from zope.interface import implementer
 
 from mailsrv.store.flags import normalize_flags
 from mailsrv.store.groupcommit import GroupCommit
-from mailsrv.store.interfaces import IFolder, MessageGone, MessageInfo, NoSuchFolder, StoreError
+from mailsrv.store.interfaces import RIGHTS, IFolder, MessageGone, MessageInfo, NoSuchFolder, StoreError
 from mailsrv.store.listeners import ADDED, EXPUNGED, FLAGS, Listeners
 from mailsrv.store.pg import folder_sql
 from mailsrv.store.pg.errors import describe
@@ -105,6 +105,7 @@ class PgFolder:
         self._sync_waiters: list[defer.Deferred] = []
         self._loaded = False
         self._load_waiters: list[defer.Deferred] = []
+        self.rights = RIGHTS  # the owner's own object (a user view wraps it for others)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -434,7 +435,9 @@ class PgFolder:
 
         return d.addCallback(done)
 
-    def copy_to(self, uids: Iterable[int], target: Any) -> defer.Deferred:
+    def copy_to(self, uids: Iterable[int], target: Any, move: bool = False) -> defer.Deferred:
+        """``move``: the caller expunges the sources next (IMAP MOVE), so a
+        copy within one owner's mailboxes does not grow usage: no quota check."""
         if not isinstance(target, PgFolder) or target.store is not self.store:
             return defer.fail(StoreError("copy between different stores is not supported"))
         try:
@@ -445,7 +448,8 @@ class PgFolder:
         wanted = sorted(u for u in set(uids) if u in self._msgs)
         if not wanted:
             return defer.succeed([])
-        d = self.store.db.run(folder_sql.copy, self.id, wanted, target.id, target.synced, target.decode)
+        quota = None if move and target.account is self.account else target.account.quota_check(target.name)
+        d = self.store.db.run(folder_sql.copy, self.id, wanted, target.id, target.synced, target.decode, quota)
         return d.addCallback(target.applied)
 
 

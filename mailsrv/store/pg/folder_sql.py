@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailsrv.store.interfaces import NoSuchFolder, StoreError
+from mailsrv.store.interfaces import NoSuchFolder, OverQuota, StoreError
 from mailsrv.store.pg.blobs import BlobBackend, Body
 from mailsrv.store.pg.errors import TooManyKeywords
 from mailsrv.store.pg.message import COLUMNS, DELETED_BIT, FlagDecoder, PgMessageInfo, info_from_row
@@ -48,6 +48,41 @@ class Delta:
     @property
     def upto(self) -> int:
         return self.state.highestmodseq if self.state is not None else self.since
+
+
+@dataclass
+class QuotaCheck:
+    """The quota that applies to storing into one folder (Dovecot's rules,
+    mailsrv.store.quota): limits 0 mean none; ``ignored`` folders do not
+    count towards usage."""
+
+    account_id: int
+    user: str
+    octets: int
+    messages: int
+    ignored: list[str]
+    temporary: bool = False
+
+
+def usage(conn: Any, account_id: int, ignored: Sequence[str] = ()) -> tuple[int, int]:
+    """(octets, messages) an account uses: a sum over its folders' counters."""
+    row = conn.execute("SELECT coalesce(sum(storage), 0), coalesce(sum(messages), 0) FROM folders "
+                       "WHERE account_id = %s AND NOT name = ANY(%s)", (account_id, list(ignored))).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def check_quota(conn: Any, q: QuotaCheck | None, octets: int, messages: int) -> None:
+    """Refuse (OverQuota, nothing stored) what would go beyond the limit;
+    the account row is locked until the transaction ends, so two writers
+    cannot both slip under it."""
+    if q is None or (not q.octets and not q.messages):
+        return
+    conn.execute("SELECT 1 FROM accounts WHERE id = %s FOR UPDATE", (q.account_id,))
+    used, count = usage(conn, q.account_id, q.ignored)
+    if (q.octets and used + octets > q.octets) or (q.messages and count + messages > q.messages):
+        err = OverQuota(f"Quota exceeded (mailbox for user {q.user} is full)")
+        err.temporary = q.temporary
+        raise err
 
 
 @dataclass
@@ -121,11 +156,13 @@ def _new_keywords(conn: Any, fid: int, st: FolderState, keywords: set[str]) -> N
 
 
 def append(conn: Any, fid: int, items: Sequence[NewMessage], blobs: BlobBackend, since: int | None,
-           decode: FlagDecoder) -> tuple[list[int], Delta | None]:
+           decode: FlagDecoder, quota: QuotaCheck | None = None) -> tuple[list[int], Delta | None]:
     """Store bodies (before taking the folder lock), then the messages.
     Returns their UIDs (aligned with ``items``) and the delta since
     ``since`` (None: no live folder to feed)."""
     blob_ids = [blobs.store(conn, it.body) for it in items]
+    octets = sum(it.body.size for it in items)
+    check_quota(conn, quota, octets, len(items))
     st = lock_folder(conn, fid)
     uids: list[int] = []
     nxt = st.uidnext
@@ -149,7 +186,8 @@ def append(conn: Any, fid: int, items: Sequence[NewMessage], blobs: BlobBackend,
         "%s::text[]) AS t(u, b, f, k, d, s, p)",
         (fid, modseq, uids, blob_ids, [it.bits for it in items], [" ".join(it.keywords) for it in items],
          [it.internaldate for it in items], [it.body.size for it in items], [it.pop3 for it in items]))
-    conn.execute("UPDATE folders SET uidnext = %s, highestmodseq = %s WHERE id = %s", (nxt, modseq, fid))
+    conn.execute("UPDATE folders SET uidnext = %s, highestmodseq = %s, storage = storage + %s, "
+                 "messages = messages + %s WHERE id = %s", (nxt, modseq, octets, len(items), fid))
     return uids, (None if since is None else delta(conn, fid, since, decode, fresh=False))
 
 
@@ -194,27 +232,30 @@ def expunge(conn: Any, fid: int, uids: Sequence[int] | None, since: int,
     UIDs removed, the blobs they used, and the delta."""
     st = lock_folder(conn, fid)
     if uids is None:
-        rows = conn.execute("DELETE FROM messages WHERE folder_id = %s AND flags & %s <> 0 RETURNING uid, blob_id",
-                            (fid, DELETED_BIT)).fetchall()
+        rows = conn.execute("DELETE FROM messages WHERE folder_id = %s AND flags & %s <> 0 "
+                            "RETURNING uid, blob_id, size", (fid, DELETED_BIT)).fetchall()
     else:
-        rows = conn.execute("DELETE FROM messages WHERE folder_id = %s AND uid = ANY(%s) RETURNING uid, blob_id",
+        rows = conn.execute("DELETE FROM messages WHERE folder_id = %s AND uid = ANY(%s) RETURNING uid, blob_id, size",
                             (fid, list(uids))).fetchall()
     gone = sorted(int(r[0]) for r in rows)
     if gone:
         modseq = st.highestmodseq + 1
         conn.execute("INSERT INTO expunged (folder_id, uid, modseq) SELECT %s, u, %s FROM unnest(%s::bigint[]) u "
                      "ON CONFLICT (folder_id, uid) DO UPDATE SET modseq = EXCLUDED.modseq", (fid, modseq, gone))
-        conn.execute("UPDATE folders SET highestmodseq = %s WHERE id = %s", (modseq, fid))
+        conn.execute("UPDATE folders SET highestmodseq = %s, storage = storage - %s, messages = messages - %s "
+                     "WHERE id = %s", (modseq, sum(int(r[2]) for r in rows), len(rows), fid))
     return gone, sorted({int(r[1]) for r in rows}), delta(conn, fid, since, decode, fresh=False)
 
 
 def copy(conn: Any, src: int, uids: Sequence[int], dst: int, since: int | None,
-         decode: FlagDecoder) -> tuple[list[tuple[int, int]], Delta | None]:
+         decode: FlagDecoder, quota: QuotaCheck | None = None) -> tuple[list[tuple[int, int]], Delta | None]:
     """Copy messages (their blobs are shared, not copied) with flags and
     internal dates; (source UID, new UID) pairs ascending by source UID."""
-    st = lock_folder(conn, dst)
-    rows = conn.execute("SELECT uid, keywords FROM messages WHERE folder_id = %s AND uid = ANY(%s) "
+    rows = conn.execute("SELECT uid, keywords, size FROM messages WHERE folder_id = %s AND uid = ANY(%s) "
                         "ORDER BY uid FOR SHARE", (src, list(uids))).fetchall()
+    octets = sum(int(r[2]) for r in rows)
+    check_quota(conn, quota, octets, len(rows))
+    st = lock_folder(conn, dst)
     if not rows:
         return [], (None if since is None else delta(conn, dst, since, decode, fresh=False))
     src_uids = [int(r[0]) for r in rows]
@@ -228,8 +269,8 @@ def copy(conn: Any, src: int, uids: Sequence[int], dst: int, since: int | None,
         "SELECT %s, t.n, m.blob_id, m.flags, m.keywords, m.internaldate, m.size, %s "
         "FROM unnest(%s::bigint[], %s::bigint[]) AS t(o, n) JOIN messages m ON m.folder_id = %s AND m.uid = t.o",
         (dst, modseq, src_uids, new_uids, src))
-    conn.execute("UPDATE folders SET uidnext = %s, highestmodseq = %s WHERE id = %s",
-                 (new_uids[-1] + 1, modseq, dst))
+    conn.execute("UPDATE folders SET uidnext = %s, highestmodseq = %s, storage = storage + %s, "
+                 "messages = messages + %s WHERE id = %s", (new_uids[-1] + 1, modseq, octets, len(rows), dst))
     pairs = list(zip(src_uids, new_uids, strict=True))
     return pairs, (None if since is None else delta(conn, dst, since, decode, fresh=False))
 

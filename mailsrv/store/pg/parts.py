@@ -56,6 +56,11 @@ class StoreParts(Protocol):
     def account_loaded(self, account: Any) -> None:
         """An account has its database id: notifications for it go to it."""
 
+    def quota_rules(self, user: str) -> Any:
+        """The owner's QuotaRules (mailsrv.store.quota)."""
+
+    quota_tempfail: bool
+
 
 class FolderOwner(Protocol):
     """What a live folder uses of its account (implemented by PgAccount)."""
@@ -64,3 +69,6 @@ class FolderOwner(Protocol):
 
     def folder_idle(self, folder: Any) -> None:
         """The folder's last listener left."""
+
+    def quota_check(self, folder: str) -> Any:
+        """The QuotaCheck for storing into ``folder``, or None (no limit)."""

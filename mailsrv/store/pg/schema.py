@@ -22,11 +22,17 @@ Tables (one row per ...):
 - ``cache``: derived values (ENVELOPE, BODYSTRUCTURE, header fields, search
   text) keyed by blob: they depend on the message bytes only, so one value
   serves every copy of a message, in every folder and account.
+- (step 2) ``folders.storage``/``messages``: the folder's RFC 822 octets and
+  message count, kept by every write (quota usage is their sum, never a
+  scan); ``folders.acl``: the RFC 4314 ACL in Dovecot's ``dovecot-acl``
+  form; ``shares``: who shares with whom, from the ACLs; ``private_seen``:
+  a user's own \\Seen in a public mailbox.
 
 Every committed change of a folder sends ``NOTIFY mailsrv, '<folder id>:
-<highestmodseq>'`` (a trigger on ``folders``), and every change of an
-account's folder list or subscriptions ``'a<account id>'``: the push that
-reaches live folder objects in every process (:mod:`.notify`).
+<highestmodseq>'`` (a trigger on ``folders``), every change of an
+account's folder list, ACLs or subscriptions ``'a<account id>'``, and of
+the shares ``'s'``: the push that reaches live objects in every process
+(:mod:`.notify`).
 """
 
 from __future__ import annotations
@@ -142,6 +148,54 @@ BEGIN
 END $$;
 CREATE TRIGGER subscriptions_changed AFTER INSERT OR DELETE ON subscriptions
     FOR EACH ROW EXECUTE FUNCTION mailsrv_subscriptions_changed();
+"""),
+    (2, "quota counters, ACLs, shares, private \\Seen", """
+ALTER TABLE folders ADD COLUMN storage bigint NOT NULL DEFAULT 0;
+ALTER TABLE folders ADD COLUMN messages bigint NOT NULL DEFAULT 0;
+UPDATE folders f SET storage = s.octets, messages = s.n
+    FROM (SELECT folder_id, sum(size) AS octets, count(*) AS n FROM messages GROUP BY folder_id) s
+    WHERE s.folder_id = f.id;
+ALTER TABLE folders ADD COLUMN acl text;
+
+-- who shares a folder with whom ('*': anyone), kept from the folders' ACLs
+CREATE TABLE shares (
+    owner text NOT NULL,
+    grantee text NOT NULL,
+    PRIMARY KEY (owner, grantee)
+);
+CREATE INDEX shares_grantee ON shares (grantee);
+
+-- a user's own \\Seen in a public mailbox (Dovecot's private index)
+CREATE TABLE private_seen (
+    user_name text NOT NULL,
+    folder_id bigint NOT NULL REFERENCES folders ON DELETE CASCADE,
+    uidvalidity bigint NOT NULL,
+    uids bigint[] NOT NULL DEFAULT '{}',
+    PRIMARY KEY (user_name, folder_id)
+);
+
+CREATE OR REPLACE FUNCTION mailsrv_folder_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.highestmodseq <> OLD.highestmodseq THEN
+        PERFORM pg_notify('mailsrv', NEW.id::text || ':' || NEW.highestmodseq::text);
+    END IF;
+    IF TG_OP = 'INSERT' OR TG_OP = 'DELETE' OR NEW.name <> OLD.name
+            OR NEW.special_use IS DISTINCT FROM OLD.special_use OR NEW.acl IS DISTINCT FROM OLD.acl THEN
+        PERFORM pg_notify('mailsrv', 'a' || COALESCE(NEW.account_id, OLD.account_id)::text);
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        PERFORM pg_notify('mailsrv', OLD.id::text || ':-1');
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION mailsrv_shares_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('mailsrv', 's');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER shares_changed AFTER INSERT OR DELETE ON shares
+    FOR EACH STATEMENT EXECUTE FUNCTION mailsrv_shares_changed();
 """),
 ]
 

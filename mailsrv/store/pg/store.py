@@ -13,16 +13,17 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from mailsrv.store.interfaces import IStore
+from mailsrv.store.interfaces import PUBLIC_PREFIX, IStore
+from mailsrv.store.layout import INBOX
+from mailsrv.store.pg import account_sql, folder_sql
 from mailsrv.store.pg import blobs as blobmod
-from mailsrv.store.pg import folder_sql
 from mailsrv.store.pg.account import PgAccount
 from mailsrv.store.pg.blobs import Body, PgBlobs
 from mailsrv.store.pg.bodycache import BodyCache, ValueCache
@@ -31,6 +32,9 @@ from mailsrv.store.pg.errors import describe
 from mailsrv.store.pg.folder import HEAD_BYTES, BlobReader, PgFolder
 from mailsrv.store.pg.message import PgMessageInfo
 from mailsrv.store.pg.notify import ChangeListener, SessionLocks
+from mailsrv.store.pg.shares import PgShares
+from mailsrv.store.quota import QuotaRules
+from mailsrv.store.shared import UserView
 
 log = Logger(namespace="mailsrv.store.pg")
 
@@ -38,6 +42,7 @@ VALUE_FLUSH_DELAY = 0.5
 VALUE_FLUSH_EVERY = 500
 PREFETCH_FILE_SLICE = 1 << 20
 SWEEP_INTERVAL = 3600.0
+PUBLIC = ".public"  # the account of the public mailboxes: no user name starts with "."
 
 
 @implementer(IStore)
@@ -48,7 +53,10 @@ class PgStore:
     changes (tools that only write can turn it off)."""
 
     def __init__(self, dsn: str, reactor: Any = None, idle_ttl: float = 0.0, pool_size: int = 8,
-                 spool_dir: str | None = None, listen: bool = True, start: bool = True) -> None:
+                 spool_dir: str | None = None, listen: bool = True, start: bool = True,
+                 quota_rules: Callable[[str], QuotaRules] | None = None, quota_tempfail: bool = False) -> None:
+        """``quota_rules``: ``user -> QuotaRules`` (mailsrv.store.quota; None:
+        no quota); ``quota_tempfail``: over-quota is temporary (LMTP 452)."""
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
@@ -59,6 +67,11 @@ class PgStore:
         self.values = ValueCache()
         self.locks = SessionLocks(self.db)
         self.stats: Counter[str] = Counter()
+        self._quota_rules = quota_rules
+        self.quota_tempfail = quota_tempfail
+        self.shares = PgShares(self)
+        self._sharers: dict[str, list[str]] = {}
+        self._public: PgAccount | None = None
         self._accounts: dict[str, PgAccount] = {}
         self._by_account_id: dict[int, PgAccount] = {}
         self._folders: dict[int, PgFolder] = {}
@@ -110,6 +123,66 @@ class PgStore:
         assert account.id is not None
         self._by_account_id[account.id] = account
 
+    # --- user views, shares, public mailboxes, quota (issue 12) -----------------------------------
+
+    def view(self, user: str | None) -> UserView:
+        """See IStore.view: the backend-neutral view (mailsrv.store.shared)
+        over this store's accounts; ``open_view`` reads what it needs first."""
+        return UserView(self.shares, user, self.account(user) if user is not None else None)
+
+    def open_view(self, user: str) -> defer.Deferred:
+        """Fires with ``view(user)`` once the user's account, the accounts of
+        those who share with them and the public mailboxes are read: what
+        the realm hands out at login."""
+        d = self.open_account(user)
+        d.addCallback(lambda _: self.load_sharers([user]))
+        d.addCallback(lambda _: defer.gatherResults([self.open_account(o) for o in self._sharers.get(user, ())],
+                                                    consumeErrors=True))
+        d.addCallback(lambda _: self.load_public())
+        return d.addCallback(lambda _: self.view(user))
+
+    def loaded_account(self, user: str) -> PgAccount | None:
+        a = self._accounts.get(user)
+        return a if a is not None and a.id is not None else None
+
+    def sharers_of(self, user: str | None) -> list[str]:
+        return list(self._sharers.get(user or account_sql.ANYONE, ()))
+
+    def load_sharers(self, users: list[str]) -> defer.Deferred:
+        def got(found: dict[str, list[str]]) -> None:
+            self._sharers.update(found)
+
+        return self.db.run(account_sql.sharers, users).addCallback(got)
+
+    def public_account(self) -> PgAccount | None:
+        """The account of the public mailboxes, once read and if it exists."""
+        return self._public if self._public is not None and self._public.id is not None else None
+
+    def load_public(self) -> defer.Deferred:
+        """Read the public mailboxes' account (if there is one) fresh."""
+        def found(aid: int | None) -> Any:
+            if aid is None:
+                return None
+            if self._public is None:
+                self._public = self._accounts[PUBLIC] = PgAccount(self, PUBLIC, special=True)
+            return self._public.reload()
+
+        return self.db.run(account_sql.account_id, PUBLIC).addCallback(found)
+
+    def public_mailbox(self, name: str) -> str | None:
+        public = self.public_account()
+        if public is None:
+            return None
+        for folder in public.list_folders():
+            if folder != INBOX and folder.lower() == name.lower():
+                return PUBLIC_PREFIX + folder
+        return None
+
+    def quota_rules(self, user: str) -> QuotaRules | None:
+        if self._quota_rules is None or user == PUBLIC:
+            return None
+        return self._quota_rules(user)
+
     # --- live folders and notifications ---------------------------------------------------------
 
     def register_folder(self, folder: PgFolder) -> None:
@@ -123,8 +196,13 @@ class PgStore:
         """NOTIFY payloads: '<folder id>:<highestmodseq>' or 'a<account id>'."""
         accounts: set[int] = set()
         folders: dict[int, int] = {}
+        if "s" in payloads and self._sharers:
+            self.load_sharers(list(self._sharers)).addErrback(
+                lambda f: log.warn("shares not re-read: {e}", e=describe(f.value)))
         for p in payloads:
             try:
+                if p == "s":
+                    continue
                 if p.startswith("a"):
                     accounts.add(int(p[1:]))
                 else:

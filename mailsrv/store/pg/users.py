@@ -119,14 +119,15 @@ def _logout() -> None:
 
 @implementer(IRealm)
 class PgRealm(MailRealm):
-    """Hands out the account read fresh from the database (its folder list
-    and subscriptions in memory from then on)."""
+    """Hands out the user's view (rights enforced) over accounts read fresh
+    from the database (their folder lists, ACLs and subscriptions in memory
+    from then on)."""
 
     def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Any:
         if IAccount not in interfaces:
             raise NotImplementedError("mailsrv realm only provides IAccount avatars")
         name = avatarId.decode("utf-8") if isinstance(avatarId, (bytes, bytearray)) else str(avatarId)
-        return self.store.open_account(name).addCallback(lambda account: (IAccount, account, _logout))
+        return self.store.open_view(name).addCallback(lambda view: (IAccount, view, _logout))
 
 
 def make_portal(store: Any, config: Any, **checker_options: Any) -> Portal:
@@ -141,8 +142,8 @@ def lmtp_account_name(store: Any, users: PgUsers) -> Any:
         d = store.db.in_thread(users.find, local_part)
 
         def found(name: str | None) -> Any:
-            if name is None:
-                return False
+            if name is None:  # maybe a public mailbox: have their names at hand
+                return store.load_public().addCallback(lambda _: False)
             return store.open_account(name).addCallback(lambda _: name)
 
         return d.addCallback(found)
