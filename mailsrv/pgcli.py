@@ -86,6 +86,57 @@ def user_list(config: Config) -> list[str]:
         users.db.close_now()
 
 
+# --- public mailboxes ------------------------------------------------------------------------
+
+def shared_create(config: Config, name: str, acl: Any, update: bool) -> None:
+    """A public mailbox ``Public/NAME`` with its ACL (mailsrv shared create)."""
+    from mailsrv.store.interfaces import FolderExists
+    from mailsrv.store.pg import account_sql
+    from mailsrv.store.pg.store import PUBLIC
+
+    text = aclmod_render(acl)
+
+    def create(conn: Any) -> None:
+        state = account_sql.load(conn, PUBLIC, create=True, defaults=False)
+        assert state is not None
+        if name not in state.folders:
+            account_sql.create(conn, state.id, name)
+        elif not update:
+            raise FolderExists(f"public mailbox {name} exists (use --update to replace its rights)")
+        account_sql.set_acl(conn, state.id, PUBLIC, name, text, track=False)
+
+    db = _database(config)
+    try:
+        db.call(create)
+    finally:
+        db.close_now()
+
+
+def shared_list(config: Config) -> list[tuple[str, str | None]]:
+    """(name, ACL text or None) of every public mailbox."""
+    from mailsrv.store.pg import account_sql
+    from mailsrv.store.pg.store import PUBLIC
+
+    def read(conn: Any) -> list[tuple[str, str | None]]:
+        aid = account_sql.account_id(conn, PUBLIC)
+        if aid is None:
+            return []
+        state = account_sql.read(conn, aid)
+        return [(n, state.acls.get(n)) for n in sorted(state.folders) if n != "INBOX"]
+
+    db = _database(config)
+    try:
+        return list(db.call(read))
+    finally:
+        db.close_now()
+
+
+def aclmod_render(acl: Any) -> str:
+    from mailsrv.store import acl as aclmod
+
+    return aclmod.render(acl)
+
+
 # --- delivery ---------------------------------------------------------------------------------
 
 def deliver_command(config: Config, name: str, folder: str | None, flags: list[str], stdin: BinaryIO,

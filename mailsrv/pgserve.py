@@ -29,12 +29,8 @@ def make_store(cfg: Config, reactor: Any, idle_ttl: float) -> Any:
     assert cfg.store_dsn is not None
     spool = os.path.join(cfg.data_dir, "spool")
     os.makedirs(spool, mode=0o700, exist_ok=True)
-    from mailsrv.store.quota import rules_for
-
-    configured = dict(cfg.quota_rules)
     return PgStore(cfg.store_dsn, reactor, idle_ttl=idle_ttl, pool_size=cfg.store_pool, spool_dir=spool,
-                   start=False, quota_rules=lambda user: rules_for(configured, {}, user),
-                   quota_tempfail=cfg.quota_full_tempfail)
+                   start=False, quota_rules=cfg.quota_rules, quota_tempfail=cfg.quota_full_tempfail)
 
 
 def make_portal(store: Any, cfg: Config) -> Any:

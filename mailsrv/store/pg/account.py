@@ -69,6 +69,8 @@ class PgAccount:
         self._folders: dict[str, tuple[int, str | None]] = {}
         self._subs: list[str] = []
         self._acls: dict[str, str] = {}
+        self.fields: dict[str, str] = {}
+        self.rules: Any = None  # QuotaRules for these fields (made on first need)
         self._parsed_acls: dict[str, Acl] = {}
         self._live: dict[str, PgFolder] = {}
         self._loaded = False
@@ -165,6 +167,8 @@ class PgAccount:
         self._subs = state.subscriptions
         if state.acls != self._acls:
             self._acls, self._parsed_acls = state.acls, {}
+        if state.fields != self.fields:
+            self.fields, self.rules = state.fields, None
         self._loaded = True
         by_id = {fid: name for name, (fid, _use) in state.folders.items()}
         for f in list(self._live.values()):

@@ -24,6 +24,7 @@ class AccountState:
     folders: dict[str, tuple[int, str | None]]  # name -> (folder id, special-use)
     subscriptions: list[str]
     acls: dict[str, str] = field(default_factory=dict)  # name -> dovecot-acl text, for folders that have one
+    fields: dict[str, str] = field(default_factory=dict)  # the user's extra fields (userdb_quota_rule...)
 
 
 def _children_clause() -> str:
@@ -63,7 +64,10 @@ def read(conn: Any, aid: int) -> AccountState:
             row = conn.execute("SELECT id FROM folders WHERE account_id = %s AND name = %s", (aid, INBOX)).fetchone()
         folders[INBOX] = (int(row[0]), None)
     subs = [r[0] for r in conn.execute("SELECT name FROM subscriptions WHERE account_id = %s ORDER BY name", (aid,))]
-    return AccountState(aid, folders, subs, acls)
+    row = conn.execute("SELECT u.fields FROM users u JOIN accounts a ON a.name = u.name WHERE a.id = %s",
+                       (aid,)).fetchone()
+    fields = {str(k): str(v) for k, v in (row[0] or {}).items()} if row is not None else {}
+    return AccountState(aid, folders, subs, acls, fields)
 
 
 def _populate(conn: Any, aid: int) -> None:

@@ -31,7 +31,7 @@ from mailsrv.store.interfaces import RIGHTS, IFolder, MessageGone, MessageInfo, 
 from mailsrv.store.listeners import ADDED, EXPUNGED, FLAGS, Listeners
 from mailsrv.store.pg import folder_sql
 from mailsrv.store.pg.errors import describe
-from mailsrv.store.pg.folder_sql import Delta, NewMessage
+from mailsrv.store.pg.folder_sql import Delta, NewMessage, QuotaCheck
 from mailsrv.store.pg.message import FlagDecoder, PgMessageInfo, split_flags
 from mailsrv.store.pg.parts import FolderOwner
 
@@ -355,13 +355,19 @@ class PgFolder:
         return d
 
     def submit(self, item: NewMessage) -> defer.Deferred:
+        """Store a spooled message; concurrent ones go in one transaction,
+        except under a quota, where each is checked on its own."""
         if self.gone:
             item.body.discard()
             return defer.fail(NoSuchFolder(f"{self.name} was deleted"))
+        quota = self.account.quota_check(self.name)
+        if quota is not None:
+            return self._append_batch([item], quota).addCallback(lambda uids: uids[0])
         return self._batch.submit(item)
 
-    def _append_batch(self, items: list[NewMessage]) -> defer.Deferred:
-        d = self.store.db.run(folder_sql.append, self.id, items, self.store.blobs, self.synced, self.decode)
+    def _append_batch(self, items: list[NewMessage], quota: QuotaCheck | None = None) -> defer.Deferred:
+        d = self.store.db.run(folder_sql.append, self.id, items, self.store.blobs, self.synced, self.decode,
+                              quota)
 
         def stored(result: tuple[list[int], Delta | None]) -> list[int]:
             uids, delta = result

@@ -174,11 +174,13 @@ def _subscriptions(conn: Any, aid: int, names: list[str]) -> None:
         conn.execute("INSERT INTO subscriptions (account_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", (aid, n))
 
 
-def _users(conn: Any, entries: list[tuple[str, str]]) -> int:
+def _users(conn: Any, entries: list[tuple[str, str, dict[str, str]]]) -> int:
+    from psycopg.types.json import Jsonb
+
     n = 0
-    for name, stored in entries:
-        if conn.execute("INSERT INTO users (name, password) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING "
-                        "RETURNING name", (name, stored)).fetchone() is not None:
+    for name, stored, fields in entries:
+        if conn.execute("INSERT INTO users (name, password, fields) VALUES (%s, %s, %s) ON CONFLICT (name) "
+                        "DO NOTHING RETURNING name", (name, stored, Jsonb(fields))).fetchone() is not None:
             n += 1
     return n
 
@@ -231,7 +233,7 @@ class Migration:
         from mailsrv.auth.passwd import PasswdFile
 
         pw = PasswdFile(self.passwd_path)
-        entries = [(n, e.password) for n in pw.users() if (e := pw.lookup(n)) is not None]
+        entries = [(n, e.password, e.extra_fields()) for n in pw.users() if (e := pw.lookup(n)) is not None]
         if self.only:
             entries = [e for e in entries if e[0] in self.only]
         await self.db.run(_users, entries)

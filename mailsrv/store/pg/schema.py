@@ -5,7 +5,8 @@ do not race.  A step is never edited once released; changes are new steps.
 
 Tables (one row per ...):
 
-- ``users``: login name and ``{SCHEME}hash`` (the passwd file's schemes).
+- ``users``: login name and ``{SCHEME}hash`` (the passwd file's schemes);
+  (step 3) ``fields``: the passwd file's extra fields (``userdb_quota_rule``).
 - ``accounts``: a mailbox owner (created on first use, like a Maildir).
 - ``folders``: a mailbox: IMAP name (``/`` hierarchy), special-use,
   UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, the first UID still \\Recent, the
@@ -196,6 +197,9 @@ BEGIN
 END $$;
 CREATE TRIGGER shares_changed AFTER INSERT OR DELETE ON shares
     FOR EACH STATEMENT EXECUTE FUNCTION mailsrv_shares_changed();
+"""),
+    (3, "users' extra fields", """
+ALTER TABLE users ADD COLUMN fields jsonb NOT NULL DEFAULT '{}';
 """),
 ]
 

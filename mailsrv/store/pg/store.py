@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, BinaryIO
 
 from twisted.internet import defer, threads
@@ -33,7 +33,7 @@ from mailsrv.store.pg.folder import HEAD_BYTES, BlobReader, PgFolder
 from mailsrv.store.pg.message import PgMessageInfo
 from mailsrv.store.pg.notify import ChangeListener, SessionLocks
 from mailsrv.store.pg.shares import PgShares
-from mailsrv.store.quota import QuotaRules
+from mailsrv.store.quota import QuotaRules, rules_for
 from mailsrv.store.shared import UserView
 
 log = Logger(namespace="mailsrv.store.pg")
@@ -54,9 +54,10 @@ class PgStore:
 
     def __init__(self, dsn: str, reactor: Any = None, idle_ttl: float = 0.0, pool_size: int = 8,
                  spool_dir: str | None = None, listen: bool = True, start: bool = True,
-                 quota_rules: Callable[[str], QuotaRules] | None = None, quota_tempfail: bool = False) -> None:
-        """``quota_rules``: ``user -> QuotaRules`` (mailsrv.store.quota; None:
-        no quota); ``quota_tempfail``: over-quota is temporary (LMTP 452)."""
+                 quota_rules: Mapping[str, str] | None = None, quota_tempfail: bool = False) -> None:
+        """``quota_rules``: the configured ``quota_rule*`` values (a user's
+        ``userdb_quota_rule*`` fields in the users table replace them, as
+        in Dovecot); ``quota_tempfail``: over-quota is temporary (LMTP 452)."""
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
@@ -67,7 +68,7 @@ class PgStore:
         self.values = ValueCache()
         self.locks = SessionLocks(self.db)
         self.stats: Counter[str] = Counter()
-        self._quota_rules = quota_rules
+        self._quota_rules = dict(quota_rules or {})
         self.quota_tempfail = quota_tempfail
         self.shares = PgShares(self)
         self._sharers: dict[str, list[str]] = {}
@@ -154,6 +155,15 @@ class PgStore:
 
         return self.db.run(account_sql.sharers, users).addCallback(got)
 
+    def refresh_shares(self) -> defer.Deferred:
+        """Someone's ACLs changed who shares with whom: re-read the sharers of
+        the users seen here, and the accounts of new sharers."""
+        def opened(_: Any) -> defer.Deferred:
+            owners = {o for lst in self._sharers.values() for o in lst if self.loaded_account(o) is None}
+            return defer.gatherResults([self.open_account(o) for o in sorted(owners)], consumeErrors=True)
+
+        return self.load_sharers(list(self._sharers)).addCallback(opened)
+
     def public_account(self) -> PgAccount | None:
         """The account of the public mailboxes, once read and if it exists."""
         return self._public if self._public is not None and self._public.id is not None else None
@@ -179,9 +189,17 @@ class PgStore:
         return None
 
     def quota_rules(self, user: str) -> QuotaRules | None:
-        if self._quota_rules is None or user == PUBLIC:
+        """The owner's rules: configured ones, their user fields on top
+        (kept with the account, re-read with it)."""
+        if user == PUBLIC:
             return None
-        return self._quota_rules(user)
+        a = self._accounts.get(user)
+        if a is None:
+            return rules_for(self._quota_rules, {}, user)
+        if a.rules is None:
+            a.rules = rules_for(self._quota_rules, a.fields, user)
+        rules: QuotaRules = a.rules
+        return rules
 
     # --- live folders and notifications ---------------------------------------------------------
 
@@ -197,8 +215,7 @@ class PgStore:
         accounts: set[int] = set()
         folders: dict[int, int] = {}
         if "s" in payloads and self._sharers:
-            self.load_sharers(list(self._sharers)).addErrback(
-                lambda f: log.warn("shares not re-read: {e}", e=describe(f.value)))
+            self.refresh_shares().addErrback(lambda f: log.warn("shares not re-read: {e}", e=describe(f.value)))
         for p in payloads:
             try:
                 if p == "s":

@@ -57,14 +57,17 @@ class PgUsers:
             "SELECT password FROM users WHERE password <> '' ORDER BY created LIMIT 1").fetchone())
         return None if row is None else row[0]
 
-    def add_user(self, name: str, stored: str) -> None:
+    def add_user(self, name: str, stored: str, fields: dict[str, str] | None = None) -> None:
         """Add a user and make their account (default folders); UserExists
-        if the name is taken."""
+        if the name is taken.  ``fields``: the passwd file's extra fields
+        (``userdb_quota_rule=...``)."""
         validate_username(name)
+        from psycopg.types.json import Jsonb
 
         def add(c: Any) -> None:
-            row = c.execute("INSERT INTO users (name, password) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING "
-                            "RETURNING name", (name, stored)).fetchone()
+            row = c.execute("INSERT INTO users (name, password, fields) VALUES (%s, %s, %s) "
+                            "ON CONFLICT (name) DO NOTHING RETURNING name",
+                            (name, stored, Jsonb(fields or {}))).fetchone()
             if row is None:
                 raise UserExists(f"user {name} already exists")
             account_sql.load(c, name, create=True)
@@ -75,6 +78,18 @@ class PgUsers:
         def change(c: Any) -> None:
             if c.execute("UPDATE users SET password = %s WHERE name = %s RETURNING name",
                          (stored, name)).fetchone() is None:
+                raise NoSuchUser(f"no such user {name}")
+
+        self.db.call(change)
+
+    def set_fields(self, name: str, fields: dict[str, str]) -> None:
+        """Replace the user's extra fields (running servers read them at the
+        user's next login)."""
+        from psycopg.types.json import Jsonb
+
+        def change(c: Any) -> None:
+            if c.execute("UPDATE users SET fields = %s WHERE name = %s RETURNING name",
+                         (Jsonb(fields), name)).fetchone() is None:
                 raise NoSuchUser(f"no such user {name}")
 
         self.db.call(change)
