@@ -165,20 +165,25 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         self._pump.close()
         self.transport.loseConnection()
 
-    def _release(self) -> None:
-        """Give back the lock and the avatar; idempotent, deletes nothing."""
+    def _release(self) -> defer.Deferred[None]:
+        """Give back the lock and the avatar; idempotent, deletes nothing.
+        Fires once the lock is given back (at once, unless it is held in a
+        database): QUIT answers after that, so a client that logs in again
+        right away finds the maildrop free."""
         self.maildrop = None
         account, logout, locked = self._account, self._logout, self._locked
         self._account = self._logout = None
         self._locked = False
+        done: defer.Deferred[None] = defer.succeed(None)
         if locked and account is not None:
-            d = defer.maybeDeferred(account.release_pop3_lock)  # a Deferred where the lock is in a database
-            d.addErrback(lambda f: log.failure("releasing the POP3 lock failed", f))
+            done = defer.maybeDeferred(account.release_pop3_lock)  # a Deferred where the lock is in a database
+            done.addErrback(lambda f: log.failure("releasing the POP3 lock failed", f))
         if logout is not None:
             try:
                 logout()
             except Exception:
                 log.failure("avatar logout failed")
+        return done
 
     # -- input -----------------------------------------------------------
 
@@ -536,7 +541,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
             except Exception:
                 log.failure("POP3 UPDATE could not expunge {n} messages", n=len(deleted))
                 ok = False
-        self._release()
+        await self._release()
         if self._closing:
             return
         if ok:
