@@ -140,7 +140,8 @@ async def mixed(port: int, users: list[str], seconds: float) -> dict[str, float]
         i = 0
         while time.monotonic() < deadline:
             try:
-                count += await session(port, users[k], lat, errors, k * 100000 + i)
+                n = await session(port, users[k], lat, errors, k * 100000 + i)
+                count += n  # not "count += await ...": that reads count before waiting
             except (ConnectionError, OSError) as e:
                 errors.append(f"connection: {e!r}")
                 await asyncio.sleep(0.05)
@@ -265,7 +266,10 @@ class MailsrvTarget(Target):
                                                      [(u, stored) for u in self.users(n_users)]))
             db.close_now()
             extra = ["--dsn", dsn] + (["--workers", str(workers)] if workers else [])
-        self.server = EmbeddedServer(data, kinds=("imap", "pop3", "lmtp"), extra=extra)
+        # a deep accept queue: 100 clients reconnecting at once overflow Twisted's default of 50,
+        # and dropped SYNs come back only after a one-second retransmit
+        self.server = EmbeddedServer(data, kinds=("imap", "pop3", "lmtp"), extra=extra,
+                                     endpoint="tcp:0:interface=127.0.0.1:backlog=1024")
 
     def start(self) -> None:
         self.server.start()

@@ -111,7 +111,7 @@ def parse_listener(kind: str, desc: str) -> tuple[Listener, dict[str, str], list
 def bind(kind: str, desc: str) -> tuple[Listener, socket.socket]:
     """Create, bind and listen; the socket is inheritable (for spawnProcess)."""
     lst, opts, args = parse_listener(kind, desc)
-    backlog = int(opts.get("backlog", 128))
+    backlog = int(opts.get("backlog", 1024))  # N workers drain one queue: a deep one (the kernel caps it)
     sock = socket.socket(lst.family, socket.SOCK_STREAM)
     try:
         if lst.family == socket.AF_UNIX:
