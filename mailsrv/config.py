@@ -11,6 +11,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mailsrv.ops.limits import LimitSettings
+
 DEFAULT_DATA = "mailsrv-data"
 # Development defaults: unprivileged loopback ports.
 DEFAULT_LISTENERS = {
@@ -51,6 +53,7 @@ class Config:
     pop3_timeout: int = 600
     imap_timeout: int = 1800
     append_limit: int = 50 * 1024 * 1024
+    literal_plus: bool = True  # LITERAL+ (any size); False: LITERAL- (non-sync literals up to 4096 bytes)
     lmtp_max_size: int = 50 * 1024 * 1024
     local_domains: list[str] = field(default_factory=list)  # empty: accept any domain
     lmtp_detail_folders: bool = True
@@ -70,6 +73,10 @@ class Config:
     quota_warnings: list[int] = field(default_factory=list)
     quota_full_tempfail: bool = False
     source: str | None = None  # the ini file read, if any
+    # -- operations (issue 11): abuse limits, metrics, the admin socket
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    metrics: list[str] = field(default_factory=list)  # endpoints serving Prometheus metrics
+    admin_socket: bool = True  # DATA/.mailsrv-admin.sock for mailsrv who/kick
 
     @property
     def passwd_path(self) -> str:
@@ -103,6 +110,7 @@ def _apply(cfg: Config, p: configparser.ConfigParser) -> None:
     sections: dict[str, Callable[[Config, configparser.SectionProxy], None]] = {
         "server": _server, "listeners": _listeners, "tls": _tls, "auth": _auth,
         "pop3": _pop3, "imap": _imap, "lmtp": _lmtp, "store": _store, "quota": _quota,
+        "limits": _limits, "metrics": _metrics,
     }
     try:
         for name, apply in sections.items():
@@ -125,6 +133,8 @@ def _server(cfg: Config, s: configparser.SectionProxy) -> None:
         cfg.demo_user = _bool(s["demo_user"])
     if "workers" in s:
         cfg.workers = int(s["workers"])
+    if "admin_socket" in s:
+        cfg.admin_socket = _bool(s["admin_socket"])
 
 
 def _listeners(cfg: Config, s: configparser.SectionProxy) -> None:
@@ -167,6 +177,8 @@ def _imap(cfg: Config, s: configparser.SectionProxy) -> None:
             raise ConfigError("[imap] timeout must be at least 1800 seconds (RFC 3501)")
     if "append_limit" in s:
         cfg.append_limit = int(s["append_limit"])
+    if "literal_plus" in s:
+        cfg.literal_plus = _bool(s["literal_plus"])
 
 
 def _lmtp(cfg: Config, s: configparser.SectionProxy) -> None:
@@ -224,6 +236,32 @@ def _quota(cfg: Config, s: configparser.SectionProxy) -> None:
         parse_rules(cfg.quota_rules.values())
     except QuotaRuleError as e:
         raise ConfigError(f"[quota]: {e}") from None
+
+
+_LIMIT_KEYS = {  # [limits] key -> (LimitSettings field, type)
+    "connections_per_ip": ("connections_per_ip", int),
+    "userip_connections": ("userip_connections", int),
+    "login_timeout": ("login_timeout", float),
+    "auth_penalty_max": ("penalty_max", float),
+    "auth_ban_after": ("ban_after", int),
+    "auth_ban_time": ("ban_time", float),
+}
+
+
+def _limits(cfg: Config, s: configparser.SectionProxy) -> None:
+    for key, value in s.items():
+        if key not in _LIMIT_KEYS:
+            raise ConfigError(f"unknown key {key!r} in [limits] (known: {', '.join(_LIMIT_KEYS)})")
+        name, kind = _LIMIT_KEYS[key]
+        number = kind(value)
+        if number < 0:
+            raise ConfigError(f"[limits] {key} must not be negative (0 turns it off)")
+        setattr(cfg.limits, name, number)
+
+
+def _metrics(cfg: Config, s: configparser.SectionProxy) -> None:
+    if "listen" in s:
+        cfg.metrics = [v.strip() for v in s["listen"].split("\n") if v.strip()]
 
 
 def give_to_data_owner(config: Config, top: str) -> None:

@@ -172,7 +172,7 @@ def _candidates(name: str) -> list[str]:
     return out
 
 
-def _deliver(config: Config, name: str, folder: str, message: BinaryIO, flags: list[str]) -> bool:
+def _deliver(config: Config, name: str, folder: str, message: Any, flags: list[str]) -> bool:
     from mailsrv import delivery
     from mailsrv.store import layout
     from mailsrv.store.interfaces import StoreError

@@ -76,7 +76,7 @@ def ensure_demo_user(cfg: Config, welcome: bytes) -> str | None:
                              (hash_password(password, cfg.hash_scheme),))
                 state = account_sql.load(conn, "demo", create=True)
                 assert state is not None
-                item = NewMessage(spool(welcome % {b"user": b"demo"}), 0, [], time.time())
+                item = NewMessage(spool(welcome), 0, [], time.time())
                 folder_sql.append(conn, state.folders["INBOX"][0], [item], PgBlobs(), None, FlagDecoder())
     except psycopg.OperationalError as e:
         log.warn("mail database unavailable at start ({err}); no demo user made", err=str(e).splitlines()[0])

@@ -5,26 +5,39 @@ what the protocols meet in production."""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import tempfile
+import time
 from typing import Any
 
 from twisted.internet import defer
 from twisted.trial import unittest
+from zope.interface import implementer
 from zope.interface.verify import verifyClass, verifyObject
 
-from mailsrv.store import Store
+from mailsrv.store import Store, layout, maildir
 from mailsrv.store.crlf import to_crlf
 from mailsrv.store.interfaces import (
+    FlagsChanged,
+    FolderChanged,
+    FolderCreated,
+    FolderDeleted,
     FolderExists,
     FolderNotEmpty,
+    FolderRenamed,
     IAccount,
+    IAccountListener,
     IFolder,
     InvalidFolderName,
     IStore,
     MessageGone,
+    MessagesAdded,
+    MessagesExpunged,
     NoSuchFolder,
     StoreError,
+    SubscriptionChanged,
 )
 from tests.fakestore import FakeAccount, FakeFolder, FakeStore, make_portal
 
@@ -48,6 +61,21 @@ class Recorder:
         self.events.append(("expunged", list(uids)))
 
     def take(self) -> list[tuple[str, list[int]]]:
+        ev, self.events = self.events, []
+        return ev
+
+
+@implementer(IAccountListener)
+class AccountRecorder:
+    """An IAccountListener that writes down what it is told."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def account_event(self, account: Any, event: Any) -> None:
+        self.events.append(event)
+
+    def take(self) -> list[Any]:
         ev, self.events = self.events, []
         return ev
 
@@ -230,12 +258,11 @@ class Contract:
 
     @defer.inlineCallbacks
     def test_pop3_lock_is_exclusive(self) -> Any:
-        lock, release = self.account.acquire_pop3_lock, self.account.release_pop3_lock
-        assert (yield defer.maybeDeferred(lock)) is True  # a bool, or a Deferred firing with one
-        assert (yield defer.maybeDeferred(lock)) is False
-        yield defer.maybeDeferred(release)
-        assert (yield defer.maybeDeferred(lock)) is True
-        yield defer.maybeDeferred(release)
+        assert (yield self.account.acquire_pop3_lock()) is True
+        assert (yield self.account.acquire_pop3_lock()) is False
+        yield self.account.release_pop3_lock()
+        assert (yield self.account.acquire_pop3_lock()) is True
+        yield self.account.release_pop3_lock()
 
     @defer.inlineCallbacks
     def test_open_account_and_prefetch(self) -> Any:
@@ -259,6 +286,92 @@ class Contract:
         yield self.inbox.expunge([uid])
         with self.assertRaises(MessageGone):
             self.inbox.pop3_uidl(uid)
+
+
+    @defer.inlineCallbacks
+    def test_account_events_itemise_message_changes_in_every_folder(self) -> Any:
+        rec = AccountRecorder()
+        assert verifyObject(IAccountListener, rec)
+        self.account.add_account_listener(rec)
+        self.account.add_account_listener(rec)  # once only
+        a = yield self.inbox.append(MSG)
+        yield self.inbox.store_flags([a], ["\\Seen"], "+")
+        yield self.inbox.expunge([a])
+        # a delivery into a folder no session has open is told too
+        b = yield self.account.deliver("Trash", MSG2)
+        assert rec.take() == [MessagesAdded("INBOX", (a,)), FlagsChanged("INBOX", (a,)),
+                              MessagesExpunged("INBOX", (a,)), MessagesAdded("Trash", (b,))]
+        self.account.remove_account_listener(rec)
+        yield self.inbox.append(MSG)
+        assert rec.take() == []
+
+    @defer.inlineCallbacks
+    def test_account_events_for_the_folder_list_and_subscriptions(self) -> Any:
+        rec = AccountRecorder()
+        self.account.add_account_listener(rec)
+        yield self.account.create_folder("Lists/x")
+        assert rec.take() == [FolderCreated("Lists"), FolderCreated("Lists/x")]
+        yield self.account.rename_folder("Lists", "Old")
+        assert rec.take() == [FolderRenamed("Lists", "Old"), FolderRenamed("Lists/x", "Old/x")]
+        self.account.subscribe("Old/x")
+        self.account.subscribe("Old/x")
+        self.account.unsubscribe("Old/x")
+        assert rec.take() == [SubscriptionChanged("Old/x", True), SubscriptionChanged("Old/x", False)]
+        yield self.account.delete_folder("Old/x")
+        assert rec.take()[-1] == FolderDeleted("Old/x")
+
+    @defer.inlineCallbacks
+    def test_poll_folders_is_quiet_without_changes(self) -> Any:
+        rec = AccountRecorder()
+        self.account.add_account_listener(rec)
+        yield self.account.poll_folders(["INBOX", "Trash", "Nope", "bad//name"])
+        yield self.account.poll_folders(["INBOX", "Trash"])
+        assert rec.take() == []
+
+
+    @defer.inlineCallbacks
+    def test_mailboxid_stays_through_rename_and_is_new_after_recreate(self) -> Any:
+        yield self.account.create_folder("Projects")
+        f = yield self.account.open_folder("Projects")
+        mid = f.mailboxid
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,255}", mid) and mid != self.inbox.mailboxid
+        yield self.account.rename_folder("Projects", "Done")
+        f2 = yield self.account.open_folder("Done")
+        assert f2.mailboxid == mid
+        yield self.account.delete_folder("Done")
+        yield self.account.create_folder("Done")
+        f3 = yield self.account.open_folder("Done")
+        assert f3.mailboxid != mid
+
+    @defer.inlineCallbacks
+    def test_save_date(self) -> Any:
+        before = time.time() - 2
+        uid = yield self.inbox.append(MSG, [], 1000000000.0)
+        saved = self.inbox.save_date(uid)
+        assert saved is not None and before <= saved <= time.time() + 2  # not the internal date
+        yield self.inbox.store_flags([uid], ["\\Seen"], "+")
+        assert self.inbox.save_date(uid) == saved  # a flag change does not move it
+        yield self.inbox.expunge([uid])
+        assert self.inbox.save_date(uid) is None
+
+    @defer.inlineCallbacks
+    def test_special_use_given_follows_rename_and_goes_with_delete(self) -> Any:
+        yield self.account.create_folder("Old mail")
+        assert self.account.special_use("Old mail") is None
+        self.account.set_special_use("Old mail", "\\archive")
+        assert self.account.special_use("Old mail") == "\\Archive"
+        with self.assertRaises(InvalidFolderName):
+            self.account.set_special_use("Old mail", "\\Flagged")
+        with self.assertRaises(NoSuchFolder):
+            self.account.set_special_use("Nope", "\\Junk")
+        yield self.account.rename_folder("Old mail", "Older")
+        assert self.account.special_use("Older") == "\\Archive" and self.account.special_use("Old mail") is None
+        yield self.account.delete_folder("Older")
+        yield self.account.create_folder("Older")
+        assert self.account.special_use("Older") is None
+        self.account.set_special_use("Older", "\\Junk")
+        self.account.set_special_use("Older", None)
+        assert self.account.special_use("Older") is None
 
 
 class FakeStoreContract(Contract, unittest.TestCase):
@@ -322,3 +435,17 @@ class MaildirStoreContract(Contract, unittest.TestCase):
         store = Store(data)
         self.addCleanup(store.close)
         return store
+
+    @defer.inlineCallbacks
+    def test_poll_notices_another_process_in_a_folder_nobody_has_open(self) -> Any:
+        rec = AccountRecorder()
+        self.account.add_account_listener(rec)
+        yield self.account.poll_folders(["Trash"])  # the first poll remembers
+        path = layout.folder_dir(self.store.data_dir, "alice", "Trash")
+        maildir.deliver(path, MSG)  # as `mailsrv deliver` in another process
+        st = os.stat(os.path.join(path, "new"))
+        os.utime(os.path.join(path, "new"), ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        yield self.account.poll_folders(["Trash"])
+        assert rec.take() == [FolderChanged("Trash")]
+        yield self.account.poll_folders(["Trash"])
+        assert rec.take() == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mailsrv.imap import commands as C
 from mailsrv.imap import flags as F
-from mailsrv.imap import render
+from mailsrv.imap import render, rev2, utf8
 from mailsrv.imap.context import Context, Handlers
 from mailsrv.imap.fetch import fetch, target
 from mailsrv.imap.results import SELECTED_ONLY, Result, bad, no, ok
@@ -158,6 +158,10 @@ def _esearch(cmd: C.Search, numbers: list[int]) -> bytes:
 async def search(ctx: Context, cmd: C.Search) -> Result:
     """SEARCH / UID SEARCH, answered as SEARCH or, with RETURN, ESEARCH."""
     sel = ctx.mailbox
+    if cmd.charset is not None and utf8.enabled(ctx):
+        return bad("CHARSET is not allowed after ENABLE UTF8=ACCEPT")
+    if cmd.return_opts is None and rev2.active(ctx):
+        cmd.return_opts = ["ALL"]  # IMAP4rev2 answers SEARCH with ESEARCH
     if cmd.charset not in (None, "UTF-8", "US-ASCII"):
         return no("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
     infos = sel.infos()

@@ -20,11 +20,12 @@ from twisted.logger import Logger
 
 from mailsrv.imap import commands as C
 from mailsrv.imap import fetchdata as fd
-from mailsrv.imap import render
+from mailsrv.imap import fetchext, render
 from mailsrv.imap.context import Context
 from mailsrv.imap.results import Result, bad, no, ok
 from mailsrv.imap.seqset import SeqSet, resolve_seq, resolve_uid, seq_in_range
 from mailsrv.imap.session import SelectedMailbox
+from mailsrv.imap.utf8 import downgrade_envelope
 from mailsrv.store.crlf import CRLFEncoder, to_crlf
 from mailsrv.store.interfaces import IFolder, MessageGone, MessageInfo
 
@@ -129,6 +130,9 @@ class Plan:
 
     def _maker(self, a: C.FetchAtt) -> Maker:
         folder, n = self.folder, a.name
+        ext = fetchext.maker(self, a)  # EMAILID THREADID SAVEDATE PREVIEW
+        if ext is not None:
+            return ext
         if n == "UID":
             return lambda info, pre: b"UID %d" % info.uid
         if n == "FLAGS":
@@ -138,7 +142,10 @@ class Plan:
         if n == "RFC822.SIZE":
             return lambda info, pre: b"RFC822.SIZE %d" % info.size
         if n == "ENVELOPE":
-            return self._cached(b"ENVELOPE ", fd.ENVELOPE, lambda info: fd.envelope(folder, info))
+            env = self._cached(b"ENVELOPE ", fd.ENVELOPE, lambda info: fd.envelope(folder, info))
+            if self.sel.utf8:
+                return env
+            return lambda info, pre: downgrade_envelope(env(info, pre))  # type: ignore[arg-type]  # never a stream
         if n == "BODYSTRUCTURE":
             return self._cached(b"BODYSTRUCTURE ", fd.BODYSTRUCTURE,
                                 lambda info: fd.bodystructure(folder, info, True))

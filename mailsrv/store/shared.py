@@ -245,17 +245,38 @@ class UserView:
         d: defer.Deferred[int] = t.account.deliver(t.folder, source, flags)
         return d
 
-    def acquire_pop3_lock(self) -> bool | defer.Deferred[bool]:
-        """The owner's answer as it comes: a bool, or a Deferred firing with
-        one (a lock held in a database); never a Deferred taken for True."""
+    def acquire_pop3_lock(self) -> defer.Deferred[bool]:
         if self.own is None:
-            return False
-        return self.own.acquire_pop3_lock()
+            return defer.succeed(False)
+        d: defer.Deferred[bool] = self.own.acquire_pop3_lock()
+        return d
 
-    def release_pop3_lock(self) -> defer.Deferred[None] | None:
+    def release_pop3_lock(self) -> defer.Deferred[None]:
+        if self.own is None:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = self.own.release_pop3_lock()
+        return d
+
+    # -- account events (NOTIFY) and special use (issue 12): the user's own folders
+    def add_account_listener(self, listener: Any) -> None:
         if self.own is not None:
-            return self.own.release_pop3_lock()
-        return None
+            self.own.add_account_listener(listener)
+
+    def remove_account_listener(self, listener: Any) -> None:
+        if self.own is not None:
+            self.own.remove_account_listener(listener)
+
+    def poll_folders(self, names: Iterable[str]) -> defer.Deferred[None]:
+        own = [n for n in names if not n.startswith((OTHER_USERS_PREFIX, PUBLIC_PREFIX))]
+        if self.own is None or not own:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = self.own.poll_folders(own)
+        return d
+
+    def set_special_use(self, name: str, use: str | None) -> None:
+        if self.own is None or name.startswith((OTHER_USERS_PREFIX, PUBLIC_PREFIX)):
+            raise NoPermission(f"Permission denied: special use of {name}")
+        self.own.set_special_use(name, use)
 
     def quota(self) -> defer.Deferred[QuotaRoot | None]:
         if self.own is None:

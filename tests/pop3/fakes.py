@@ -105,15 +105,16 @@ class FakeAccount:
             return defer.fail(StoreError("cannot open"))
         return defer.succeed(self.inbox)
 
-    def acquire_pop3_lock(self) -> bool:
+    def acquire_pop3_lock(self):
         if self.locked:
-            return False
+            return defer.succeed(False)
         self.locked = True
-        return True
+        return defer.succeed(True)
 
-    def release_pop3_lock(self) -> None:
+    def release_pop3_lock(self):
         assert self.locked, "released a lock that was not held"
         self.locked = False
+        return defer.succeed(None)
 
 
 @implementer(portalmod.IRealm)

@@ -24,17 +24,24 @@ from zope.interface import implementer
 from mailsrv.store import acl as aclmod
 from mailsrv.store import layout
 from mailsrv.store.acl import Acl
+from mailsrv.store.events import AccountListeners
 from mailsrv.store.flags import normalize_flags
 from mailsrv.store.groupcommit import GroupCommit
 from mailsrv.store.interfaces import (
+    FolderChanged,
+    FolderCreated,
+    FolderDeleted,
     FolderExists,
     FolderNotEmpty,
+    FolderRenamed,
     IAccount,
     InvalidFolderName,
+    MessagesAdded,
     NoSuchFolder,
     QuotaResource,
     QuotaRoot,
     StoreError,
+    SubscriptionChanged,
 )
 from mailsrv.store.layout import INBOX, SEP
 from mailsrv.store.pg import account_sql, folder_sql
@@ -48,6 +55,7 @@ from mailsrv.store.quota import ROOT_NAME
 
 log = Logger(namespace="mailsrv.store.pg")
 
+SPECIAL_USES = ("\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash")
 POP3_LOCK_SPACE = 0x504F5033 << 32  # 'POP3' in the high half of the advisory lock key
 
 
@@ -83,6 +91,8 @@ class PgAccount:
         self._batches: dict[int, GroupCommit] = {}
         self._decode = FlagDecoder()
         self._pop3_locked = False
+        self._account_listeners = AccountListeners(self)
+        self._renamed: dict[str, str] = {}  # old -> new of a rename of ours, for the next adopt's events
 
     # --- loading ---------------------------------------------------------------------------
     #
@@ -163,6 +173,8 @@ class PgAccount:
         if self.id is None:
             self.id = state.id
             self.store.account_loaded(self)
+        if self._loaded and self._account_listeners:
+            self._tell_changes(state)
         self._folders = state.folders
         self._subs = state.subscriptions
         if state.acls != self._acls:
@@ -178,6 +190,66 @@ class PgAccount:
             elif new_name != f.name:
                 f.name = new_name
         self._live = {f.name: f for f in self._live.values() if f.id in by_id}
+
+    # --- account events (NOTIFY) ----------------------------------------------------------------
+
+    def add_account_listener(self, listener: Any) -> None:
+        self._account_listeners.add(listener)
+
+    def remove_account_listener(self, listener: Any) -> None:
+        self._account_listeners.remove(listener)
+
+    def folder_news(self, folder: Any, what: str, uids: list[int]) -> None:
+        self._account_listeners.folder_news(folder, what, uids)
+
+    def folder_changed(self, fid: int) -> None:
+        """A folder no session here has open changed (a NOTIFY): told as
+        FolderChanged (its listeners read the counters again)."""
+        if self._account_listeners:
+            name = next((n for n, (i, _u) in self._folders.items() if i == fid), None)
+            if name is not None:
+                self._account_listeners.tell(FolderChanged(name))
+
+    def has_account_listeners(self) -> bool:
+        return bool(self._account_listeners)
+
+    def _tell_changes(self, state: AccountState) -> None:
+        """Folder-list and subscription events between what we knew and
+        ``state`` (renames of ours as renames, the rest as create/delete)."""
+        old, new = set(self._folders), set(state.folders)
+        renamed, self._renamed = self._renamed, {}
+        for o, n in sorted(renamed.items()):
+            if o in old and n in new:
+                self._account_listeners.tell(FolderRenamed(o, n))
+                old.discard(o)
+                new.discard(n)
+        for name in sorted(new - old):
+            self._account_listeners.tell(FolderCreated(name))
+        for name in sorted(old - new):
+            self._account_listeners.tell(FolderDeleted(name))
+        before, after = set(self._subs), set(state.subscriptions)
+        for name in sorted(after - before):
+            self._account_listeners.tell(SubscriptionChanged(name, True))
+        for name in sorted(before - after):
+            self._account_listeners.tell(SubscriptionChanged(name, False))
+
+    def poll_folders(self, names: Iterable[str]) -> defer.Deferred:
+        """Nothing to look for: every change, by any process, is pushed
+        (NOTIFY) to live folders and, as FolderChanged, to account listeners."""
+        return defer.succeed(None)
+
+    def set_special_use(self, name: str, use: str | None) -> None:
+        """(CREATE-SPECIAL-USE) Kept in memory at once, stored behind."""
+        if use is not None and use not in SPECIAL_USES:
+            raise InvalidFolderName(f"not a special use this server sets: {use}")
+        self._need_loaded()
+        name = layout.canonical(name)
+        meta = self._folders.get(name)
+        if meta is None:
+            raise NoSuchFolder(f"no folder {name}")
+        self._folders[name] = (meta[0], use)
+        d = self.store.db.run(account_sql.set_special_use, self.id, name, use)
+        d.addErrback(lambda f: log.warn("special use of {n} not stored: {e}", n=name, e=describe(f.value)))
 
     def _need_loaded(self) -> None:
         """The synchronous methods answer from memory; an account nobody
@@ -320,6 +392,8 @@ class PgAccount:
 
         def renamed(result: tuple[dict[int, str], AccountState]) -> None:
             moved, state = result
+            by_id = {i: n for n, (i, _u) in self._folders.items()}
+            self._renamed = {by_id[i]: n for i, n in moved.items() if i in by_id}
             for f in self._live.values():
                 if f.id in moved:
                     f.name = moved[f.id]
@@ -359,11 +433,7 @@ class PgAccount:
         return self._subscribe(name, False)
 
     def _subscribe(self, name: str, on: bool) -> defer.Deferred:
-        if self._loaded:
-            if on and name not in self._subs:
-                self._subs.append(name)
-            elif not on and name in self._subs:
-                self._subs.remove(name)
+        """Stored, then the fresh list adopted (the account listeners hear it)."""
         return self._mutate(lambda: self.store.db.run(account_sql.subscribe, self.id, name, on)
                             .addCallback(self._adopt))
 
@@ -404,7 +474,15 @@ class PgAccount:
     def _store_batch(self, fid: int, items: list[NewMessage], quota: QuotaCheck | None = None) -> defer.Deferred:
         """Deliveries into a folder no session has open: no change feed to apply."""
         d = self.store.db.run(folder_sql.append, fid, items, self.store.blobs, None, self._decode, quota)
-        d.addCallback(lambda result: result[0])
+
+        def stored(result: tuple[list[int], Any]) -> list[int]:
+            uids = result[0]
+            name = next((n for n, (i, _u) in self._folders.items() if i == fid), None)
+            if name is not None and self._account_listeners:
+                self._account_listeners.tell(MessagesAdded(name, tuple(uids)))
+            return uids
+
+        d.addCallback(stored)
 
         def cleanup(result: Any) -> Any:
             for it in items:

@@ -154,8 +154,8 @@ def rename_inbox(conn: Any, aid: int, inbox: int, new: str, since: int,
     if uids:
         new_uids = list(range(1, len(uids) + 1))
         conn.execute(
-            "INSERT INTO messages (folder_id, uid, blob_id, flags, keywords, internaldate, size, modseq) "
-            "SELECT %s, t.n, m.blob_id, m.flags, m.keywords, m.internaldate, m.size, 2 "
+            "INSERT INTO messages (folder_id, uid, blob_id, flags, keywords, internaldate, size, modseq, saved) "
+            "SELECT %s, t.n, m.blob_id, m.flags, m.keywords, m.internaldate, m.size, 2, extract(epoch FROM now()) "
             "FROM unnest(%s::bigint[], %s::bigint[]) AS t(o, n) JOIN messages m ON m.folder_id = %s AND m.uid = t.o",
             (target, uids, new_uids, inbox))
         conn.execute("UPDATE folders SET uidnext = %s, highestmodseq = 2, keywords = %s::text[], "
@@ -163,6 +163,10 @@ def rename_inbox(conn: Any, aid: int, inbox: int, new: str, since: int,
                      "WHERE id = %s", (len(uids) + 1, st.keywords, target, len(uids), target))
         folder_sql.expunge(conn, inbox, uids, since, decode)
     return read(conn, aid), folder_sql.delta(conn, inbox, since, decode, fresh=False)
+
+
+def set_special_use(conn: Any, aid: int, name: str, use: str | None) -> None:
+    conn.execute("UPDATE folders SET special_use = %s WHERE account_id = %s AND name = %s", (use, aid, name))
 
 
 def subscribe(conn: Any, aid: int, name: str, on: bool) -> AccountState:

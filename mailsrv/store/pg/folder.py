@@ -106,6 +106,8 @@ class PgFolder:
         self._loaded = False
         self._load_waiters: list[defer.Deferred] = []
         self.rights = RIGHTS  # the owner's own object (a user view wraps it for others)
+        self.mailboxid = f"pg{fid}"  # RFC 8474: the row's, so it stays through RENAME, a new folder gets another
+        self.instant_notice = True  # other processes' changes are pushed (NOTIFY): IDLE need not poll often
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -158,9 +160,9 @@ class PgFolder:
         self.highestmodseq = self.synced = st.highestmodseq
         self._first_recent = st.first_recent_uid
         self._keywords = st.keywords
-        self._listeners.tell(self, EXPUNGED, expunged)
-        self._listeners.tell(self, ADDED, added)
-        self._listeners.tell(self, FLAGS, changed)
+        for what, uids in ((EXPUNGED, expunged), (ADDED, added), (FLAGS, changed)):
+            self._listeners.tell(self, what, uids)
+            self.account.folder_news(self, what, uids)
 
     def _merge(self, infos: list[PgMessageInfo], first_recent: int) -> tuple[list[int], list[int]]:
         msgs = self._msgs
@@ -196,6 +198,7 @@ class PgFolder:
         self.gone = True
         self.store.forget_folder(self)
         self._listeners.tell(self, EXPUNGED, gone)
+        self.account.folder_news(self, EXPUNGED, gone)
 
     def notified(self, modseq: int) -> None:
         """A NOTIFY for this folder arrived."""
@@ -260,6 +263,12 @@ class PgFolder:
         if f is not None:
             return f
         return self.store.blocking_reader(m.blob, m.size)
+
+    def save_date(self, uid: int) -> float | None:
+        m = self._msgs.get(uid)
+        if m is None:
+            return None
+        return m.saved if m.saved is not None else m.internaldate
 
     def pop3_uidl(self, uid: int) -> str:
         m = self._info(uid)

@@ -180,8 +180,8 @@ def append(conn: Any, fid: int, items: Sequence[NewMessage], blobs: BlobBackend,
     modseq = st.highestmodseq + 1
     _new_keywords(conn, fid, st, {k for it in items for k in it.keywords})
     conn.execute(
-        "INSERT INTO messages (folder_id, uid, blob_id, flags, keywords, internaldate, size, modseq, pop3_uidl) "
-        "SELECT %s, u, b, f, string_to_array(k, ' '), d, s, %s, p "
+        "INSERT INTO messages (folder_id, uid, blob_id, flags, keywords, internaldate, size, modseq, pop3_uidl, "
+        "saved) SELECT %s, u, b, f, string_to_array(k, ' '), d, s, %s, p, extract(epoch FROM now()) "
         "FROM unnest(%s::bigint[], %s::bigint[], %s::smallint[], %s::text[], %s::float8[], %s::bigint[], "
         "%s::text[]) AS t(u, b, f, k, d, s, p)",
         (fid, modseq, uids, blob_ids, [it.bits for it in items], [" ".join(it.keywords) for it in items],
@@ -265,8 +265,8 @@ def copy(conn: Any, src: int, uids: Sequence[int], dst: int, since: int | None,
     modseq = st.highestmodseq + 1
     _new_keywords(conn, dst, st, {k for r in rows for k in (r[1] or ())})
     conn.execute(
-        "INSERT INTO messages (folder_id, uid, blob_id, flags, keywords, internaldate, size, modseq) "
-        "SELECT %s, t.n, m.blob_id, m.flags, m.keywords, m.internaldate, m.size, %s "
+        "INSERT INTO messages (folder_id, uid, blob_id, flags, keywords, internaldate, size, modseq, saved) "
+        "SELECT %s, t.n, m.blob_id, m.flags, m.keywords, m.internaldate, m.size, %s, extract(epoch FROM now()) "
         "FROM unnest(%s::bigint[], %s::bigint[]) AS t(o, n) JOIN messages m ON m.folder_id = %s AND m.uid = t.o",
         (dst, modseq, src_uids, new_uids, src))
     conn.execute("UPDATE folders SET uidnext = %s, highestmodseq = %s, storage = storage + %s, "

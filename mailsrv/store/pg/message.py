@@ -18,10 +18,10 @@ class PgMessageInfo(MessageInfo):
     mutated once made: a flag change makes a new object, so snapshots
     handed out stay snapshots."""
 
-    __slots__ = ("blob", "pop3")
+    __slots__ = ("blob", "pop3", "saved")
 
     def __init__(self, uid: int, size: int, internaldate: float, flags: frozenset, modseq: int,
-                 blob: int, pop3: str | None) -> None:
+                 blob: int, pop3: str | None, saved: float | None = None) -> None:
         self.uid = uid
         self.key = str(uid)
         self.size = size
@@ -30,6 +30,7 @@ class PgMessageInfo(MessageInfo):
         self.modseq = modseq
         self.blob = blob
         self.pop3 = pop3
+        self.saved = saved
 
 
 def split_flags(flags: Iterable[str]) -> tuple[int, list[str]]:
@@ -62,10 +63,10 @@ class FlagDecoder:
         return f
 
 
-Row = tuple[int, int, int, list, float, int, int, "str | None"]
-COLUMNS = "uid, blob_id, flags, keywords, internaldate, size, modseq, pop3_uidl"
+Row = tuple[int, int, int, list, float, int, int, "str | None", "float | None"]
+COLUMNS = "uid, blob_id, flags, keywords, internaldate, size, modseq, pop3_uidl, saved"
 
 
 def info_from_row(row: Row, decode: FlagDecoder) -> PgMessageInfo:
-    uid, blob, bits, keywords, idate, size, modseq, pop3 = row
-    return PgMessageInfo(uid, size, idate, decode(bits, keywords), modseq, blob, pop3)
+    uid, blob, bits, keywords, idate, size, modseq, pop3, saved = row
+    return PgMessageInfo(uid, size, idate, decode(bits, keywords), modseq, blob, pop3, saved)

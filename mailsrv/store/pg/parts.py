@@ -70,5 +70,8 @@ class FolderOwner(Protocol):
     def folder_idle(self, folder: Any) -> None:
         """The folder's last listener left."""
 
+    def folder_news(self, folder: Any, what: str, uids: list[int]) -> None:
+        """Tell the account's listeners (NOTIFY) what the folder told its own."""
+
     def quota_check(self, folder: str) -> Any:
         """The QuotaCheck for storing into ``folder``, or None (no limit)."""

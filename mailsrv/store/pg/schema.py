@@ -5,6 +5,8 @@ do not race.  A step is never edited once released; changes are new steps.
 
 Tables (one row per ...):
 
+- ``messages.saved`` (step 4): when the message was saved into its folder
+  (RFC 8514 SAVEDATE; rows from before it: NULL, the internal date stands in).
 - ``users``: login name and ``{SCHEME}hash`` (the passwd file's schemes);
   (step 3) ``fields``: the passwd file's extra fields (``userdb_quota_rule``).
 - ``accounts``: a mailbox owner (created on first use, like a Maildir).
@@ -200,6 +202,9 @@ CREATE TRIGGER shares_changed AFTER INSERT OR DELETE ON shares
 """),
     (3, "users' extra fields", """
 ALTER TABLE users ADD COLUMN fields jsonb NOT NULL DEFAULT '{}';
+"""),
+    (4, "save dates", """
+ALTER TABLE messages ADD COLUMN saved double precision;
 """),
 ]
 

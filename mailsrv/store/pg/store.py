@@ -232,10 +232,14 @@ class PgStore:
             a = self._by_account_id.get(aid)
             if a is not None:
                 a.notified()
+        watching = [a for a in self._by_account_id.values() if a.has_account_listeners()]
         for fid, modseq in folders.items():
             folder = self._folders.get(fid)
             if folder is not None:
                 folder.notified(modseq)
+            else:
+                for a in watching:
+                    a.folder_changed(fid)
 
     def _listening(self) -> None:
         """(Re)connected to the change feed: notifications may have been
