@@ -443,6 +443,8 @@ def _check_data_folder(args: argparse.Namespace, config: Config) -> None:
     command = args.command
     if command not in NEEDS_DATA and (command, getattr(args, "user_command", None)) not in NEEDS_DATA_ACTIONS:
         return
+    if config.store_backend == "postgresql" and command in ("user", "deliver", "shared"):
+        return  # users and mail are in the database
     if not os.path.isdir(config.data_dir):
         where = "--data" if getattr(args, "data", None) else (f"[server] data in {config.source}" if config.source
                                                                else "the default ./mailsrv-data (or --data)")
