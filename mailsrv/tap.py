@@ -407,14 +407,8 @@ class MailService(service.MultiService):
         from mailsrv.ops.process import raise_fd_limit
 
         raise_fd_limit()  # before the switch to --uid: only root may raise the hard limit
-        try:
-            super().privilegedStartService()
-        except StartupError as e:
-            self.startup.fail([e.problem], logging=True)
-        configured = [k for k in configmod.LISTENER_KINDS if self.config.endpoints(k)]
-        for kind in configmod.LISTENER_KINDS:
-            if kind not in configured:
-                log.info("mailsrv {kind} is off (no {kind} listener configured)", kind=kind)
+        # The demo password goes to the log before the listening lines: whoever
+        # waits for those (a person, a test) has seen it.
         if self.demo_password is not None:
             from mailsrv.auth.passwd import demo_password_path
 
@@ -424,6 +418,14 @@ class MailService(service.MultiService):
                 how="created" if self.demo_created else "still have", password=self.demo_password,
                 path=demo_password_path(self.config), data=self.config.data_dir,
             )
+        try:
+            super().privilegedStartService()
+        except StartupError as e:
+            self.startup.fail([e.problem], logging=True)
+        configured = [k for k in configmod.LISTENER_KINDS if self.config.endpoints(k)]
+        for kind in configmod.LISTENER_KINDS:
+            if kind not in configured:
+                log.info("mailsrv {kind} is off (no {kind} listener configured)", kind=kind)
 
     def startService(self) -> None:
         start = getattr(self.store, "start", None)  # a database store starts its threads now, after twistd forked
