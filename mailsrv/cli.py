@@ -158,6 +158,13 @@ def _user_add(args: argparse.Namespace, config: Config) -> int:
     from mailsrv.auth.passwd import UserExists
 
     name = _username(args.name)
+    if config.store_backend == "postgresql":
+        from mailsrv import pgcli
+
+        if pgcli.user_exists(config, name):
+            raise UserExists(f"user {name} already exists")
+        print(pgcli.user_add(config, name, _hash(_read_password(), config)))
+        return EX_OK
     if name in RESERVED_NAMES:
         raise CliError(f"user name {name!r} is reserved (the server keeps {name!r} in the data folder)")
     home = _user_dir(config, name)
@@ -184,6 +191,14 @@ def _user_passwd(args: argparse.Namespace, config: Config) -> int:
     from mailsrv.auth.passwd import NoSuchUser
 
     name = _username(args.name)
+    if config.store_backend == "postgresql":
+        from mailsrv import pgcli
+
+        if not pgcli.user_exists(config, name):
+            raise NoSuchUser(f"no such user {name}")
+        pgcli.user_passwd(config, name, _hash(_read_password(), config))
+        print(f"password of {name} changed")
+        return EX_OK
     passwd = _passwd(config)
     if passwd.lookup(name) is None:
         raise NoSuchUser(f"no such user {name}")
@@ -195,6 +210,11 @@ def _user_passwd(args: argparse.Namespace, config: Config) -> int:
 
 def _user_del(args: argparse.Namespace, config: Config) -> int:
     name = _username(args.name)
+    if config.store_backend == "postgresql":
+        from mailsrv import pgcli
+
+        print(pgcli.user_del(config, name, args.purge))
+        return EX_OK
     _passwd(config).remove_user(name)
     _forget_demo_password(config, name)
     home = _user_dir(config, name)
@@ -210,7 +230,13 @@ def _user_del(args: argparse.Namespace, config: Config) -> int:
 
 
 def _user_list(args: argparse.Namespace, config: Config) -> int:
-    for name in _passwd(config).users():
+    if config.store_backend == "postgresql":
+        from mailsrv import pgcli
+
+        names = pgcli.user_list(config)
+    else:
+        names = _passwd(config).users()
+    for name in names:
         print(name)
     return EX_OK
 
@@ -254,6 +280,10 @@ def _deliver(args: argparse.Namespace, config: Config) -> int:
     flags: list[str] = []
     for f in args.flags or ():
         flags.extend(f.split())
+    if config.store_backend == "postgresql":
+        from mailsrv import pgcli
+
+        return pgcli.deliver_command(config, name, args.folder, flags, sys.stdin.buffer)
     return int(deliver_command(config, name, args.folder, flags, sys.stdin.buffer))
 
 
@@ -368,6 +398,8 @@ COMMANDS: dict[str, Callable[[Any, argparse.ArgumentParser], None]] = {
     "deliver": build_deliver,
     "config": build_config,
     "admin": lambda sub, common: _register("mailsrv.admin", sub, common),
+    "migrate": lambda sub, common: _pgcli().build_migrate(sub, common),
+    "export": lambda sub, common: _pgcli().build_export(sub, common),
     "quota": lambda sub, common: _register("mailsrv.admin.quota", sub, common),
     "shared": lambda sub, common: _register("mailsrv.admin.shared", sub, common),
     "demo": lambda sub, common: _register("mailsrv.demo", sub, common),
@@ -378,6 +410,13 @@ COMMANDS: dict[str, Callable[[Any, argparse.ArgumentParser], None]] = {
 # so instead of acting on nothing (user add, config check and demo do not).
 NEEDS_DATA = frozenset({"who", "kick", "mailbox", "check", "import"})  # deliver: mailsrv.delivery
 NEEDS_DATA_ACTIONS = frozenset({("user", "passwd"), ("user", "del"), ("user", "list")})
+
+
+def _pgcli() -> Any:
+    """migrate/export live with the PostgreSQL tools (imported on use)."""
+    from mailsrv import pgcli
+
+    return pgcli
 
 
 def _register(module: str, subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -404,6 +443,8 @@ def _check_data_folder(args: argparse.Namespace, config: Config) -> None:
     command = args.command
     if command not in NEEDS_DATA and (command, getattr(args, "user_command", None)) not in NEEDS_DATA_ACTIONS:
         return
+    if config.store_backend == "postgresql" and command in ("user", "deliver", "shared"):
+        return  # users and mail are in the database
     if not os.path.isdir(config.data_dir):
         where = "--data" if getattr(args, "data", None) else (f"[server] data in {config.source}" if config.source
                                                                else "the default ./mailsrv-data (or --data)")

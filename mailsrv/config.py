@@ -61,6 +61,12 @@ class Config:
     hash_scheme: str = "ARGON2ID"
     demo_user: bool = True
     trace: bool = False
+    # [store]: 'maildir' (default: files under data_dir, one process) or
+    # 'postgresql' (store_dsn; any number of processes and nodes).
+    store_backend: str = "maildir"
+    store_dsn: str | None = None
+    store_pool: int = 8  # database connections (and query threads) per process
+    workers: int = 0  # [server] workers: processes sharing the listeners (postgresql only)
     # quota (issue 12): Dovecot quota_rule values by key (quota_rule, quota_rule2...),
     # percentages that log a warning when crossed, 4xx instead of 5xx when full
     quota_rules: dict[str, str] = field(default_factory=dict)
@@ -103,7 +109,8 @@ def _apply(cfg: Config, p: configparser.ConfigParser) -> None:
     """Each known section onto ``cfg``; a bad value is one ConfigError."""
     sections: dict[str, Callable[[Config, configparser.SectionProxy], None]] = {
         "server": _server, "listeners": _listeners, "tls": _tls, "auth": _auth,
-        "pop3": _pop3, "imap": _imap, "lmtp": _lmtp, "quota": _quota, "limits": _limits, "metrics": _metrics,
+        "pop3": _pop3, "imap": _imap, "lmtp": _lmtp, "store": _store, "quota": _quota,
+        "limits": _limits, "metrics": _metrics,
     }
     try:
         for name, apply in sections.items():
@@ -124,6 +131,8 @@ def _server(cfg: Config, s: configparser.SectionProxy) -> None:
         cfg.trace = _bool(s["trace"])
     if "demo_user" in s:
         cfg.demo_user = _bool(s["demo_user"])
+    if "workers" in s:
+        cfg.workers = int(s["workers"])
     if "admin_socket" in s:
         cfg.admin_socket = _bool(s["admin_socket"])
 
@@ -179,6 +188,31 @@ def _lmtp(cfg: Config, s: configparser.SectionProxy) -> None:
         cfg.local_domains = [d.strip().lower() for d in s["domains"].replace(",", " ").split()]
     if "detail_folders" in s:
         cfg.lmtp_detail_folders = _bool(s["detail_folders"])
+
+
+STORE_BACKENDS = ("maildir", "postgresql")
+
+
+def _store(cfg: Config, s: configparser.SectionProxy) -> None:
+    if "backend" in s:
+        cfg.store_backend = s["backend"].strip().lower()
+    if "dsn" in s:
+        cfg.store_dsn = s["dsn"].strip() or None
+    if "pool_size" in s:
+        cfg.store_pool = int(s["pool_size"])
+    check_store(cfg)
+
+
+def check_store(cfg: Config) -> None:
+    """The [store] settings make sense together (also after command-line options)."""
+    if cfg.store_backend not in STORE_BACKENDS:
+        raise ConfigError(f"[store] backend must be one of {', '.join(STORE_BACKENDS)}")
+    if cfg.store_backend == "postgresql" and not cfg.store_dsn:
+        raise ConfigError("[store] backend = postgresql needs dsn = postgresql://user@host/database")
+    if cfg.store_pool < 1:
+        raise ConfigError("[store] pool_size must be at least 1")
+    if cfg.workers < 0:
+        raise ConfigError("[server] workers must be 0 (one process) or more")
 
 
 def _quota(cfg: Config, s: configparser.SectionProxy) -> None:

@@ -85,6 +85,8 @@ class Options(usage.Options):
         ["plaintext-auth", None, None, "loopback (default), yes or no: plaintext login before TLS"],
         ["auth-fail-delay", None, None, "Seconds to wait after a failed login (default 2)"],
         ["hostname", None, None, "Host name used in greetings and the self-signed certificate"],
+        ["dsn", None, None, "Serve from this PostgreSQL database (as [store] backend = postgresql, dsn = ...)"],
+        ["workers", "w", None, "Worker processes sharing the listeners (PostgreSQL store only; default 0: one)"],
     ]
     optFlags = [
         ["no-demo-user", None, "Do not create a demo user on first start"],
@@ -162,7 +164,27 @@ def build_config(opts: Options) -> configmod.Config:
         cfg.demo_user = False
     if opts["metrics"]:
         cfg.metrics = list(opts["metrics"])
+    _store_options(opts, cfg)
     return cfg
+
+
+def _store_options(opts: Options, cfg: configmod.Config) -> None:
+    """--dsn and --workers on top of [store] and [server] workers."""
+    if opts["dsn"]:
+        cfg.store_backend, cfg.store_dsn = "postgresql", opts["dsn"]
+    if opts["workers"] is not None:
+        try:
+            cfg.workers = int(opts["workers"])
+        except ValueError:
+            raise configmod.ConfigError("--workers takes a number of processes") from None
+    configmod.check_store(cfg)
+    if cfg.workers:
+        from mailsrv.workers import WorkerConfigError, check_backend
+
+        try:
+            check_backend(cfg.store_backend)
+        except WorkerConfigError as e:
+            raise configmod.ConfigError(str(e)) from None
 
 
 @dataclass
@@ -222,7 +244,10 @@ def quota_policy(cfg: configmod.Config) -> Callable[[str], Any]:
 class MailService(service.MultiService):
     """The server: shared store, portal and TLS context; one child per listener."""
 
-    def __init__(self, cfg: configmod.Config, reactor: Any = None, startup: Startup | None = None) -> None:
+    def __init__(self, cfg: configmod.Config, reactor: Any = None, startup: Startup | None = None,
+                 listen: bool = True) -> None:
+        """``listen``: bind the configured listeners (a worker process
+        adopts its parent's sockets instead, see mailsrv.workers)."""
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -238,10 +263,17 @@ class MailService(service.MultiService):
         from mailsrv.store import Store
 
         self._make_data_dir()
-        self.store = Store(cfg.data_dir, idle_ttl=IDLE_FOLDER_TTL, reactor=reactor,
-                           quota_rules=quota_policy(cfg), quota_warnings=cfg.quota_warnings,
-                           quota_tempfail=cfg.quota_full_tempfail, watch=True)
-        self.portal = auth.make_portal(self.store, cfg)
+        self.store: Any
+        if cfg.store_backend == "postgresql":
+            from mailsrv import pgserve
+
+            self.store = pgserve.make_store(cfg, reactor, IDLE_FOLDER_TTL)
+            self.portal = pgserve.make_portal(self.store, cfg)
+        else:
+            self.store = Store(cfg.data_dir, idle_ttl=IDLE_FOLDER_TTL, reactor=reactor,
+                               quota_rules=quota_policy(cfg), quota_warnings=cfg.quota_warnings,
+                               quota_tempfail=cfg.quota_full_tempfail, watch=True)
+            self.portal = auth.make_portal(self.store, cfg)
         self.sessions = Registry(Limits(cfg.limits, cfg.auth_fail_delay), reactor)
         had_tls = os.path.exists(os.path.join(cfg.data_dir, tls.SELF_SIGNED_DIR))
         cert, key = tls.resolve_paths(cfg.tls_cert, cfg.tls_key, cfg.data_dir, cfg.hostname)
@@ -255,7 +287,7 @@ class MailService(service.MultiService):
             if os.path.exists(path):
                 configmod.give_to_data_owner(cfg, path)
         self.metrics = self._make_metrics()
-        for kind, desc in checks.listener_specs(cfg):
+        for kind, desc in checks.listener_specs(cfg) if listen else ():
             self._add_listener(kind, desc)
         if cfg.admin_socket:
             _AdminSocketService(self).setServiceParent(self)
@@ -274,6 +306,12 @@ class MailService(service.MultiService):
         from mailsrv.auth.passwd import ensure_demo_user, remembered_demo_password
         from mailsrv.store import layout, maildir
 
+        if self.config.store_backend == "postgresql":
+            from mailsrv import pgserve
+
+            password = pgserve.ensure_demo_user(self.config, welcome_message("demo", self.config.hostname))
+            self.demo_created = password is not None
+            return password
         password = ensure_demo_user(self.config)
         self.demo_created = password is not None
         if password is not None:
@@ -312,6 +350,10 @@ class MailService(service.MultiService):
         from mailsrv.auth import PasswdFile
         from mailsrv.lmtp import LMTPFactory
 
+        if self.config.store_backend == "postgresql":
+            from mailsrv import pgserve
+
+            return LMTPFactory(self.store, self.config, pgserve.lmtp_lookup(self.store), reactor=self.reactor)
         passwd = PasswdFile(self.config.passwd_path)  # re-reads itself when the file changes
 
         def account_name(local_part: str) -> str | bool:
@@ -333,15 +375,30 @@ class MailService(service.MultiService):
     IMPLICIT_TLS = ("pop3s", "imaps")
     ACCOUNTED = ("pop3", "pop3s", "imap", "imaps", "lmtp")
 
-    def _add_listener(self, kind: str, desc: str) -> None:
+    def factory_for(self, kind: str, desc: str = "tcp:") -> IProtocolFactory:
+        """The protocol factory of a listener: accounted, TLS for pop3s/imaps
+        unless the endpoint does it (ssl:, tls:), and outermost the PROXY
+        header reader for a ``haproxy:`` listener (mailsrv.proxyproto), so
+        everything inside sees the real client."""
+        from mailsrv import proxyproto
         from mailsrv.ops.conn import AccountingFactory
 
+        behind_proxy, inner = proxyproto.split(desc)
         factory: Any = self.FACTORIES[kind](self, kind)
         if kind in self.ACCOUNTED:
             factory = AccountingFactory(factory, kind, self.sessions, self.reactor)
-        if kind in self.IMPLICIT_TLS and desc.split(":", 1)[0] not in ("ssl", "tls"):
+        if kind in self.IMPLICIT_TLS and inner.split(":", 1)[0] not in ("ssl", "tls"):
             factory = TLSMemoryBIOFactory(self.tls, False, factory)
-        endpoint = endpoints.serverFromString(self.reactor, desc)
+        if behind_proxy:
+            factory = proxyproto.ProxyHeaderFactory(factory, reactor=self.reactor)
+        result: IProtocolFactory = factory
+        return result
+
+    def _add_listener(self, kind: str, desc: str) -> None:
+        from mailsrv import proxyproto
+
+        factory = self.factory_for(kind, desc)
+        endpoint = endpoints.serverFromString(self.reactor, proxyproto.split(desc)[1])
         svc = _LoggingEndpointService(endpoint, factory, kind, desc)
         svc._raiseSynchronously = True
         svc.setServiceParent(self)
@@ -350,14 +407,8 @@ class MailService(service.MultiService):
         from mailsrv.ops.process import raise_fd_limit
 
         raise_fd_limit()  # before the switch to --uid: only root may raise the hard limit
-        try:
-            super().privilegedStartService()
-        except StartupError as e:
-            self.startup.fail([e.problem], logging=True)
-        configured = [k for k in configmod.LISTENER_KINDS if self.config.endpoints(k)]
-        for kind in configmod.LISTENER_KINDS:
-            if kind not in configured:
-                log.info("mailsrv {kind} is off (no {kind} listener configured)", kind=kind)
+        # The demo password goes to the log before the listening lines: whoever
+        # waits for those (a person, a test) has seen it.
         if self.demo_password is not None:
             from mailsrv.auth.passwd import demo_password_path
 
@@ -367,8 +418,19 @@ class MailService(service.MultiService):
                 how="created" if self.demo_created else "still have", password=self.demo_password,
                 path=demo_password_path(self.config), data=self.config.data_dir,
             )
+        try:
+            super().privilegedStartService()
+        except StartupError as e:
+            self.startup.fail([e.problem], logging=True)
+        configured = [k for k in configmod.LISTENER_KINDS if self.config.endpoints(k)]
+        for kind in configmod.LISTENER_KINDS:
+            if kind not in configured:
+                log.info("mailsrv {kind} is off (no {kind} listener configured)", kind=kind)
 
     def startService(self) -> None:
+        start = getattr(self.store, "start", None)  # a database store starts its threads now, after twistd forked
+        if start is not None:
+            start()
         if self.metrics is not None:
             self.metrics.start_store_timing()
         super().startService()
@@ -488,6 +550,8 @@ def makeService(options: Options) -> service.IService:
     if problems:
         startup.fail(problems)
     try:
+        if cfg.workers:
+            return make_parent_service(cfg)
         return MailService(cfg, startup=startup)
     except StartupError as e:
         startup.fail([e.problem])
@@ -496,3 +560,37 @@ def makeService(options: Options) -> service.IService:
         startup.fail([Problem(f"cannot start: {where}{e.strerror or e}", checks.EX_CANTCREAT)])
     except Exception as e:
         startup.fail([Problem(f"cannot start: {type(e).__name__}: {e} (--debug shows where)", EX_SOFTWARE)])
+
+
+def make_parent_service(cfg: configmod.Config) -> service.IService:
+    """``--workers N``: this process binds the listeners and runs N workers
+    (mailsrv.workers); the shared one-time work (TLS material, the demo
+    user) is done here, once, before any worker starts.  (Metrics and the
+    admin socket are per process: not served in this mode.)"""
+    import dataclasses
+
+    from mailsrv import pgserve, tls, workers
+
+    os.makedirs(cfg.data_dir, mode=0o700, exist_ok=True)
+    had_tls = os.path.exists(os.path.join(cfg.data_dir, tls.SELF_SIGNED_DIR))
+    tls.resolve_paths(cfg.tls_cert, cfg.tls_key, cfg.data_dir, cfg.hostname)
+    if not had_tls and os.path.exists(os.path.join(cfg.data_dir, tls.SELF_SIGNED_DIR)):
+        configmod.give_to_data_owner(cfg, os.path.join(cfg.data_dir, tls.SELF_SIGNED_DIR))
+    problem = pgserve.check_database(cfg)
+    if problem:
+        log.error("{problem}; workers start anyway and answer 'try later' until it is reachable", problem=problem)
+    password = pgserve.ensure_demo_user(cfg, welcome_message("demo", cfg.hostname))
+    if password is not None:
+        log.info("created demo user 'demo' with password {password!r} (shown once; stored hashed)", password=password)
+    listeners = [(kind, desc) for kind in configmod.LISTENER_KINDS for desc in cfg.endpoints(kind)]
+    spec = dataclasses.asdict(cfg)
+    spec.update(workers=0, demo_user=False, metrics=[], admin_socket=False)
+    return workers.WorkerManager(listeners, cfg.workers, spec)
+
+
+def make_worker_service(reactor: Any, spec: dict[str, Any], index: int) -> tuple[service.IService, Any]:
+    """A worker's service (no listeners of its own) and the factory for
+    each listener it adopts (called by mailsrv.workers in the worker)."""
+    cfg = configmod.Config(**spec)
+    svc = MailService(cfg, reactor, listen=False)
+    return svc, lambda listener: svc.factory_for(listener.kind, listener.description)

@@ -142,6 +142,7 @@ class FakeFolder(_Failing):
         self.opens = 0
         self.bytes_read = 0
         self.refresh_count = 0
+        self.prefetches: list[tuple[list[int], list[str], str | None]] = []
         self.mailboxid = uuid.uuid4().hex  # stays with the object through RENAME, as the real one
         self.saved: dict[int, float] = {}  # uid -> save date
 
@@ -381,6 +382,11 @@ class FakeFolder(_Failing):
             if v is not None:
                 out[u] = v
         return out
+
+    def prefetch(self, uids: Iterable[int], kinds: Iterable[str] = (), body: str | None = None) -> defer.Deferred[None]:
+        """Recorded in ``prefetches`` (what a remote backend would fetch)."""
+        self.prefetches.append((list(uids), list(kinds), body))
+        return self._deferred("prefetch", None)
 
 
 _NEWS: dict[str, Any] = {"messages_added": MessagesAdded, "messages_expunged": MessagesExpunged,
@@ -633,6 +639,9 @@ class FakeStore(_Failing):
         if user not in self.accounts:
             self.accounts[user] = FakeAccount(user)
         return self.accounts[user]
+
+    def open_account(self, user: str) -> defer.Deferred[FakeAccount]:
+        return defer.maybeDeferred(self.account, user)
 
     def add(self, account: FakeAccount) -> FakeAccount:
         """Serve an existing account object (shared by several stores' sessions)."""

@@ -3,7 +3,7 @@ NAMESPACE, ENABLE (also valid when a mailbox is selected)."""
 
 from __future__ import annotations
 
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from mailsrv.imap import commands as C
@@ -96,10 +96,8 @@ async def rename(ctx: Context, cmd: C.Rename) -> Result:
 
 async def subscribe(ctx: Context, cmd: C.MailboxCommand) -> Result:
     """SUBSCRIBE and UNSUBSCRIBE."""
-    if cmd.name == "SUBSCRIBE":
-        ctx.account.subscribe(cmd.mailbox)
-    else:
-        ctx.account.unsubscribe(cmd.mailbox)
+    change = ctx.account.subscribe if cmd.name == "SUBSCRIBE" else ctx.account.unsubscribe
+    await defer.maybeDeferred(change, cmd.mailbox)  # stored before OK where the store is remote
     return ok()
 
 

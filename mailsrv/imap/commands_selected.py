@@ -9,7 +9,7 @@ from mailsrv.imap import flags as F
 from mailsrv.imap.context import Context, Handlers
 from mailsrv.imap.fetch import fetch, target
 from mailsrv.imap.results import SELECTED_ONLY, Result, bad, no, ok
-from mailsrv.imap.search import search as run_search
+from mailsrv.imap.search import search_loaded as run_search
 from mailsrv.imap.seqset import render as render_set
 from mailsrv.imap.seqset import render_pairs
 from mailsrv.imap.session import SelectedMailbox
@@ -191,7 +191,7 @@ async def search(ctx: Context, cmd: C.Search) -> Result:
     seqs = flagsearch.search(sel, cmd.key)  # flags only: from the store's flag sets
     if seqs is None:
         infos = sel.infos()
-        found = run_search(folder, infos, cmd.key, set(sel.recent), cmd.charset)
+        found = await run_search(folder, infos, cmd.key, set(sel.recent), cmd.charset)
         seqs = sorted(s for s in set(found) if 0 < s <= len(infos) and folder.get(infos[s - 1].uid) is not None)
     uids = [sel.uids[s - 1] for s in seqs]
     numbers = uids if cmd.uid else seqs

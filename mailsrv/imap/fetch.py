@@ -104,6 +104,7 @@ class Plan:
         self.may_stream = False
         self._flag_memo: dict[frozenset[str], bytes] = {}
         self.makers: list[Maker] = [self._maker(a) for a in atts]
+        self.loads = _loads(atts, self.kinds)
 
     def flags(self, info: MessageInfo, pre: Prefetched | None = None) -> bytes:
         if info.uid in self.sel.recent:
@@ -200,6 +201,32 @@ class Plan:
 
     def prefetch(self, uids: list[int]) -> Prefetched:
         return {k: fd.cached_many(self.folder, uids, k) for k in self.kinds}
+
+    async def load(self, uids: list[int]) -> None:
+        """Have the store fetch what the items will read (a remote store:
+        without this its reads would wait in the reactor thread)."""
+        for kinds, body in self.loads:
+            await self.folder.prefetch(uids, kinds, body)
+
+
+def _loads(atts: list[C.FetchAtt], kinds: list[str]) -> list[tuple[list[str], str | None]]:
+    """The ``IFolder.prefetch`` calls a FETCH of ``atts`` needs per batch:
+    cached values (with the start of each message that lacks one, to
+    compute it from its header, or the whole message for a body
+    structure), and whole messages for the items that always read them."""
+    header_kinds = set(kinds) - {fd.BODYSTRUCTURE, fd.BODY}
+    always = any(a.name in ("RFC822", "RFC822.TEXT") or (a.section is not None and (a.section.part or (
+        a.section.text or "").upper() not in ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"))) for a in atts)
+    if any(a.name == "RFC822.HEADER" for a in atts):
+        header_kinds.add(fd.HEADER)
+    out: list[tuple[list[str], str | None]] = []
+    if fd.BODYSTRUCTURE in kinds or fd.BODY in kinds:
+        out.append(([k for k in kinds if k in (fd.BODYSTRUCTURE, fd.BODY)], None if always else "full"))
+    if header_kinds:
+        out.append((sorted(header_kinds | {fd.HEADER}), None if always else "header"))
+    if always:
+        out.append(([], "full"))
+    return out
 
 
 def build_items(makers: list[Maker], info: MessageInfo, pre: Prefetched) -> list[Item]:
@@ -316,9 +343,10 @@ class _FetchRun:
             # a keyword another session just introduced: FLAGS first, so no
             # FETCH shows one the client was not told of
             ctx.send_many(self.sel.new_keywords_response())
-        if self.simple:
+        if self.simple:  # MessageInfo only: nothing to load
             self._simple_batch(batch)
             return True
+        await self.plan.load([u for _, u in batch])
         pre = self.plan.prefetch([u for _, u in batch])
         makers, with_flags, has_flags = self.plan.makers, self.with_flags, self.has_flags
         may_stream = self.plan.may_stream

@@ -287,17 +287,17 @@ class IMAPServer(Protocol, TimeoutMixin):
                 self.write(render.tagged(cmd.tag, "BAD", f"{cmd.name} is not permitted in this state"))
                 self._count_bad()
                 return
-            if ctx.selected is not None:
-                await ctx.selected.folder.refresh()
-                if getattr(cmd, "uid", False):
-                    # a UID command may name a message this session has not
-                    # heard of yet (its UID came from another session's
-                    # APPENDUID): bring the view up to date first; EXPUNGE is
-                    # allowed now (RFC 3501 7.4.1 forbids it only around
-                    # sequence numbers)
-                    ctx.flush_pending()
             result: Result | None
             try:
+                if ctx.selected is not None:
+                    await ctx.selected.folder.refresh()  # a remote store may be unavailable: NO, not BAD
+                    if getattr(cmd, "uid", False):
+                        # a UID command may name a message this session has not
+                        # heard of yet (its UID came from another session's
+                        # APPENDUID): bring the view up to date first; EXPUNGE is
+                        # allowed now (RFC 3501 7.4.1 forbids it only around
+                        # sequence numbers)
+                        ctx.flush_pending()
                 result = await entry[0](ctx, cmd)
             except StoreError as e:
                 if e.code == "SERVERBUG":  # the store failed, not the client

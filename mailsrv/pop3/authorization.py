@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.cred import credentials as credmod
 from twisted.cred.error import LoginFailed
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from mailsrv.ops.sessions import NO_SESSION, SessionHooks
@@ -59,7 +60,7 @@ class Authorization:
 
         def _bad(self, text: bytes) -> None: ...
 
-        def _release(self) -> None: ...
+        def _release(self) -> defer.Deferred[None]: ...
 
     def do_CAPA(self) -> None:
         caps = [b"TOP", b"UIDL", b"RESP-CODES", b"AUTH-RESP-CODE", b"PIPELINING", b"EXPIRE NEVER", b"LOGIN-DELAY 0"]

@@ -166,20 +166,25 @@ class POP3Server(Authorization, basic.LineReceiver, policies.TimeoutMixin):
         """For ``mailsrv who``."""
         return {"mailbox": "INBOX" if self.maildrop is not None else None, "idle": False, "tls": self.tls_active}
 
-    def _release(self) -> None:
-        """Give back the lock and the avatar; idempotent, deletes nothing."""
+    def _release(self) -> defer.Deferred[None]:
+        """Give back the lock and the avatar; idempotent, deletes nothing.
+        Fires once the lock is free for others (a database lock takes a
+        round trip): QUIT answers after that, so a client that logs in
+        again at once finds the maildrop free."""
         self.maildrop = None
         account, logout, locked = self._account, self._logout, self._locked
         self._account = self._logout = None
         self._locked = False
+        done: defer.Deferred[None] = defer.succeed(None)
         if locked and account is not None:
-            d = defer.maybeDeferred(account.release_pop3_lock)
-            d.addErrback(lambda f: log.failure("releasing the POP3 lock failed", f))
+            done = defer.maybeDeferred(account.release_pop3_lock)
+            done.addErrback(lambda f: log.failure("releasing the POP3 lock failed", f))
         if logout is not None:
             try:
                 logout()
             except Exception:
                 log.failure("avatar logout failed")
+        return done
 
     # -- input -----------------------------------------------------------
 
@@ -374,7 +379,14 @@ class POP3Server(Authorization, basic.LineReceiver, policies.TimeoutMixin):
         if drop.folder.get(uid) is None:
             self.sendLine(ERR_GONE)
             return None
+        return defer.ensureDeferred(self._stream_loaded(n, uid, size, body_lines))
+
+    async def _stream_loaded(self, n: int, uid: int, size: int, body_lines: int | None) -> None:
+        """The message fetched from the store first (a remote store: its
+        read would wait in the reactor thread otherwise), then streamed."""
+        drop = self._drop
         try:
+            await drop.folder.prefetch([uid], (), "full")
             message = drop.folder.open_message(uid)
         except MessageGone:
             self.sendLine(ERR_GONE)
@@ -403,7 +415,7 @@ class POP3Server(Authorization, basic.LineReceiver, policies.TimeoutMixin):
                 self.transport.abortConnection()
 
         d.addCallbacks(sent, cut)
-        return d
+        await d
 
     def do_QUIT(self) -> Result:
         self.ops_session.ending("Logged out")
@@ -431,7 +443,7 @@ class POP3Server(Authorization, basic.LineReceiver, policies.TimeoutMixin):
                 log.failure("POP3 UPDATE could not expunge {n} messages", n=len(deleted))
                 ok = False
         self.ops_session.count(retrieved=len(seen), deleted=len(deleted) if ok else 0)
-        self._release()
+        await self._release()
         if self._closing:
             return
         if ok:

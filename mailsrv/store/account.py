@@ -540,6 +540,10 @@ class Store:
             a = self._accounts[user] = Account(self, user)
         return a
 
+    def open_account(self, user: str) -> defer.Deferred[Account]:
+        """The account is on local disk: nothing to read first."""
+        return defer.maybeDeferred(self.account, user)
+
     def view(self, user: str | None) -> UserView:
         """See IStore.view (mailsrv.store.shared)."""
         return UserView(self.shares, user, self.account(user) if user is not None else None)

@@ -269,6 +269,19 @@ class IFolder(Interface):
         neither list.  Fires with ``(changed, modified)``: the UIDs whose
         flags really changed (each now at one new mod-sequence) and the
         UIDs left alone, both ascending."""
+    # --- for backends whose data is remote (issue 13, PostgreSQL) --------------------
+
+    def prefetch(uids: Iterable[int], kinds: Iterable[str] = (), body: str | None = None) -> Deferred:
+        """Make the synchronous reads of these messages local before a
+        command needs them: ``get_cached`` of ``kinds``, and for the
+        messages that lack one of ``kinds`` (every one of them when no kinds
+        are given) ``body``: "header" fetches the start of the message (what
+        a header read needs), "full" the whole message (``open_message``).
+        A backend whose reads are local (Maildir) fires at once.  Reading
+        without it stays correct but may wait for the network in the
+        reactor thread; callers that read bodies or cached values of many
+        messages (FETCH, SEARCH, POP3 RETR) call it first.  Fires with None."""
+
     # -- issue 12: OBJECTID (RFC 8474), SAVEDATE (RFC 8514)
 
     mailboxid = Attribute(
@@ -413,11 +426,13 @@ class IAccount(Interface):
     def subscriptions() -> list:
         """Subscribed names (str)."""
 
-    def subscribe(name: str) -> None:
-        """Add a name to the subscriptions (need not exist)."""
+    def subscribe(name: str) -> Deferred | None:
+        """Add a name to the subscriptions (need not exist).  May return a
+        Deferred that fires once the change is stored (a remote backend):
+        callers use ``maybeDeferred``."""
 
-    def unsubscribe(name: str) -> None:
-        """Remove a name from the subscriptions."""
+    def unsubscribe(name: str) -> Deferred | None:
+        """Remove a name from the subscriptions (Deferred as ``subscribe``)."""
 
     def deliver(folder: str, source: MessageSource, flags: Iterable[str] = ()) -> Deferred:
         """Deliver a message from outside (LMTP): crash-safe, fsynced before
@@ -596,3 +611,10 @@ class IStore(Interface):
         """The ``Public/...`` name of the public mailbox ``name`` (matched
         case-insensitively: mail addresses are), or None if there is none:
         LMTP delivers ``name@domain`` there when no user ``name`` exists."""
+
+    def open_account(user: str) -> Deferred:
+        """Fires with ``account(user)`` once its folder list and
+        subscriptions are read (fresh, from a remote backend), so that the
+        synchronous IAccount methods answer from memory afterwards.  The
+        realm and the LMTP recipient lookup use it.  Errback ValueError for
+        an invalid user name, StoreError when the backend is unavailable."""

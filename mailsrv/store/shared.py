@@ -227,13 +227,15 @@ class UserView:
     def subscriptions(self) -> list[str]:
         return list(self.own.subscriptions()) if self.own is not None else []
 
-    def subscribe(self, name: str) -> None:
+    def subscribe(self, name: str) -> defer.Deferred[None] | None:
         if self.own is not None:
-            self.own.subscribe(name)
+            return self.own.subscribe(name)  # a Deferred where the store is remote
+        return None
 
-    def unsubscribe(self, name: str) -> None:
+    def unsubscribe(self, name: str) -> defer.Deferred[None] | None:
         if self.own is not None:
-            self.own.unsubscribe(name)
+            return self.own.unsubscribe(name)
+        return None
 
     def deliver(self, folder: str, source: Any, flags: Iterable[str] = ()) -> defer.Deferred[int]:
         try:

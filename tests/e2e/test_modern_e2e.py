@@ -119,7 +119,8 @@ def test_utf8_folder_from_an_utf8_client_listed_by_a_legacy_one(server):
     assert u.append('"Entwürfe/Größe"', None, None,
                     "Subject: Grüße\r\nFrom: Jörg <j@example.de>\r\n\r\nHallo\r\n".encode())[0] == "OK"
     u.logout()
-    assert os.path.isdir(os.path.join(server.data, "alice", "Maildir", ".Entw&APw-rfe.Gr&APYA3w-e"))
+    if server.backend == "maildir":  # the on-disk name is the Maildir store's business
+        assert os.path.isdir(os.path.join(server.data, "alice", "Maildir", ".Entw&APw-rfe.Gr&APYA3w-e"))
 
     legacy = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=30)
     legacy.login("alice", PW)

@@ -34,6 +34,7 @@ class FakeFolder:
         self.fail_expunge = False
         self.fail_open = False
         self.opened: list[io.BytesIO] = []
+        self.prefetched: list[tuple] = []
 
     def add(self, raw: bytes) -> int:
         uid = self.uidnext
@@ -66,6 +67,10 @@ class FakeFolder:
 
     def refresh(self):
         self.refreshes += 1
+        return defer.succeed(None)
+
+    def prefetch(self, uids, kinds=(), body=None):
+        self.prefetched.append((list(uids), list(kinds), body))
         return defer.succeed(None)
 
     def store_flags(self, uids, flags, mode):
