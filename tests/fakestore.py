@@ -13,7 +13,8 @@ exclusive.
 What tests need beyond the interface:
 
 - ``folder.add(raw, flags, internaldate, uid=...)`` puts a message in
-  without telling anyone (it was there before the session);
+  without telling anyone (it was there before the session; it gets the
+  current ``highestmodseq``);
   ``folder.drop_external(raw)`` is a delivery by another process, noticed
   on the next ``refresh()``.
 - counters: ``opens`` and ``bytes_read`` (message file access),
@@ -28,6 +29,10 @@ What tests need beyond the interface:
   ``drop_external`` deliveries come out itemised.
 - ``FakeRealm`` / ``make_portal`` log users in to a store's accounts with
   fixed passwords and count logouts.
+- mod-sequences as the Maildir store keeps them: one per changing call,
+  the expunge record exact until ``folder.trim_expunge_record(modseq)``
+  forgets the expunges up to ``modseq`` (then ``vanished_since`` answers
+  with the superset, as after the real store trimmed its record).
 - quota (issue 12): ``account.quota_limits = (octets, messages)`` (0: no
   limit) with usage the sum of the account's messages' sizes; appends,
   copies and deliveries beyond it fail with OverQuota.
@@ -59,7 +64,6 @@ from mailsrv.store.interfaces import (
     FolderCreated,
     FolderDeleted,
     FolderExists,
-    FolderNotEmpty,
     FolderRenamed,
     IAccount,
     IAccountListener,
@@ -125,6 +129,8 @@ class FakeFolder(_Failing):
         self.uidvalidity = uidvalidity
         self.uidnext = 1
         self.highestmodseq = 1
+        self.vanished_floor = 1
+        self._gone: list[tuple[int, int]] = []  # (modseq, uid) of expunges, ascending
         self._msgs: dict[int, MessageInfo] = {}
         self._data: dict[int, bytes] = {}
         self._recent: set[int] = set()
@@ -151,7 +157,8 @@ class FakeFolder(_Failing):
         self.uidnext = max(self.uidnext, uid + 1)
         self._data[uid] = raw
         info = MessageInfo(uid, f"k{uid}", len(to_crlf(raw)),
-                           DEFAULT_DATE if internaldate is None else internaldate, frozenset(flags))
+                           DEFAULT_DATE if internaldate is None else internaldate, frozenset(flags),
+                           self.highestmodseq)
         self._msgs[uid] = info
         self._recent.add(uid)
         self.saved[uid] = time.time()
@@ -163,6 +170,22 @@ class FakeFolder(_Failing):
 
     def raw(self, uid: int) -> bytes:
         return self._data[uid]
+
+    def _bump(self) -> int:
+        """A changing call's mod-sequence (one per call, as the real store)."""
+        self.highestmodseq += 1
+        return self.highestmodseq
+
+    def _arrived(self, uids: list[int]) -> None:
+        if uids:
+            m = self._bump()
+            for u in uids:
+                self._msgs[u].modseq = m
+
+    def trim_expunge_record(self, modseq: int) -> None:
+        """Forget the expunges up to ``modseq`` (what trimming does)."""
+        self._gone = [(m, u) for m, u in self._gone if m > modseq]
+        self.vanished_floor = max(self.vanished_floor, modseq)
 
     def _tell(self, what: str, uids: list[int]) -> None:
         if uids and self.account is not None:
@@ -219,6 +242,7 @@ class FakeFolder(_Failing):
             return self._deferred("refresh", None)
         new, self._external = self._external, []
         uids = [self.add(raw).uid for raw in new]
+        self._arrived(uids)
         self._tell("messages_added", uids)
         return defer.succeed(None)
 
@@ -232,6 +256,7 @@ class FakeFolder(_Failing):
         if self.account is not None and self.account.over_quota(self.name, len(to_crlf(raw)), 1):
             return defer.fail(OverQuota("Quota exceeded"))
         uid = self.add(raw, flags, time.time() if internaldate is None else internaldate).uid
+        self._arrived([uid])
         self._tell("messages_added", [uid])
         return defer.succeed(uid)
 
@@ -240,20 +265,53 @@ class FakeFolder(_Failing):
         self.calls.append(("store_flags", (uids, sorted(flags), mode)))
         if "store_flags" in self.fail:
             return self._deferred("store_flags", None)
-        changed = []
-        for uid in uids:
+        return defer.succeed(self._store(uids, flags, mode, None)[0])
+
+    def store_flags_unchanged_since(self, uids: Iterable[int], flags: Iterable[str], mode: str,
+                                    unchangedsince: int) -> defer.Deferred[tuple[list[int], list[int]]]:
+        uids, flags = list(uids), set(flags)
+        self.calls.append(("store_flags_unchanged_since", (uids, sorted(flags), mode, unchangedsince)))
+        if "store_flags" in self.fail:
+            return self._deferred("store_flags", None)
+        return defer.succeed(self._store(uids, flags, mode, unchangedsince))
+
+    def _store(self, uids: list[int], flags: set[str], mode: str, unchangedsince: int | None
+               ) -> tuple[list[int], list[int]]:
+        changed: list[int] = []
+        modified: list[int] = []
+        new_flags = {}
+        for uid in sorted(set(uids)):
             info = self._msgs.get(uid)
             if info is None:
+                continue
+            if unchangedsince is not None and info.modseq > unchangedsince:
+                modified.append(uid)
                 continue
             old = set(info.flags)
             new = old | flags if mode == "+" else old - flags if mode == "-" else set(flags)
             if new != old:
-                self.highestmodseq += 1
-                info.flags = frozenset(new)
-                info.modseq = self.highestmodseq
+                new_flags[uid] = frozenset(new)
                 changed.append(uid)
+        if changed:
+            m = self._bump()
+            for uid in changed:
+                info = self._msgs[uid]
+                info.flags, info.modseq = new_flags[uid], m
         self._tell("flags_changed", changed)
-        return defer.succeed(changed)
+        return changed, modified
+
+    def uids_with_flag(self, flag: str) -> set[int]:
+        low = flag.lower() if not flag.startswith("\\") else None
+        return {u for u, i in self._msgs.items()
+                if flag in i.flags or (low is not None and any(f.lower() == low for f in i.flags))}
+
+    def changed_since(self, modseq: int) -> list[int]:
+        return sorted(u for u, i in self._msgs.items() if i.modseq > modseq)
+
+    def vanished_since(self, modseq: int) -> list[int]:
+        if modseq >= self.vanished_floor:
+            return sorted(u for m, u in self._gone if m > modseq)
+        return [u for u in range(1, self.uidnext) if u not in self._msgs]
 
     def expunge(self, uids: Iterable[int] | None = None) -> defer.Deferred[list[int]]:
         if uids is None:
@@ -263,6 +321,9 @@ class FakeFolder(_Failing):
         if "expunge" in self.fail:
             return self._deferred("expunge", None)
         gone = [u for u in wanted if u in self._msgs]
+        if gone:
+            m = self._bump()
+            self._gone.extend((m, u) for u in gone)
         for u in gone:
             del self._msgs[u]
             del self._data[u]
@@ -294,6 +355,7 @@ class FakeFolder(_Failing):
             info = self._msgs.get(u)
             if info is not None:
                 pairs.append((u, target.add(self._data[u], info.flags, info.internaldate).uid))
+        target._arrived([d for _, d in pairs])
         target._tell("messages_added", [d for _, d in pairs])
         return defer.succeed(pairs)
 
@@ -439,8 +501,6 @@ class FakeAccount(_Failing):
             return defer.fail(InvalidFolderName(name))
         if name not in self.folders:
             return defer.fail(NoSuchFolder(name))
-        if any(n.startswith(name + "/") for n in self.folders):
-            return defer.fail(FolderNotEmpty(name))
         f = self.folders.pop(name)
         f.expunge(f.uids())
         f.account = None

@@ -25,7 +25,6 @@ from mailsrv.store.interfaces import (
     FolderCreated,
     FolderDeleted,
     FolderExists,
-    FolderNotEmpty,
     FolderRenamed,
     IAccount,
     IAccountListener,
@@ -211,8 +210,12 @@ class Contract:
         assert self.account.folder_exists("Lists") and self.account.folder_exists("Lists/python")
         with self.assertRaises(FolderExists):
             yield self.account.create_folder("Lists")
-        with self.assertRaises(FolderNotEmpty):
-            yield self.account.delete_folder("Lists")
+        yield self.account.create_folder("Lists2/python")
+        yield self.account.delete_folder("Lists2")  # its children stay (RFC 3501 6.3.4)
+        assert not self.account.folder_exists("Lists2") and self.account.folder_exists("Lists2/python")
+        assert "Lists2" not in self.account.list_folders() and "Lists2/python" in self.account.list_folders()
+        with self.assertRaises(NoSuchFolder):
+            yield self.account.open_folder("Lists2")
         yield self.account.rename_folder("Lists", "Groups")
         assert self.account.folder_exists("Groups/python") and not self.account.folder_exists("Lists/python")
         yield self.account.delete_folder("Groups/python")
@@ -288,6 +291,99 @@ class Contract:
             self.inbox.pop3_uidl(uid)
 
 
+    # -- flag sets (issue 10)
+
+    @defer.inlineCallbacks
+    def test_uids_with_flag_follow_every_change(self) -> Any:
+        a = yield self.inbox.append(MSG, ["\\Seen", "$Work"])
+        b = yield self.inbox.append(MSG2, ["\\Flagged"])
+        c = yield self.inbox.append(MSG)
+        assert self.inbox.uids_with_flag("\\Seen") == {a} and self.inbox.uids_with_flag("\\Deleted") == set()
+        assert self.inbox.uids_with_flag("$work") == {a} == self.inbox.uids_with_flag("$WORK")  # keywords: any case
+        yield self.inbox.store_flags([b, c], ["\\Seen"], "+")
+        yield self.inbox.store_flags([a], ["$Work"], "-")
+        assert self.inbox.uids_with_flag("\\Seen") == {a, b, c} and self.inbox.uids_with_flag("$Work") == set()
+        yield self.inbox.store_flags([b], ["$Late"], "=")
+        assert self.inbox.uids_with_flag("\\Flagged") == set() and self.inbox.uids_with_flag("$Late") == {b}
+        yield self.inbox.expunge([a])
+        assert self.inbox.uids_with_flag("\\Seen") == {c}
+        d = yield self.account.deliver("INBOX", MSG, ["\\Answered"])
+        assert self.inbox.uids_with_flag("\\Answered") == {d}
+        for flag in ("\\Seen", "\\Answered", "$Late"):
+            assert self.inbox.uids_with_flag(flag) == {m.uid for m in self.inbox.messages() if flag in m.flags}
+
+    # -- CONDSTORE/QRESYNC (issue 9)
+
+    @defer.inlineCallbacks
+    def test_every_change_takes_one_new_modseq(self) -> Any:
+        seen = [self.inbox.highestmodseq]
+        a = yield self.inbox.append(MSG)
+        b = yield self.inbox.append(MSG2)
+        assert self.inbox.get(b).modseq == self.inbox.highestmodseq > self.inbox.get(a).modseq > seen[0]
+        seen.append(self.inbox.highestmodseq)
+        heard: list[tuple[int, ...]] = []
+
+        class Checker(Recorder):
+            def flags_changed(s, folder: Any, uids: list[int]) -> None:  # noqa: N805
+                heard.append(tuple(folder.get(u).modseq for u in uids) + (folder.highestmodseq,))
+
+        checker = Checker()
+        self.inbox.add_listener(checker)
+        changed = yield self.inbox.store_flags([a, b], ["\\Flagged"], "+")
+        assert changed == [a, b]
+        m = self.inbox.highestmodseq
+        assert m > seen[-1] and self.inbox.get(a).modseq == self.inbox.get(b).modseq == m
+        assert heard == [(m, m, m)]  # listeners hear once the new values can be read
+        self.inbox.remove_listener(checker)
+        yield self.inbox.store_flags([a], ["\\Flagged"], "+")  # no change: no new mod-sequence
+        assert self.inbox.highestmodseq == m
+        yield self.inbox.expunge([a])
+        assert self.inbox.highestmodseq > m and self.inbox.get(b).modseq == m
+        assert self.inbox.vanished_since(m) == [a] and self.inbox.vanished_since(self.inbox.highestmodseq) == []
+        assert self.inbox.vanished_since(seen[0]) == [a]
+        assert self.inbox.changed_since(seen[0]) == [b] and self.inbox.changed_since(m) == []
+        c = yield self.inbox.append(MSG)
+        yield self.inbox.store_flags([b], ["\\Seen"], "+")
+        assert self.inbox.changed_since(m) == [b, c] and self.inbox.changed_since(self.inbox.get(c).modseq) == [b]
+        for since in range(0, self.inbox.highestmodseq + 1):
+            assert self.inbox.changed_since(since) == [x.uid for x in self.inbox.messages() if x.modseq > since]
+
+    @defer.inlineCallbacks
+    def test_vanished_since_is_exact_and_never_names_a_present_uid(self) -> Any:
+        uids = []
+        for _ in range(6):
+            uids.append((yield self.inbox.append(MSG)))
+        marks = [self.inbox.highestmodseq]
+        yield self.inbox.expunge(uids[1:3])
+        marks.append(self.inbox.highestmodseq)
+        yield self.inbox.store_flags([uids[0]], ["\\Seen"], "+")
+        yield self.inbox.expunge([uids[4]])
+        assert self.inbox.vanished_since(marks[0]) == [uids[1], uids[2], uids[4]]
+        assert self.inbox.vanished_since(marks[1]) == [uids[4]]
+        assert self.inbox.vanished_floor <= marks[0]
+        present = set(self.inbox.uids())
+        assert not present & set(self.inbox.vanished_since(0))
+
+    @defer.inlineCallbacks
+    def test_store_unchanged_since(self) -> Any:
+        a = yield self.inbox.append(MSG)
+        b = yield self.inbox.append(MSG2)
+        mb = self.inbox.get(b).modseq
+        yield self.inbox.store_flags([a], ["\\Seen"], "+")
+        ma = self.inbox.get(a).modseq
+        assert ma > mb
+        self.rec.take()
+        changed, modified = yield self.inbox.store_flags_unchanged_since([a, b, b + 50], ["\\Flagged"], "+", mb)
+        assert (changed, modified) == ([b], [a])  # a changed after mb; b+50 does not exist
+        assert self.inbox.get(a).flags == {"\\Seen"} and self.inbox.get(b).flags == {"\\Flagged"}
+        assert self.rec.take() == [("flags", [b])]
+        changed, modified = yield self.inbox.store_flags_unchanged_since([a], ["\\Seen"], "+", ma)
+        assert (changed, modified) == ([], [])  # passes the test, changes nothing
+        changed, modified = yield self.inbox.store_flags_unchanged_since([a, b], ["\\Seen"], "-", 0)
+        assert (changed, modified) == ([], [a, b])  # 0: every message has been modified since
+        yield self.inbox.expunge([a])
+        changed, modified = yield self.inbox.store_flags_unchanged_since([a], ["\\Seen"], "-", 1)
+        assert (changed, modified) == ([], [])
     @defer.inlineCallbacks
     def test_account_events_itemise_message_changes_in_every_folder(self) -> Any:
         rec = AccountRecorder()

@@ -23,6 +23,7 @@ class ParseError:
     message: str
     code: str | None = None
     status: str = "BAD"
+    command: str | None = None  # with status NO: the command refused (a state check still applies)
 
 
 @dataclass
@@ -72,6 +73,24 @@ class MailboxCommand(Command):
     """SELECT EXAMINE CREATE DELETE SUBSCRIBE UNSUBSCRIBE."""
 
     mailbox: str = ""
+
+
+@dataclass
+class Qresync:
+    """SELECT's QRESYNC parameter (RFC 7162 3.2.5): what the client knew."""
+
+    uidvalidity: int
+    modseq: int
+    known_uids: SeqSet | None = None
+    seq_match: tuple[SeqSet, SeqSet] | None = None  # (known sequence numbers, their UIDs)
+
+
+@dataclass
+class Select(MailboxCommand):
+    """SELECT and EXAMINE, with RFC 7162's CONDSTORE / QRESYNC parameters."""
+
+    condstore: bool = False
+    qresync: Qresync | None = None
 
 
 @dataclass
@@ -146,6 +165,8 @@ class Fetch(Command):
     uid: bool = False
     seqset: SeqSet = field(default_factory=list)
     atts: list[FetchAtt] = field(default_factory=list)
+    changedsince: int | None = None  # RFC 7162 FETCH modifiers
+    vanished: bool = False
 
 
 @dataclass
@@ -155,6 +176,7 @@ class Store(Command):
     mode: str = "+"  # '+', '-', '='
     silent: bool = False
     flags: list[str] = field(default_factory=list)
+    unchangedsince: int | None = None  # RFC 7162 STORE modifier
 
 
 @dataclass

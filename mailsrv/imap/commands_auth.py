@@ -7,7 +7,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from mailsrv.imap import commands as C
-from mailsrv.imap import createext, render, rev2
+from mailsrv.imap import condstore, createext, render, rev2
 from mailsrv.imap import enable as E
 from mailsrv.imap import flags as F
 from mailsrv.imap.context import Context, Handlers
@@ -22,9 +22,12 @@ IDLE_POLL_SLOWDOWN = 12  # 5 s -> 60 s where the store pushes outside changes (I
 
 
 async def select(ctx: Context, cmd: C.MailboxCommand) -> Result:
-    """SELECT and EXAMINE (read-only)."""
+    """SELECT and EXAMINE (read-only), with CONDSTORE/QRESYNC (:mod:`condstore`)."""
     ctx.send_many(rev2.closing(ctx))
     ctx.unselect()
+    refused = condstore.select_begin(ctx, cmd)
+    if refused is not None:
+        return refused
     try:
         folder: IFolder = await ctx.account.open_folder(cmd.mailbox)
     except NoSuchFolder:
@@ -49,6 +52,7 @@ async def select(ctx: Context, cmd: C.MailboxCommand) -> Result:
     lines.append(render.untagged(f"OK [UIDVALIDITY {folder.uidvalidity}] UIDs valid"))
     lines.append(render.untagged(f"OK [UIDNEXT {folder.uidnext}] Predicted next UID"))
     lines.append(render.untagged(f"OK [MAILBOXID ({folder.mailboxid})] Ok"))
+    lines += condstore.select_end(ctx, cmd, sel)
     ctx.send_many(lines)
     return ok("completed", "READ-ONLY" if readonly else "READ-WRITE")
 

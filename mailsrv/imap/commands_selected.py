@@ -4,8 +4,8 @@ STORE COPY MOVE and their UID forms (FETCH itself is in :mod:`fetch`)."""
 from __future__ import annotations
 
 from mailsrv.imap import commands as C
+from mailsrv.imap import condstore, flagsearch, render, rev2, utf8
 from mailsrv.imap import flags as F
-from mailsrv.imap import render, rev2, utf8
 from mailsrv.imap.context import Context, Handlers
 from mailsrv.imap.fetch import fetch, target
 from mailsrv.imap.results import SELECTED_ONLY, Result, bad, no, ok
@@ -51,30 +51,43 @@ async def expunge(ctx: Context, cmd: C.Simple | C.UidExpunge) -> Result:
             await sel.folder.expunge(doomed)
     else:
         await sel.folder.expunge(None)
-    return ok()
+    return ok("completed", condstore.expunge_code(ctx))
 
 
 async def _report_flags(ctx: Context, sel: SelectedMailbox, pairs: list[tuple[int, int]], uid: bool) -> None:
-    """The untagged FETCH (FLAGS) responses of a STORE, in batches."""
-    folder = sel.folder
-    lines = []
+    """The untagged FETCH (FLAGS) responses of a STORE, in batches; a flag
+    list is rendered once per distinct set (a STORE on 10,000 messages
+    leaves a handful)."""
+    get, recent = sel.folder.get, sel.recent
+    with_uid, with_modseq = uid or sel.modseqs, sel.modseqs
+    rendered: dict[tuple[frozenset[str], bool], bytes] = {}
+    lines: list[bytes] = []
+    append = lines.append
     for seq, u in pairs:
-        info = folder.get(u)
+        info = get(u)
         if info is None:
             continue
-        items = b"FLAGS " + render.flag_list(sel.flags_of(info))
-        if uid:
-            items = b"UID %d " % u + items
-        lines.append(b"* %d FETCH (%s)\r\n" % (seq, items))
-        if len(lines) >= 512:
+        key = (info.flags, u in recent)
+        flags = rendered.get(key)
+        if flags is None:
+            flags = rendered[key] = b"FLAGS " + render.flag_list(sel.flags_of(info))
+        if with_modseq:
+            append(b"* %d FETCH (UID %d %b MODSEQ (%d))\r\n" % (seq, u, flags, info.modseq))
+        elif with_uid:
+            append(b"* %d FETCH (UID %d %b)\r\n" % (seq, u, flags))
+        else:
+            append(b"* %d FETCH (%b)\r\n" % (seq, flags))
+        if len(lines) >= 2048:
             ctx.send_many(lines)
             lines = []
+            append = lines.append
             await ctx.drained()
     ctx.send_many(lines)
 
 
 async def store(ctx: Context, cmd: C.Store) -> Result:
-    """STORE / UID STORE; FLAGS.SILENT reports nothing this session did."""
+    """STORE / UID STORE; FLAGS.SILENT reports nothing this session did
+    (but the new MODSEQs under CONDSTORE)."""
     sel = ctx.mailbox
     if sel.readonly:
         return no(READ_ONLY, "CANNOT")
@@ -86,15 +99,23 @@ async def store(ctx: Context, cmd: C.Store) -> Result:
         return bad("Invalid message sequence number")
     folder = sel.folder
     live = [u for _, u in pairs if folder.get(u) is not None]
-    changed = await folder.store_flags(live, flags, cmd.mode) if live else []
+    changed, modified = await condstore.store_flags(ctx, cmd, live, flags)
     ctx.send_many(sel.new_keywords_response())  # FLAGS before a FETCH that uses a new keyword
+    if modified:  # UNCHANGEDSINCE kept these: no FETCH for them, their news stay pending
+        kept = set(modified)
+        pairs = [p for p in pairs if p[1] not in kept]
+        live = [u for u in live if u not in kept]
     if cmd.silent:
         sel.forget_flag_updates(changed)
+        if sel.modseqs:
+            ctx.send_many(condstore.silent_report(sel, pairs, changed))
     else:
         sel.forget_flag_updates(live)
         await _report_flags(ctx, sel, pairs, cmd.uid)
-    if len(live) < len(pairs):
-        return no(GONE, "EXPUNGEISSUED")
+    if modified:
+        return ok("Conditional STORE failed", condstore.modified_code(sel, cmd, modified))
+    # messages another session expunged meanwhile are skipped, the rest is
+    # stored: OK, as Dovecot answers and RFC 2180 4.2.1 allows
     return ok()
 
 
@@ -138,7 +159,7 @@ async def copy(ctx: Context, cmd: C.Copy) -> Result:
     return ok("completed", code)
 
 
-def _esearch(cmd: C.Search, numbers: list[int]) -> bytes:
+def _esearch(cmd: C.Search, numbers: list[int], modseq: int | None = None) -> bytes:
     """The ESEARCH response (RFC 4731) for RETURN (MIN MAX COUNT ALL)."""
     opts = cmd.return_opts or []
     parts = [b'* ESEARCH (TAG "%s")' % cmd.tag.encode()]
@@ -152,6 +173,8 @@ def _esearch(cmd: C.Search, numbers: list[int]) -> bytes:
         parts.append(b"COUNT %d" % len(numbers))
     if numbers and "ALL" in opts:
         parts.append(b"ALL " + render_set(numbers).encode())
+    if modseq is not None:
+        parts.append(b"MODSEQ %d" % modseq)
     return b" ".join(parts) + b"\r\n"
 
 
@@ -164,15 +187,23 @@ async def search(ctx: Context, cmd: C.Search) -> Result:
         cmd.return_opts = ["ALL"]  # IMAP4rev2 answers SEARCH with ESEARCH
     if cmd.charset not in (None, "UTF-8", "US-ASCII"):
         return no("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
-    infos = sel.infos()
     folder = sel.folder
-    seqs = await run_search(folder, infos, cmd.key, set(sel.recent), cmd.charset)
-    seqs = sorted(s for s in set(seqs) if 0 < s <= len(infos) and folder.get(infos[s - 1].uid) is not None)
-    numbers = [infos[s - 1].uid for s in seqs] if cmd.uid else seqs
+    seqs = flagsearch.search(sel, cmd.key)  # flags only: from the store's flag sets
+    if seqs is None:
+        infos = sel.infos()
+        found = await run_search(folder, infos, cmd.key, set(sel.recent), cmd.charset)
+        seqs = sorted(s for s in set(found) if 0 < s <= len(infos) and folder.get(infos[s - 1].uid) is not None)
+    uids = [sel.uids[s - 1] for s in seqs]
+    numbers = uids if cmd.uid else seqs
+    modseq = None
+    if condstore.has_modseq(cmd.key):  # RFC 7162 3.1.5: the highest MODSEQ of what matched
+        condstore.enable_condstore(ctx)
+        modseq = condstore.search_modseq(folder, uids, cmd.return_opts)
     if cmd.return_opts is None:
-        ctx.send(b"* SEARCH" + b"".join(b" %d" % n for n in numbers) + b"\r\n")
+        tail = b" (MODSEQ %d)" % modseq if modseq is not None else b""
+        ctx.send(b"* SEARCH" + b"".join(b" %d" % n for n in numbers) + tail + b"\r\n")
     else:
-        ctx.send(_esearch(cmd, numbers))
+        ctx.send(_esearch(cmd, numbers, modseq))
     return ok()
 
 

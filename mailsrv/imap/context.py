@@ -45,7 +45,8 @@ AUTHENTICATED_CAPABILITIES = ("NAMESPACE", "UNSELECT", "CHILDREN", "UIDPLUS", "M
                               "LIST-EXTENDED", "LIST-STATUS", "MULTIAPPEND", "APPENDLIMIT", "ESEARCH",
                               "COMPRESS=DEFLATE", "UTF8=ACCEPT", "NOTIFY", "UNAUTHENTICATE",
                               "STATUS=SIZE", "CREATE-SPECIAL-USE", "OBJECTID", "SAVEDATE", "PREVIEW",
-                              "ACL", "RIGHTS=texk", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE")
+                              "ACL", "RIGHTS=texk", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE",
+                              "CONDSTORE", "QRESYNC")
 
 
 Handler = Callable[["Context", Any], Awaitable[Result | None]]

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mailsrv.imap import rev2, utf8
+from mailsrv.imap import condstore, rev2, utf8
 from mailsrv.imap.context import Context
 
 ENABLERS: dict[str, Callable[[Context], bool]] = {
     rev2.CAPABILITY.upper(): rev2.enable,
     utf8.CAPABILITY: utf8.enable,
+    condstore.CONDSTORE: condstore.enable,
+    condstore.QRESYNC: condstore.enable_qresync,
 }
 CANONICAL = {rev2.CAPABILITY.upper(): rev2.CAPABILITY}
 

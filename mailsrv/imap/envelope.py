@@ -1,87 +1,105 @@
 """ENVELOPE (RFC 3501 7.4.2): address lists parsed the way Dovecot 2.3
-does (groups, routes, comments, missing parts as MISSING_MAILBOX /
-MISSING_DOMAIN), rendered from the raw header values."""
+does (:mod:`mailsrv.imap.addresses`: groups, routes, comments, missing
+parts as MISSING_MAILBOX / MISSING_DOMAIN), rendered from the raw header
+values."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 
-from mailsrv.imap.headers import FOLD, Field, istr, skip_cfws
+from mailsrv.imap import addresses
+from mailsrv.imap.addresses import Address
+from mailsrv.imap.headers import Field
 
-_ENV_STRINGS = ("date", "subject")
+_ENV_STRINGS = ("date", "subject", "in-reply-to", "message-id")
 _ENV_ADDRS = ("from", "sender", "reply-to", "to", "cc", "bcc")
+_ESCAPED = re.compile(rb'["\\]')
+_LITERAL_ONLY = re.compile(rb"[\r\n\x80-\xff]")
+_LWSP_RUN = re.compile(rb"[ \t\r\n]+")
 
 
 def envelope(fields: Sequence[Field]) -> bytes:
-    """ENVELOPE (RFC 3501 7.4.2) from parsed header fields; values are the
-    raw (RFC 2047-encoded) header text, unfolded."""
-    vals: dict[str, bytes] = {}
-    for n, _, v in fields:
-        if n not in vals:
-            vals[n] = v
-    out = [istr(vals.get("date")), istr(vals.get("subject"))]
-    addrs: dict[str, list[Address]] = {}
-    for name in _ENV_ADDRS:
-        value = vals.get(name)
-        addrs[name] = parse_addresses(value) if value is not None else []
+    """ENVELOPE (RFC 3501 7.4.2) from parsed header fields, as Dovecot
+    builds it: a string field's last occurrence counts, every occurrence
+    of an address field adds its addresses; values keep trailing space
+    and joined folds; the subject and display names are cleaned up "for
+    humans" (whitespace runs collapsed, a literal when anything changed)."""
+    strings: dict[str, bytes] = {}
+    addrs: dict[str, list[Address]] = {n: [] for n in _ENV_ADDRS}
+    for n, raw, _v in fields:
+        if n in addrs:
+            addrs[n].extend(parse_addresses(field_value(raw)))
+        elif n in _ENV_STRINGS:
+            strings[n] = field_value(raw)
+    subject = strings.get("subject")
+    out = [nstring(_joined(strings.get("date"))), b"NIL" if subject is None else human(subject)]
     for name in _ENV_ADDRS:
         lst = addrs[name]
         if not lst and name in ("sender", "reply-to"):
             lst = addrs["from"]
         out.append(render_addresses(lst))
-    out.append(istr(vals.get("in-reply-to")))
-    out.append(istr(vals.get("message-id")))
+    out.append(nstring(_joined(strings.get("in-reply-to"))))
+    out.append(nstring(_joined(strings.get("message-id"))))
     return b"(" + b" ".join(out) + b")"
 
 
-Address = tuple[bytes | None, bytes | None, bytes | None, bytes | None]
+def field_value(raw: bytes) -> bytes:
+    """A field's value from its raw lines: after the colon, leading blanks
+    of the first line gone (unless that is all there is), folds kept as
+    CRLF, the final CRLF dropped."""
+    value = raw[raw.find(b":") + 1:]
+    if value.endswith(b"\r\n"):
+        value = value[:-2]
+    eol = value.find(b"\r\n")
+    first = value if eol < 0 else value[:eol]
+    stripped = first.lstrip(b" \t")
+    if stripped or eol >= 0:
+        value = stripped + (b"" if eol < 0 else value[eol:])
+    return value
+
+
+def _joined(value: bytes | None) -> bytes | None:
+    """A folded value on one line, as Dovecot reads it: the CRLFs removed,
+    the blanks around them kept."""
+    return None if value is None else value.replace(b"\r\n", b"")
+
+
+def nstring(b: bytes | None) -> bytes:
+    """IMAP nstring as Dovecot writes header text: quoted (a few quotes or
+    backslashes escaped), a literal for 8-bit, CR, LF or many escapes."""
+    if b is None:
+        return b"NIL"
+    if _LITERAL_ONLY.search(b) or len(_ESCAPED.findall(b)) > 4:
+        return b"{%d}\r\n" % len(b) + b
+    return b'"' + _ESCAPED.sub(rb"\\\g<0>", b) + b'"'
+
+
+def human(b: bytes) -> bytes:
+    """A string "for humans" (subject, display names) as Dovecot writes it:
+    blanks and line breaks collapsed to single spaces, none at either end,
+    NUL as 0x80; sent as a literal whenever that changed anything or the
+    text holds quotes, backslashes or 8-bit bytes."""
+    clean = _LWSP_RUN.sub(b" ", b.replace(b"\x00", b"\x80")).strip(b" ")
+    if not clean:
+        return b'""'
+    if clean == b and not _ESCAPED.search(b) and not _LITERAL_ONLY.search(b):
+        return b'"' + b + b'"'
+    return b"{%d}\r\n" % len(clean) + clean
 
 
 def render_addresses(lst: list[Address]) -> bytes:
     if not lst:
         return b"NIL"
-    return b"(" + b"".join(b"(" + b" ".join(istr(x) for x in a) + b")" for a in lst) + b")"
-
-
-_TOK = re.compile(rb'[ \t\r\n]+|(")|(\()|(\[[^\]]*\]?)|([<>@,;:.])|([^\x00-\x20()<>@,;:".\[\]]+)|(.)', re.S)
-_QUOTED = re.compile(rb'"((?:[^"\\]|\\.)*)"?', re.S)
-_QPAIR = re.compile(rb"\\(.)", re.S)
-
-
-def _tokens(v: bytes) -> list[tuple[str, bytes]]:
-    """(kind, text): kind 'a' atom, 'q' quoted, 'c' comment, 'd' domain
-    literal, or the special character itself."""
-    toks = []
-    i, n = 0, len(v)
-    match = _TOK.match
-    while i < n:
-        m = match(v, i)
-        assert m is not None  # the last alternative takes any byte
-        g = m.lastindex
-        if g is None:
-            i = m.end()
-        elif g == 1:
-            q = _QUOTED.match(v, i)
-            assert q is not None  # v[i] is the opening quote
-            text = q.group(1)
-            toks.append(("q", _QPAIR.sub(rb"\1", text) if b"\\" in text else text))
-            i = q.end()
-        elif g == 2:
-            j = skip_cfws(v, i)
-            toks.append(("c", FOLD.sub(b" ", v[i + 1:j - 1]).strip()))
-            i = max(j, i + 1)
-        else:
-            t = m.group(g)
-            toks.append(("d" if g == 3 else t.decode("latin-1") if g == 4 else "a", t))
-            i = m.end()
-    return toks
+    return b"(" + b"".join(b"(" + (b"NIL" if a[0] is None else human(a[0])) + b" "
+                           + b" ".join(nstring(x) for x in a[1:]) + b")" for a in lst) + b")"
 
 
 _ADDR_CH = rb"[^\x00-\x20()<>@,;:\\\"\[\]\x7f-\xff]+"
+_DOMAIN = rb"[^\x00-\x20()<>@,;:\\\"\[\]\x7f-\xff.]+(?:\.[^\x00-\x20()<>@,;:\\\"\[\]\x7f-\xff.]+)*"
 _SIMPLE_ADDR = re.compile(
-    rb'[ \t]*(?:(?:([A-Za-z0-9!#$%&\'*+/=?^_`{|}~ \t-]*?)|"([^"\\\r\n]*)")[ \t]*<(' + _ADDR_CH + rb')@(' + _ADDR_CH
-    + rb')>|(' + _ADDR_CH + rb')@(' + _ADDR_CH + rb'))[ \t]*(,|$)')
+    rb'[ \t]*(?:(?:([A-Za-z0-9!#$%&\'*+/=?^_`{|}~ \t-]*?)|"([^"\\\r\n]*)")[ \t]*<(' + _ADDR_CH + rb')@(' + _DOMAIN
+    + rb')>|(' + _ADDR_CH + rb')@(' + _DOMAIN + rb'))[ \t]*(,|$)')
 
 
 def _simple_addresses(v: bytes) -> list[Address] | None:
@@ -97,7 +115,7 @@ def _simple_addresses(v: bytes) -> list[Address] | None:
         if local2 is not None:
             out.append((None, None, local2, host2))
         else:
-            name = quoted if quoted is not None else (b" ".join(plain.split()) or None)
+            name = (quoted if quoted is not None else b" ".join(plain.split())) or None
             out.append((name, None, local, host))
         pos = m.end()
         if not sep:
@@ -109,88 +127,10 @@ def _simple_addresses(v: bytes) -> list[Address] | None:
 
 def parse_addresses(v: bytes) -> list[Address]:
     """An address-list header value as ENVELOPE address tuples, groups as
-    (NIL NIL name NIL) ... (NIL NIL NIL NIL)."""
-    fast = _simple_addresses(v)
+    (NIL NIL name NIL) ... (NIL NIL NIL NIL), parsed as Dovecot does
+    (:mod:`mailsrv.imap.addresses`).  A folded value goes to the full
+    parser: a fold inside a quoted string or comment is part of it."""
+    fast = _simple_addresses(v) if b"\n" not in v else None
     if fast is not None:
         return fast
-    toks = _tokens(v)
-    out: list[Address] = []
-    i, n = 0, len(toks)
-    in_group = False
-    item: list[tuple[str, bytes]] = []
-    prev_sep = ","
-    while i < n:
-        k, t = toks[i]
-        if k == ":" and not in_group and not any(x[0] in ("<", "@") for x in item):
-            out.append((None, None, _phrase(item) or b"", None))
-            in_group = True
-            item = []
-            prev_sep = ":"
-        elif k == "<":
-            j = i
-            while j < n and toks[j][0] != ">":
-                j += 1
-            item.extend(toks[i:j + 1])
-            i = j
-        elif k == "," or (k == ";" and in_group):
-            if item:
-                out.append(_mailbox(item))
-            elif k == "," and prev_sep == "," and _more(toks, i + 1):
-                out.append((None, None, b"MISSING_MAILBOX", b"MISSING_DOMAIN"))
-            item = []
-            prev_sep = k
-            if k == ";":
-                out.append((None, None, None, None))
-                in_group = False
-        else:
-            item.append((k, t))
-        i += 1
-    if item:
-        out.append(_mailbox(item))
-    if in_group:
-        out.append((None, None, None, None))
-    return out
-
-
-def _more(toks: list[tuple[str, bytes]], i: int) -> bool:
-    return any(k not in (",", "c") for k, _ in toks[i:])
-
-
-def _phrase(toks: list[tuple[str, bytes]]) -> bytes | None:
-    words: list[bytes] = []
-    for k, t in toks:
-        if k in ("a", "q", "d"):
-            words.append(t)
-        elif k == "." and words:
-            words[-1] += b"."
-    return b" ".join(words) if words else None
-
-
-def _mailbox(toks: list[tuple[str, bytes]]) -> Address:
-    kinds = [k for k, _ in toks]
-    adl = None
-    if "<" in kinds:
-        lt = kinds.index("<")
-        name = _phrase(toks[:lt])
-        inner = [x for x in toks[lt + 1:] if x[0] not in (">", "c")]
-        ikinds = [k for k, _ in inner]
-        if inner and ikinds[0] == "@" and ":" in ikinds:
-            colon = ikinds.index(":")
-            adl = b"".join(t for _, t in inner[:colon])
-            inner = inner[colon + 1:]
-        spec = inner
-    else:
-        spec = [x for x in toks if x[0] != "c"]
-        comments = [t for k, t in toks if k == "c" and t]
-        name = comments[0] if comments else None
-    skinds = [k for k, _ in spec]
-    if "@" in skinds:
-        at = len(skinds) - 1 - skinds[::-1].index("@")
-        local = b"".join(t for _, t in spec[:at])
-        host = b"".join(t for _, t in spec[at + 1:])
-    else:
-        local = b"".join(t for _, t in spec)
-        host = b""
-    return (name, adl, local or b"MISSING_MAILBOX", host or b"MISSING_DOMAIN")
-
-
+    return addresses.parse(v)

@@ -19,8 +19,8 @@ from twisted.internet import task
 from twisted.logger import Logger
 
 from mailsrv.imap import commands as C
+from mailsrv.imap import condstore, fetchext, render
 from mailsrv.imap import fetchdata as fd
-from mailsrv.imap import fetchext, render
 from mailsrv.imap.context import Context
 from mailsrv.imap.results import Result, bad, no, ok
 from mailsrv.imap.seqset import SeqSet, resolve_seq, resolve_uid, seq_in_range
@@ -141,6 +141,8 @@ class Plan:
             return lambda info, pre: b"INTERNALDATE " + render.date_time(info.internaldate)
         if n == "RFC822.SIZE":
             return lambda info, pre: b"RFC822.SIZE %d" % info.size
+        if n == "MODSEQ":
+            return lambda info, pre: condstore.modseq_item(info)
         if n == "ENVELOPE":
             env = self._cached(b"ENVELOPE ", fd.ENVELOPE, lambda info: fd.envelope(folder, info))
             if self.sel.utf8:
@@ -288,6 +290,10 @@ async def _write_items(ctx: Context, seq: int, items: list[Item]) -> None:
     ctx.send_many(buf)
 
 
+# items read from the message object alone: they cannot fail or stream
+_SIMPLE = frozenset({"UID", "FLAGS", "RFC822.SIZE", "MODSEQ"})
+
+
 def _marks_seen(atts: list[C.FetchAtt]) -> bool:
     return any(a.name in ("RFC822", "RFC822.TEXT") or (a.section is not None and not a.peek) for a in atts)
 
@@ -302,8 +308,15 @@ class _FetchRun:
         self.folder = sel.folder
         self.mark = _marks_seen(atts) and not sel.readonly
         self.has_flags = any(a.name == "FLAGS" for a in atts)
+        self.simple = all(a.name in _SIMPLE for a in atts)  # FETCH 1:* (UID FLAGS): the sync loop of clients
         self.plan = Plan(sel, atts)
         self.with_flags = self.plan.makers + [self.plan.flags]
+        if sel.modseqs:  # setting \Seen is a change: its FETCH carries UID and MODSEQ (RFC 7162 3.1.4)
+            names = {a.name for a in atts}
+            if "UID" not in names:
+                self.with_flags.insert(0, lambda info, pre: b"UID %d" % info.uid)
+            if "MODSEQ" not in names:
+                self.with_flags.append(lambda info, pre: condstore.modseq_item(info))
         self.gone = self.failed = 0
 
     async def _seen_now(self, batch: list[tuple[int, int]]) -> set[int]:
@@ -326,6 +339,13 @@ class _FetchRun:
         local."""
         ctx, get = self.ctx, self.folder.get
         seen_now = await self._seen_now(batch)
+        if self.has_flags or seen_now:
+            # a keyword another session just introduced: FLAGS first, so no
+            # FETCH shows one the client was not told of
+            ctx.send_many(self.sel.new_keywords_response())
+        if self.simple:  # MessageInfo only: nothing to load
+            self._simple_batch(batch)
+            return True
         await self.plan.load([u for _, u in batch])
         pre = self.plan.prefetch([u for _, u in batch])
         makers, with_flags, has_flags = self.plan.makers, self.with_flags, self.has_flags
@@ -366,23 +386,47 @@ class _FetchRun:
         ctx.send_many(lines)
         return True
 
+    def _simple_batch(self, batch: list[tuple[int, int]]) -> None:
+        """A batch of items from the message objects alone: one expression
+        per message, one write."""
+        get, makers = self.folder.get, self.plan.makers
+        no: Prefetched = {}
+        if len(makers) == 1:
+            m = makers[0]
+            lines = [b"* %d FETCH (%b)\r\n" % (seq, m(info, no)) for seq, uid in batch  # type: ignore[str-format]
+                     if (info := get(uid)) is not None]
+        else:
+            lines = [b"* %d FETCH (%b)\r\n" % (seq, b" ".join([m(info, no) for m in makers]))  # type: ignore[misc]
+                     for seq, uid in batch if (info := get(uid)) is not None]
+        self.gone += len(batch) - len(lines)
+        self.ctx.send(b"".join(lines))
+
     def result(self) -> Result:
         if self.failed:
             return no("Some messages could not be fetched", "SERVERBUG")
         if self.gone:
-            return no("Some of the requested messages no longer exist", "EXPUNGEISSUED")
+            # another session expunged them (this one has not been told
+            # yet): the rest was sent; OK, as Dovecot answers (RFC 2180 4.1)
+            return ok("Some messages were already expunged", "EXPUNGEISSUED")
         return ok()
 
 
 async def fetch(ctx: Context, cmd: C.Fetch) -> Result | None:
     """FETCH and UID FETCH (which always includes UID, RFC 3501 6.4.8)."""
     sel = ctx.mailbox
-    pairs = target(sel, cmd.uid, cmd.seqset)
+    if cmd.changedsince is None:
+        pairs = target(sel, cmd.uid, cmd.seqset)
+    else:  # only what changed: from the store's change index, not the whole set
+        pairs = condstore.changed_targets(sel, cmd, cmd.changedsince)
     if pairs is None:
         return bad("Invalid message sequence number")
     atts = list(cmd.atts)
     if cmd.uid and not any(a.name == "UID" for a in atts):
         atts.insert(0, C.FetchAtt("UID"))
+    prepared = condstore.fetch_prepare(ctx, cmd, pairs, atts)
+    if isinstance(prepared, Result):
+        return prepared
+    pairs = prepared
     run = _FetchRun(ctx, sel, atts)
     step = max(1, ctx.yield_every)
     for start in range(0, len(pairs), step):

@@ -22,6 +22,7 @@ BODYSTRUCTURE = "bodystructure"  # extended form
 BODY = "body"  # BODY (non-extended) form
 FIELDS = "hf:"  # + field names: BODY[HEADER.FIELDS (...)] of the message ("hf!:" for .NOT)
 SEARCH_TEXT = "hs:"  # + field name: its values decoded and casefolded (SEARCH HEADER)
+SEARCH_ADDRESSES = "ha:"  # + field name: its addresses written out, decoded, casefolded (SEARCH FROM/TO...)
 MAX_KIND = 200  # longer field lists are computed, not cached
 
 CHUNK = 4096

@@ -17,12 +17,13 @@ from collections.abc import Callable
 from functools import partial
 
 from mailsrv.imap import commands as C
+from mailsrv.imap import condstore_grammar as CG
 from mailsrv.imap import flags as F
 from mailsrv.imap import grammar_acl
 from mailsrv.imap import grammar_ext as X
 from mailsrv.imap import searchkeys as K
 from mailsrv.imap.framing import MAX_LINE, Literal, Parser, Parts
-from mailsrv.imap.reader import MAX_DEPTH, TAG, Dialect, Reader, Syntax, parse_date_time
+from mailsrv.imap.reader import MAX_DEPTH, TAG, BadMailboxName, Dialect, Reader, Syntax, parse_date_time
 
 ParseFn = Callable[[Reader, str, str, bool], C.Command]
 """(reader after the name, tag, upper-case name, uid) -> command."""
@@ -47,11 +48,14 @@ def parse_command(parts: Parts, dialect: Dialect | None = None) -> C.Command | C
     try:
         tag = r.chars(TAG, "tag").decode("ascii")
         r.sp()
-        name = r.atom().upper()
+        name = r.command = r.atom().upper()
         fn = COMMANDS.get(name)
         if fn is None:
             raise Syntax(f"unknown command {name}")
         return fn(r, tag, name, False)
+    except BadMailboxName as e:
+        _close_literals(parts)
+        return C.ParseError(tag, str(e), status="NO", command=r.command)
     except Syntax as e:
         for p in parts:
             if isinstance(p, Literal):
@@ -61,11 +65,17 @@ def parse_command(parts: Parts, dialect: Dialect | None = None) -> C.Command | C
         return C.ParseError(tag, "Error in IMAP command: unexpected literal")
 
 
+def _close_literals(parts: Parts) -> None:
+    for p in parts:
+        if isinstance(p, Literal):
+            p.close()
+
+
 # ---------------------------------------------------------------- commands
 
 def _uid(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
     r.sp()
-    sub = r.atom().upper()
+    sub = r.command = r.atom().upper()
     if sub not in UID_COMMANDS:
         raise Syntax(f"unknown UID command {sub}")
     return COMMANDS[sub](r, tag, sub, True)
@@ -88,8 +98,6 @@ def _expunge(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
 def _one_mailbox(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
     r.sp()
     mbox = r.mailbox()
-    if name in ("SELECT", "EXAMINE") and not r.at_end():
-        raise Syntax("SELECT parameters are not supported")
     r.end()
     return C.MailboxCommand(tag, name, mailbox=mbox)
 
@@ -127,7 +135,7 @@ def _rename(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
 
 
 STATUS_ATTS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", "DELETED", "DELETED-STORAGE",
-               "MAILBOXID"}
+               "MAILBOXID", "HIGHESTMODSEQ"}
 
 
 def _status_atts(r: Reader) -> list[str]:
@@ -157,8 +165,8 @@ def _list_select_opts(r: Reader, cmd: C.ListCommand) -> None:
     for o in cmd.select_opts:
         if o not in _LIST_SELECT:
             raise Syntax(f"unknown LIST selection option {o}")
-    if cmd.select_opts == ["RECURSIVEMATCH"]:
-        raise Syntax("RECURSIVEMATCH needs another selection option")
+    if "RECURSIVEMATCH" in cmd.select_opts and not set(cmd.select_opts) - {"RECURSIVEMATCH", "REMOTE"}:
+        raise Syntax("RECURSIVEMATCH needs another selection option")  # REMOTE is none (RFC 5258 3.1)
     r.sp()
 
 
@@ -233,7 +241,7 @@ def _append(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
 
 
 _SIMPLE_FETCH = {"FLAGS", "UID", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.TEXT",
-                 "RFC822.SIZE", "ENVELOPE", "BODY", "BODYSTRUCTURE"}
+                 "RFC822.SIZE", "ENVELOPE", "BODY", "BODYSTRUCTURE", "MODSEQ"}
 _MACROS = {
     "ALL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"],
     "FAST": ["FLAGS", "INTERNALDATE", "RFC822.SIZE"],
@@ -309,14 +317,22 @@ def _fetch(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
         else:
             r.pos = save
             atts = [_fetch_att(r)]
+    cmd = C.Fetch(tag, "FETCH", uid=uid, seqset=seqset, atts=atts)
+    if not r.at_end():
+        r.sp()
+        CG.fetch_modifiers(r, cmd)
     r.end()
-    return C.Fetch(tag, "FETCH", uid=uid, seqset=seqset, atts=atts)
+    return cmd
 
 
 def _store(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
     r.sp()
     seqset = r.seqset()
     r.sp()
+    modified = C.Store(tag, "STORE")
+    if r.peek() == 0x28:
+        CG.store_modifiers(r, modified)
+        r.sp()
     mode = "="
     if r.peek() in (0x2B, 0x2D):
         mode = chr(r.peek())
@@ -334,7 +350,7 @@ def _store(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
             flags.append(r.flag())
     r.end()
     return C.Store(tag, "STORE", uid=uid, seqset=seqset, mode=mode,
-                   silent=item.endswith(".SILENT"), flags=flags)
+                   silent=item.endswith(".SILENT"), flags=flags, unchangedsince=modified.unchangedsince)
 
 
 def _copy(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
@@ -413,7 +429,9 @@ def _id(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
 COMMANDS: dict[str, ParseFn] = {
     **{n: _no_args for n in ("CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "CHECK", "CLOSE",
                              "UNSELECT", "IDLE", "NAMESPACE", "UNAUTHENTICATE")},
-    **{n: _one_mailbox for n in ("SELECT", "EXAMINE", "DELETE", "SUBSCRIBE", "UNSUBSCRIBE")},
+    **{n: _one_mailbox for n in ("DELETE", "SUBSCRIBE", "UNSUBSCRIBE")},
+    "SELECT": CG.select,
+    "EXAMINE": CG.select,
     "CREATE": X.create,
     "EXPUNGE": _expunge,
     "LOGIN": _login,
@@ -482,6 +500,13 @@ def _named_header(field: str) -> KeyFn:
     return parse
 
 
+def _address(field: str) -> KeyFn:
+    def parse(r: Reader, name: str, text: TextFn) -> K.SearchKey:
+        r.sp()
+        return K.Address(field, text(r.astring()))
+    return parse
+
+
 def _header(r: Reader, name: str, text: TextFn) -> K.SearchKey:
     r.sp()
     field = r.astring().decode("ascii", "replace")
@@ -541,8 +566,8 @@ SEARCH_KEYS: dict[str, KeyFn] = {
     **{"UN" + word: _flag(flag, False) for word, flag in F.SEARCH_FLAG_KEYS.items()},
     "KEYWORD": _keyword,
     "UNKEYWORD": _keyword,
-    **{word: _named_header(field) for word, field in
-       (("FROM", "From"), ("TO", "To"), ("CC", "Cc"), ("BCC", "Bcc"), ("SUBJECT", "Subject"))},
+    **{word: _address(field) for word, field in (("FROM", "From"), ("TO", "To"), ("CC", "Cc"), ("BCC", "Bcc"))},
+    "SUBJECT": _named_header("Subject"),
     "HEADER": _header,
     "BODY": _body,
     "TEXT": _text,
@@ -550,6 +575,7 @@ SEARCH_KEYS: dict[str, KeyFn] = {
     "LARGER": _size,
     "SMALLER": _size,
     "UID": _uid_key,
+    "MODSEQ": CG.modseq_key,
     "NOT": _not,
     "OR": _or,
     **X.SEARCH_KEYS,

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from mailsrv.imap import commands as C
-from mailsrv.imap import render
+from mailsrv.imap import condstore, render
 from mailsrv.imap.context import Context
 from mailsrv.store.interfaces import IAccount, IFolder
 
@@ -51,6 +51,9 @@ async def status_values(ctx: Context, name: str, atts: list[str]) -> bytes:
             v = folder.uidvalidity
         elif a == "UNSEEN":
             v = sum(1 for m in msgs if "\\Seen" not in m.flags)
+        elif a == "HIGHESTMODSEQ":
+            condstore.enable_condstore(ctx)  # a CONDSTORE-enabling request (RFC 7162 3.1)
+            v = folder.highestmodseq
         elif a == "MAILBOXID":  # RFC 8474
             values.append(f"MAILBOXID ({folder.mailboxid})")
             continue
@@ -109,7 +112,8 @@ class _Listing:
             # RFC 3501 6.3.9: a parent stands in (\Noselect) only for
             # subscribed children the pattern does not reach ("%")
             return ["\\Noselect"], b""
-        if self.recursive and any(s.startswith(name + DELIM) for s in self.subs):
+        if self.recursive and any(s.startswith(name + DELIM) and not self.matches(s) for s in self.subs):
+            # RFC 5258 3.5: only for descendants the patterns do not list themselves
             return [], b' ("CHILDINFO" ("SUBSCRIBED"))'
         return None
 

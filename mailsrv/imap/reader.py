@@ -39,6 +39,11 @@ class Syntax(Exception):
     """Grammar error inside one command (becomes a ParseError)."""
 
 
+class BadMailboxName(Syntax):
+    """A mailbox name that is not modified UTF-7: no such mailbox can
+    exist, so the command is answered NO (as Dovecot does), not BAD."""
+
+
 @dataclass
 class Dialect:
     """What ENABLE changed in how one session's commands are read (and its
@@ -53,17 +58,25 @@ def decode_mailbox(raw: bytes, utf8: bool = False) -> str:
     """Wire mailbox name (modified UTF-7, or raw UTF-8 from lax clients) to
     str; INBOX is case-insensitive.  ``utf8``: the session enabled UTF-8
     names (RFC 6855), so the name is UTF-8 as sent, ``&`` included."""
-    try:
-        if utf8:
+    if utf8:  # RFC 6855: a quoted string is UTF-8; anything else is a syntax error
+        try:
             name = raw.decode("utf-8")
-        elif raw.isascii():
+        except UnicodeDecodeError:
+            raise Syntax("Mailbox name is not valid UTF-8") from None
+        return _inbox(name)
+    try:
+        if raw.isascii():
             name = raw.decode("imap4-utf-7")
             if name.encode("imap4-utf-7") != raw:  # the codec is lenient; we are not
                 raise ValueError("not canonical modified UTF-7")
         else:
             name = raw.decode("utf-8")
     except (UnicodeDecodeError, ValueError) as e:
-        raise Syntax("mailbox name is not valid modified UTF-7") from e
+        raise BadMailboxName("Mailbox name is not valid mUTF-7") from e
+    return _inbox(name)
+
+
+def _inbox(name: str) -> str:
     if name.upper() == "INBOX":
         return "INBOX"
     if name[:6].upper() == "INBOX/":
@@ -107,6 +120,7 @@ class Reader:
         self.i = 0
         self.pos = 0
         self.depth = 0
+        self.command = ""  # the command being read (a UID command's own name)
 
     @property
     def text(self) -> bytes:

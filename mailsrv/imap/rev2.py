@@ -41,8 +41,9 @@ def enable(ctx: Context) -> bool:
 
 def closing(ctx: Context) -> list[bytes]:
     """``* OK [CLOSED]`` when a SELECT/EXAMINE is about to close the
-    selected mailbox (RFC 9051 7.1)."""
-    if ctx.selected is None or not active(ctx):
+    selected mailbox (RFC 9051 7.1; a QRESYNC server says it under
+    IMAP4rev1 too, RFC 7162 3.2.11, as Dovecot does)."""
+    if ctx.selected is None:
         return []
     return [render.untagged("OK [CLOSED] Previous mailbox closed.")]
 

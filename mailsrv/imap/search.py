@@ -25,6 +25,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from mailsrv.imap import addresses as addr_mod
 from mailsrv.imap import fetchdata, headers, mime
 from mailsrv.imap import searchkeys as K
 from mailsrv.store.crlf import to_crlf
@@ -132,8 +133,9 @@ async def search_loaded(folder: IFolder, view: Sequence[MessageInfo], key: K.Sea
 def needs(key: K.SearchKey) -> tuple[set[str], str | None]:
     """The cached kinds and the part of each message ("header", "full" or
     None) that evaluating ``key`` may read."""
-    if isinstance(key, K.Header):
-        full_kind = fetchdata.SEARCH_TEXT + key.field.lower()
+    if isinstance(key, (K.Header, K.Address)):
+        prefix = fetchdata.SEARCH_ADDRESSES if isinstance(key, K.Address) else fetchdata.SEARCH_TEXT
+        full_kind = prefix + key.field.lower()
         kinds = {fetchdata.HEADER} | ({full_kind} if len(full_kind) <= fetchdata.MAX_KIND else set())
         return kinds, "header"
     if isinstance(key, K.Date) and key.field == "sent":
@@ -227,8 +229,19 @@ def _uid(key: K.Uid, scope: _Scope) -> Compiled:
 
 
 @compile_key.register
+def _modseq(key: K.Modseq, scope: _Scope) -> Compiled:
+    n = key.n
+    return CHEAP, lambda i, m: m.modseq >= n
+
+
+@compile_key.register
 def _header_key(key: K.Header, scope: _Scope) -> Compiled:
     return HEADER, _header(key.field, key.value, scope.msg, scope.view)
+
+
+@compile_key.register
+def _address_key(key: K.Address, scope: _Scope) -> Compiled:
+    return HEADER, _header(key.field, key.value, scope.msg, scope.view, addresses=True)
 
 
 @compile_key.register
@@ -338,32 +351,37 @@ def _search_text(values: Iterable[bytes]) -> bytes:
                     for v in values)
 
 
-def _header(field: str, value: str, msg: _Message, view: Sequence[MessageInfo]) -> Pred:
-    """Case-insensitive substring match on any occurrence of the field.
+def _address_text(values: Iterable[bytes]) -> bytes:
+    """What an address key matches against: each value's addresses parsed
+    and written out the way Dovecot does (so ``<a (x)@ b>`` reads
+    ``<a@b>``), then as :func:`_search_text`."""
+    return _search_text(addr_mod.written(addr_mod.parse(v)) for v in values)
+
+
+def _header(field: str, value: str, msg: _Message, view: Sequence[MessageInfo], addresses: bool = False) -> Pred:
+    """Case-insensitive substring match on any occurrence of the field
+    (``addresses``: on its addresses as parsed, see :func:`_address_text`).
 
     The decoded, casefolded values are cached per message (kind
-    ``hs:<name>``) and read for the whole view in one query on first use,
-    so a warm search is a bytes ``in`` per message.  A UTF-8 needle is a
-    substring of the UTF-8 text exactly when it is one of the str; a needle
-    without LF cannot span two values; an empty one matches any message
-    that has the field at all."""
+    ``hs:<name>``, ``ha:<name>`` for addresses) and read for the whole view
+    in one query on first use, so a warm search is a bytes ``in`` per
+    message.  A UTF-8 needle is a substring of the UTF-8 text exactly when
+    it is one of the str; a needle without LF cannot span two values; an
+    empty one matches any message that has the field at all."""
     needle = value.casefold().encode("utf-8", "surrogatepass")
     lname = field.lower().encode("utf-8", "replace")
-    full_kind = fetchdata.SEARCH_TEXT + field.lower()
+    full_kind = (fetchdata.SEARCH_ADDRESSES if addresses else fetchdata.SEARCH_TEXT) + field.lower()
+    to_text = _address_text if addresses else _search_text
     kind = full_kind if len(full_kind) <= fetchdata.MAX_KIND else None
-    known: dict[int, bytes] = {}
-    loaded: list[bool] = []
+    # the whole view's texts in one read (from memory when warm)
+    known = fetchdata.cached_many(msg.folder, [i.uid for i in view], kind) if kind is not None else {}
 
     def text(m: MessageInfo) -> bytes:
-        if not loaded:
-            loaded.append(True)
-            if kind is not None:
-                known.update(fetchdata.cached_many(msg.folder, [i.uid for i in view], kind))
         t = known.get(m.uid)
         if t is None and kind is not None:
             t = msg.folder.get_cached(m.uid, kind)  # fetched since the first look (search_loaded)
         if t is None:
-            t = _search_text(_field_values(msg.use(m).header(), lname))
+            t = to_text(_field_values(msg.use(m).header(), lname))
             if kind is not None:
                 msg.folder.set_cached(m.uid, kind, t)
         return t
@@ -372,7 +390,8 @@ def _header(field: str, value: str, msg: _Message, view: Sequence[MessageInfo]) 
         return lambda i, m: bool(text(m))
     if b"\n" in needle:  # only a literal can hold one: match value by value
         return lambda i, m: any(needle in v for v in text(m).split(b"\n")[1:])
-    return lambda i, m: needle in text(m)
+    get = known.get
+    return lambda i, m: needle in (get(m.uid) or text(m))
 
 
 def _sent(op: K.DateOp, day: datetime.date, msg: _Message) -> Pred:

@@ -58,6 +58,16 @@ class Header:
 
 
 @dataclass(frozen=True, slots=True)
+class Address:
+    """FROM TO CC BCC: case-insensitive substring of the field's addresses
+    and display names as parsed and written out one by one (so comments,
+    groups and folding do not hide an address), RFC 2047-decoded."""
+
+    field: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
 class Body:
     """BODY: substring of the decoded text parts."""
 
@@ -104,6 +114,13 @@ class Uid:
 
 
 @dataclass(frozen=True, slots=True)
+class Modseq:
+    """MODSEQ n (RFC 7162 3.1.5): the message's mod-sequence is n or more."""
+
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
 class Not:
     key: SearchKey
 
@@ -147,5 +164,5 @@ class ObjectId:
     value: str
 
 
-SearchKey: TypeAlias = (All | Recent | New | Old | Flag | Header | Body | Text | Date | Size | Seq | Uid | Not | Or
-                        | And | SaveDate | SaveDateSupported | ObjectId)
+SearchKey: TypeAlias = (All | Recent | New | Old | Flag | Header | Address | Body | Text | Date | Size | Seq | Uid
+                        | Modseq | Not | Or | And | SaveDate | SaveDateSupported | ObjectId)

@@ -247,11 +247,27 @@ class IMAPServer(Protocol, TimeoutMixin):
             return self._run(ev)
         if isinstance(ev, C.LiteralContinuation):
             self.write(b"+ Ready for literal data\r\n")
+        elif isinstance(ev, C.ParseError) and ev.command is not None:
+            self._refuse(ev)
         elif isinstance(ev, C.ParseError):
             self.write(render.tagged(ev.tag or "*", ev.status, ev.message, ev.code))
             self._count_bad()
         # a RawLine nobody waits for (its command already gave up) is dropped
         return None
+
+    def _refuse(self, ev: C.ParseError) -> None:
+        """A command the grammar refused with NO (a mailbox name that is not
+        modified UTF-7 names no mailbox): answered as its handler would,
+        in a state where it may run; a refused SELECT leaves no mailbox
+        selected (RFC 3501 6.3.1)."""
+        entry = TABLE.get(ev.command or "")
+        if entry is None or self.ctx.state not in entry[1]:
+            self.write(render.tagged(ev.tag or "*", "BAD", f"{ev.command} is not permitted in this state"))
+            self._count_bad()
+            return
+        if ev.command in ("SELECT", "EXAMINE"):
+            self.ctx.unselect()
+        self.write(render.tagged(ev.tag or "*", ev.status, ev.message, ev.code))
 
     def _count_bad(self) -> None:
         self._bad_count += 1
@@ -275,6 +291,13 @@ class IMAPServer(Protocol, TimeoutMixin):
             try:
                 if ctx.selected is not None:
                     await ctx.selected.folder.refresh()  # a remote store may be unavailable: NO, not BAD
+                    if getattr(cmd, "uid", False):
+                        # a UID command may name a message this session has not
+                        # heard of yet (its UID came from another session's
+                        # APPENDUID): bring the view up to date first; EXPUNGE is
+                        # allowed now (RFC 3501 7.4.1 forbids it only around
+                        # sequence numbers)
+                        ctx.flush_pending()
                 result = await entry[0](ctx, cmd)
             except StoreError as e:
                 if e.code == "SERVERBUG":  # the store failed, not the client

@@ -14,6 +14,7 @@ from zope.interface import implementer
 
 from mailsrv.imap import render
 from mailsrv.imap.flags import RECENT
+from mailsrv.imap.seqset import render as render_set
 from mailsrv.store.interfaces import SYSTEM_FLAGS, IFolder, IFolderListener, MessageInfo
 
 
@@ -40,6 +41,11 @@ class SelectedMailbox:
         self._flags: set[int] = set()
         self._expunged: set[int] = set()
         self._known_keywords = set(folder.keywords())
+        # RFC 7162, set by the session: FETCH updates carry MODSEQ
+        # (CONDSTORE), expunges are reported as VANISHED (QRESYNC)
+        self.modseqs = False
+        self.vanished = False
+        self._expunge_modseq = 0  # the lowest mod-sequence of the expunges not yet reported
         self.report_recent = True  # False under IMAP4rev2: no \Recent, no RECENT
         self.utf8 = False  # the client reads UTF-8 header values (UTF8=ACCEPT, IMAP4rev2)
         self.report_flags = True  # False: other sessions' flag changes are not reported (NOTIFY without FlagChange)
@@ -59,6 +65,8 @@ class SelectedMailbox:
         self._notify()
 
     def messages_expunged(self, folder: IFolder, uids: list[int]) -> None:
+        if not self._expunged:
+            self._expunge_modseq = folder.highestmodseq  # the expunge's own: listeners hear after it is noted
         self._expunged.update(uids)
         self._added.difference_update(uids)
         self._notify()
@@ -127,37 +135,57 @@ class SelectedMailbox:
         if not set(self.folder.keywords()) <= self._known_keywords:
             out.extend(self.flags_response())
         if allow_expunge and self._expunged:
-            gone = sorted((s for s in (self.seq_of(u) for u in self._expunged) if s is not None), reverse=True)
-            # descending order: each EXPUNGE leaves the lower numbers valid
-            out.extend(b"* %d EXPUNGE\r\n" % seq for seq in gone)
-            if gone:
-                dead = self._expunged
-                self.uids = [u for u in self.uids if u not in dead]
-            self.recent.difference_update(self._expunged)
-            self._flags.difference_update(self._expunged)
-            self._expunged.clear()
+            self._flush_expunged(out)
         if self._added:
-            last = self.uids[-1] if self.uids else 0
-            new = sorted(u for u in self._added if u > last and self.folder.get(u) is not None)
-            self._added.clear()
-            if new:
-                self.uids.extend(new)
-                out.append(b"* %d EXISTS\r\n" % len(self.uids))
-                if self.report_recent:
-                    self.recent.update(_recent(self.folder, self.readonly))
-                    out.append(b"* %d RECENT\r\n" % sum(1 for u in self.recent if self.seq_of(u)))
+            self._flush_added(out)
         if self._flags and not self.report_flags:
             self._flags.clear()
         if self._flags:
-            changed = sorted(self._flags)
-            self._flags.clear()
-            for uid in changed:
-                seq = self.seq_of(uid)
-                info = self.folder.get(uid)
-                if seq is None or info is None:
-                    continue
-                items = b"FLAGS " + render.flag_list(self.flags_of(info))
-                if uid_fetch:
-                    items = b"UID %d " % uid + items
-                out.append(b"* %d FETCH (%s)\r\n" % (seq, items))
+            self._flush_flags(out, uid_fetch)
+        if self._expunged and self.modseqs:
+            # expunges held back while newer MODSEQs may have gone out: a
+            # client must not take those as its sync point (RFC 5162 erratum 1810)
+            out.append(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % (self._expunge_modseq - 1))
         return out
+
+    def _flush_expunged(self, out: list[bytes]) -> None:
+        gone = sorted((s for s in (self.seq_of(u) for u in self._expunged) if s is not None), reverse=True)
+        if self.vanished and gone:
+            out.append(b"* VANISHED %s\r\n" % render_set([self.uids[s - 1] for s in gone]).encode())
+            out.append(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % self.folder.highestmodseq)
+        else:  # descending order: each EXPUNGE leaves the lower numbers valid
+            out.extend(b"* %d EXPUNGE\r\n" % seq for seq in gone)
+        if gone:
+            dead = self._expunged
+            self.uids = [u for u in self.uids if u not in dead]
+        self.recent.difference_update(self._expunged)
+        self._flags.difference_update(self._expunged)
+        self._expunged.clear()
+
+    def _flush_added(self, out: list[bytes]) -> None:
+        last = self.uids[-1] if self.uids else 0
+        new = sorted(u for u in self._added if u > last and self.folder.get(u) is not None)
+        self._added.clear()
+        if new:
+            self.uids.extend(new)
+            out.append(b"* %d EXISTS\r\n" % len(self.uids))
+            if self.report_recent:
+                self.recent.update(_recent(self.folder, self.readonly))
+                out.append(b"* %d RECENT\r\n" % sum(1 for u in self.recent if self.seq_of(u)))
+            if self.vanished and not self._expunged:
+                out.append(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % self.folder.highestmodseq)
+
+    def _flush_flags(self, out: list[bytes], uid_fetch: bool) -> None:
+        changed = sorted(self._flags)
+        self._flags.clear()
+        for uid in changed:
+            seq = self.seq_of(uid)
+            info = self.folder.get(uid)
+            if seq is None or info is None:
+                continue
+            items = b"FLAGS " + render.flag_list(self.flags_of(info))
+            if uid_fetch or self.modseqs:
+                items = b"UID %d " % uid + items
+            if self.modseqs:
+                items += b" MODSEQ (%d)" % info.modseq
+            out.append(b"* %d FETCH (%s)\r\n" % (seq, items))

@@ -24,7 +24,6 @@ from mailsrv.store.interfaces import (
     FolderCreated,
     FolderDeleted,
     FolderExists,
-    FolderNotEmpty,
     FolderRenamed,
     IAccount,
     InvalidFolderName,
@@ -59,7 +58,6 @@ class Account:
         self.root = root or layout.maildir_root(store.data_dir, user)
         self._quota: quota.QuotaTracker | None = None
         self._folders: dict[str, Folder] = {}
-        self._modseqs: dict[str, int] = {}
         self._light: dict[str, GroupCommit] = {}
         self._pop3_locked = False
         self._pop3_fd: int | None = None
@@ -82,14 +80,6 @@ class Account:
         return layout.folder_path(self.root, name)
 
     # --- what a live folder asks of its account (folder.FolderHost) -------------------
-
-    def modseq_floor(self, name: str) -> int:
-        """Mod-sequences live in memory only; a folder object made again in
-        this process starts where the last one stopped, never lower."""
-        return self._modseqs.get(name, 1)
-
-    def remember_modseq(self, name: str, value: int) -> None:
-        self._modseqs[name] = max(value, self._modseqs.get(name, 1))
 
     def folder_news(self, folder: Folder, what: str, uids: list[int]) -> None:
         self._events.folder_news(folder, what, uids)
@@ -308,8 +298,6 @@ class Account:
         path = self._path(name)
         if not os.path.isdir(path):
             return defer.fail(NoSuchFolder(f"no folder {name}"))
-        if self._children(name):
-            return defer.fail(FolderNotEmpty(f"{name} has subfolders; delete them first"))
         trash = os.path.join(os.path.dirname(self.root), f".mailsrv-deleted-{uuid.uuid4().hex}")
 
         def work() -> defer.Deferred[None]:

@@ -30,6 +30,11 @@ FLUSH_DELAY = 1.0
 FLUSH_EVERY = 500
 SCHEMA = "2"  # (kind, uid) primary key; older files are rebuilt
 IN_CHUNK = 500  # uids per ``uid IN (...)`` query
+# Search texts (a header field's decoded values, a few dozen bytes a
+# message) are also kept in memory per kind once asked for, up to HOT_BYTES
+# per folder: a header SEARCH by several sessions is then no query at all.
+HOT_PREFIXES = ("hs:", "ha:")
+HOT_BYTES = 16 << 20
 
 
 def remove(folder_dir: str) -> None:
@@ -78,6 +83,8 @@ class FolderCache:
         self._pending: dict[tuple[int, str], bytes] = {}
         self._timer: IDelayedCall | None = None
         self._broken = False
+        self._hot: dict[str, dict[int, bytes]] = {}  # kind -> every value of it, in insertion (use) order
+        self._hot_bytes = 0
 
     def _conn(self) -> sqlite3.Connection | None:
         if self._db is not None or self._broken:
@@ -113,6 +120,8 @@ class FolderCache:
             return
         self.uidvalidity = uidvalidity
         self._pending.clear()
+        self._hot.clear()
+        self._hot_bytes = 0
         if self._db is not None:
             self.close()
 
@@ -130,13 +139,45 @@ class FolderCache:
             return None
         return None if row is None else bytes(row[0])
 
+    def _hot_kind(self, kind: str) -> dict[int, bytes] | None:
+        """Every value of a search-text kind, from memory (loaded whole on
+        first use); None when it does not fit."""
+        hot = self._hot.pop(kind, None)
+        if hot is None:
+            db = self._conn()
+            if db is None:
+                return None
+            try:
+                hot = dict(db.execute("SELECT uid, value FROM cache WHERE kind=?", (kind,)).fetchall())
+            except sqlite3.Error as e:
+                log.warn("cache read failed: {err}", err=e)
+                return None
+            hot.update((u, v) for (u, k), v in self._pending.items() if k == kind)
+            size = sum(map(len, hot.values())) + 64 * len(hot)
+            while self._hot and self._hot_bytes + size > HOT_BYTES:
+                self._drop_hot(next(iter(self._hot)))
+            if size > HOT_BYTES:
+                return None
+            self._hot_bytes += size
+        self._hot[kind] = hot  # most recently used last
+        return hot
+
+    def _drop_hot(self, kind: str) -> None:
+        hot = self._hot.pop(kind)
+        self._hot_bytes -= sum(map(len, hot.values())) + 64 * len(hot)
+
     def get_many(self, uids: Sequence[int], kind: str) -> dict[int, bytes]:
         """Values of one kind for many messages (missing ones left out), in
         a few queries: one range scan when the UIDs are dense (``1:*``),
-        else ``IN`` lists."""
+        else ``IN`` lists; search texts from memory."""
         out: dict[int, bytes] = {}
         if not uids:
             return out
+        if kind.startswith(HOT_PREFIXES):
+            hot = self._hot_kind(kind)
+            if hot is not None:
+                get = hot.get
+                return {u: v for u in uids if (v := get(u)) is not None}
         db = self._conn()
         if db is not None:
             wanted = sorted(set(uids))
@@ -166,7 +207,13 @@ class FolderCache:
         return out
 
     def set(self, uid: int, kind: str, value: bytes) -> None:
-        self._pending[(uid, kind)] = bytes(value)
+        value = bytes(value)
+        self._pending[(uid, kind)] = value
+        hot = self._hot.get(kind)
+        if hot is not None:
+            old = hot.get(uid)
+            hot[uid] = value
+            self._hot_bytes += len(value) - (len(old) if old is not None else -64)
         if len(self._pending) >= FLUSH_EVERY:
             self.flush()
         elif self._timer is None:
@@ -181,6 +228,11 @@ class FolderCache:
             return
         for k in [k for k in self._pending if k[0] in uids]:
             del self._pending[k]
+        for hot in self._hot.values():
+            for u in uids:
+                v = hot.pop(u, None)
+                if v is not None:
+                    self._hot_bytes -= len(v) + 64
         if not os.path.exists(self.path) and self._db is None:
             return
         db = self._conn()
@@ -226,4 +278,6 @@ class FolderCache:
 
     def moved(self, folder_dir: str) -> None:
         self.close()
+        self._hot.clear()
+        self._hot_bytes = 0
         self.path = os.path.join(folder_dir, CACHE_FILE)

@@ -18,15 +18,19 @@ below as lifecycle, snapshot, applying results, reads, sync, mutations.
 from __future__ import annotations
 
 import os
+from array import array
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO, Protocol
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mailsrv.store import index
 from mailsrv.store.cache import FolderCache
+from mailsrv.store.changes import Changes, ModseqRecorder
 from mailsrv.store.diskfolder import (
     DiskFolder,
     NewFile,
@@ -38,6 +42,7 @@ from mailsrv.store.diskfolder import (
 )
 from mailsrv.store.entry import EntryLike, EntryTable
 from mailsrv.store.filename import filename_size, flags_from_info, message_path, new_key_base
+from mailsrv.store.flagindex import FlagIndex
 from mailsrv.store.flags import normalize_flags
 from mailsrv.store.fsutil import unlink_quiet
 from mailsrv.store.groupcommit import GroupCommit
@@ -53,6 +58,7 @@ from mailsrv.store.interfaces import (
 from mailsrv.store.listeners import ADDED, EXPUNGED, FLAGS, Listeners
 from mailsrv.store.maildir import finish_tmp, locate, write_tmp
 from mailsrv.store.message import MaildirMessageInfo, MaildirTempFile
+from mailsrv.store.modseq import Loaded, trim_point
 from mailsrv.store.uidlist import read_guid
 from mailsrv.store.uidstate import StatId, uidlist_id
 
@@ -65,18 +71,11 @@ RECENT_NS = index.RECENT_NS
 
 SAVEDATE = "savedate"  # cache kind: the save date, as text
 
-Opened = tuple[SyncResult, bool, dict[int, MaildirMessageInfo], dict[str | None, frozenset[str]], set[int]]
+Opened = tuple[SyncResult, bool, dict[int, MaildirMessageInfo], dict[str | None, frozenset[str]], set[int], Loaded]
 
 
 class FolderHost(Protocol):
     """What a live folder asks of the account that made it."""
-
-    def modseq_floor(self, name: str) -> int:
-        """Where this folder's mod-sequences start (never below where the
-        last object for it stopped)."""
-
-    def remember_modseq(self, name: str, value: int) -> None:
-        """The folder object goes away at ``value``."""
 
     def folder_idle(self, folder: Folder) -> None:
         """The last listener left."""
@@ -113,7 +112,8 @@ class Folder:
         self.path = path
         self.uidvalidity = 0
         self.uidnext = 1
-        self.highestmodseq = account.modseq_floor(name)
+        self.highestmodseq = 1
+        self.vanished_floor = 1  # vanished_since() is exact from here on
         self.use_index = use_index
         self.opened_from_index = False
         self._disk = DiskFolder(path)
@@ -135,6 +135,15 @@ class Folder:
         self._waiters: list[defer.Deferred[Folder]] = []
         self._gone = False
         self._snapshot = index.SnapshotWriter(path, self._save_snapshot)
+        # mod-sequences: recorded by the thread side, the expunge record
+        # (ascending by mod-sequence) kept here for VANISHED (EARLIER)
+        self._modseqs = ModseqRecorder(path)
+        self._gone_uids = array("q")
+        self._gone_modseqs = array("q")
+        self._by_flag = FlagIndex()  # flag -> UIDs, for flag searches
+        # (mod-sequence, UID) of every change, ascending: CHANGEDSINCE and
+        # QRESYNC without a look at every message; built on first use
+        self._changes: tuple[array, array] | None = None
         self._mailboxid: str | None = None
 
     # --- lifecycle (what the account calls) ---------------------------------------
@@ -144,8 +153,7 @@ class Folder:
         in a worker thread; the reactor only swaps them in); fires with
         self.  Messages still in new/ are \\Recent."""
         def work() -> defer.Deferred[None]:
-            modseq = self.highestmodseq
-            return threads.deferToThread(self._open_in_thread, modseq).addCallback(self._apply_opened, modseq)
+            return threads.deferToThread(self._open_in_thread).addCallback(self._apply_opened)
 
         def done(_: object) -> Folder:
             self._loaded = True
@@ -198,22 +206,31 @@ class Folder:
         return self._lock.run(guarded)
 
     def close(self) -> defer.Deferred[None]:
-        """Flush the cache and bring the snapshot up to date (the server is
-        stopping or the folder goes idle); fires when the snapshot is written."""
-        self.account.remember_modseq(self.name, self.highestmodseq)
-        self._cache.close()
-        self._save_snapshot()
-        return self._snapshot.idle()
+        """Flush the cache, bring the snapshot up to date and close the
+        mod-sequence record (the server is stopping or the folder goes
+        idle); fires when both are written."""
+        def work() -> defer.Deferred[None]:
+            # after the operations queued so far (a flag change's renames too)
+            self._cache.close()
+            self._save_snapshot()
+            if self._gone:
+                return defer.succeed(None)
+            return threads.deferToThread(self._modseqs.close, self._msgs, self.vanished_floor)
+
+        d: defer.Deferred[None] = self._lock.run(work)
+        d.addErrback(lambda f: log.failure("{path}: closing the mod-sequence record", f, path=self.path))
+        return d.addCallback(lambda _: self._snapshot.idle())
 
     def deleted(self) -> None:
         """The account deleted the folder: every message is gone for its sessions."""
         gone = list(self._msgs)
         self._msgs = {}
         self._by_key = {}
+        self._by_flag.reset()
         self._recent.clear()
         self._gone = True
-        self.account.remember_modseq(self.name, self.highestmodseq)
         self._cache.close()
+        threads.deferToThread(self._modseqs.drop)
         self._listeners.tell(self, EXPUNGED, gone)
 
     def moved(self, name: str, path: str) -> None:
@@ -223,6 +240,7 @@ class Folder:
         self._disk.path = path
         self._snapshot.path = path
         self._cache.moved(path)
+        self._modseqs.moved(path)
 
     def move_messages_to(self, target_dir: str) -> defer.Deferred[None]:
         """RENAME INBOX (RFC 3501): every message file moves into the folder
@@ -230,44 +248,63 @@ class Folder:
         folder rescans, so its sessions see them expunged."""
         def work() -> defer.Deferred[None]:
             return threads.deferToThread(self._disk.move_all_to, target_dir).addCallback(
-                lambda _: threads.deferToThread(self._disk.sync)).addCallback(self._apply_full)
+                lambda _: threads.deferToThread(self._rescan_in_thread)).addCallback(self._apply_rescan)
         return self._lock.run(work)
 
     # --- opening and the snapshot ----------------------------------------------------
 
-    def _open_in_thread(self, modseq: int) -> Opened:
-        """Worker thread: the view and its message objects, nothing shared
-        touched (the folder's lock keeps every other operation out)."""
+    def _open_in_thread(self) -> Opened:
+        """Worker thread: the view, its mod-sequences and its message
+        objects, nothing shared touched (the folder's lock keeps every
+        other operation out)."""
         res, from_index = self._disk.open(self.use_index)
+        self._redo_pending(res)
+        loaded = self._modseqs.load(res.uidvalidity, res.uidnext, res.entries, res.keywords)
         memo: dict[str | None, frozenset[str]] = {}
         msgs: dict[int, MaildirMessageInfo] = {}
         recent: set[int] = set()
         keywords = res.keywords
         info_cls = MaildirMessageInfo
-        for uid, key, sub, info, size, pop3 in res.entries.rows():
+        for (uid, key, sub, info, size, pop3), modseq in zip(res.entries.rows(), loaded.modseqs, strict=True):
             fl = memo.get(info)
             if fl is None:
                 fl = memo[info] = flags_from_info(info, keywords)
             msgs[uid] = info_cls(self, uid, key, size, fl, modseq, sub, info, pop3)
             if sub == "new":
                 recent.add(uid)
-        return res, from_index, msgs, memo, recent
+        return res, from_index, msgs, memo, recent, loaded
 
-    def _apply_opened(self, opened: Opened, modseq: int) -> None:
-        """Reactor: adopt what the thread built, in one cheap step."""
-        res, from_index, msgs, memo, recent = opened
-        if self._msgs or modseq != self.highestmodseq or self._gone:
-            self._apply_full(res, notify=False)  # cannot happen under the lock; stay correct anyway
-        else:
-            self.uidvalidity = res.uidvalidity
-            self._cache.set_uidvalidity(res.uidvalidity)
-            self._set_keywords(res.keywords)
-            self._flag_memo = memo
-            self._msgs = msgs
-            self._by_key = None
-            self._recent |= recent
-            self.uidnext = res.uidnext
-            self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=True)
+    def _redo_pending(self, res: SyncResult) -> None:
+        """Worker thread, opening: flag changes answered before the process
+        stopped but not yet in the file names are put there now."""
+        items = self._modseqs.pending(res.uidvalidity, res.entries, res.keywords)
+        if not items:
+            return
+        log.info("{path}: finishing {n} flag changes an earlier run recorded", path=self.path, n=len(items))
+        done = self._disk.set_flags(items)
+        entries = res.entries
+        row = {key: i for i, key in enumerate(entries.keys)}
+        for key, where in done.keys.items():
+            if where is not None:
+                entries.subs[row[key]], entries.infos[row[key]] = where
+        res.keywords = list(done.keywords or res.keywords)
+        res.stamps = done.stamps or res.stamps
+
+    def _apply_opened(self, opened: Opened) -> None:
+        """Reactor: adopt what the thread built, in one cheap step (a live
+        folder is loaded once, before anything else runs)."""
+        res, from_index, msgs, memo, recent, loaded = opened
+        self.uidvalidity = res.uidvalidity
+        self._cache.set_uidvalidity(res.uidvalidity)
+        self._set_keywords(res.keywords)
+        self._flag_memo = memo
+        self._msgs = msgs
+        self._by_key = None
+        self._by_flag.reset()
+        self._recent |= recent
+        self.uidnext = res.uidnext
+        self._adopt_modseqs(loaded)
+        self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=True)
         self.opened_from_index = from_index
         if from_index:
             self._snapshot.current()
@@ -291,8 +328,9 @@ class Folder:
         return self._snapshot.save(self.uidvalidity, self.uidnext, self._ul_id, self._stamps, view)
 
     def snapshot_idle(self) -> defer.Deferred[None]:
-        """Fires once no snapshot write is running (tests, benchmarks)."""
-        return self._snapshot.idle()
+        """Fires once the operations queued so far are done and no snapshot
+        write is running (tests, benchmarks)."""
+        return self.quiesce().addCallback(lambda _: self._snapshot.idle())
 
     @property
     def scans(self) -> int:
@@ -312,30 +350,77 @@ class Folder:
             self._keywords = list(keywords)
             self._flag_memo = {}
 
-    def _apply_full(self, res: SyncResult, notify: bool = True) -> None:
+    # mod-sequences: the thread side decided them (mailsrv.store.changes)
+
+    def _adopt_modseqs(self, loaded: Loaded) -> None:
+        """A (re)opened record: the highest and the expunge record."""
+        self._changes = None
+        self.highestmodseq = loaded.highest
+        self.vanished_floor = loaded.vanished_floor
+        self._gone_uids = array("q", loaded.gone_uids)
+        self._gone_modseqs = array("q", loaded.gone_modseqs)
+
+    def _note_changes(self, ch: Changes) -> None:
+        """An operation's mod-sequence and expunges, as recorded."""
+        if not ch.modseq:
+            return
+        self.highestmodseq = max(self.highestmodseq, ch.modseq)
+        if self._changes is not None and ch.flags:
+            if len(self._changes[0]) > 2 * len(self._msgs) + 1000:
+                self._changes = None  # mostly stale entries: rebuilt when next asked
+            else:
+                self._changes[0].extend([ch.modseq] * len(ch.flags))
+                self._changes[1].extend(ch.flags)
+        if ch.expunged:
+            self._gone_uids.extend(ch.expunged)
+            self._gone_modseqs.extend([ch.modseq] * len(ch.expunged))
+            excess = trim_point(len(self._gone_uids))
+            if excess:
+                self.vanished_floor = max(self.vanished_floor, self._gone_modseqs[excess - 1])
+                del self._gone_uids[:excess]
+                del self._gone_modseqs[:excess]
+
+    def _rescan_in_thread(self) -> tuple[SyncResult, Changes]:
+        """Worker thread: a full scan and what it found changed."""
+        res = self._disk.sync()
+        return res, self._modseqs.rescan(res.uidvalidity, res.uidnext, self.uidvalidity, res.entries,
+                                         res.keywords, self._msgs)
+
+    def _changes_of(self, res: OpResult) -> Changes:
+        """Worker thread: the changes an add or a new/ sync made."""
+        if res.full is not None:
+            full = res.full
+            return self._modseqs.rescan(full.uidvalidity, full.uidnext, self.uidvalidity, full.entries,
+                                        full.keywords, self._msgs)
+        keywords = res.keywords if res.keywords is not None else self._disk.keywords
+        return self._modseqs.arrivals(((e.uid, e.info) for e in res.entries), keywords, self._msgs)
+
+    def _apply_rescan(self, scanned: tuple[SyncResult, Changes]) -> None:
+        self._apply_full(*scanned)
+
+    def _apply_full(self, res: SyncResult, ch: Changes, notify: bool = True) -> None:
         old = self._msgs
-        expunged: list[int] = []
-        if res.uidvalidity != self.uidvalidity and old:
-            log.critical("{path}: UIDVALIDITY changed {old} -> {new}; every session must resync",
-                         path=self.path, old=self.uidvalidity, new=res.uidvalidity)
-            expunged = list(old)
-            old = {}
+        new: dict[int, MaildirMessageInfo] = {}
+        if ch.reset is not None:
+            if old:
+                log.critical("{path}: UIDVALIDITY changed {old} -> {new}; every session must resync",
+                             path=self.path, old=self.uidvalidity, new=res.uidvalidity)
             self._recent.clear()
+            self._adopt_modseqs(ch.reset)
             self._mailboxid = None  # a rebuilt uid list has a new GUID
         self.uidvalidity = res.uidvalidity
         self._cache.set_uidvalidity(res.uidvalidity)
-        kw_changed = res.keywords != self._keywords
         self._set_keywords(res.keywords)
-        new: dict[int, MaildirMessageInfo] = {}
-        if old:
-            added, changed = self._merge(old, res.entries, new, kw_changed)
+        if ch.reset is not None or not old:
+            self._load_entries(res.entries, new, ch)
+            added, changed, expunged = list(new), list[int](), list(old)
         else:
-            self._load_entries(res.entries, new, bump=notify)
-            added, changed = list(new), []
-        if not expunged:
-            expunged = [u for u in old if u not in new]
+            added, changed = self._merge(old, res.entries, new, ch)
+            expunged = ch.expunged
+            self._note_changes(ch)
         self._msgs = new
         self._by_key = None
+        self._by_flag.reset()
         self.uidnext = res.uidnext
         self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=True)
         if expunged:
@@ -347,45 +432,38 @@ class Folder:
             self._listeners.tell(self, FLAGS, changed)
 
     def _merge(self, old: dict[int, MaildirMessageInfo], entries: EntryTable, into: dict[int, MaildirMessageInfo],
-               kw_changed: bool) -> tuple[list[int], list[int]]:
+               ch: Changes) -> tuple[list[int], list[int]]:
         """A rescan against the view we had: keeps the objects of unchanged
-        messages, makes new ones for changed flags (a modseq each) and for
-        arrivals (one modseq for all).  Returns (added, flags changed)."""
-        added: list[int] = []
-        changed: list[int] = []
-        flags = self._flags
-        bumped = False
+        messages, makes new ones, at the rescan's mod-sequence, for changed
+        flags and for arrivals.  Returns (added, flags changed)."""
+        changed_flags, modseq = ch.flags, ch.modseq
         for uid, key, sub, info, size, pop3 in entries.rows():
             m = old.get(uid)
+            fl = changed_flags.get(uid)
             if m is not None and m.key == key:
-                if m.info != info or m.sub != sub or kw_changed:
-                    fl = flags(info)
-                    if fl != m.flags:
-                        self.highestmodseq += 1
-                        m = m.with_flags(fl, self.highestmodseq, sub, info)
-                        changed.append(uid)
-                    else:
-                        m.sub, m.info = sub, info
+                if fl is not None:
+                    m = m.with_flags(fl, modseq, sub, info)
+                elif m.info != info or m.sub != sub:
+                    m.sub, m.info = sub, info
                 into[uid] = m
                 continue
-            if not bumped:
-                self.highestmodseq += 1
-                bumped = True
-            into[uid] = MaildirMessageInfo(self, uid, key, size, flags(info), self.highestmodseq, sub, info, pop3)
-            added.append(uid)
+            into[uid] = MaildirMessageInfo(self, uid, key, size, fl if fl is not None else self._flags(info),
+                                           modseq, sub, info, pop3)
             if sub == "new":
                 self._recent.add(uid)
-        return added, changed
+        return ch.added, ch.changed
 
-    def _load_entries(self, entries: EntryTable, into: dict[int, MaildirMessageInfo], bump: bool) -> None:
-        """The first load of a folder (or a reload under a new UIDVALIDITY):
+    def _load_entries(self, entries: EntryTable, into: dict[int, MaildirMessageInfo], ch: Changes) -> None:
+        """Everything anew (a first view, or one under a new UIDVALIDITY):
         the tight loop, nothing to compare with."""
-        if bump and entries:
-            self.highestmodseq += 1
-        modseq = self.highestmodseq
+        if ch.reset is not None:
+            modseqs: Iterable[int] = ch.reset.modseqs
+        else:
+            self._note_changes(ch)
+            modseqs = [ch.modseq or self.highestmodseq] * len(entries)
         memo, keywords, recent = self._flag_memo, self._keywords, self._recent
         info_cls = MaildirMessageInfo
-        for uid, key, sub, info, size, pop3 in entries.rows():
+        for (uid, key, sub, info, size, pop3), modseq in zip(entries.rows(), modseqs, strict=True):
             fl = memo.get(info)
             if fl is None:
                 fl = memo[info] = flags_from_info(info, keywords)
@@ -414,19 +492,20 @@ class Folder:
         if full:
             self._cur_recheck = at - stamps[1] < RECENT_NS
 
-    def _apply_added(self, res: OpResult, recent: bool) -> list[int]:
+    def _apply_added(self, res: OpResult, ch: Changes, recent: bool) -> list[int]:
         if res.full is not None:
-            self._apply_full(res.full)
+            self._apply_full(res.full, ch)
+        else:
+            self._note_changes(ch)
         self._set_keywords(res.keywords)
         added = []
         fresh = [e for e in res.entries if e.uid not in self._msgs]
-        if fresh:
-            self.highestmodseq += 1  # a new message is a change CONDSTORE clients must see
         for uid, key, sub, info, size, pop3 in fresh:
             if self._msgs and uid < next(reversed(self._msgs)):
                 self._msgs = dict(sorted(self._msgs.items()))
-            self._msgs[uid] = MaildirMessageInfo(self, uid, key, size, self._flags(info),
-                                                 self.highestmodseq, sub, info, pop3)
+            m = self._msgs[uid] = MaildirMessageInfo(self, uid, key, size, self._flags(info),
+                                                     ch.modseq or self.highestmodseq, sub, info, pop3)
+            self._by_flag.added(uid, m.flags)
             if self._by_key is not None:
                 self._by_key[key] = uid
             added.append(uid)
@@ -520,6 +599,24 @@ class Folder:
             raise MessageGone(f"message {uid} was expunged")
         return m.pop3 or "%08x%08x" % (uid, self.uidvalidity)
 
+    def uids_with_flag(self, flag: str) -> set[int]:
+        return self._by_flag.uids(flag, self._msgs)
+
+    def changed_since(self, modseq: int) -> list[int]:
+        changes = self._changes
+        if changes is None:
+            order = sorted((m.modseq, u) for u, m in self._msgs.items())
+            changes = self._changes = (array("q", (m for m, _u in order)), array("q", (u for _m, u in order)))
+        i = bisect_right(changes[0], modseq)
+        msgs = self._msgs
+        return sorted({u for u in changes[1][i:] if (m := msgs.get(u)) is not None and m.modseq > modseq})
+
+    def vanished_since(self, modseq: int) -> list[int]:
+        if modseq >= self.vanished_floor:
+            return sorted(self._gone_uids[bisect_right(self._gone_modseqs, modseq):])
+        msgs = self._msgs  # the record no longer reaches back that far: everything missing
+        return [u for u in range(1, self.uidnext) if u not in msgs]
+
     def claim_recent(self) -> set[int]:
         r, self._recent = self._recent, set()
         return r
@@ -591,13 +688,18 @@ class Folder:
             if how is None:
                 return None
             if how == "new":
-                return threads.deferToThread(self._disk.sync_new).addCallback(self._apply_new)
-            return threads.deferToThread(self._disk.sync).addCallback(self._apply_full)
+                return threads.deferToThread(self._added_in_thread, self._disk.sync_new).addCallback(self._apply_new)
+            return threads.deferToThread(self._rescan_in_thread).addCallback(self._apply_rescan)
 
         return self._serial(work)
 
-    def _apply_new(self, res: OpResult) -> None:
-        self._apply_added(res, recent=True)
+    def _apply_new(self, done: tuple[OpResult, Changes]) -> None:
+        self._apply_added(done[0], done[1], recent=True)
+
+    def _added_in_thread(self, op: Callable[..., OpResult], *args: Any) -> tuple[OpResult, Changes]:
+        """Worker thread: an operation that adds messages, and its changes."""
+        res = op(*args)
+        return res, self._changes_of(res)
 
     # --- mutations ---------------------------------------------------------------------------
 
@@ -615,7 +717,7 @@ class Folder:
         except StoreError:
             return defer.fail()
 
-        def in_thread() -> OpResult:
+        def in_thread() -> tuple[OpResult, Changes]:
             if tmpfile is not None:
                 src = tmpfile.name
                 size, vsize = finish_tmp(src, internaldate)
@@ -627,15 +729,16 @@ class Folder:
                 unlink_quiet(src)
                 raise
             try:
-                return self._disk.add([NewFile(src, "rename", flagset, size, vsize)])
+                res = self._disk.add([NewFile(src, "rename", flagset, size, vsize)])
             except BaseException:
                 unlink_quiet(src)
                 self.account.account_usage(self.name, -size, -1, check=False)
                 raise
+            return res, self._changes_of(res)
 
         def work() -> defer.Deferred[int]:
             return threads.deferToThread(in_thread).addCallback(
-                lambda res: self._apply_added(res, recent=True)[0])
+                lambda done: self._apply_added(done[0], done[1], recent=True)[0])
 
         d = self._serial(work)
         if tmpfile is not None:
@@ -651,15 +754,15 @@ class Folder:
         return self._batch.submit(item)
 
     def _add_batch(self, items: list[NewFile]) -> defer.Deferred[list[int | None]]:
-        def apply(res: OpResult) -> list[int | None]:
-            uids = self._apply_added(res, recent=True)
+        def apply(done: tuple[OpResult, Changes]) -> list[int | None]:
+            uids = self._apply_added(done[0], done[1], recent=True)
             out: list[int | None] = [None] * len(items)
-            for i, uid in zip(res.order, uids, strict=True):
+            for i, uid in zip(done[0].order, uids, strict=True):
                 out[i] = uid
             return out
 
         def work() -> defer.Deferred[list[int | None]]:
-            return threads.deferToThread(self._disk.add, items).addCallback(apply)
+            return threads.deferToThread(self._added_in_thread, self._disk.add, items).addCallback(apply)
 
         def failed(f: Any) -> Any:
             discard_sources(items)
@@ -672,7 +775,7 @@ class Folder:
         """copy_to's target half: fires with (placed item indexes, uids).
         ``octets``: what the copies count for quota (checked unless a move
         within one owner)."""
-        def in_thread() -> OpResult:
+        def in_thread() -> tuple[OpResult, Changes]:
             self.account.account_usage(self.name, octets, len(items), check)
             try:
                 res = self._disk.add(items)
@@ -682,14 +785,30 @@ class Folder:
             if len(res.order) < len(items):  # sources that vanished were not copied
                 lost = [i for i in range(len(items)) if i not in set(res.order)]
                 self.account.account_usage(self.name, 0, -len(lost), False)
-            return res
+            return res, self._changes_of(res)
 
         def work() -> defer.Deferred[tuple[list[int], list[int]]]:
             return threads.deferToThread(in_thread).addCallback(
-                lambda res: (res.order, self._apply_added(res, recent=True)))
+                lambda done: (done[0].order, self._apply_added(done[0], done[1], recent=True)))
         return self._serial(work)
 
     def store_flags(self, uids: Iterable[int], flags: Iterable[str], mode: str) -> defer.Deferred[list[int]]:
+        return self._store(uids, flags, mode, None).addCallback(lambda done: done[0])
+
+    def store_flags_unchanged_since(self, uids: Iterable[int], flags: Iterable[str], mode: str,
+                                    unchangedsince: int) -> defer.Deferred[tuple[list[int], list[int]]]:
+        return self._store(uids, flags, mode, unchangedsince)
+
+    def _store(self, uids: Iterable[int], flags: Iterable[str], mode: str, unchangedsince: int | None
+               ) -> defer.Deferred[tuple[list[int], list[int]]]:
+        """Fires with (changed, modified) - ``modified`` the messages left
+        alone because their mod-sequence is above ``unchangedsince``; test
+        and change are one operation - as soon as the change is recorded
+        and in memory.  The renames that put the flags into the file names
+        (one per message: 10,000 for a STORE 1:*) follow in the worker
+        thread while the folder's next operations wait; the record keeps
+        them pending until they are done, and a folder opened after a crash
+        redoes what was pending (so a change answered OK is never lost)."""
         if mode not in ("+", "-", "="):
             return defer.fail(StoreError(f"bad flag mode {mode!r}"))
         try:
@@ -697,55 +816,110 @@ class Folder:
         except StoreError:
             return defer.fail()
         wanted = list(uids)
+        result: defer.Deferred[tuple[list[int], list[int]]] = defer.Deferred()
 
-        def work() -> defer.Deferred[list[int]] | list[int]:
-            items = self._flag_changes(wanted, flagset, mode)
+        def work() -> defer.Deferred[None] | None:
+            items, item_uids, modified = self._flag_changes(wanted, flagset, mode, unchangedsince)
             if not items:
-                return []
-            return threads.deferToThread(self._disk.set_flags, items).addCallback(self._apply_flags)
+                result.callback(([], modified))
+                return None
+            new_flags = [it[3] for it in items]
 
-        return self._serial(work)
+            def applied(done: tuple[Changes, list[str | None]]) -> defer.Deferred[None]:
+                self._set_keywords(done[1])
+                result.callback((self._apply_flags(done[0], item_uids), modified))
+                renamed: defer.Deferred[OpResult] = threads.deferToThread(self._disk.set_flags, items)
+                return renamed.addCallbacks(self._flags_on_disk, self._renames_failed, callbackArgs=(item_uids,),
+                                            errbackArgs=(item_uids,))
 
-    def _flag_changes(self, uids: list[int], flagset: frozenset[str], mode: str
-                      ) -> list[tuple[str, str, str | None, frozenset[str]]]:
+            recorded: defer.Deferred[tuple[Changes, list[str | None]]] = threads.deferToThread(
+                self._record_flags, list(zip(item_uids, new_flags, strict=True)))
+            return recorded.addCallback(applied)
+
+        def failed(f: Failure) -> None:
+            if not result.called:
+                result.errback(f)  # nothing was changed
+            else:
+                log.failure("{path}: flag change", f, path=self.path)
+
+        self._serial(work).addErrback(failed)
+        return result
+
+    def _record_flags(self, changes: list[tuple[int, frozenset[str]]]) -> tuple[Changes, list[str | None]]:
+        """Worker thread: letters for new keywords (TooManyKeywords before
+        anything changes), then the write-ahead record, renames pending."""
+        keywords = self._disk.use_keywords(fl for _u, fl in changes)
+        return self._modseqs.flagged(changes), keywords
+
+    def _flag_changes(self, uids: list[int], flagset: frozenset[str], mode: str, unchangedsince: int | None
+                      ) -> tuple[list[tuple[str, str, str | None, frozenset[str]]], list[int], list[int]]:
         """(key, sub, info, new flags) of the messages whose flags ``mode``
-        really changes; keywords spelled as the folder already knows them."""
+        really changes, with their UIDs; keywords spelled as the folder
+        already knows them; and the UIDs whose mod-sequence is above
+        ``unchangedsince`` (not changed, RFC 7162 3.1.3)."""
         known = {k.lower(): k for k in self._keywords if k}
         fl = frozenset(known.get(f.lower(), f) for f in flagset)
         items = []
+        item_uids = []
+        modified = []
+        msgs = self._msgs
+        outcome: dict[frozenset[str], frozenset[str]] = {}  # old flags -> new: a handful of distinct sets
         for uid in uids:
-            m = self._msgs.get(uid)
+            m = msgs.get(uid)
             if m is None:
                 continue
-            if mode == "+":
-                new = m.flags | fl
-            elif mode == "-":
-                new = m.flags - fl
-            else:
-                new = fl
-            if new != m.flags:
+            if unchangedsince is not None and m.modseq > unchangedsince:
+                modified.append(uid)
+                continue
+            old = m.flags
+            new = outcome.get(old)
+            if new is None:
+                new = outcome[old] = old | fl if mode == "+" else old - fl if mode == "-" else fl
+            if new is not old and new != old:
                 items.append((m.key, m.sub, m.info, new))
-        return items
+                item_uids.append(uid)
+        return items, item_uids, modified
 
-    def _apply_flags(self, res: OpResult) -> list[int]:
-        self._set_keywords(res.keywords)
-        self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=False)
+    def _apply_flags(self, ch: Changes, uids: list[int]) -> list[int]:
+        """The recorded change in memory, listeners told; the files are
+        renamed next (their names follow in :meth:`_flags_on_disk`)."""
+        self._note_changes(ch)
         changed = []
-        keymap = self._keymap()
-        for key, where in res.keys.items():
-            uid = keymap.get(key)
-            m = self._msgs.get(uid) if uid is not None else None
-            if m is None or uid is None:
+        msgs, by_flag, new_flags, modseq = self._msgs, self._by_flag, ch.flags, ch.modseq
+        for uid in uids:
+            m = msgs.get(uid)
+            if m is None:
                 continue
-            if where is None:
-                self._unsure = True  # removed behind our back: the next refresh expunges it
-                continue
-            self.highestmodseq += 1
-            self._msgs[uid] = m.with_flags(self._flags(where[1]), self.highestmodseq, where[0], where[1])
+            new = msgs[uid] = m.with_flags(new_flags[uid], modseq, m.sub, m.info)
+            by_flag.changed(uid, m.flags, new.flags)
             changed.append(uid)
         changed.sort()
         self._listeners.tell(self, FLAGS, changed)
         return changed
+
+    def _flags_on_disk(self, res: OpResult, uids: list[int]) -> None:
+        """The renames are done: where each file is now, the directory
+        state our view matches; the record's pending marks can go."""
+        self._set_keywords(res.keywords)
+        self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=False)
+        keys, msgs = res.keys, self._msgs
+        for uid in uids:
+            m = msgs.get(uid)
+            if m is None:
+                continue
+            where = keys.get(m.key)
+            if where is None:
+                self._unsure = True  # removed behind our back: the next refresh expunges it
+            else:
+                m.sub, m.info = where
+        self._modseqs.file.confirm(uids)
+
+    def _renames_failed(self, f: Failure, uids: list[int]) -> None:
+        """The disk refused the renames: it stays the authority (the next
+        refresh rescans and reports its flags again, at a new mod-sequence)."""
+        log.failure("{path}: flags not written to the file names", f, path=self.path)
+        self._unsure = True
+        self._modseqs.file.confirm(uids)
 
     def expunge(self, uids: Iterable[int] | None = None) -> defer.Deferred[list[int]]:
         wanted = None if uids is None else list(uids)
@@ -759,25 +933,28 @@ class Folder:
                 return []
             items = [(m.key, m.sub, m.info) for m in targets]
             octets = sum(stored_size(m) for m in targets)
-
-            def in_thread() -> OpResult:
-                res = self._disk.expunge(items)
-                self.account.account_usage(self.name, -octets, -len(items), False)
-                return res
-
-            return threads.deferToThread(in_thread).addCallback(
-                lambda res: self._apply_expunged([m.uid for m in targets], res))
+            return threads.deferToThread(self._expunge_in_thread, items, [m.uid for m in targets],
+                                         octets).addCallback(self._apply_expunged)
 
         return self._serial(work)
 
-    def _apply_expunged(self, uids: list[int], res: OpResult) -> list[int]:
+    def _expunge_in_thread(self, items: list[tuple[str, str, str | None]], uids: list[int], octets: int
+                           ) -> tuple[list[int], OpResult, Changes]:
+        """Worker thread: unlink the files, count them off the quota, record
+        the expunges."""
+        res = self._disk.expunge(items)
+        self.account.account_usage(self.name, -octets, -len(items), False)
+        return uids, res, self._modseqs.expunged(uids)
+
+    def _apply_expunged(self, done: tuple[list[int], OpResult, Changes]) -> list[int]:
+        uids, res, ch = done
         gone = [u for u in uids if u in self._msgs]
         for u in gone:
             m = self._msgs.pop(u)
             if self._by_key is not None:
                 self._by_key.pop(m.key, None)
-        if gone:
-            self.highestmodseq += 1
+            self._by_flag.removed(u, m.flags)
+        self._note_changes(ch)
         self._recent.difference_update(gone)
         self._cache.forget(gone)
         self._apply_state(res.stamps, res.ul_id, res.scanned_at, full=False)

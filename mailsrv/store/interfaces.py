@@ -56,7 +56,8 @@ class InvalidFolderName(StoreError):
 
 
 class FolderNotEmpty(StoreError):
-    """DELETE of a folder that has inferior folders and is \\Noselect-able."""
+    """A folder cannot go because of what it holds.  (DELETE of a folder
+    with inferior folders is allowed: see :meth:`IAccount.delete_folder`.)"""
 
     code = "INUSE"
 
@@ -98,7 +99,7 @@ class MessageInfo:
     size: int  # RFC 822 size (CRLF line ends)
     internaldate: float  # seconds since the epoch (Maildir: file mtime)
     flags: frozenset = field(default_factory=frozenset)  # system flags and keywords
-    modseq: int = 1  # bumped on every flag change; reserved for CONDSTORE
+    modseq: int = 1  # the mod-sequence of the message's last change (RFC 7162): see IFolder.highestmodseq
 
 
 class IFolderListener(Interface):
@@ -128,7 +129,23 @@ class IFolder(Interface):
     name = Attribute("IMAP name, e.g. 'INBOX' or 'Lists/python'")
     uidvalidity = Attribute("int, never changes silently")
     uidnext = Attribute("int, the UID the next message will get")
-    highestmodseq = Attribute("int")
+    # -- CONDSTORE/QRESYNC (issue 9)
+    highestmodseq = Attribute(
+        """int >= 1: the mod-sequence of the folder's last change (RFC 7162).
+        Every change to the folder - messages added (APPEND, COPY/MOVE in,
+        deliveries, files another program put there), flags changed (by any
+        session, POP3, or another program), messages expunged - takes a
+        mod-sequence above every earlier one; one operation may give all it
+        changes the same one.  Each message's ``MessageInfo.modseq`` is the
+        mod-sequence of its own last change (arrival or flag change).  The
+        value is persistent: it never goes backwards, across restarts,
+        crashes, reindexing and changes made while the server was down; it
+        may start again (at any value >= 1) only together with a new
+        UIDVALIDITY.  A change is recorded before any listener hears of it
+        or any reader can see it.""")
+    vanished_floor = Attribute(
+        """int: :meth:`vanished_since` is exact for every mod-sequence at or
+        above it (the expunge record reaches back that far).""")
     rights = Attribute("str: the opener's RFC 4314 rights (issue 12); RIGHTS on the owner's own object")
 
     def messages() -> list:
@@ -159,7 +176,11 @@ class IFolder(Interface):
 
     def store_flags(uids: Iterable[int], flags: Iterable[str], mode: str) -> Deferred:
         """mode is '+', '-' or '='.  Fires with the list of UIDs whose flags
-        really changed (uids already expunged are skipped silently)."""
+        really changed (uids already expunged are skipped silently), once
+        the change is durable and readable (``get``, listeners told); a
+        backend may finish writing it out after that (the Maildir store
+        renames the files in the background, before the folder's next
+        operation, and redoes them after a crash)."""
 
     def expunge(uids: Iterable[int] | None = None) -> Deferred:
         """Remove messages for good.  ``None`` means every message flagged
@@ -209,6 +230,45 @@ class IFolder(Interface):
         value, or expunged, are left out): what a FETCH over many messages
         reads in a few queries instead of one per message."""
 
+    # -- flag sets (issue 10)
+
+    def uids_with_flag(flag: str) -> set:
+        """The UIDs of the messages that carry ``flag`` now (a system flag
+        in its canonical spelling, or a keyword in any case), from an index
+        kept up to date as flags change: flag searches are set arithmetic,
+        not a look at every message.  Synchronous.  The set may be the
+        store's own: the caller must not change it, and should not keep it
+        across a change to the folder."""
+
+    # -- CONDSTORE/QRESYNC (issue 9)
+
+    def vanished_since(modseq: int) -> list:
+        """UIDs (ascending) of the messages expunged with a mod-sequence
+        above ``modseq``: what ``VANISHED (EARLIER)`` reports to a client
+        that last synchronised at ``modseq`` (RFC 7162 3.2.5, 3.2.6).
+        Synchronous, from memory.  Exact for ``modseq >= vanished_floor``;
+        below it the record was trimmed and the answer is every UID below
+        ``uidnext`` that is not in the folder - a superset, which RFC 7162
+        3.2.5.2 allows (clients ignore UIDs they do not know).  Never
+        includes a UID that is in the folder."""
+
+    def changed_since(modseq: int) -> list:
+        """UIDs (ascending) of the messages whose ``modseq`` is above
+        ``modseq`` - added or changed since a client saw it: what ``FETCH
+        (CHANGEDSINCE)`` and ``SELECT (QRESYNC)`` report.  Synchronous,
+        from an index: the cost follows the number of changes, not the
+        size of the folder."""
+
+    def store_flags_unchanged_since(uids: Iterable[int], flags: Iterable[str], mode: str,
+                                    unchangedsince: int) -> Deferred:
+        """``store_flags`` with RFC 7162's UNCHANGEDSINCE: a message whose
+        ``modseq`` is above ``unchangedsince`` is left alone and reported as
+        modified; the others are changed as ``store_flags`` would (mode '+',
+        '-' or '=').  Test and change are one atomic step: no other change
+        to these messages comes between.  Expunged UIDs are skipped, in
+        neither list.  Fires with ``(changed, modified)``: the UIDs whose
+        flags really changed (each now at one new mod-sequence) and the
+        UIDs left alone, both ascending."""
     # --- for backends whose data is remote (issue 13, PostgreSQL) --------------------
 
     def prefetch(uids: Iterable[int], kinds: Iterable[str] = (), body: str | None = None) -> Deferred:
@@ -354,7 +414,10 @@ class IAccount(Interface):
 
     def delete_folder(name: str) -> Deferred:
         """Delete it and its messages.  INBOX cannot be deleted
-        (InvalidFolderName).  Open sessions on it see every message expunged."""
+        (InvalidFolderName).  Open sessions on it see every message expunged.
+        Inferior folders stay (RFC 3501 6.3.4, and Dovecot's Maildir++):
+        the name then exists only as their parent, which LIST shows as
+        \\Noselect / \\NonExistent, and ``folder_exists`` is False for it."""
 
     def rename_folder(old: str, new: str) -> Deferred:
         """Rename with its inferiors.  Renaming INBOX moves its messages into

@@ -78,7 +78,9 @@ def test_non_ascii_names_round_trip():
     assert "Entw\u00fcrfe" in c.account.folders
     out = c.cmd('b LIST "" "Entw*"')
     assert b'* LIST (\\HasNoChildren) "/" "Entw&APw-rfe"\r\n' in out
-    assert b"c BAD" in c.cmd('c CREATE "bad&-name&Jjo"')
+    # not modified UTF-7: no such mailbox can exist; NO as Dovecot (issue 9), nothing created
+    assert c.cmd('c CREATE "bad&-name&Jjo"') == b"c NO Mailbox name is not valid mUTF-7\r\n"
+    assert not any("Jjo" in n for n in c.account.folders)
 
 
 def test_list_basic_and_special_use_and_children():
@@ -197,4 +199,99 @@ def test_namespace_enable():
     c = authed()
     # issue 12: the other-users namespace is there for shared folders
     assert c.cmd("a NAMESPACE") == b'* NAMESPACE (("" "/")) (("Shared/" "/")) NIL\r\na OK NAMESPACE completed\r\n'
-    assert c.cmd("b ENABLE CONDSTORE") == b"* ENABLED\r\nb OK ENABLE completed\r\n"
+    assert c.cmd("b ENABLE CONDSTORE") == b"* ENABLED CONDSTORE\r\nb OK ENABLE completed\r\n"
+    assert c.cmd("c ENABLE X-UNKNOWN") == b"* ENABLED\r\nc OK ENABLE completed\r\n"
+
+
+ATOMS = "!#$&'+,-.0123456789:;<=>?@^_`|[}"
+
+
+def test_names_that_are_not_modified_utf7_are_refused_with_no():
+    """imaptest's atoms: SELECT of such a name is NO (and leaves no mailbox
+    selected), LIST with it as a pattern answers normally, and none of it
+    counts towards the bad-command limit."""
+    c = authed()
+    c.account.folders["INBOX"].add(b"Subject: x\r\n\r\nx\r\n")
+    assert b"s OK" in c.cmd("s SELECT INBOX")
+    assert c.cmd("a SELECT " + ATOMS) == b"a NO Mailbox name is not valid mUTF-7\r\n"
+    assert c.cmd("b FETCH 1 FLAGS").startswith(b"b BAD")  # the failed SELECT unselected INBOX
+    assert c.cmd('c LIST "" ' + ATOMS + "%*") == b"c OK LIST completed\r\n"
+    for i, cmd in enumerate(["EXAMINE &Jjo", "CREATE a&b", "DELETE &Jjo", "RENAME &Jjo x", "RENAME INBOX &Jjo",
+                             "STATUS &Jjo (MESSAGES)", "SUBSCRIBE &Jjo", "UNSUBSCRIBE &Jjo"] * 3):
+        assert c.cmd(f"d{i} {cmd}") == b"d%d NO Mailbox name is not valid mUTF-7\r\n" % i
+    assert c.send(b"e APPEND &Jjo {3+}\r\nabc\r\n") == b"e NO Mailbox name is not valid mUTF-7\r\n"
+    assert c.cmd("f NOOP") == b"f OK NOOP completed\r\n"  # 26 refusals, the session is still up
+    assert c.cmd("g SELECT &Jjo-").startswith(b"g NO [NONEXISTENT]")  # valid: just no such mailbox
+
+
+def test_invalid_name_in_the_wrong_state_is_bad():
+    c = Client()
+    assert c.cmd("a SELECT &Jjo") == b"a BAD SELECT is not permitted in this state\r\n"
+    c.login()
+    assert c.cmd("b COPY 1 &Jjo") == b"b BAD COPY is not permitted in this state\r\n"
+    assert c.cmd("c UID MOVE 1 &Jjo") == b"c BAD MOVE is not permitted in this state\r\n"
+
+
+def _listext_tree() -> Client:
+    """imaptest listext's folders: t1, t2/t1, t7/t7, t8/t8, t8/t9
+    subscribed; t6 subscribed and then deleted."""
+    c = authed()
+    for name in ("m/t1", "m/t2/t1", "m/t3", "m/t6", "m/t7/t7", "m/t8/t8", "m/t8/t9"):
+        assert b" OK" in c.cmd(f"a CREATE {name}")
+    for name in ("m/t1", "m/t2/t1", "m/t6", "m/t7/t7", "m/t8/t8", "m/t8/t9"):
+        assert b" OK" in c.cmd(f"a SUBSCRIBE {name}")
+    assert b" OK" in c.cmd("a DELETE m/t6")
+    return c
+
+
+def _lines(out: bytes) -> list[bytes]:
+    return [ln for ln in out.split(b"\r\n") if ln.startswith(b"* ")]
+
+
+def test_list_extended_recursivematch_needs_a_real_selection_option():
+    c = authed()
+    for opts in ("RECURSIVEMATCH", "RECURSIVEMATCH REMOTE", "REMOTE RECURSIVEMATCH"):
+        out = c.cmd(f'a LIST ({opts}) "" "*"')
+        assert out.startswith(b"a BAD") and not _lines(out), out
+    assert c.cmd('b LIST (REMOTE) "" %').endswith(b"b OK LIST completed\r\n")
+    assert c.cmd('c LIST (SUBSCRIBED RECURSIVEMATCH REMOTE) "" %').endswith(b"c OK LIST completed\r\n")
+
+
+def test_list_extended_childinfo_only_for_children_the_patterns_miss():
+    c = _listext_tree()
+    # t2 is not subscribed, its child is: CHILDINFO while the child is not listed itself
+    assert _lines(c.cmd('a LIST (SUBSCRIBED RECURSIVEMATCH) "" (m/t2)')) == [
+        b'* LIST (\\HasChildren) "/" "m/t2" ("CHILDINFO" ("SUBSCRIBED"))']
+    assert _lines(c.cmd('b LIST (SUBSCRIBED RECURSIVEMATCH) "" (m/t2 m/t2/t1)')) == [
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "m/t2/t1"']
+    assert _lines(c.cmd('c LIST (SUBSCRIBED RECURSIVEMATCH) "" m*t7')) == [
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "m/t7/t7"']
+    assert _lines(c.cmd('d LIST (SUBSCRIBED RECURSIVEMATCH) "" m*t8')) == [
+        b'* LIST (\\HasChildren) "/" "m/t8" ("CHILDINFO" ("SUBSCRIBED"))',
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "m/t8/t8"']
+    assert _lines(c.cmd('e LIST (SUBSCRIBED RECURSIVEMATCH) "" m/t2% RETURN (CHILDREN)')) == [
+        b'* LIST (\\HasChildren) "/" "m/t2" ("CHILDINFO" ("SUBSCRIBED"))']
+    # without RECURSIVEMATCH a parent that is not subscribed is not listed at all
+    out = _lines(c.cmd('f LIST (SUBSCRIBED) "" m/*'))
+    assert b'* LIST (\\NonExistent \\HasNoChildren \\Subscribed) "/" "m/t6"' in out
+    assert not any(b'"m/t2"' in ln for ln in out)
+
+
+def test_delete_folder_with_children_keeps_them_and_leaves_a_noselect_name():
+    """RFC 3501 6.3.4: the folder's messages go, its children stay, its
+    name is \\Noselect from then on (Dovecot's Maildir++ does the same)."""
+    c = authed()
+    for cmd in ("a CREATE p/c", "b SUBSCRIBE p"):
+        assert b" OK" in c.cmd(cmd)
+    c.account.folders["p"].add(MSG1)
+    c.account.folders["p/c"].add(MSG2)
+    assert c.cmd("d DELETE p") == b"d OK DELETE completed\r\n"
+    out = c.cmd('e LIST "" p*')
+    assert _lines(out) == [b'* LIST (\\Noselect \\HasChildren) "/" "p"', b'* LIST (\\HasNoChildren) "/" "p/c"']
+    assert c.cmd("f SELECT p").startswith(b"f NO [NONEXISTENT]")
+    assert c.cmd("g STATUS p/c (MESSAGES)").startswith(b"* STATUS \"p/c\" (MESSAGES 1)")
+    assert c.cmd("h DELETE p").startswith(b"h NO [NONEXISTENT]")
+    assert _lines(c.cmd('i LIST (SUBSCRIBED) "" p')) == [b'* LIST (\\NonExistent \\HasChildren \\Subscribed) "/" "p"']
+    assert c.cmd("j CREATE p").startswith(b"j OK [MAILBOXID")  # a new, empty mailbox of that name
+    assert b"* 0 EXISTS" in c.cmd("k SELECT p")
+    assert c.cmd("l DELETE INBOX").startswith(b"l NO")

@@ -65,7 +65,7 @@ def test_search_key_tree():
     assert ev.charset == "UTF-8" and ev.return_opts is None
     assert ev.key == K.And((
         K.Not(K.Flag("\\Deleted")),
-        K.Or(K.Header("From", "a b"), K.And((K.Header("To", "c"), K.Flag("$x", False)))),
+        K.Or(K.Address("From", "a b"), K.And((K.Address("To", "c"), K.Flag("$x", False)))),
         K.Seq(((2, 4),)), K.Uid(((9, None),)), K.Size("LARGER", 10),
         K.Date("sent", "ON", datetime.date(2020, 2, 2)), K.Header("X-Y", "z")))
     assert one(b"a SEARCH UNSEEN\r\n").key == K.Flag("\\Seen", False)
@@ -97,7 +97,10 @@ def test_list_variants():
 def test_mailbox_names_modified_utf7_and_inbox():
     assert one(b"a SELECT inbox\r\n").mailbox == "INBOX"
     assert one(b'a CREATE "Entw&APw-rfe"\r\n').mailbox == "Entw\u00fcrfe"
-    assert isinstance(one(b'a CREATE "&Jjo"\r\n'), C.ParseError)
+    ev = one(b'a CREATE "&Jjo"\r\n')
+    assert isinstance(ev, C.ParseError) and (ev.status, ev.command) == ("NO", "CREATE")
+    ev = one(b'a UID COPY 1 "&Jjo"\r\n')
+    assert isinstance(ev, C.ParseError) and (ev.status, ev.command) == ("NO", "COPY")
 
 
 def test_append_flags_date_and_multiappend():

@@ -5,7 +5,6 @@ from twisted.internet import defer
 from mailsrv.store import layout
 from mailsrv.store.interfaces import (
     FolderExists,
-    FolderNotEmpty,
     IAccount,
     IFolder,
     InvalidFolderName,
@@ -70,7 +69,24 @@ class AccountTests(StoreCase):
     @defer.inlineCallbacks
     def test_delete(self):
         yield self.account.create_folder("Work/Old")
-        yield self.assertFailure(self.account.delete_folder("Work"), FolderNotEmpty)
+        # a folder with children goes, its messages with it; the children stay (RFC 3501 6.3.4)
+        yield self.account.create_folder("Work/Old/Deep")
+        parent = yield self.account.open_folder("Work/Old")
+        yield parent.append(MSG)
+        prec = Recorder()
+        parent.add_listener(prec)
+        yield self.account.delete_folder("Work/Old")
+        self.assertEqual(prec.take(), [("expunged", [1])])
+        self.assertFalse(self.account.folder_exists("Work/Old"))
+        self.assertTrue(self.account.folder_exists("Work/Old/Deep"))
+        self.assertIn("Work/Old/Deep", self.account.list_folders())
+        self.assertNotIn("Work/Old", self.account.list_folders())
+        yield self.assertFailure(self.account.open_folder("Work/Old"), NoSuchFolder)
+        yield self.assertFailure(self.account.delete_folder("Work/Old"), NoSuchFolder)
+        yield self.account.create_folder("Work/Old")  # the name can be a mailbox again, a new one
+        again = yield self.account.open_folder("Work/Old")
+        self.assertEqual(again.messages(), [])
+        yield self.account.delete_folder("Work/Old/Deep")
         yield self.assertFailure(self.account.delete_folder("INBOX"), InvalidFolderName)
         yield self.assertFailure(self.account.delete_folder("Nope"), NoSuchFolder)
         f = yield self.account.open_folder("Work/Old")

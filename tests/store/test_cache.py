@@ -58,3 +58,28 @@ class CacheTest(unittest.TestCase):
         cache.close()
         self.assertEqual(cache.get_many([1], "envelope"), {1: b"E"})
         cache.close()
+
+    def test_search_texts_are_kept_in_memory_and_stay_exact(self):
+        from mailsrv.store import cache as cache_mod
+
+        for u in range(1, 101):
+            self.cache.set(u, "hs:subject", b"\ns%d" % u)
+        self.cache.flush()
+        self.cache.set(101, "hs:subject", b"\npending")
+        self.assertEqual(self.cache.get_many([1, 50, 101, 102], "hs:subject"),
+                         {1: b"\ns1", 50: b"\ns50", 101: b"\npending"})
+        db = self.cache._db
+        self.cache._db = None  # from memory now: no query would work
+        self.cache._broken = True
+        try:
+            self.assertEqual(self.cache.get_many(list(range(1, 4)), "hs:subject"), {1: b"\ns1", 2: b"\ns2", 3: b"\ns3"})
+            self.cache.set(102, "hs:subject", b"\nlate")
+            self.cache.forget([1])
+            self.assertEqual(self.cache.get_many([1, 102], "hs:subject"), {102: b"\nlate"})
+        finally:
+            self.cache._db, self.cache._broken = db, False
+        self.patch(cache_mod, "HOT_BYTES", 10)  # too big for memory: read from the file as before
+        self.cache._hot.clear()
+        self.cache._hot_bytes = 0
+        self.assertEqual(self.cache.get_many([2], "hs:subject"), {2: b"\ns2"})
+        self.assertEqual(self.cache._hot, {})

@@ -75,6 +75,7 @@ class FolderTests(StoreCase):
         self.assertEqual(self.inbox.get(1).flags, {"\\Flagged", "$Work"})
         self.assertGreater(self.inbox.get(1).modseq, before.modseq)
         self.assertEqual(self.inbox.keywords(), ["$Work"])
+        yield self.inbox.quiesce()  # the file names follow in the background (answered from memory)
         self.assertTrue(all(n.endswith(":2,Fa") for n in files_in(self.inbox.path)))
         changed = yield self.inbox.store_flags([2], ["$work"], "-")
         self.assertEqual(changed, [2])
