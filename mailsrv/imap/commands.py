@@ -175,6 +175,32 @@ class Search(Command):
     charset: str | None = None
     key: SearchKey = field(default_factory=All)
     return_opts: list[str] | None = None  # ESEARCH RETURN (...); None: plain SEARCH
+    partial: tuple[int, int] | None = None  # RETURN (PARTIAL lo:hi), RFC 5267
+
+
+# --- SORT, THREAD, contexts (RFC 5256, 5267) -----------------------------------------
+
+SortCriterion = tuple[str, bool]  # (ARRIVAL CC DATE FROM SIZE SUBJECT TO DISPLAYFROM DISPLAYTO, reverse)
+
+
+@dataclass
+class Sort(Search):
+    """SORT / UID SORT, with ESORT's and CONTEXT=SORT's RETURN options."""
+
+    criteria: list[SortCriterion] = field(default_factory=list)
+
+
+@dataclass
+class Thread(Command):
+    uid: bool = False
+    algorithm: str = "REFERENCES"  # ORDEREDSUBJECT REFERENCES REFS
+    charset: str | None = None
+    key: SearchKey = field(default_factory=All)
+
+
+@dataclass
+class CancelUpdate(Command):
+    tags: list[str] = field(default_factory=list)
 
 
 @dataclass

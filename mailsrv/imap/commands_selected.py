@@ -7,10 +7,9 @@ from mailsrv.imap import commands as C
 from mailsrv.imap import flags as F
 from mailsrv.imap import render
 from mailsrv.imap.context import Context, Handlers
+from mailsrv.imap.contextsearch import answer, check_update, matches, search_failed
 from mailsrv.imap.fetch import fetch, target
 from mailsrv.imap.results import SELECTED_ONLY, Result, bad, no, ok
-from mailsrv.imap.search import search as run_search
-from mailsrv.imap.seqset import render as render_set
 from mailsrv.imap.seqset import render_pairs
 from mailsrv.imap.session import SelectedMailbox
 from mailsrv.store.interfaces import IFolder, NoSuchFolder
@@ -136,37 +135,20 @@ async def copy(ctx: Context, cmd: C.Copy) -> Result:
     return ok("completed", code)
 
 
-def _esearch(cmd: C.Search, numbers: list[int]) -> bytes:
-    """The ESEARCH response (RFC 4731) for RETURN (MIN MAX COUNT ALL)."""
-    opts = cmd.return_opts or []
-    parts = [b'* ESEARCH (TAG "%s")' % cmd.tag.encode()]
-    if cmd.uid:
-        parts.append(b"UID")
-    if numbers and "MIN" in opts:
-        parts.append(b"MIN %d" % min(numbers))
-    if numbers and "MAX" in opts:
-        parts.append(b"MAX %d" % max(numbers))
-    if "COUNT" in opts:
-        parts.append(b"COUNT %d" % len(numbers))
-    if numbers and "ALL" in opts:
-        parts.append(b"ALL " + render_set(numbers).encode())
-    return b" ".join(parts) + b"\r\n"
-
-
 async def search(ctx: Context, cmd: C.Search) -> Result:
-    """SEARCH / UID SEARCH, answered as SEARCH or, with RETURN, ESEARCH."""
+    """SEARCH / UID SEARCH, answered as SEARCH or, with RETURN, ESEARCH
+    (with SEARCHRES and context updates: :mod:`contextsearch`)."""
     sel = ctx.mailbox
     if cmd.charset not in (None, "UTF-8", "US-ASCII"):
+        search_failed(ctx, cmd)
         return no("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
-    infos = sel.infos()
-    folder = sel.folder
-    seqs = run_search(folder, infos, cmd.key, set(sel.recent), cmd.charset)
-    seqs = sorted(s for s in set(seqs) if 0 < s <= len(infos) and folder.get(infos[s - 1].uid) is not None)
-    numbers = [infos[s - 1].uid for s in seqs] if cmd.uid else seqs
-    if cmd.return_opts is None:
-        ctx.send(b"* SEARCH" + b"".join(b" %d" % n for n in numbers) + b"\r\n")
-    else:
-        ctx.send(_esearch(cmd, numbers))
+    refused = check_update(ctx, cmd)
+    if refused is not None:
+        search_failed(ctx, cmd)
+        return refused
+    bound, found = matches(sel, cmd)
+    assert isinstance(bound, C.Search)
+    answer(ctx, bound, found)
     return ok()
 
 

@@ -22,6 +22,7 @@ ENABLEd), and register handlers in :mod:`mailsrv.imap.dispatch`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -39,7 +40,10 @@ T = TypeVar("T")
 
 BASE_CAPABILITIES = ("IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE")
 AUTHENTICATED_CAPABILITIES = ("NAMESPACE", "UNSELECT", "CHILDREN", "UIDPLUS", "MOVE", "SPECIAL-USE",
-                              "LIST-EXTENDED", "LIST-STATUS", "MULTIAPPEND", "APPENDLIMIT", "ESEARCH")
+                              "LIST-EXTENDED", "LIST-STATUS", "MULTIAPPEND", "APPENDLIMIT", "ESEARCH",
+                              # SORT, THREAD, contexts, SEARCHRES, BINARY, CATENATE (issue 9)
+                              "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "THREAD=REFS",
+                              "ESORT", "CONTEXT=SEARCH", "CONTEXT=SORT", "SEARCHRES")
 
 
 Handler = Callable[["Context", Any], Awaitable[Result | None]]
@@ -48,6 +52,11 @@ its own tagged response (LOGOUT, STARTTLS) or the connection is gone."""
 
 Handlers = dict[str, tuple[Handler, frozenset[State]]]
 """A command module's table: command name -> (handler, states it may run in)."""
+
+FlushHook = Callable[[SelectedMailbox, bool, Callable[[], list[bytes]]], list[bytes]]
+"""``hook(selected, allow_expunge, flush) -> lines``: wraps the report of
+other sessions' changes (it calls ``flush`` and may add lines before and
+after, as RFC 5267's ADDTO/REMOVEFROM must); see :meth:`Context.flush_pending`."""
 
 
 class Connection(Protocol):
@@ -115,6 +124,7 @@ class Context:
         self._account: IAccount | None = None
         self._logout: Callable[[], None] | None = None
         self._data: dict[type, Any] = {}
+        self.flush_hooks: list[FlushHook] = []
 
     # -- output
     def send(self, data: bytes) -> None:
@@ -201,7 +211,13 @@ class Context:
         EXPUNGE may be sent: the caller knows)."""
         if self.selected is None or self.closed:
             return
-        self.send_many(self.selected.flush(allow_expunge))
+        sel = self.selected
+
+        def flush() -> list[bytes]:
+            return sel.flush(allow_expunge)
+        for hook in self.flush_hooks:
+            flush = functools.partial(hook, sel, allow_expunge, flush)
+        self.send_many(flush())
 
     def _changed(self) -> None:
         if self.idling:

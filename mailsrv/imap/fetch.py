@@ -23,7 +23,7 @@ from mailsrv.imap import fetchdata as fd
 from mailsrv.imap import render
 from mailsrv.imap.context import Context
 from mailsrv.imap.results import Result, bad, no, ok
-from mailsrv.imap.seqset import SeqSet, resolve_seq, resolve_uid, seq_in_range
+from mailsrv.imap.seqset import SavedResult, SeqSet, resolve_seq, resolve_uid, seq_in_range
 from mailsrv.imap.session import SelectedMailbox
 from mailsrv.store.crlf import CRLFEncoder, to_crlf
 from mailsrv.store.interfaces import IFolder, MessageGone, MessageInfo
@@ -50,7 +50,10 @@ Maker = Callable[[MessageInfo, Prefetched], Item]
 def target(sel: SelectedMailbox, uid: bool, seqset: SeqSet) -> list[tuple[int, int]] | None:
     """(seq, uid) pairs for a command's set; None if a sequence number is
     out of range (BAD for non-UID commands).  A UID that is not in the view
-    pairs with sequence number 0."""
+    pairs with sequence number 0.  ``$`` (RFC 5182) is the saved result's
+    messages still in the view, for UID and sequence forms alike."""
+    if isinstance(seqset, SavedResult):
+        return [(s, u) for u in sorted(sel.saved) if (s := sel.seq_of(u)) is not None]
     if uid:
         return [(sel.seq_of(u) or 0, u) for u in resolve_uid(seqset, sel.uids)]
     if not seq_in_range(seqset, len(sel)):

@@ -17,9 +17,11 @@ from collections.abc import Callable
 
 from mailsrv.imap import commands as C
 from mailsrv.imap import flags as F
+from mailsrv.imap import searchgrammar
 from mailsrv.imap import searchkeys as K
 from mailsrv.imap.framing import MAX_LINE, Literal, Parser, Parts
 from mailsrv.imap.reader import MAX_DEPTH, TAG, Reader, Syntax, parse_date_time
+from mailsrv.imap.seqset import SavedResult
 
 ParseFn = Callable[[Reader, str, str, bool], C.Command]
 """(reader after the name, tag, upper-case name, uid) -> command."""
@@ -335,41 +337,6 @@ def _copy(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
     return C.Copy(tag, name, uid=uid, seqset=seqset, mailbox=mailbox)
 
 
-_SEARCH_RETURN = {"MIN", "MAX", "ALL", "COUNT"}
-
-
-def _utf8(b: bytes) -> str:
-    return b.decode("utf-8", "replace")
-
-
-def _latin1(b: bytes) -> str:
-    return b.decode("latin-1")
-
-
-def _search(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
-    """SEARCH, with ESEARCH's RETURN (RFC 4731) and CHARSET."""
-    r.sp()
-    return_opts = None
-    if r.maybe(b"RETURN "):
-        opts = [o.upper() for o in r.paren_list(r.atom)]
-        for o in opts:
-            if o not in _SEARCH_RETURN:
-                raise Syntax(f"unknown search return option {o}")
-        return_opts = opts or ["ALL"]
-        r.sp()
-    charset = None
-    if r.maybe(b"CHARSET "):
-        charset = r.astring().decode("ascii", "replace").upper()
-        r.sp()
-    text = _utf8 if charset in (None, "UTF-8", "US-ASCII") else _latin1
-    keys = [search_key(r, text)]
-    while not r.at_end():
-        r.sp()
-        keys.append(search_key(r, text))
-    key = keys[0] if len(keys) == 1 else K.And(tuple(keys))
-    return C.Search(tag, "SEARCH", uid=uid, charset=charset, key=key, return_opts=return_opts)
-
-
 def _enable(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
     caps = []
     while not r.at_end():
@@ -414,13 +381,12 @@ COMMANDS: dict[str, ParseFn] = {
     "STORE": _store,
     "COPY": _copy,
     "MOVE": _copy,
-    "SEARCH": _search,
     "UID": _uid,
     "ENABLE": _enable,
     "ID": _id,
 }
 
-UID_COMMANDS = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE"})
+UID_COMMANDS = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE", "SORT", "THREAD"})
 
 
 # ---------------------------------------------------------------- search keys
@@ -437,6 +403,9 @@ def search_key(r: Reader, text: TextFn) -> K.SearchKey:
             return keys[0] if len(keys) == 1 else K.And(tuple(keys))
         if c == 0x2A or 0x30 <= c <= 0x39:
             return K.Seq(tuple(r.seqset()))
+        if c == 0x24:  # $ (RFC 5182)
+            r.seqset()
+            return K.Saved()
         name = r.atom().upper()
         fn = SEARCH_KEYS.get(name)
         if fn is None:
@@ -501,7 +470,10 @@ def _size(r: Reader, name: str, text: TextFn) -> K.SearchKey:
 
 def _uid_key(r: Reader, name: str, text: TextFn) -> K.SearchKey:
     r.sp()
-    return K.Uid(tuple(r.seqset()))
+    seqset = r.seqset()
+    if isinstance(seqset, SavedResult):
+        return K.Saved()
+    return K.Uid(tuple(seqset))
 
 
 def _not(r: Reader, name: str, text: TextFn) -> K.SearchKey:
@@ -537,3 +509,7 @@ SEARCH_KEYS: dict[str, KeyFn] = {
     "NOT": _not,
     "OR": _or,
 }
+
+# SEARCH, SORT, THREAD and CANCELUPDATE: their own module (RETURN options,
+# sort criteria), handed the search-key parser defined above
+COMMANDS.update(searchgrammar.parsers(search_key))

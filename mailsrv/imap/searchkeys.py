@@ -104,6 +104,12 @@ class Uid:
 
 
 @dataclass(frozen=True, slots=True)
+class Saved:
+    """``$`` (RFC 5182 SEARCHRES): the messages a SEARCH RETURN (SAVE) kept;
+    bound to UIDs by the handler before evaluation."""
+
+
+@dataclass(frozen=True, slots=True)
 class Not:
     key: SearchKey
 
@@ -121,4 +127,5 @@ class And:
     keys: tuple[SearchKey, ...]
 
 
-SearchKey: TypeAlias = All | Recent | New | Old | Flag | Header | Body | Text | Date | Size | Seq | Uid | Not | Or | And
+SearchKey: TypeAlias = (All | Recent | New | Old | Flag | Header | Body | Text | Date | Size | Seq | Uid | Saved
+                        | Not | Or | And)

@@ -46,7 +46,7 @@ MAX_BAD = 20  # consecutive bad commands before we hang up
 
 # no EXPUNGE after a non-UID FETCH/STORE/SEARCH (RFC 3501 7.4.1): the
 # client may still be using the sequence numbers it sent
-_NO_EXPUNGE_AFTER = (C.Fetch, C.Store, C.Search)
+_NO_EXPUNGE_AFTER = (C.Fetch, C.Store, C.Search, C.Thread)  # C.Sort is a C.Search
 
 
 @implementer(interfaces.IPushProducer)

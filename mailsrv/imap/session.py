@@ -40,11 +40,16 @@ class SelectedMailbox:
         self._flags: set[int] = set()
         self._expunged: set[int] = set()
         self._known_keywords = set(folder.keywords())
+        self.saved: list[int] = []  # SEARCHRES (RFC 5182): the UIDs the last SEARCH RETURN (SAVE) kept
+        self.on_close: list[Callable[[], None]] = []  # per-selection extension state to drop
         folder.add_listener(self)
 
     def close(self) -> None:
         self.folder.remove_listener(self)
         self.on_change = None
+        hooks, self.on_close = self.on_close, []
+        for hook in hooks:
+            hook()
 
     # -- IFolderListener
     def messages_added(self, folder: IFolder, uids: list[int]) -> None:
