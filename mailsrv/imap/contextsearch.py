@@ -19,7 +19,7 @@ its order and says where each message goes or went.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from zope.interface import implementer
@@ -36,7 +36,6 @@ from mailsrv.store.interfaces import IFolder, IFolderListener, MessageInfo
 
 MAX_CONTEXTS = 16  # UPDATE contexts per session; more get NO [NOUPDATE]
 
-Match = tuple[int, int]  # (sequence number, uid)
 Reorder = Callable[[list[int]], list[int]]
 """Puts UIDs in a SORT context's order (synchronously: few new messages)."""
 
@@ -56,16 +55,46 @@ def bind_saved(key: K.SearchKey, saved: Sequence[int]) -> K.SearchKey:
     return key
 
 
-def matches(sel: SelectedMailbox, cmd: C.Search | C.Thread) -> tuple[C.Search | C.Thread, list[Match]]:
+class Found:
+    """What a search matched, in result order: UIDs, and their sequence
+    numbers (worked out only when asked for: UID SORT never needs them)."""
+
+    __slots__ = ("_seqs", "uids", "_seq_of")
+
+    def __init__(self, seqs: list[int] | None, uids: list[int], seq_of: Mapping[int, int] | None = None) -> None:
+        self._seqs, self.uids, self._seq_of = seqs, uids, seq_of
+
+    @property
+    def seqs(self) -> list[int]:
+        if self._seqs is None:
+            assert self._seq_of is not None
+            self._seqs = list(map(self._seq_of.__getitem__, self.uids))
+        return self._seqs
+
+    def seq_of(self) -> Mapping[int, int]:
+        if self._seq_of is None:
+            self._seq_of = dict(zip(self.uids, self.seqs, strict=True))
+        return self._seq_of
+
+    def reordered(self, uids: list[int]) -> Found:
+        """The same matches in the order of ``uids``."""
+        return Found(None, uids, self.seq_of())
+
+
+def matches(sel: SelectedMailbox, cmd: C.Search | C.Thread) -> tuple[C.Search | C.Thread, Found]:
     """The command with ``$`` bound, and what its search key matches in
     mailbox order (messages expunged elsewhere but still in the view are
-    left out)."""
-    infos = sel.infos()
+    left out).  ALL over a view with nothing pending is the view itself."""
     folder = sel.folder
     cmd = replace(cmd, key=bind_saved(cmd.key, sel.saved))
-    get = folder.get
-    return cmd, [(s, u) for s in run_search(folder, infos, cmd.key, set(sel.recent), cmd.charset)
-                 if get(u := infos[s - 1].uid) is not None]
+    view = sel.uids
+    if isinstance(cmd.key, K.All) and not sel.has_pending():
+        return cmd, Found(list(range(1, len(view) + 1)), list(view))
+    seqs = run_search(folder, sel.infos(), cmd.key, set(sel.recent), cmd.charset)
+    if sel.has_pending():
+        get = folder.get
+        seqs = [s for s in seqs if get(view[s - 1]) is not None]
+    return cmd, Found(seqs, [view[s - 1] for s in seqs])
 
 
 def _saved_part(opts: set[str], partial: tuple[int, int] | None, uids: list[int]) -> list[int]:
@@ -89,6 +118,14 @@ def _saved_part(opts: set[str], partial: tuple[int, int] | None, uids: list[int]
 
 
 # ---------------------------------------------------------------- answers
+
+def spaced(numbers: list[int]) -> bytes:
+    """`` 1 2 3`` (empty for none): the list's repr without its brackets
+    and commas, the quickest way Python has to print 100,000 numbers."""
+    if not numbers:
+        return b""
+    return b" " + repr(numbers)[1:-1].replace(",", "").encode("ascii")
+
 
 def _set(numbers: Sequence[int], in_order: bool) -> bytes:
     """A sequence-set: sorted for SEARCH; for SORT in the given order with
@@ -125,17 +162,17 @@ def check_update(ctx: Context, cmd: C.Search) -> Result | None:
     return None
 
 
-def answer(ctx: Context, cmd: C.Search, matches: list[Match], reorder: Reorder | None = None) -> None:
-    """Send the result of a SEARCH or SORT (``matches`` in result order)
+def answer(ctx: Context, cmd: C.Search, found: Found, reorder: Reorder | None = None) -> None:
+    """Send the result of a SEARCH or SORT (``found`` in result order)
     and do what SAVE and UPDATE ask."""
     sel = ctx.mailbox
-    numbers = [u for _, u in matches] if cmd.uid else [s for s, _ in matches]
+    uids = found.uids
+    numbers = uids if cmd.uid else found.seqs
     opts = set(cmd.return_opts or ())
     if cmd.return_opts is None:
         word = b"* SORT" if isinstance(cmd, C.Sort) else b"* SEARCH"
-        ctx.send(word + b"".join(b" %d" % n for n in numbers) + b"\r\n")
+        ctx.send(word + spaced(numbers) + b"\r\n")
         return
-    uids = [u for _, u in matches]
     if "SAVE" in opts:
         sel.saved = _saved_part(opts, cmd.partial, uids)
     if opts != {"SAVE"} or cmd.partial is not None:

@@ -12,15 +12,18 @@ header in UTC, or the internal date when there is none.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 
 from mailsrv.imap import commands as C
+from mailsrv.imap import sortcolumns as K
 from mailsrv.imap import sortdata as D
 from mailsrv.imap.context import Context, Handlers
 from mailsrv.imap.contextsearch import answer, check_update, matches, search_failed
 from mailsrv.imap.results import SELECTED_ONLY, Result, no, ok
+from mailsrv.imap.sortcolumns import Ranking
 from mailsrv.store.interfaces import IFolder, MessageInfo
 
 CHARSETS = ("UTF-8", "US-ASCII")
@@ -31,27 +34,57 @@ KIND = {"DATE": D.DATE, "SUBJECT": D.SUBJECT, "FROM": D.FROM, "TO": D.TO, "CC": 
 InfoOf = Callable[[int], MessageInfo | None]
 
 
-def _arrival(info: MessageInfo | None) -> int:
+def arrival(info: MessageInfo | None) -> int:
     return int(info.internaldate) if info is not None else 0
 
 
+def info_lookup(folder: IFolder, count: int) -> InfoOf:
+    """``folder.get``, or for many messages one dict of all (cheaper per lookup)."""
+    if count < 2000:
+        return folder.get
+    msgs = folder.messages()
+    return dict(zip(map(attrgetter("uid"), msgs), msgs, strict=True)).get
+
+
+def _numbers(uids: list[int], name: str, info_of: InfoOf, col: Mapping[int, Any] | None) -> list[int]:
+    """ARRIVAL, SIZE or DATE of each message, as numbers."""
+    if name == "DATE":
+        assert col is not None
+        dates = list(map(col.__getitem__, uids))
+        if dates.count(None) == 0:
+            return dates
+        return [d if d is not None else arrival(info_of(u)) for u, d in zip(uids, dates, strict=True)]
+    infos = list(map(info_of, uids))
+    if not all(infos):  # a message gone meanwhile (truth, not ==: no dataclass __eq__ per message)
+        return [0 if i is None else (i.size if name == "SIZE" else arrival(i)) for i in infos]
+    if name == "SIZE":
+        return list(map(attrgetter("size"), infos))
+    return list(map(int, map(attrgetter("internaldate"), infos)))
+
+
 def order(uids: list[int], criteria: Sequence[C.SortCriterion], info_of: InfoOf,
-          cols: Mapping[str, Mapping[int, Any]]) -> list[int]:
-    """``uids`` (ascending) in SORT order; ``cols`` holds the sortdata
-    column of every string/date criterion."""
+          cols: Mapping[str, Mapping[int, Any]], ranks: Mapping[str, Ranking] | None = None) -> list[int]:
+    """``uids`` (ascending) in SORT order.  ``cols`` holds the sortdata
+    column of every string/date criterion, ``ranks`` a ranking covering
+    ``uids`` where one is at hand (it sorts faster, and a forward sort of
+    everything it ranks is the ranking itself)."""
+    ranks = ranks or {}
+    if len(criteria) == 1 and criteria[0][0] in KIND:
+        name, reverse = criteria[0]
+        held = ranks.get(KIND[name])
+        if held is not None and not reverse and len(held[0]) == len(uids):
+            return list(held[0])
     result = list(uids)
     for name, reverse in reversed(criteria):
-        keys: Mapping[int, Any]
-        if name == "ARRIVAL":
-            keys = {u: _arrival(info_of(u)) for u in result}
-        elif name == "SIZE":
-            keys = {u: (i.size if (i := info_of(u)) is not None else 0) for u in result}
-        elif name == "DATE":
-            col = cols[D.DATE]
-            keys = {u: (d if (d := col[u]) is not None else _arrival(info_of(u))) for u in result}
+        kind = KIND.get(name)
+        if kind is not None and kind in ranks:
+            result.sort(key=ranks[kind][1].__getitem__, reverse=reverse)
+        elif kind is not None and kind != D.DATE:
+            result.sort(key=cols[kind].__getitem__, reverse=reverse)
         else:
-            keys = cols[KIND[name]]
-        result.sort(key=keys.__getitem__, reverse=reverse)
+            keys = _numbers(result, name, info_of, cols.get(kind) if kind else None)
+            idx = sorted(range(len(result)), key=keys.__getitem__, reverse=reverse)
+            result = list(map(result.__getitem__, idx))
     return result
 
 
@@ -62,14 +95,17 @@ def _kinds(criteria: Sequence[C.SortCriterion]) -> list[str]:
 async def sort_uids(folder: IFolder, uids: list[int], criteria: Sequence[C.SortCriterion],
                     reactor: IReactorTime, progress: Callable[[], None] | None = None) -> list[int]:
     """:func:`order` with the columns read (or computed, a slice at a time)."""
-    cols = {kind: await D.column(folder, uids, kind, reactor, progress) for kind in _kinds(criteria)}
-    return order(uids, criteria, folder.get, cols)
+    kinds = _kinds(criteria)
+    cols = {kind: await K.column(folder, uids, kind, reactor, progress) for kind in kinds}
+    ranks = {kind: r for kind in kinds if (r := K.ranking(folder, kind, uids)) is not None}
+    needs_info = any(name in ("ARRIVAL", "SIZE", "DATE") for name, _ in criteria)
+    return order(uids, criteria, info_lookup(folder, len(uids)) if needs_info else folder.get, cols, ranks)
 
 
 def sort_uids_now(folder: IFolder, uids: list[int], criteria: Sequence[C.SortCriterion]) -> list[int]:
     """:func:`sort_uids` without yielding: a SORT context placing a few new messages."""
     ordered = sorted(uids)
-    cols = {kind: D.column_now(folder, ordered, kind) for kind in _kinds(criteria)}
+    cols = {kind: K.column_now(folder, ordered, kind) for kind in _kinds(criteria)}
     return order(ordered, criteria, folder.get, cols)
 
 
@@ -85,12 +121,10 @@ async def sort(ctx: Context, cmd: C.Sort) -> Result:
         return refused
     bound, found = matches(sel, cmd)
     folder = sel.folder
-    seq_of = {u: s for s, u in found}
-    sorted_uids = await sort_uids(folder, [u for _, u in found], cmd.criteria, ctx.reactor, ctx.reset_timeout)
-    found = [(seq_of[u], u) for u in sorted_uids]
+    sorted_uids = await sort_uids(folder, found.uids, cmd.criteria, ctx.reactor, ctx.reset_timeout)
     criteria = list(cmd.criteria)
     assert isinstance(bound, C.Sort)
-    answer(ctx, bound, found, lambda us: sort_uids_now(folder, us, criteria))
+    answer(ctx, bound, found.reordered(sorted_uids), lambda us: sort_uids_now(folder, us, criteria))
     return ok()
 
 

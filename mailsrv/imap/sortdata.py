@@ -13,19 +13,13 @@ Cache kinds (one small value each, so a SORT by one key reads one kind):
 - ``sk:dfrom`` ``sk:dto``: the display name of the first address (RFC
   5957), else its address, casemapped;
 - ``th``: what THREAD needs besides subject and date: a reply/forward
-  flag (``R`` or ``-``), the Message-ID, then the parent chain
-  (References:, else In-Reply-To:), NUL-separated.
+  flag (``R`` or ``-``) followed by the Message-ID, then the parent chain
+  (References:, else In-Reply-To:), NUL-separated (:class:`ThreadData`).
 
 Strings are compared as UTF-8 bytes, which orders them as their code
-points, so a cached value is its own sort key.
-
-:func:`column` is the one way in: it serves a kind for many UIDs from a
-process-wide in-memory column (per live folder, least recently used
-columns dropped beyond :data:`MEMORY_VALUES` values), else from the
-store's cache in one query, and computes what is missing in batches that
-give the reactor a turn every :data:`SLICE` seconds.  Computing one key
-computes them all (the header is read once), so a SORT (DATE) also
-prepares SORT (SUBJECT) and THREAD.
+points, so a cached value is its own sort key.  :func:`keys_of` derives
+every kind from one header (so a SORT (DATE) also prepares SORT (SUBJECT)
+and THREAD); :mod:`sortcolumns` serves them by the column.
 """
 
 from __future__ import annotations
@@ -33,19 +27,12 @@ from __future__ import annotations
 import calendar
 import email.utils
 import re
-import time
-import weakref
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
 from typing import Any
-
-from twisted.internet import task
-from twisted.internet.interfaces import IReactorTime
 
 from mailsrv.imap import basesubject
 from mailsrv.imap.envelope import parse_addresses
 from mailsrv.imap.headers import decode_header_value, decode_raw, unfold
-from mailsrv.store.interfaces import IFolder, MessageGone
+from mailsrv.store.interfaces import IFolder
 
 DATE = "sk:date"
 SUBJECT = "sk:subj"
@@ -60,10 +47,8 @@ KINDS = (DATE, SUBJECT, FROM, TO, CC, DISPLAYFROM, DISPLAYTO, THREAD)
 HEADER_KIND = "header"  # fetchdata's cached header, used when present
 MAX_HEADER = 1 << 20  # header bytes read to find the keys
 CHUNK = 16384
-SLICE = 0.02  # seconds of key computation before the reactor gets a turn
-MEMORY_VALUES = 1_200_000  # values kept in memory columns, all folders together
 
-Value = Any  # decoded column value: int | None (date), bytes (strings), ThreadData
+Value = Any  # decoded column value: int | None (date), bytes (strings and the thread data)
 
 _FIELDS = re.compile(rb"^(date|subject|from|to|cc|message-id|in-reply-to|references)[ \t]*:"
                      rb"(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
@@ -121,7 +106,7 @@ def message_ids(value: bytes | None) -> list[str]:
             continue
         got, i = _slow_msgid(text, i)
         if got is not None:
-            out.append(got)
+            out.append(got.replace("\r", "").replace("\n", ""))
 
 
 _ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\x80-\U0010ffff]+")
@@ -246,7 +231,12 @@ def _display(value: bytes | None) -> bytes:
 
 
 def _utf8(s: str) -> bytes:
-    return s.encode("utf-8", "surrogatepass")
+    """A sort key as stored: UTF-8, cut at a NUL (as a C string would be),
+    no line feeds (packed columns are LF-separated)."""
+    nul = s.find("\x00")
+    if nul >= 0:
+        s = s[:nul]
+    return s.encode("utf-8", "surrogatepass").replace(b"\n", b" ")
 
 
 def encode_date(seconds: int | None) -> bytes:
@@ -283,11 +273,10 @@ def keys_of(header: bytes) -> dict[str, bytes]:
 
 
 def decode(kind: str, v: bytes) -> Value:
-    """A cached value as the column holds it."""
+    """A cached value as the column holds it: dates as numbers, the rest as
+    stored (THREAD splits the thread data itself, in its hot loop)."""
     if kind == DATE:
         return decode_date(v)
-    if kind == THREAD:
-        return ThreadData.decode(v)
     return v
 
 
@@ -311,135 +300,3 @@ def read_header(folder: IFolder, uid: int) -> bytes:
         return buf
     finally:
         f.close()
-
-
-# ---------------------------------------------------------------- columns in memory
-
-class _Columns:
-    """The columns of one live folder: kind -> {uid: decoded value}."""
-
-    __slots__ = ("uidvalidity", "kinds", "pruned_at", "__weakref__")
-
-    def __init__(self, uidvalidity: int) -> None:
-        self.uidvalidity = uidvalidity
-        self.kinds: dict[str, dict[int, Value]] = {}
-        self.pruned_at: dict[str, int] = {}  # kind -> column size after its last pruning
-
-
-_FOLDERS: weakref.WeakKeyDictionary[Any, _Columns] = weakref.WeakKeyDictionary()
-_LRU: OrderedDict[tuple[int, str], tuple[weakref.ref[_Columns], int]] = OrderedDict()
-
-
-def _columns(folder: IFolder) -> _Columns:
-    cols = _FOLDERS.get(folder)
-    if cols is None or cols.uidvalidity != folder.uidvalidity:
-        cols = _FOLDERS[folder] = _Columns(folder.uidvalidity)
-    return cols
-
-
-def _touch(cols: _Columns, kind: str) -> None:
-    """Mark a column used; drop the least recently used ones beyond the bound."""
-    key = (id(cols), kind)
-    _LRU.pop(key, None)
-    _LRU[key] = (weakref.ref(cols), len(cols.kinds.get(kind, ())))
-    total = 0
-    for k, (ref, _) in list(_LRU.items()):
-        owner = ref()
-        if owner is None or k[1] not in owner.kinds:
-            del _LRU[k]
-            continue
-        n = len(owner.kinds[k[1]])
-        _LRU[k] = (ref, n)
-        total += n
-    while total > MEMORY_VALUES and len(_LRU) > 1:
-        k, (ref, n) = _LRU.popitem(last=False)
-        owner = ref()
-        if owner is not None:
-            owner.kinds.pop(k[1], None)
-        total -= n
-
-
-def forget(folder: IFolder) -> None:
-    """Drop a folder's memory columns (tests; a store that knows better)."""
-    _FOLDERS.pop(folder, None)
-
-
-def _prune(folder: IFolder, cols: _Columns, kind: str) -> None:
-    """Drop values of expunged messages, each time a column has grown by a
-    quarter since it was last pruned (so the cost is spread thin)."""
-    col = cols.kinds[kind]
-    if len(col) < 4096 or len(col) * 4 < cols.pruned_at.get(kind, 0) * 5:
-        return
-    uids = getattr(folder, "uids", None)  # the Maildir store's cheap form
-    live = set(uids() if uids is not None else (m.uid for m in folder.messages()))
-    for u in [u for u in col if u not in live]:
-        del col[u]
-    cols.pruned_at[kind] = len(col)
-
-
-def _lookup(folder: IFolder, uids: Sequence[int], kind: str) -> tuple[_Columns, dict[int, Value], list[int]]:
-    """The memory column of a kind, topped up from the store's cache; the
-    UIDs still without a value."""
-    cols = _columns(folder)
-    col = cols.kinds.get(kind)
-    if col is None:
-        col = cols.kinds[kind] = {}
-    missing = [u for u in uids if u not in col]
-    if missing:
-        for u, v in folder.get_cached_many(missing, kind).items():
-            col[u] = decode(kind, v)
-        missing = [u for u in missing if u not in col]
-    return cols, col, missing
-
-
-async def column(folder: IFolder, uids: Sequence[int], kind: str, reactor: IReactorTime,
-                 progress: Callable[[], None] | None = None) -> dict[int, Value]:
-    """``{uid: value}`` of one kind for every UID asked (messages gone in
-    the meantime get an empty value).  Memory first, then the store's
-    cache in one query, then computed from the headers in slices of
-    :data:`SLICE` seconds (``progress`` is called between slices)."""
-    cols, col, missing = _lookup(folder, uids, kind)
-    if missing:
-        step = 200
-        for start in range(0, len(missing), step):
-            batch = missing[start:start + step]
-            cached_headers = folder.get_cached_many(batch, HEADER_KIND)
-            t0 = time.monotonic()
-            for uid in batch:
-                _fill_one(folder, uid, cached_headers.get(uid), cols)
-                if time.monotonic() - t0 > SLICE:
-                    await task.deferLater(reactor, 0, lambda: None)
-                    if progress is not None:
-                        progress()
-                    t0 = time.monotonic()
-    _prune(folder, cols, kind)
-    _touch(cols, kind)
-    return col
-
-
-def column_now(folder: IFolder, uids: Sequence[int], kind: str) -> dict[int, Value]:
-    """:func:`column` without giving the reactor a turn, for a handful of
-    messages (the new ones a SORT context must place)."""
-    cols, col, missing = _lookup(folder, uids, kind)
-    if missing:
-        cached_headers = folder.get_cached_many(missing, HEADER_KIND)
-        for uid in missing:
-            _fill_one(folder, uid, cached_headers.get(uid), cols)
-    _touch(cols, kind)
-    return col
-
-
-def _fill_one(folder: IFolder, uid: int, header: bytes | None, cols: _Columns) -> None:
-    try:
-        if header is None:
-            header = read_header(folder, uid)
-    except MessageGone:  # expunged meanwhile: an empty value, not cached
-        for kind, col in cols.kinds.items():
-            col[uid] = decode(kind, b"-" if kind == THREAD else b"")
-        return
-    values = keys_of(header)
-    for kind, v in values.items():
-        folder.set_cached(uid, kind, v)
-        target = cols.kinds.get(kind)
-        if target is not None:
-            target[uid] = decode(kind, v)

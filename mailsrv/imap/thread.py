@@ -28,26 +28,31 @@ Rendering is iterative, so a thousand-deep reply chain costs no stack.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from twisted.internet import threads
+
 from mailsrv.imap import commands as C
+from mailsrv.imap import sortcolumns as K
 from mailsrv.imap import sortdata as D
 from mailsrv.imap.context import Context, Handlers
-from mailsrv.imap.contextsearch import matches
+from mailsrv.imap.contextsearch import Found, matches
 from mailsrv.imap.results import SELECTED_ONLY, Result, no, ok
-from mailsrv.imap.sort import BADCHARSET, CHARSETS, order
+from mailsrv.imap.sort import BADCHARSET, CHARSETS, arrival, info_lookup, order
 
 NONE = -1
 
 
 class Links:
-    """Step 1: nodes for Message-IDs, parent links between them."""
+    """Step 1: nodes for Message-IDs, parent links between them.  Ids are
+    the cached bytes (compared exactly, as Dovecot does)."""
 
     __slots__ = ("index", "parent", "uid")
 
     def __init__(self) -> None:
-        self.index: dict[str, int] = {}
+        self.index: dict[bytes, int] = {}
         self.parent: list[int] = []  # NONE for a root
         self.uid: list[int] = []  # 0 for a dummy (an id only referenced)
 
@@ -56,7 +61,7 @@ class Links:
         self.uid.append(0)
         return len(self.uid) - 1
 
-    def node(self, msgid: str) -> int:
+    def node(self, msgid: bytes) -> int:
         i = self.index.get(msgid)
         if i is None:
             i = self.index[msgid] = self.new()
@@ -73,72 +78,102 @@ class Links:
 
     def link(self, p: int, c: int) -> None:
         """Make ``p`` the parent of ``c`` unless that loops or ``c`` has one."""
-        if self.is_ancestor(c, p) or self.parent[c] == p:
+        if self.parent[c] == p or self.is_ancestor(c, p):
             return
         if self.parent[c] < 0:
             self.parent[c] = p
 
-    def add(self, uid: int, data: D.ThreadData) -> None:
-        if data.msgid is None:
-            i = self.new()
-        else:
-            i = self.node(data.msgid)
-            if self.uid[i]:
-                i = self.new()  # a duplicate Message-ID: the first message keeps it
-        self.uid[i] = uid
-        p = NONE
-        if data.refs:
-            p = self.node(data.refs[0])
-            for ref in data.refs[1:]:
-                c = self.node(ref)
-                self.link(p, c)
+    def add(self, uid: int, data: bytes) -> None:
+        """One message; see :meth:`add_all`."""
+        self.add_all([uid], {uid: data})
+
+    def add_all(self, uids: Sequence[int], data: Mapping[int, bytes]) -> None:
+        """Messages in UID order, each with its cached thread data
+        (:class:`sortdata.ThreadData` encoding: flag and Message-ID, then
+        the parent chain, NUL-separated).  The hot loop of THREAD on a big
+        folder, so node creation and linking are written out inline."""
+        index, parent, owner = self.index, self.parent, self.uid
+        for uid in uids:
+            ids = data[uid].split(b"\x00")
+            msgid = ids[0][1:]
+            i = index.get(msgid) if msgid else None
+            if i is None or owner[i]:  # no id, or a duplicate: the first message keeps it
+                i = len(owner)
+                parent.append(NONE)
+                owner.append(uid)
+                if msgid and msgid not in index:
+                    index[msgid] = i
+            else:
+                owner[i] = uid
+            p = NONE
+            for ref in ids[1:]:
+                c = index.get(ref)
+                if c is None:
+                    c = index[ref] = len(owner)
+                    parent.append(p)  # a new node: nothing can loop yet
+                    owner.append(0)
+                elif p >= 0:
+                    self.link(p, c)
                 p = c
-        if self.parent[i] >= 0 and self.parent[i] != p:
-            self.parent[i] = NONE
-        if p >= 0:
-            self.link(p, i)
+            if parent[i] >= 0 and parent[i] != p:
+                parent[i] = NONE
+            if p >= 0:
+                self.link(p, i)
 
 
 class _Root:
-    __slots__ = ("idx", "uid", "dummy", "ignore", "date", "number", "under", "reply")
+    __slots__ = ("idx", "uid", "dummy", "ignore", "key", "number", "under", "reply")
 
     def __init__(self, idx: int, uid: int) -> None:
         self.idx, self.uid = idx, uid
         self.dummy = uid == 0
         self.ignore = False
-        self.date = 0
+        self.key = 0  # date and uid in one number (see Threader.key), what roots are ordered by
         self.number = 0  # 1-based position during subject gathering
         self.under = 0  # number of the root it merges into, 0: none
         self.reply = False
 
 
 class Threader:
-    """Steps 2 to 6 over a :class:`Links`, and the THREAD response."""
+    """Steps 2 to 6 over a :class:`Links`, and the THREAD response.
+    ``dates`` holds each message's sort date, ``subjects`` its base subject
+    (empty: none), ``data`` its cached thread data (for the reply flag)."""
 
-    def __init__(self, links: Links, date_of: Callable[[int], int], subject_of: Callable[[int], bytes],
-                 reply_of: Callable[[int], bool]) -> None:
+    def __init__(self, links: Links, dates: Mapping[int, int], subjects: Mapping[int, bytes],
+                 data: Mapping[int, bytes]) -> None:
         self.links = links
-        self.date_of, self.subject_of, self.reply_of = date_of, subject_of, reply_of
+        self.subjects, self.data = subjects, data
         self.children: dict[int, list[int]] = {}
-        self.next_idx = len(links.uid)
-        self.roots: list[_Root] = []
+        self.ordered: set[int] = set()  # nodes whose children are in order
         uid, parent = links.uid, links.parent
-        for idx in range(len(uid)):
-            p = parent[idx]
+        # (date, uid) as one int: orders the same, compares faster
+        self.key: list[int] = [(dates[u] << 32) + u if u else 0 for u in uid]
+        self.next_idx = len(uid)
+        self.roots: list[_Root] = []
+        children = self.children
+        for idx, p in enumerate(parent):
             if p < 0:
                 self.roots.append(_Root(idx, uid[idx]))
             elif uid[idx]:
                 while not uid[p] and parent[p] >= 0:
                     p = parent[p]
-                self.children.setdefault(p, []).append(idx)
+                kids = children.get(p)
+                if kids is None:
+                    children[p] = [idx]
+                else:
+                    kids.append(idx)
 
     def uid(self, idx: int) -> int:
         return self.links.uid[idx] if idx < len(self.links.uid) else 0
 
     def sorted_children(self, idx: int) -> list[int]:
-        kids = self.children.get(idx, [])
-        if len(kids) > 1:
-            kids.sort(key=lambda k: (self.date_of(self.uid(k)), self.uid(k)))
+        kids = self.children.get(idx)
+        if kids is None:
+            return []
+        if idx not in self.ordered:
+            if len(kids) > 1:
+                kids.sort(key=self.key.__getitem__)
+            self.ordered.add(idx)
         return kids
 
     # -- REFERENCES
@@ -150,6 +185,7 @@ class Threader:
         return self.roots
 
     def _sort_roots(self) -> None:
+        key = self.key
         for r in self.roots:
             if r.ignore:
                 continue
@@ -158,28 +194,25 @@ class Threader:
                 if not kids:
                     r.ignore = True
                     continue
+                r.key = key[kids[0]]
+                r.uid = self.links.uid[kids[0]]
                 if len(kids) == 1:  # deferred step 3: the only child takes the root's place
                     r.idx, r.dummy = kids[0], False
-                    r.uid = self.uid(kids[0])
-                    r.date = self.date_of(r.uid)
-                else:
-                    r.uid = self.uid(kids[0])
-                    r.date = self.date_of(r.uid)
             else:
-                r.date = self.date_of(r.uid)
-        self.roots.sort(key=lambda r: (r.date, r.uid))
+                r.key = key[r.idx]
+        self.roots.sort(key=lambda r: r.key)
 
     def _gather_subjects(self) -> None:
         table: dict[bytes, _Root] = {}
         for n, r in enumerate(self.roots, 1):
             r.number = n
-            if r.dummy and r.ignore:
+            if r.ignore:
                 continue
-            uid = self.uid(self.sorted_children(r.idx)[0]) if r.dummy else r.uid
-            subject = self.subject_of(uid)
+            uid = r.uid  # a dummy's is its oldest child's
+            subject = self.subjects[uid]
             if not subject:
                 continue
-            reply = self.reply_of(uid)
+            reply = self.data[uid][:1] == b"R"
             held = table.get(subject)
             if held is None:
                 table[subject] = r
@@ -199,24 +232,27 @@ class Threader:
                 changed = True
         return changed
 
+    def _adopt(self, parent: int, kids: list[int]) -> None:
+        self.children.setdefault(parent, []).extend(kids)
+        self.ordered.discard(parent)
+
     def _merge_one(self, cur: _Root) -> None:
         top = cur
         while True:
             top = self.roots[top.under - 1]
             if not top.under:
                 break
-        if cur.dummy:
-            # both dummies: the children become siblings
-            self.children.setdefault(top.idx, []).extend(self.children.pop(cur.idx, []))
+        if cur.dummy:  # both dummies: the children become siblings
+            self._adopt(top.idx, self.children.pop(cur.idx, []))
             cur.ignore = True
         elif top.dummy or (cur.reply and not top.reply):
-            self.children.setdefault(top.idx, []).append(cur.idx)
+            self._adopt(top.idx, [cur.idx])
             cur.ignore = True
         else:
             new = _Root(self.next_idx, 0)
             self.next_idx += 1
             new.number = len(self.roots) + 1
-            self.children[new.idx] = [top.idx, cur.idx]
+            self._adopt(new.idx, [top.idx, cur.idx])
             top.under = new.number
             top.ignore = cur.ignore = True
             self.roots.append(new)
@@ -224,20 +260,24 @@ class Threader:
     # -- REFS
     def refs(self) -> list[_Root]:
         """Roots ordered by the newest message of their thread."""
-        links = self.links
+        links, key = self.links, self.key
         by_idx = {r.idx: r for r in self.roots}
         for r in self.roots:
             if r.dummy and not self.children.get(r.idx):
                 r.ignore = True
+            r.key = r.uid
+        newest: dict[int, int] = {}
         for idx, uid in enumerate(links.uid):
             if not uid:
                 continue
             top = idx
             while links.parent[top] >= 0:
                 top = links.parent[top]
-            root = by_idx[top]
-            root.date = max(root.date, self.date_of(uid))
-        self.roots.sort(key=lambda r: (r.date, r.uid))
+            newest[top] = max(newest.get(top, 0), key[idx] >> 32)
+        for top, date in newest.items():
+            r = by_idx[top]
+            r.key = (date << 32) + r.uid
+        self.roots.sort(key=lambda r: r.key)
         return self.roots
 
     # -- the response
@@ -260,6 +300,7 @@ class Threader:
         return "".join(out).encode("ascii")
 
     def _render_level(self, kids: list[int], number: Callable[[int], int], out: list[str]) -> None:
+        uid = self.links.uid
         todo: list[str | list[int]] = [kids]
         while todo:
             item = todo.pop()
@@ -268,7 +309,7 @@ class Threader:
                 continue
             if len(item) == 1:
                 c = item[0]
-                out.append(str(number(self.uid(c))))
+                out.append(str(number(uid[c])))
                 sub = self.sorted_children(c)
                 if sub:
                     out.append(" ")
@@ -279,15 +320,15 @@ class Threader:
                 if sub:
                     todo.append(")")
                     todo.append(sub)
-                    todo.append(f"({number(self.uid(c))} ")
+                    todo.append(f"({number(uid[c])} ")
                 else:
-                    todo.append(f"({number(self.uid(c))})")
+                    todo.append(f"({number(uid[c])})")
 
 
-def ordered_subject(uids: list[int], subjects: Mapping[int, bytes], date_of: Callable[[int], int]) -> list[list[int]]:
+def ordered_subject(uids: list[int], subjects: Mapping[int, bytes], dates: Mapping[int, int]) -> list[list[int]]:
     """ORDEREDSUBJECT: messages sorted by base subject then date, grouped
     by subject; threads ordered by their first message's date."""
-    cols: dict[str, Mapping[int, Any]] = {D.SUBJECT: subjects, D.DATE: _Dates(date_of)}
+    cols: dict[str, Mapping[int, Any]] = {D.SUBJECT: subjects, D.DATE: dates}
     threads: list[list[int]] = []
     last: bytes | None = None
     for u in order(uids, [("SUBJECT", False), ("DATE", False)], lambda _: None, cols):
@@ -296,24 +337,8 @@ def ordered_subject(uids: list[int], subjects: Mapping[int, bytes], date_of: Cal
             threads.append([])
             last = s
         threads[-1].append(u)
-    threads.sort(key=lambda t: (date_of(t[0]), t[0]))
+    threads.sort(key=lambda t: (dates[t[0]], t[0]))
     return threads
-
-
-class _Dates(Mapping[int, Any]):
-    """A date column whose every value is known (no fallback needed)."""
-
-    def __init__(self, date_of: Callable[[int], int]) -> None:
-        self.date_of = date_of
-
-    def __getitem__(self, uid: int) -> int:
-        return self.date_of(uid)
-
-    def __iter__(self) -> Any:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
 
 
 def render_ordered(threads: list[list[int]], number: Callable[[int], int]) -> bytes:
@@ -327,6 +352,15 @@ def render_ordered(threads: list[list[int]], number: Callable[[int], int]) -> by
     return "".join(out).encode("ascii")
 
 
+_Answers = tuple[str, bool, int, tuple[int, ...], tuple[int, ...]]
+_LAST: weakref.WeakKeyDictionary[Any, tuple[_Answers, bytes]] = weakref.WeakKeyDictionary()
+"""The last THREAD answer per live folder, with exactly what it was computed
+from (algorithm, UID form, UIDVALIDITY, the matched UIDs and their
+sequence numbers): a message's threading data never changes, so the same
+inputs give the same answer.  Clients ask the same THREAD on every view
+of a folder; a changed folder or search misses."""
+
+
 async def thread(ctx: Context, cmd: C.Thread) -> Result:
     """THREAD / UID THREAD with any of the three algorithms."""
     sel = ctx.mailbox
@@ -334,33 +368,59 @@ async def thread(ctx: Context, cmd: C.Thread) -> Result:
         return no("Unsupported charset", BADCHARSET)
     _, found = matches(sel, cmd)
     folder = sel.folder
-    uids = [u for _, u in found]
-    seq_of = {u: s for s, u in found}
-    step = ctx.reset_timeout
-    subjects = await D.column(folder, uids, D.SUBJECT, ctx.reactor, step)
-    dates = await D.column(folder, uids, D.DATE, ctx.reactor, step)
-    get = folder.get
-
-    def date_of(uid: int) -> int:
-        d = dates.get(uid)
-        if d is not None:
-            return int(d)
-        info = get(uid)
-        return int(info.internaldate) if info is not None else 0
-
-    number: Callable[[int], int] = (lambda u: u) if cmd.uid else seq_of.__getitem__
-    if cmd.algorithm == "ORDEREDSUBJECT":
-        body = render_ordered(ordered_subject(uids, subjects, date_of), number)
+    inputs = (cmd.algorithm, cmd.uid, folder.uidvalidity, tuple(found.uids), () if cmd.uid else tuple(found.seqs))
+    last = _LAST.get(folder)
+    if last is not None and last[0] == inputs:
+        body = last[1]
     else:
-        data = await D.column(folder, uids, D.THREAD, ctx.reactor, step)
-        links = Links()
-        for u in uids:
-            links.add(u, data[u])
-        t = Threader(links, date_of, subjects.__getitem__, lambda u: bool(data[u].reply))
-        roots = t.references() if cmd.algorithm == "REFERENCES" else t.refs()
-        body = t.render(roots, number)
+        body = await _compute(ctx, cmd, found)
+        _LAST[folder] = (inputs, body)
     ctx.send(b"* THREAD " + body + b"\r\n" if body else b"* THREAD\r\n")
     return ok()
+
+
+WORKER_MIN = 5000  # threading this many messages or more runs in a worker thread
+
+
+def _snapshot(col: Mapping[int, Any], uids: Sequence[int]) -> dict[int, Any]:
+    """The values of these UIDs, in a dict of its own (the shared column
+    may change in the reactor thread while a worker reads this)."""
+    return dict(zip(uids, map(col.__getitem__, uids), strict=True))
+
+
+def build(algorithm: str, uids: list[int], subjects: Mapping[int, bytes], dates: Mapping[int, int],
+          data: Mapping[int, bytes] | None, number: Callable[[int], int]) -> bytes:
+    """The THREAD response body from the per-message values: pure
+    computation over data nobody else changes, so a worker thread may run it."""
+    if algorithm == "ORDEREDSUBJECT":
+        return render_ordered(ordered_subject(uids, subjects, dates), number)
+    assert data is not None
+    links = Links()
+    links.add_all(uids, data)
+    t = Threader(links, dates, subjects, data)
+    roots = t.references() if algorithm == "REFERENCES" else t.refs()
+    return t.render(roots, number)
+
+
+async def _compute(ctx: Context, cmd: C.Thread, found: Found) -> bytes:
+    folder = ctx.mailbox.folder
+    uids = found.uids
+    step = ctx.reset_timeout
+    subjects: Mapping[int, bytes] = await K.column(folder, uids, D.SUBJECT, ctx.reactor, step)
+    sent = await K.column(folder, uids, D.DATE, ctx.reactor, step)
+    data: Mapping[int, bytes] | None = None
+    if cmd.algorithm != "ORDEREDSUBJECT":
+        data = await K.column(folder, uids, D.THREAD, ctx.reactor, step)
+    info_of = info_lookup(folder, len(uids))
+    dates = {u: d if (d := sent[u]) is not None else arrival(info_of(u)) for u in uids}
+    number: Callable[[int], int] = int if cmd.uid else dict(found.seq_of()).__getitem__
+    if len(uids) < WORKER_MIN:
+        return build(cmd.algorithm, uids, subjects, dates, data, number)
+    # hundreds of milliseconds of pure Python: not on the reactor thread
+    subjects = _snapshot(subjects, uids)
+    data = _snapshot(data, uids) if data is not None else None
+    body: bytes = await threads.deferToThread(build, cmd.algorithm, list(uids), subjects, dates, data, number)
+    return body
 
 
 HANDLERS: Handlers = {

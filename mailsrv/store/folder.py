@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailsrv.store import index
-from mailsrv.store.cache import FolderCache
+from mailsrv.store.cache import FOLDER_WIDE, FolderCache
 from mailsrv.store.diskfolder import (
     DiskFolder,
     NewFile,
@@ -493,6 +493,12 @@ class Folder:
     def get_cached_many(self, uids: Iterable[int], kind: str) -> dict[int, bytes]:
         msgs = self._msgs
         return self._cache.get_many([u for u in uids if u in msgs], kind)
+
+    def get_folder_cached(self, kind: str) -> bytes | None:
+        return self._cache.get(FOLDER_WIDE, kind)
+
+    def set_folder_cached(self, kind: str, value: bytes) -> None:
+        self._cache.set(FOLDER_WIDE, kind, value)
 
     # --- sync with the outside -------------------------------------------------------------
 

@@ -181,6 +181,19 @@ class IFolder(Interface):
         value, or expunged, are left out): what a FETCH over many messages
         reads in a few queries instead of one per message."""
 
+    # -- folder-wide derived values (SORT/THREAD, issue 9)
+    def get_folder_cached(kind: str) -> bytes | None:
+        """A value derived from many messages of the folder at once (e.g.
+        kind 'col:sk:subj', every message's sort key packed in one value),
+        or None.  Like the per-message cache it is rebuildable and dies
+        with UIDVALIDITY; it is not told of new or expunged messages, so it
+        may describe an older set of messages and a reader checks which
+        UIDs it covers."""
+
+    def set_folder_cached(kind: str, value: bytes) -> None:
+        """Remember a folder-wide derived value, replacing the last one of
+        its kind (written with the per-message cache's batching)."""
+
 
 class IAccount(Interface):
     """One user's mail: INBOX plus folders.  One live object per user."""

@@ -1,0 +1,326 @@
+"""Sort keys by the column: what SORT and THREAD read instead of message
+files, in three tiers.
+
+1. Memory: per live folder and kind, ``{uid: value}`` (:mod:`sortdata`
+   values; dates decoded to numbers), shared by every session, the least
+   recently used columns dropped beyond :data:`MEMORY_VALUES` values.
+   For the string kinds also a *ranking*: the folder's UIDs in key order
+   and each one's rank, so sorting compares small numbers, and sorting
+   the whole folder forward is the ranking itself.
+2. The folder's packed column (``IFolder.get_folder_cached``): the whole
+   column and its ranking in one value, read once per process, written
+   when a column that covers the folder has changed by a quarter (or its
+   ranking had to be rebuilt), so a restarted server reads 100,000 keys
+   in one go instead of 100,000 rows.
+3. The per-message cache, in one query for what is still missing; then
+   computed from the headers (:func:`sortdata.keys_of`) a slice at a
+   time, giving the reactor a turn every :data:`SLICE` seconds.
+
+Values are never stale: a message's keys never change, a new message's
+are added as they are computed, and a ranking is used only for UID sets
+it covers.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import weakref
+from array import array
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from twisted.internet import task
+from twisted.internet.interfaces import IReactorTime
+
+from mailsrv.imap.sortdata import DATE, HEADER_KIND, THREAD, Value, decode, decode_date, keys_of, read_header
+from mailsrv.store.interfaces import IFolder, MessageGone
+
+SLICE = 0.02  # seconds of key computation before the reactor gets a turn...
+SLICE_MIN = 32  # ...once at least this many messages were done in the slice
+MEMORY_VALUES = 1_200_000  # values kept in memory columns, all folders together
+PACK_MIN = 4096  # smaller columns are not packed (the per-message cache is quick enough)
+PACKED = "col:"  # folder-wide cache kind prefix: a whole column in one value
+_MAGIC = b"SK2\n"
+_NO_DATE = -(1 << 63)
+
+Ranking = tuple[list[int], dict[int, int]]  # (UIDs in key order, uid -> rank)
+
+
+class _Columns:
+    """The columns of one live folder."""
+
+    __slots__ = ("uidvalidity", "kinds", "ranked", "tidied_at", "unpacked", "packed_sig", "__weakref__")
+
+    def __init__(self, uidvalidity: int) -> None:
+        self.uidvalidity = uidvalidity
+        self.kinds: dict[str, dict[int, Value]] = {}
+        self.ranked: dict[str, Ranking] = {}
+        self.tidied_at: dict[str, int] = {}  # kind -> column size when it was last tidied
+        self.unpacked: set[str] = set()  # kinds whose packed column was read
+        self.packed_sig: dict[str, tuple[int, int, bool]] = {}  # kind -> UIDs its packed column covers, ranked?
+
+    def drop(self, kind: str) -> None:
+        self.kinds.pop(kind, None)
+        self.ranked.pop(kind, None)
+        self.tidied_at.pop(kind, None)
+        self.unpacked.discard(kind)
+
+
+_FOLDERS: weakref.WeakKeyDictionary[Any, _Columns] = weakref.WeakKeyDictionary()
+_LRU: OrderedDict[tuple[int, str], weakref.ref[_Columns]] = OrderedDict()
+
+
+def _columns(folder: IFolder) -> _Columns:
+    cols = _FOLDERS.get(folder)
+    if cols is None or cols.uidvalidity != folder.uidvalidity:
+        cols = _FOLDERS[folder] = _Columns(folder.uidvalidity)
+    return cols
+
+
+def _touch(cols: _Columns, kind: str) -> None:
+    """Mark a column used; drop the least recently used ones beyond the bound."""
+    key = (id(cols), kind)
+    _LRU.pop(key, None)
+    _LRU[key] = weakref.ref(cols)
+    sizes: dict[tuple[int, str], int] = {}
+    for k, ref in list(_LRU.items()):
+        owner = ref()
+        if owner is None or k[1] not in owner.kinds:
+            del _LRU[k]
+        else:
+            sizes[k] = len(owner.kinds[k[1]])
+    total = sum(sizes.values())
+    while total > MEMORY_VALUES and len(_LRU) > 1:
+        k, ref = _LRU.popitem(last=False)
+        owner = ref()
+        if owner is not None:
+            owner.drop(k[1])
+        total -= sizes.get(k, 0)
+
+
+def forget(folder: IFolder) -> None:
+    """Drop a folder's memory columns (a test's restart)."""
+    _FOLDERS.pop(folder, None)
+
+
+def _live(folder: IFolder) -> list[int]:
+    uids = getattr(folder, "uids", None)  # the Maildir store's cheap form
+    return list(uids()) if uids is not None else [m.uid for m in folder.messages()]
+
+
+def _signature(uids: Sequence[int]) -> tuple[int, int]:
+    """Count and sum of a UID set: new UIDs are always larger than any
+    before, so any change of the set (expunges, appends or both) changes
+    one of the two."""
+    return len(uids), sum(uids)
+
+
+# ---------------------------------------------------------------- packing
+
+def _ints(kind: str, values: Sequence[int]) -> bytes:
+    a = array(kind, values)
+    if sys.byteorder != "little":
+        a.byteswap()
+    return a.tobytes()
+
+
+def _from_ints(kind: str, data: bytes) -> array[int]:
+    a = array(kind)
+    a.frombytes(data)
+    if sys.byteorder != "little":
+        a.byteswap()
+    return a
+
+
+def pack(kind: str, uids: Sequence[int], col: Mapping[int, Value], ranking: Ranking | None) -> bytes:
+    """A column as one value: count, UIDs, the values (dates as 8-byte
+    numbers, the rest LF-separated: keys_of keeps LFs out), then the
+    ranking (UIDs in key order and their ranks), if any."""
+    n = len(uids)
+    if kind == DATE:
+        body = _ints("q", [_NO_DATE if (d := col[u]) is None else d for u in uids])
+    else:
+        body = b"\n".join(map(col.__getitem__, uids))
+    order, rank = ranking if ranking is not None else ([], {})
+    tail = _ints("I", order) + _ints("I", list(map(rank.__getitem__, order)))
+    return (_MAGIC + n.to_bytes(4, "little") + _ints("I", uids) + len(order).to_bytes(4, "little") + tail
+            + len(body).to_bytes(4, "little") + body)
+
+
+def unpack(kind: str, blob: bytes) -> tuple[dict[int, Value], Ranking | None]:
+    """:func:`pack` undone; nothing for anything that does not add up."""
+    try:
+        if not blob.startswith(_MAGIC):
+            raise ValueError("not a packed column")
+        n = int.from_bytes(blob[4:8], "little")
+        pos = 8 + 4 * n
+        uids = _from_ints("I", blob[8:pos])
+        m = int.from_bytes(blob[pos:pos + 4], "little")
+        order = _from_ints("I", blob[pos + 4:pos + 4 + 4 * m]).tolist()
+        ranks = _from_ints("I", blob[pos + 4 + 4 * m:pos + 4 + 8 * m])
+        pos += 4 + 8 * m
+        size = int.from_bytes(blob[pos:pos + 4], "little")
+        body = blob[pos + 4:]
+        if len(uids) != n or len(order) != m or len(ranks) != m or len(body) != size:
+            raise ValueError("packed column cut short")
+        if kind == DATE:
+            dates = _from_ints("q", body)
+            values: dict[int, Value] = dict(zip(uids, dates, strict=True))
+            if _NO_DATE in dates:
+                for u, d in values.items():
+                    if d == _NO_DATE:
+                        values[u] = None
+        else:
+            values = dict(zip(uids, body.split(b"\n") if n else [], strict=True))
+    except ValueError:
+        return {}, None
+    return values, ((order, dict(zip(order, ranks, strict=True))) if m else None)
+
+
+def _rank(col: Mapping[int, Value], uids: Sequence[int]) -> Ranking:
+    """UIDs (ascending) in key order, then UID; dense ranks."""
+    order = sorted(uids, key=col.__getitem__)
+    rank: dict[int, int] = {}
+    last: Value = None
+    r = -1
+    for u in order:
+        v = col[u]
+        if v != last or r < 0:
+            r += 1
+            last = v
+        rank[u] = r
+    return order, rank
+
+
+def _save(folder: IFolder, cols: _Columns, kind: str, live: Sequence[int]) -> None:
+    """Pack the column when it covers every message and the folder changed
+    since it was last packed."""
+    col = cols.kinds[kind]
+    sig = _signature(live)
+    ranking = cols.ranked.get(kind)
+    if ranking is not None and _signature(ranking[0]) != sig:
+        ranking = None
+    held = cols.packed_sig.get(kind)
+    if len(live) < PACK_MIN or (held is not None and held[:2] == sig and (held[2] or ranking is None)):
+        return
+    if not col.keys() >= set(live):
+        return
+    folder.set_folder_cached(PACKED + kind, pack(kind, live, col, ranking))
+    cols.packed_sig[kind] = (*sig, ranking is not None)
+
+
+def _tidy(folder: IFolder, cols: _Columns, kind: str) -> None:
+    """Each time a big column has grown by a quarter since last looked at
+    (so the cost is spread thin): drop expunged messages' values, pack it."""
+    col = cols.kinds[kind]
+    if len(col) < PACK_MIN or len(col) * 4 < cols.tidied_at.get(kind, 0) * 5:
+        return
+    live = _live(folder)
+    alive = set(live)
+    for u in [u for u in col if u not in alive]:
+        del col[u]
+    cols.tidied_at[kind] = len(col)
+    _save(folder, cols, kind, live)
+
+
+# ---------------------------------------------------------------- reading
+
+def _lookup(folder: IFolder, uids: Sequence[int], kind: str) -> tuple[_Columns, dict[int, Value], list[int]]:
+    """The memory column, topped up from the packed column (once per
+    process) and the per-message cache; the UIDs still without a value."""
+    cols = _columns(folder)
+    col = cols.kinds.get(kind)
+    if col is None:
+        col = cols.kinds[kind] = {}
+    if kind not in cols.unpacked:
+        cols.unpacked.add(kind)
+        blob = folder.get_folder_cached(PACKED + kind)
+        if blob:
+            values, ranking = unpack(kind, blob)
+            col.update(values)
+            cols.packed_sig[kind] = (*_signature(list(values)), ranking is not None)
+            cols.tidied_at[kind] = len(col)
+            if ranking is not None:
+                cols.ranked[kind] = ranking
+    missing = [u for u in uids if u not in col] if col else list(uids)
+    if missing:
+        got = folder.get_cached_many(missing, kind)
+        if kind == DATE:
+            col.update({u: decode_date(v) for u, v in got.items()})
+        else:
+            col.update(got)
+        missing = [u for u in missing if u not in col] if len(got) < len(missing) else []
+    return cols, col, missing
+
+
+async def column(folder: IFolder, uids: Sequence[int], kind: str, reactor: IReactorTime,
+                 progress: Callable[[], None] | None = None) -> dict[int, Value]:
+    """``{uid: value}`` of one kind for every UID asked (a message gone in
+    the meantime gets an empty value); ``progress`` is called between
+    slices of computing."""
+    cols, col, missing = _lookup(folder, uids, kind)
+    step = 200
+    for start in range(0, len(missing), step):
+        batch = missing[start:start + step]
+        cached_headers = folder.get_cached_many(batch, HEADER_KIND)
+        t0 = time.monotonic()
+        done = 0
+        for uid in batch:
+            _fill_one(folder, uid, cached_headers.get(uid), cols)
+            done += 1
+            if done >= SLICE_MIN and time.monotonic() - t0 > SLICE:
+                await task.deferLater(reactor, 0, lambda: None)
+                if progress is not None:
+                    progress()
+                t0, done = time.monotonic(), 0
+    _tidy(folder, cols, kind)
+    _touch(cols, kind)
+    return col
+
+
+def column_now(folder: IFolder, uids: Sequence[int], kind: str) -> dict[int, Value]:
+    """:func:`column` without giving the reactor a turn, for a handful of
+    messages (the new ones a SORT context must place)."""
+    cols, col, missing = _lookup(folder, uids, kind)
+    if missing:
+        cached_headers = folder.get_cached_many(missing, HEADER_KIND)
+        for uid in missing:
+            _fill_one(folder, uid, cached_headers.get(uid), cols)
+    _touch(cols, kind)
+    return col
+
+
+def ranking(folder: IFolder, kind: str, uids: Sequence[int]) -> Ranking | None:
+    """A ranking of a string kind covering every UID asked (after
+    :func:`column` for them), built for the whole folder when the one held
+    does not cover them; None for a small folder (values sort fast enough)."""
+    cols = _columns(folder)
+    col = cols.kinds.get(kind)
+    if col is None or kind == DATE or len(uids) < PACK_MIN:
+        return None
+    held = cols.ranked.get(kind)
+    if held is not None and all(map(held[1].__contains__, uids)):
+        return held
+    live = _live(folder)
+    if not col.keys() >= set(live) or not set(uids) <= set(live):
+        return None
+    held = cols.ranked[kind] = _rank(col, live)
+    _save(folder, cols, kind, live)
+    return held
+
+
+def _fill_one(folder: IFolder, uid: int, header: bytes | None, cols: _Columns) -> None:
+    try:
+        if header is None:
+            header = read_header(folder, uid)
+    except MessageGone:  # expunged meanwhile: an empty value, not cached
+        for kind, col in cols.kinds.items():
+            col[uid] = decode(kind, b"-" if kind == THREAD else b"")
+        return
+    for kind, v in keys_of(header).items():
+        folder.set_cached(uid, kind, v)
+        target = cols.kinds.get(kind)
+        if target is not None:
+            target[uid] = decode(kind, v)
