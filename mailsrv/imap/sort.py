@@ -72,13 +72,13 @@ def order(uids: list[int], criteria: Sequence[C.SortCriterion], info_of: InfoOf,
     if len(criteria) == 1 and criteria[0][0] in KIND:
         name, reverse = criteria[0]
         held = ranks.get(KIND[name])
-        if held is not None and not reverse and len(held[0]) == len(uids):
-            return list(held[0])
+        if held is not None and not reverse and len(held.order) == len(uids):
+            return list(held.order)
     result = list(uids)
     for name, reverse in reversed(criteria):
         kind = KIND.get(name)
         if kind is not None and kind in ranks:
-            result.sort(key=ranks[kind][1].__getitem__, reverse=reverse)
+            result.sort(key=ranks[kind].rank.__getitem__, reverse=reverse)
         elif kind is not None and kind != D.DATE:
             result.sort(key=cols[kind].__getitem__, reverse=reverse)
         else:
@@ -93,13 +93,29 @@ def _kinds(criteria: Sequence[C.SortCriterion]) -> list[str]:
 
 
 async def sort_uids(folder: IFolder, uids: list[int], criteria: Sequence[C.SortCriterion],
-                    reactor: IReactorTime, progress: Callable[[], None] | None = None) -> list[int]:
-    """:func:`order` with the columns read (or computed, a slice at a time)."""
+                    reactor: IReactorTime, progress: Callable[[], None] | None = None,
+                    whole: bool = False) -> list[int]:
+    """:func:`order` with the columns read (or computed, a slice at a time)
+    and rankings used where the folder is big.  ``whole``: ``uids`` are
+    every message of the view, so a packed ranking of exactly them answers
+    a one-key forward sort without reading any value."""
+    if whole and len(criteria) == 1 and criteria[0][0] in KIND and not criteria[0][1]:
+        ready = K.whole_order(folder, KIND[criteria[0][0]], uids)
+        if ready is not None:
+            return ready
     kinds = _kinds(criteria)
     cols = {kind: await K.column(folder, uids, kind, reactor, progress) for kind in kinds}
-    ranks = {kind: r for kind in kinds if (r := K.ranking(folder, kind, uids)) is not None}
     needs_info = any(name in ("ARRIVAL", "SIZE", "DATE") for name, _ in criteria)
-    return order(uids, criteria, info_lookup(folder, len(uids)) if needs_info else folder.get, cols, ranks)
+    info_of = info_lookup(folder, len(uids)) if needs_info else folder.get
+    ranks: dict[str, Ranking] = {}
+    def dates() -> Mapping[int, Any]:
+        return dict(zip(uids, _numbers(uids, "DATE", info_of, cols[D.DATE]), strict=True))
+
+    for kind in kinds:
+        r = K.ranking(folder, kind, uids, dates if kind == D.DATE else None)
+        if r is not None:
+            ranks[kind] = r
+    return order(uids, criteria, info_of, cols, ranks)
 
 
 def sort_uids_now(folder: IFolder, uids: list[int], criteria: Sequence[C.SortCriterion]) -> list[int]:
@@ -121,7 +137,8 @@ async def sort(ctx: Context, cmd: C.Sort) -> Result:
         return refused
     bound, found = matches(sel, cmd)
     folder = sel.folder
-    sorted_uids = await sort_uids(folder, found.uids, cmd.criteria, ctx.reactor, ctx.reset_timeout)
+    sorted_uids = await sort_uids(folder, found.uids, cmd.criteria, ctx.reactor, ctx.reset_timeout,
+                                  whole=len(found.uids) == len(sel.uids))
     criteria = list(cmd.criteria)
     assert isinstance(bound, C.Sort)
     answer(ctx, bound, found.reordered(sorted_uids), lambda us: sort_uids_now(folder, us, criteria))

@@ -45,13 +45,36 @@ PACKED = "col:"  # folder-wide cache kind prefix: a whole column in one value
 _MAGIC = b"SK2\n"
 _NO_DATE = -(1 << 63)
 
-Ranking = tuple[list[int], dict[int, int]]  # (UIDs in key order, uid -> rank)
+
+
+class Ranking:
+    """A folder's UIDs in key order (then UID) with dense ranks: a sort by
+    this key compares small numbers, and a forward sort of exactly these
+    UIDs is ``order`` itself."""
+
+    __slots__ = ("order", "ranks", "sig", "_rank")
+
+    def __init__(self, order: list[int], ranks: Sequence[int]) -> None:
+        self.order, self.ranks = order, ranks
+        self.sig = _signature(order)
+        self._rank: dict[int, int] | None = None
+
+    @property
+    def rank(self) -> dict[int, int]:
+        """uid -> rank (built on first use)."""
+        if self._rank is None:
+            self._rank = dict(zip(self.order, self.ranks, strict=True))
+        return self._rank
+
+    def covers(self, uids: Sequence[int]) -> bool:
+        rank = self.rank
+        return all(map(rank.__contains__, uids))
 
 
 class _Columns:
     """The columns of one live folder."""
 
-    __slots__ = ("uidvalidity", "kinds", "ranked", "tidied_at", "unpacked", "packed_sig", "__weakref__")
+    __slots__ = ("uidvalidity", "kinds", "ranked", "tidied_at", "unpacked", "packed_sig", "blobs", "__weakref__")
 
     def __init__(self, uidvalidity: int) -> None:
         self.uidvalidity = uidvalidity
@@ -60,12 +83,14 @@ class _Columns:
         self.tidied_at: dict[str, int] = {}  # kind -> column size when it was last tidied
         self.unpacked: set[str] = set()  # kinds whose packed column was read
         self.packed_sig: dict[str, tuple[int, int, bool]] = {}  # kind -> UIDs its packed column covers, ranked?
+        self.blobs: dict[str, bytes | None] = {}  # packed columns read but whose values are not unpacked yet
 
     def drop(self, kind: str) -> None:
         self.kinds.pop(kind, None)
         self.ranked.pop(kind, None)
         self.tidied_at.pop(kind, None)
         self.unpacked.discard(kind)
+        self.blobs.pop(kind, None)
 
 
 _FOLDERS: weakref.WeakKeyDictionary[Any, _Columns] = weakref.WeakKeyDictionary()
@@ -135,36 +160,49 @@ def _from_ints(kind: str, data: bytes) -> array[int]:
 
 
 def pack(kind: str, uids: Sequence[int], col: Mapping[int, Value], ranking: Ranking | None) -> bytes:
-    """A column as one value: count, UIDs, the values (dates as 8-byte
-    numbers, the rest LF-separated: keys_of keeps LFs out), then the
-    ranking (UIDs in key order and their ranks), if any."""
-    n = len(uids)
+    """A column as one value: count and UIDs, the ranking (UIDs in key
+    order and their ranks, if any), then the values (dates as 8-byte
+    numbers, the rest LF-separated: keys_of keeps LFs out)."""
     if kind == DATE:
         body = _ints("q", [_NO_DATE if (d := col[u]) is None else d for u in uids])
     else:
         body = b"\n".join(map(col.__getitem__, uids))
-    order, rank = ranking if ranking is not None else ([], {})
-    tail = _ints("I", order) + _ints("I", list(map(rank.__getitem__, order)))
-    return (_MAGIC + n.to_bytes(4, "little") + _ints("I", uids) + len(order).to_bytes(4, "little") + tail
-            + len(body).to_bytes(4, "little") + body)
+    order, ranks = (ranking.order, ranking.ranks) if ranking is not None else ([], [])
+    return (_MAGIC + len(uids).to_bytes(4, "little") + _ints("I", uids) + len(order).to_bytes(4, "little")
+            + _ints("I", order) + _ints("I", ranks) + len(body).to_bytes(4, "little") + body)
+
+
+def _layout(blob: bytes) -> tuple[int, int, int, int]:
+    """(count, start of the ranking, its length, start of the values) of a
+    packed column; ValueError when it does not add up."""
+    if not blob.startswith(_MAGIC) or len(blob) < 12:
+        raise ValueError("not a packed column")
+    n = int.from_bytes(blob[4:8], "little")
+    pos = 8 + 4 * n
+    m = int.from_bytes(blob[pos:pos + 4], "little")
+    vpos = pos + 4 + 8 * m
+    if len(blob) < vpos + 4 or len(blob) - vpos - 4 != int.from_bytes(blob[vpos:vpos + 4], "little"):
+        raise ValueError("packed column cut short")
+    return n, pos + 4, m, vpos + 4
+
+
+def unpack_ranking(blob: bytes) -> Ranking | None:
+    """Only the ranking of a packed column (None: none, or damaged)."""
+    try:
+        _, pos, m, _ = _layout(blob)
+    except ValueError:
+        return None
+    if not m:
+        return None
+    return Ranking(_from_ints("I", blob[pos:pos + 4 * m]).tolist(), _from_ints("I", blob[pos + 4 * m:pos + 8 * m]))
 
 
 def unpack(kind: str, blob: bytes) -> tuple[dict[int, Value], Ranking | None]:
     """:func:`pack` undone; nothing for anything that does not add up."""
     try:
-        if not blob.startswith(_MAGIC):
-            raise ValueError("not a packed column")
-        n = int.from_bytes(blob[4:8], "little")
-        pos = 8 + 4 * n
-        uids = _from_ints("I", blob[8:pos])
-        m = int.from_bytes(blob[pos:pos + 4], "little")
-        order = _from_ints("I", blob[pos + 4:pos + 4 + 4 * m]).tolist()
-        ranks = _from_ints("I", blob[pos + 4 + 4 * m:pos + 4 + 8 * m])
-        pos += 4 + 8 * m
-        size = int.from_bytes(blob[pos:pos + 4], "little")
-        body = blob[pos + 4:]
-        if len(uids) != n or len(order) != m or len(ranks) != m or len(body) != size:
-            raise ValueError("packed column cut short")
+        n, _, _, vpos = _layout(blob)
+        uids = _from_ints("I", blob[8:8 + 4 * n])
+        body = blob[vpos:]
         if kind == DATE:
             dates = _from_ints("q", body)
             values: dict[int, Value] = dict(zip(uids, dates, strict=True))
@@ -176,22 +214,22 @@ def unpack(kind: str, blob: bytes) -> tuple[dict[int, Value], Ranking | None]:
             values = dict(zip(uids, body.split(b"\n") if n else [], strict=True))
     except ValueError:
         return {}, None
-    return values, ((order, dict(zip(order, ranks, strict=True))) if m else None)
+    return values, unpack_ranking(blob)
 
 
-def _rank(col: Mapping[int, Value], uids: Sequence[int]) -> Ranking:
-    """UIDs (ascending) in key order, then UID; dense ranks."""
-    order = sorted(uids, key=col.__getitem__)
-    rank: dict[int, int] = {}
-    last: Value = None
+def _rank(keys: Mapping[int, Any], uids: Sequence[int]) -> Ranking:
+    """UIDs (ascending) in key order, then UID, with dense ranks."""
+    order = sorted(uids, key=keys.__getitem__)
+    ranks = array("I", bytes(4 * len(order)))
+    last: Any = None
     r = -1
-    for u in order:
-        v = col[u]
+    for i, u in enumerate(order):
+        v = keys[u]
         if v != last or r < 0:
             r += 1
             last = v
-        rank[u] = r
-    return order, rank
+        ranks[i] = r
+    return Ranking(order, ranks)
 
 
 def _save(folder: IFolder, cols: _Columns, kind: str, live: Sequence[int]) -> None:
@@ -200,7 +238,7 @@ def _save(folder: IFolder, cols: _Columns, kind: str, live: Sequence[int]) -> No
     col = cols.kinds[kind]
     sig = _signature(live)
     ranking = cols.ranked.get(kind)
-    if ranking is not None and _signature(ranking[0]) != sig:
+    if ranking is not None and ranking.sig != sig:
         ranking = None
     held = cols.packed_sig.get(kind)
     if len(live) < PACK_MIN or (held is not None and held[:2] == sig and (held[2] or ranking is None)):
@@ -236,13 +274,14 @@ def _lookup(folder: IFolder, uids: Sequence[int], kind: str) -> tuple[_Columns, 
         col = cols.kinds[kind] = {}
     if kind not in cols.unpacked:
         cols.unpacked.add(kind)
-        blob = folder.get_folder_cached(PACKED + kind)
+        blob = _blob(folder, cols, kind)
+        cols.blobs.pop(kind, None)
         if blob:
             values, ranking = unpack(kind, blob)
             col.update(values)
             cols.packed_sig[kind] = (*_signature(list(values)), ranking is not None)
             cols.tidied_at[kind] = len(col)
-            if ranking is not None:
+            if ranking is not None and kind not in cols.ranked:
                 cols.ranked[kind] = ranking
     missing = [u for u in uids if u not in col] if col else list(uids)
     if missing:
@@ -292,21 +331,57 @@ def column_now(folder: IFolder, uids: Sequence[int], kind: str) -> dict[int, Val
     return col
 
 
-def ranking(folder: IFolder, kind: str, uids: Sequence[int]) -> Ranking | None:
-    """A ranking of a string kind covering every UID asked (after
-    :func:`column` for them), built for the whole folder when the one held
-    does not cover them; None for a small folder (values sort fast enough)."""
-    cols = _columns(folder)
-    col = cols.kinds.get(kind)
-    if col is None or kind == DATE or len(uids) < PACK_MIN:
-        return None
+def _blob(folder: IFolder, cols: _Columns, kind: str) -> bytes | None:
+    """The packed column, read from the store once."""
+    if kind not in cols.blobs:
+        cols.blobs[kind] = folder.get_folder_cached(PACKED + kind)
+    return cols.blobs[kind]
+
+
+def _held_ranking(folder: IFolder, cols: _Columns, kind: str) -> Ranking | None:
     held = cols.ranked.get(kind)
-    if held is not None and all(map(held[1].__contains__, uids)):
-        return held
-    live = _live(folder)
-    if not col.keys() >= set(live) or not set(uids) <= set(live):
+    if held is None and kind not in cols.unpacked:
+        blob = _blob(folder, cols, kind)
+        if blob:
+            held = unpack_ranking(blob)
+            if held is not None:
+                cols.ranked[kind] = held
+    return held
+
+
+def whole_order(folder: IFolder, kind: str, live: Sequence[int]) -> list[int] | None:
+    """The forward order of every message of the folder by this key, when
+    a ranking of exactly these UIDs is at hand (in memory or packed): no
+    value needs to be read at all."""
+    if len(live) < PACK_MIN:
         return None
-    held = cols.ranked[kind] = _rank(col, live)
+    cols = _columns(folder)
+    held = _held_ranking(folder, cols, kind)
+    if held is None or held.sig != _signature(live):
+        return None
+    _touch(cols, kind)
+    return list(held.order)
+
+
+def ranking(folder: IFolder, kind: str, uids: Sequence[int], keys_of: Callable[[], Mapping[int, Any]] | None = None,
+            live: Sequence[int] | None = None) -> Ranking | None:
+    """A ranking covering every UID asked, or None for a small folder
+    (its values sort fast enough).  When the one held does not cover them
+    it is rebuilt for the whole folder from the keys ``keys_of`` gives
+    (the column itself by default; SORT gives DATE with the internal-date
+    fallback applied) and packed with the column."""
+    if len(uids) < PACK_MIN:
+        return None
+    cols = _columns(folder)
+    held = _held_ranking(folder, cols, kind)
+    if held is not None and held.covers(uids):
+        return held
+    col = cols.kinds.get(kind)
+    keys = col if keys_of is None else keys_of()
+    live = _live(folder) if live is None else live
+    if col is None or keys is None or not keys.keys() >= set(live) or not set(uids) <= set(live):
+        return None
+    held = cols.ranked[kind] = _rank(keys, live)
     _save(folder, cols, kind, live)
     return held
 

@@ -28,7 +28,9 @@ Rendering is iterative, so a thousand-deep reply chain costs no stack.
 
 from __future__ import annotations
 
+import hashlib
 import weakref
+from array import array
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -352,13 +354,23 @@ def render_ordered(threads: list[list[int]], number: Callable[[int], int]) -> by
     return "".join(out).encode("ascii")
 
 
-_Answers = tuple[str, bool, int, tuple[int, ...], tuple[int, ...]]
-_LAST: weakref.WeakKeyDictionary[Any, tuple[_Answers, bytes]] = weakref.WeakKeyDictionary()
-"""The last THREAD answer per live folder, with exactly what it was computed
-from (algorithm, UID form, UIDVALIDITY, the matched UIDs and their
-sequence numbers): a message's threading data never changes, so the same
-inputs give the same answer.  Clients ask the same THREAD on every view
-of a folder; a changed folder or search misses."""
+_LAST: weakref.WeakKeyDictionary[Any, tuple[bytes, bytes]] = weakref.WeakKeyDictionary()
+"""The last THREAD answer per live folder, with the digest of what it was
+computed from (:func:`_digest`).  A message's threading data never
+changes, so the same inputs give the same answer; clients ask the same
+THREAD on every view of a folder, and a changed folder or search misses.
+For a big folder the answer is also kept with the folder's cache (kind
+``thread:<algorithm>:<form>``), so it survives a restart."""
+
+
+def _digest(cmd: C.Thread, uidvalidity: int, found: Found) -> bytes:
+    """What a THREAD answer depends on: algorithm, UID form, UIDVALIDITY,
+    the matched UIDs and (for sequence numbers) their numbers."""
+    h = hashlib.sha256(f"{cmd.algorithm} {cmd.uid} {uidvalidity} ".encode())
+    h.update(array("I", found.uids).tobytes())
+    if not cmd.uid:
+        h.update(array("I", found.seqs).tobytes())
+    return h.digest()
 
 
 async def thread(ctx: Context, cmd: C.Thread) -> Result:
@@ -368,13 +380,21 @@ async def thread(ctx: Context, cmd: C.Thread) -> Result:
         return no("Unsupported charset", BADCHARSET)
     _, found = matches(sel, cmd)
     folder = sel.folder
-    inputs = (cmd.algorithm, cmd.uid, folder.uidvalidity, tuple(found.uids), () if cmd.uid else tuple(found.seqs))
+    digest = _digest(cmd, folder.uidvalidity, found)
+    kept_kind = f"thread:{cmd.algorithm}:{'uid' if cmd.uid else 'seq'}"
+    big = len(found.uids) >= K.PACK_MIN
     last = _LAST.get(folder)
-    if last is not None and last[0] == inputs:
+    if (last is None or last[0] != digest) and big:
+        kept = folder.get_folder_cached(kept_kind)
+        if kept is not None and kept[:32] == digest:
+            last = (digest, kept[32:])
+    if last is not None and last[0] == digest:
         body = last[1]
     else:
         body = await _compute(ctx, cmd, found)
-        _LAST[folder] = (inputs, body)
+        if big:
+            folder.set_folder_cached(kept_kind, digest + body)
+    _LAST[folder] = (digest, body)
     ctx.send(b"* THREAD " + body + b"\r\n" if body else b"* THREAD\r\n")
     return ok()
 

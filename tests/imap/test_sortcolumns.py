@@ -118,13 +118,15 @@ def _big(monkeypatch: pytest.MonkeyPatch, n: int = 12) -> FakeFolder:
 
 def test_pack_round_trip() -> None:
     col = {3: b"B", 5: b"A", 9: b""}
-    ranking = ([5, 3, 9], {5: 1, 3: 2, 9: 0})
-    values, back = K.unpack(D.SUBJECT, K.pack(D.SUBJECT, [3, 5, 9], col, ranking))
-    assert values == col and back == ranking
+    values, back = K.unpack(D.SUBJECT, K.pack(D.SUBJECT, [3, 5, 9], col, K.Ranking([9, 5, 3], [0, 1, 2])))
+    assert values == col and back is not None
+    assert (back.order, list(back.ranks), back.rank) == ([9, 5, 3], [0, 1, 2], {9: 0, 5: 1, 3: 2})
     dates = {1: None, 2: -5, 3: 1 << 40}
     assert K.unpack(D.DATE, K.pack(D.DATE, [1, 2, 3], dates, None)) == (dates, None)
-    for broken in (b"", b"SK2\n\x05", b"XX" * 10, K.pack(D.SUBJECT, [3, 5, 9], col, ranking)[:-1]):
+    good = K.pack(D.SUBJECT, [3, 5, 9], col, None)
+    for broken in (b"", b"SK2\n\x05", b"XX" * 10, good[:-1], good + b"x"):
         assert K.unpack(D.SUBJECT, broken) == ({}, None)
+        assert K.unpack_ranking(broken) is None
 
 
 def test_a_restart_reads_the_packed_column_and_its_ranking(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,15 +136,17 @@ def test_a_restart_reads_the_packed_column_and_its_ranking(monkeypatch: pytest.M
     col = _column(f, uids, D.SUBJECT, clock)
     ranking = K.ranking(f, D.SUBJECT, uids)
     assert ranking is not None
-    order, rank = ranking
-    assert order == sorted(uids, key=lambda u: (col[u], u))
-    assert [rank[u] for u in order] == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4]
+    assert ranking.order == sorted(uids, key=lambda u: (col[u], u))
+    assert [ranking.rank[u] for u in ranking.order] == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4]
     assert (K.PACKED + D.SUBJECT) in f.folder_cache
     K.forget(f)  # a restart: nothing in memory
     f.cache = {k: v for k, v in f.cache.items() if k[1] != D.SUBJECT}  # and no per-message values
     opens = f.opens
+    assert K.whole_order(f, D.SUBJECT, uids) == ranking.order  # from the ranking alone
+    assert K.whole_order(f, D.SUBJECT, uids[:-1]) is None  # not exactly these messages
     assert _column(f, uids, D.SUBJECT, clock) == col
-    assert K.ranking(f, D.SUBJECT, uids) == ranking and f.opens == opens
+    again = K.ranking(f, D.SUBJECT, uids)
+    assert again is not None and again.order == ranking.order and f.opens == opens
 
 
 def test_a_ranking_is_rebuilt_when_it_does_not_cover_the_messages(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,15 +156,26 @@ def test_a_ranking_is_rebuilt_when_it_does_not_cover_the_messages(monkeypatch: p
     first = K.ranking(f, D.SUBJECT, list(range(1, 13)))
     f.add(b"Subject: aaa\n\n")
     uids = list(range(1, 14))
+    assert K.whole_order(f, D.SUBJECT, uids) is None
     _column(f, uids, D.SUBJECT, clock)
     again = K.ranking(f, D.SUBJECT, uids)
     assert first is not None and again is not None and again is not first
-    assert again[0][0] == 13  # AAA sorts first
-    assert K.ranking(f, D.DATE, uids) is None  # numbers sort fast as they are
+    assert again.order[0] == 13  # AAA sorts first
+    assert K.whole_order(f, D.SUBJECT, uids) == again.order
+
+
+def test_a_date_ranking_uses_the_keys_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    f = _big(monkeypatch, 6)
+    uids = list(range(1, 7))
+    _column(f, uids, D.DATE, Clock())
+    keys = {u: -u for u in uids}  # e.g. the internal-date fallback applied
+    r = K.ranking(f, D.DATE, uids, lambda: keys)
+    assert r is not None and r.order == [6, 5, 4, 3, 2, 1]
 
 
 def test_small_folders_get_no_ranking() -> None:
     f = FakeFolder()
     f.add(b"Subject: x\n\n")
     _column(f, [1], D.SUBJECT, Clock())
-    assert K.ranking(f, D.SUBJECT, [1]) is None and not f.folder_cache
+    assert K.ranking(f, D.SUBJECT, [1]) is None and K.whole_order(f, D.SUBJECT, [1]) is None
+    assert not f.folder_cache
