@@ -270,6 +270,8 @@ class Contexts:
 
     def flags_changed(self, folder: IFolder, uids: list[int]) -> None:
         self.changed.update(uids)
+        if self.sel is not None and self.sel.on_change is not None:
+            self.sel.on_change()  # idling: the view was told first and already flushed
 
     def messages_expunged(self, folder: IFolder, uids: list[int]) -> None:
         pass
