@@ -104,6 +104,7 @@ class AppendMessage:
     date: float | None
     data: IO[bytes]  # positioned at 0; caller closes
     size: int
+    binary: bool = False  # sent as a literal8 (RFC 3516)
 
 
 @dataclass
@@ -134,6 +135,7 @@ class Section:
 @dataclass
 class FetchAtt:
     name: str  # FLAGS UID INTERNALDATE RFC822 RFC822.HEADER RFC822.TEXT RFC822.SIZE ENVELOPE BODY BODYSTRUCTURE
+    # BINARY BINARY.SIZE (RFC 3516: section is a part number; BINARY.PEEK is BINARY with peek)
     section: Section | None = None  # BODY[...] when not None
     partial: tuple[int, int] | None = None
     peek: bool = False

@@ -43,7 +43,7 @@ AUTHENTICATED_CAPABILITIES = ("NAMESPACE", "UNSELECT", "CHILDREN", "UIDPLUS", "M
                               "LIST-EXTENDED", "LIST-STATUS", "MULTIAPPEND", "APPENDLIMIT", "ESEARCH",
                               # SORT, THREAD, contexts, SEARCHRES, BINARY, CATENATE (issue 9)
                               "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "THREAD=REFS",
-                              "ESORT", "CONTEXT=SEARCH", "CONTEXT=SORT", "SEARCHRES")
+                              "ESORT", "CONTEXT=SEARCH", "CONTEXT=SORT", "SEARCHRES", "BINARY")
 
 
 Handler = Callable[["Context", Any], Awaitable[Result | None]]

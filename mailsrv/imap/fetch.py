@@ -18,9 +18,9 @@ from typing import IO, TypeAlias
 from twisted.internet import task
 from twisted.logger import Logger
 
+from mailsrv.imap import binary, render
 from mailsrv.imap import commands as C
 from mailsrv.imap import fetchdata as fd
-from mailsrv.imap import render
 from mailsrv.imap.context import Context
 from mailsrv.imap.results import Result, bad, no, ok
 from mailsrv.imap.seqset import SavedResult, SeqSet, resolve_seq, resolve_uid, seq_in_range
@@ -146,6 +146,8 @@ class Plan:
                                 lambda info: fd.bodystructure(folder, info, True))
         if n == "BODY" and a.section is None:
             return self._cached(b"BODY ", fd.BODY, lambda info: fd.bodystructure(folder, info, False))
+        if n in ("BINARY", "BINARY.SIZE"):
+            return binary.maker(folder, a)
         if n == "RFC822":
             self.may_stream = True
             return lambda info, pre: _labelled(b"RFC822 ", _whole(folder, info, None))
@@ -273,7 +275,7 @@ class _FetchRun:
         self.has_flags = any(a.name == "FLAGS" for a in atts)
         self.plan = Plan(sel, atts)
         self.with_flags = self.plan.makers + [self.plan.flags]
-        self.gone = self.failed = 0
+        self.gone = self.failed = self.unknown_cte = 0
 
     async def _seen_now(self, batch: list[tuple[int, int]]) -> set[int]:
         """Set \\Seen where the items ask for it; the uids that changed
@@ -311,6 +313,9 @@ class _FetchRun:
             except MessageGone:
                 self.gone += 1
                 continue
+            except binary.UnknownCTE:
+                self.unknown_cte += 1
+                continue
             except Exception:  # noqa: BLE001  one bad message must not end the session
                 log.failure("FETCH of uid {uid} failed", uid=uid)
                 self.failed += 1
@@ -335,6 +340,8 @@ class _FetchRun:
         return True
 
     def result(self) -> Result:
+        if self.unknown_cte:
+            return no("Unknown Content-Transfer-Encoding", binary.UnknownCTE.code)
         if self.failed:
             return no("Some messages could not be fetched", "SERVERBUG")
         if self.gone:

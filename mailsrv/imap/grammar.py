@@ -213,10 +213,11 @@ def _append(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
             if r.peek() == 0x22:
                 date = parse_date_time(r.quoted().decode("ascii", "replace"))
                 r.sp()
+            binary = r.maybe(b"~")  # a literal8 (RFC 3516)
             if not r.at_literal():
                 raise Syntax("expected message literal")
             lit = r.take_literal()
-            cmd.messages.append(C.AppendMessage(flags, date, lit.as_file(), lit.size))
+            cmd.messages.append(C.AppendMessage(flags, date, lit.as_file(), lit.size, binary))
             if r.at_end():
                 return cmd
     except Syntax:
@@ -266,8 +267,34 @@ def _section(r: Reader) -> C.Section:
     return C.Section(tuple(part), text, fields)
 
 
+def _binary_att(r: Reader, name: str) -> C.FetchAtt:
+    """BINARY[part]<partial>, BINARY.PEEK[...] and BINARY.SIZE[part] (RFC 3516):
+    the section is a part number or nothing."""
+    r.expect(b"[")
+    part: list[int] = []
+    if not r.maybe(b"]"):
+        for item in r.chars(_NAME_CHARS, "section part").decode().split("."):
+            if not item.isdigit() or int(item) == 0 or int(item) > 0xFFFFFFFF:
+                raise Syntax("BINARY takes a part number only")
+            part.append(int(item))
+        r.expect(b"]")
+    partial = None
+    if name != "BINARY.SIZE" and r.maybe(b"<"):
+        origin = r.number()
+        r.expect(b".")
+        length = r.number()
+        if length == 0:
+            raise Syntax("partial length must be positive")
+        r.expect(b">")
+        partial = (origin, length)
+    return C.FetchAtt("BINARY.SIZE" if name == "BINARY.SIZE" else "BINARY", C.Section(tuple(part)), partial,
+                      peek=name != "BINARY")
+
+
 def _fetch_att(r: Reader) -> C.FetchAtt:
     name = r.chars(_NAME_CHARS, "fetch attribute").decode().upper()
+    if name in ("BINARY", "BINARY.PEEK", "BINARY.SIZE"):
+        return _binary_att(r, name)
     if name in ("BODY", "BODY.PEEK") and r.peek() == 0x5B:
         section = _section(r)
         partial = None
