@@ -12,7 +12,16 @@ commands.
 
 from __future__ import annotations
 
-from mailsrv.imap import commands_any, commands_auth, commands_selected, contextsearch, sort, thread
+from mailsrv.imap import (
+    commands_acl,
+    commands_any,
+    commands_auth,
+    commands_quota,
+    commands_selected,
+    contextsearch,
+    sort,
+    thread,
+)
 from mailsrv.imap.context import Handlers
 
 
@@ -28,4 +37,5 @@ def build_table(*tables: Handlers) -> Handlers:
 
 
 TABLE: Handlers = build_table(commands_any.HANDLERS, commands_auth.HANDLERS, commands_selected.HANDLERS,
-                              sort.HANDLERS, thread.HANDLERS, contextsearch.HANDLERS)
+                              commands_acl.HANDLERS, commands_quota.HANDLERS, sort.HANDLERS, thread.HANDLERS,
+                              contextsearch.HANDLERS)
