@@ -229,7 +229,8 @@ def _encode(data: bytes, part: mime.Part) -> list[bytes]:
 def store_form(data: bytes) -> bytes:
     """A message sent as a literal8, with its ``binary`` leaf parts
     base64-encoded (as Dovecot stores them), so every other reader of the
-    Maildir gets 7-bit-safe MIME; BINARY[] gives the original back."""
-    crlf = to_crlf(data)
-    root = mime.parse(crlf)
-    return b"".join(_encode(crlf, root)) + crlf[root.end:]
+    Maildir gets 7-bit-safe MIME and BINARY[] gives the octets back.  The
+    structure is read from the data as sent (APPEND data has CRLF line
+    ends), so a binary body keeps every octet, bare CR and LF included."""
+    root = mime.parse(data)
+    return b"".join(_encode(data, root)) + data[root.end:]

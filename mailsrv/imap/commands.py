@@ -99,12 +99,35 @@ class Status(Command):
 
 
 @dataclass
+class CatText:
+    """CATENATE's TEXT part (RFC 4469)."""
+
+    data: IO[bytes]  # positioned at 0; closed with the command
+    size: int
+    binary: bool = False  # a literal8
+
+
+@dataclass
+class CatUrl:
+    """CATENATE's URL part: an IMAP URL (RFC 5092) of a message or part."""
+
+    url: str
+
+
+@dataclass
 class AppendMessage:
     flags: list[str]
     date: float | None
     data: IO[bytes]  # positioned at 0; caller closes
     size: int
     binary: bool = False  # sent as a literal8 (RFC 3516)
+    parts: list[CatText | CatUrl] | None = None  # CATENATE: the message is built from these first
+
+    def close(self) -> None:
+        self.data.close()
+        for p in self.parts or ():
+            if isinstance(p, CatText):
+                p.data.close()
 
 
 @dataclass
@@ -114,7 +137,7 @@ class Append(Command):
 
     def close(self) -> None:
         for m in self.messages:
-            m.data.close()
+            m.close()
 
 
 @dataclass

@@ -6,9 +6,9 @@ from __future__ import annotations
 from twisted.internet import task
 from twisted.logger import Logger
 
+from mailsrv.imap import catenate, render
 from mailsrv.imap import commands as C
 from mailsrv.imap import flags as F
-from mailsrv.imap import render
 from mailsrv.imap.context import Context, Handlers
 from mailsrv.imap.listing import list_mailboxes, status_values
 from mailsrv.imap.results import AUTHENTICATED, Result, bad, no, ok
@@ -121,6 +121,9 @@ async def append(ctx: Context, cmd: C.Append) -> Result:
         folder: IFolder = await ctx.account.open_folder(cmd.mailbox)
     except NoSuchFolder:
         return no("Mailbox doesn't exist: " + cmd.mailbox, "TRYCREATE")
+    refused = await catenate.prepare(ctx, cmd)  # CATENATE and literal8 (RFC 4469, 3516)
+    if refused is not None:
+        return refused
     checked = _check_append(ctx, cmd)
     if isinstance(checked, Result):
         return checked

@@ -44,7 +44,7 @@ AUTHENTICATED_CAPABILITIES = ("NAMESPACE", "UNSELECT", "CHILDREN", "UIDPLUS", "M
                               "ACL", "RIGHTS=texk", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE",
                               # SORT, THREAD, contexts, SEARCHRES, BINARY, CATENATE (issue 9)
                               "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "THREAD=REFS",
-                              "ESORT", "CONTEXT=SEARCH", "CONTEXT=SORT", "SEARCHRES", "BINARY")
+                              "ESORT", "CONTEXT=SEARCH", "CONTEXT=SORT", "SEARCHRES", "BINARY", "CATENATE")
 
 
 Handler = Callable[["Context", Any], Awaitable[Result | None]]

@@ -13,6 +13,7 @@ entry.  The lexical layer (atoms, strings, literals, dates) is in
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 
 from mailsrv.imap import commands as C
@@ -213,16 +214,36 @@ def _append(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
             if r.peek() == 0x22:
                 date = parse_date_time(r.quoted().decode("ascii", "replace"))
                 r.sp()
-            binary = r.maybe(b"~")  # a literal8 (RFC 3516)
-            if not r.at_literal():
-                raise Syntax("expected message literal")
-            lit = r.take_literal()
-            cmd.messages.append(C.AppendMessage(flags, date, lit.as_file(), lit.size, binary))
+            if r.maybe(b"CATENATE "):
+                cmd.messages.append(C.AppendMessage(flags, date, io.BytesIO(), 0, parts=_cat_parts(r)))
+            else:
+                binary = r.maybe(b"~")  # a literal8 (RFC 3516)
+                if not r.at_literal():
+                    raise Syntax("expected message literal")
+                lit = r.take_literal()
+                cmd.messages.append(C.AppendMessage(flags, date, lit.as_file(), lit.size, binary))
             if r.at_end():
                 return cmd
     except Syntax:
         cmd.close()
         raise
+
+
+def _cat_parts(r: Reader) -> list[C.CatText | C.CatUrl]:
+    """CATENATE's ``(cat-part *(SP cat-part))`` (RFC 4469)."""
+    def part() -> C.CatText | C.CatUrl:
+        kind = r.atom().upper()
+        r.sp()
+        if kind == "URL":
+            return C.CatUrl(r.astring().decode("utf-8", "replace"))
+        if kind != "TEXT":
+            raise Syntax(f"unknown CATENATE part {kind}")
+        binary = r.maybe(b"~")
+        if not r.at_literal():
+            raise Syntax("CATENATE TEXT needs a literal")
+        lit = r.take_literal()
+        return C.CatText(lit.as_file(), lit.size, binary)
+    return r.paren_list(part, allow_empty=False)
 
 
 _SIMPLE_FETCH = {"FLAGS", "UID", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.TEXT",
