@@ -114,7 +114,7 @@ def _saved_part(opts: set[str], partial: tuple[int, int] | None, uids: list[int]
         keep.append(uids[0])
     if "MAX" in opts:
         keep.append(uids[-1])
-    return keep
+    return sorted(set(keep))
 
 
 # ---------------------------------------------------------------- answers

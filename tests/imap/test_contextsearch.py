@@ -194,6 +194,8 @@ def test_what_save_keeps() -> None:
     assert c.cmd("t SEARCH $") == b"* SEARCH 2 3\r\nt OK SEARCH completed\r\n"
     c.cmd("s SEARCH RETURN (SAVE PARTIAL 2:3 COUNT) ALL")
     assert c.cmd("t SEARCH $") == b"* SEARCH 1 2 3 4\r\nt OK SEARCH completed\r\n"
+    c.cmd("s SEARCH RETURN (SAVE MIN MAX COUNT) 2:3")  # MIN and MAX are in the whole result once
+    assert lines(c.cmd("f FETCH $ UID")) == [b"* 2 FETCH (UID 2)", b"* 3 FETCH (UID 3)", b"f OK FETCH completed"]
     c.cmd("s SORT RETURN (SAVE MIN) (SIZE) UTF-8 ALL")  # the first in sort order: the smallest
     assert c.cmd("t SEARCH $") == b"* SEARCH 3\r\nt OK SEARCH completed\r\n"
 
