@@ -9,7 +9,8 @@ literal8, whose ``binary`` parts are stored base64-encoded.
   ``Content-Transfer-Encoding: binary`` at the end of its header.
   ``BINARY[]`` is the whole message converted that way.
 - ``BINARY.SIZE[n]`` is the size of that; ``<origin.length>`` slices it.
-- A literal8 (``~{n}``) is sent when the data holds a NUL.
+- A literal8 (``~{n}``) is sent for decoded data and data with a NUL
+  (Dovecot's choice: decoded data may hold anything).
 - An unknown encoding (``x-uuencode``...) or undecodable base64 answers
   ``NO [UNKNOWN-CTE]``.
 
@@ -135,21 +136,34 @@ def convert(data: bytes, part: mime.Part, with_header: bool) -> bytes:
     return b"".join(out)
 
 
+def _decodes(part: mime.Part) -> bool:
+    """Whether converting this part undoes any encoding."""
+    if part.message is not None:
+        return _decodes(part.message)
+    if part.is_multipart:
+        return any(_decodes(c) for c in part.children)
+    return cte(part) in CONVERTED
+
+
 def section(data: bytes, path: tuple[int, ...]) -> bytes | None:
-    """BINARY[path] of a whole message (CRLF bytes); None for a part that
-    does not exist."""
+    """BINARY[path] of a whole message (CRLF bytes); empty for a part that
+    does not exist (as Dovecot)."""
+    return section_and_kind(data, path)[0]
+
+
+def section_and_kind(data: bytes, path: tuple[int, ...]) -> tuple[bytes, bool]:
+    """BINARY[path] and whether it is decoded data (sent as a literal8, as
+    Dovecot does, since it may hold anything)."""
     root = mime.parse(data)
-    if not path:
-        return convert(data, root, True)
-    p = locate(root, path)
+    p = locate(root, path) if path else root
     if p is None:
-        return None
-    return convert(data, p, False)
+        return b"", False
+    return convert(data, p, not path), _decodes(p)
 
 
-def literal(data: bytes) -> bytes:
-    """``{n}`` or, when the data holds a NUL, a literal8 ``~{n}``."""
-    return (b"~{%d}\r\n" if b"\x00" in data else b"{%d}\r\n") % len(data) + data
+def literal(data: bytes, binary: bool = False) -> bytes:
+    """``{n}``, or a literal8 ``~{n}`` for decoded data or data with a NUL."""
+    return (b"~{%d}\r\n" if binary or b"\x00" in data else b"{%d}\r\n") % len(data) + data
 
 
 # ---------------------------------------------------------------- FETCH
@@ -171,8 +185,7 @@ def maker(folder: IFolder, att: C.FetchAtt) -> Callable[[MessageInfo, Any], byte
         label = b"BINARY.SIZE[%s] " % name.encode("ascii")
 
         def size(info: MessageInfo, pre: Any) -> bytes:
-            got = section(_message(folder, info), path)
-            return label + b"%d" % (len(got) if got is not None else 0)
+            return label + b"%d" % len(section_and_kind(_message(folder, info), path)[0])
         return size
     label = b"BINARY[%s]" % name.encode("ascii")
     if att.partial is not None:
@@ -181,12 +194,10 @@ def maker(folder: IFolder, att: C.FetchAtt) -> Callable[[MessageInfo, Any], byte
     partial = att.partial
 
     def body(info: MessageInfo, pre: Any) -> bytes:
-        got = section(_message(folder, info), path)
-        if got is None:
-            return label + b"NIL"
+        got, decoded = section_and_kind(_message(folder, info), path)
         if partial is not None:
             got = got[partial[0]:partial[0] + partial[1]]
-        return label + literal(got)
+        return label + literal(got, decoded)
     return body
 
 

@@ -11,7 +11,7 @@ first one is stored: a bad URL in the last leaves nothing behind.
 Errors, as RFC 4469 and Dovecot answer them: a URL that cannot be parsed,
 names another user, a mailbox that does not exist or cannot be read, a
 wrong UIDVALIDITY, a message or part that is not there gives
-``NO [BADURL "url"]``; too big, ``NO [TOOBIG]``; a literal8 TEXT when the
+``NO [BADURL url]``; too big, ``NO [TOOBIG]``; a literal8 TEXT when the
 first part was not one, ``NO [UNKNOWN-CTE]``.  A message whose first part
 is a literal8 (and any APPEND literal8) is stored with its ``binary``
 parts base64-encoded (:func:`binary.store_form`).
@@ -40,8 +40,10 @@ class _Refused(Exception):
 
 
 def _badurl(url: str, why: str) -> _Refused:
-    quoted = url.replace("\\", "\\\\").replace('"', '\\"')
-    return _Refused(no(f"Bad URL: {why}", f'BADURL "{quoted}"'))
+    """``NO [BADURL url]``: the URL as given (RFC 4469's url-resp-text is
+    unquoted text without "]"), as Dovecot answers."""
+    text = "".join(c for c in url if c not in "]\r\n")
+    return _Refused(no(f"Bad URL: {why}", f"BADURL {text}"))
 
 
 async def prepare(ctx: Context, cmd: C.Append) -> Result | None:

@@ -144,14 +144,14 @@ def esearch(cmd: C.Search, numbers: Sequence[int]) -> bytes:
         parts.append(b"MIN %d" % (numbers[0] if in_order else min(numbers)))
     if numbers and "MAX" in opts:
         parts.append(b"MAX %d" % (numbers[-1] if in_order else max(numbers)))
+    if cmd.partial is not None:  # before COUNT, as Dovecot (PARTIAL and ALL never meet)
+        lo, hi = cmd.partial
+        window = numbers[lo - 1:hi]
+        parts.append(b"PARTIAL (%d:%d %s)" % (lo, hi, _set(window, in_order) if window else b"NIL"))
     if "COUNT" in opts:
         parts.append(b"COUNT %d" % len(numbers))
     if numbers and "ALL" in opts:
         parts.append(b"ALL " + _set(numbers, in_order))
-    if cmd.partial is not None:
-        lo, hi = cmd.partial
-        window = numbers[lo - 1:hi]
-        parts.append(b"PARTIAL (%d:%d %s)" % (lo, hi, _set(window, in_order) if window else b"NIL"))
     return b" ".join(parts) + b"\r\n"
 
 

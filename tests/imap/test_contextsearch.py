@@ -40,7 +40,7 @@ def test_search_partial() -> None:
     assert c.cmd("p SEARCH RETURN (PARTIAL 4:2) NOT 3") == (
         b'* ESEARCH (TAG "p") PARTIAL (2:4 2,4:5)\r\np OK SEARCH completed\r\n')
     assert c.cmd("p SEARCH RETURN (PARTIAL 6:9 MIN COUNT) ALL") == (
-        b'* ESEARCH (TAG "p") MIN 1 COUNT 5 PARTIAL (6:9 NIL)\r\np OK SEARCH completed\r\n')
+        b'* ESEARCH (TAG "p") MIN 1 PARTIAL (6:9 NIL) COUNT 5\r\np OK SEARCH completed\r\n')
     assert c.cmd("p UID SEARCH RETURN (PARTIAL 1:1) 2:*") == (
         b'* ESEARCH (TAG "p") UID PARTIAL (1:1 2)\r\np OK SEARCH completed\r\n')
 

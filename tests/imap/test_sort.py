@@ -150,7 +150,7 @@ def test_partial(c: Client) -> None:
     assert c.cmd("p SORT RETURN (PARTIAL 3:2) (REVERSE SUBJECT) UTF-8 ALL") == (
         b'* ESEARCH (TAG "p") PARTIAL (2:3 1:2)\r\np OK SORT completed\r\n')  # 3, [1, 2], 4
     assert c.cmd("p SORT RETURN (PARTIAL 4:10 COUNT) (ARRIVAL) UTF-8 ALL") == (
-        b'* ESEARCH (TAG "p") COUNT 4 PARTIAL (4:10 1)\r\np OK SORT completed\r\n')
+        b'* ESEARCH (TAG "p") PARTIAL (4:10 1) COUNT 4\r\np OK SORT completed\r\n')
     assert c.cmd("p UID SORT RETURN (PARTIAL 5:6) (ARRIVAL) UTF-8 ALL") == (
         b'* ESEARCH (TAG "p") UID PARTIAL (5:6 NIL)\r\np OK SORT completed\r\n')
 
