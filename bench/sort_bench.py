@@ -11,6 +11,8 @@ For an N-message INBOX (default 100,000; --sizes), per server:
   cold:   server restarted, page cache dropped, index/cache on disk:
           each command once
   warm:   median of --runs after the cold run
+  new:    once more after one new message was appended (what was kept
+          for the old set of messages has to be brought up to date)
   memory: server RSS/PSS (all processes) with the session still open
 
 Commands: UID SORT (DATE) UTF-8 ALL, UID SORT (SUBJECT), UID SORT (FROM),
@@ -44,7 +46,7 @@ COMMANDS = [
     ("sort_size", "UID SORT (SIZE) UTF-8 ALL", "UID SORT (SIZE)"),
     ("thread_refs", "UID THREAD REFERENCES UTF-8 ALL", "UID THREAD REFERENCES"),
 ]
-PHASES = ("first", "cold", "warm")
+PHASES = ("first", "cold", "warm", "new")
 
 
 def answer(r: Reply) -> bytes:
@@ -94,6 +96,13 @@ def bench_server(server: common.BenchServer, budget: Budget, runs: int,
     s = Session(server.ports["imap"], "inbox", budget, step_timeout)
     run_phase(s, "cold", 1, budget, out, answers)
     run_phase(s, "warm", runs, budget, out, answers)
+    # one new message: what is remembered for the old set (rankings, THREAD
+    # answers) no longer fits, each command pays its update once
+    new = (b"Message-ID: <sortbench-new@example.org>\r\nSubject: Re: a new one\r\n"
+           b"Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nFrom: new@example.org\r\n\r\nnew\r\n")
+    s.run("APPEND INBOX {%d+}\r\n%s" % (len(new), new.decode()))
+    s.run("NOOP")
+    run_phase(s, "new", 1, budget, out, answers)
     if s.conn is not None:
         rss, pss = server.memory()
         out["rss"], out["pss"] = Result(rss), Result(pss)
