@@ -59,16 +59,17 @@ class Found:
     """What a search matched, in result order: UIDs, and their sequence
     numbers (worked out only when asked for: UID SORT never needs them)."""
 
-    __slots__ = ("_seqs", "uids", "_seq_of")
+    __slots__ = ("_seqs", "uids", "_seq_of", "_origin")
 
-    def __init__(self, seqs: list[int] | None, uids: list[int], seq_of: Mapping[int, int] | None = None) -> None:
-        self._seqs, self.uids, self._seq_of = seqs, uids, seq_of
+    def __init__(self, seqs: list[int] | None, uids: list[int], origin: Found | None = None) -> None:
+        self._seqs, self.uids, self._origin = seqs, uids, origin
+        self._seq_of: Mapping[int, int] | None = None
 
     @property
     def seqs(self) -> list[int]:
         if self._seqs is None:
-            assert self._seq_of is not None
-            self._seqs = list(map(self._seq_of.__getitem__, self.uids))
+            assert self._origin is not None
+            self._seqs = list(map(self._origin.seq_of().__getitem__, self.uids))
         return self._seqs
 
     def seq_of(self) -> Mapping[int, int]:
@@ -78,7 +79,7 @@ class Found:
 
     def reordered(self, uids: list[int]) -> Found:
         """The same matches in the order of ``uids``."""
-        return Found(None, uids, self.seq_of())
+        return Found(None, uids, self)
 
 
 def matches(sel: SelectedMailbox, cmd: C.Search | C.Thread) -> tuple[C.Search | C.Thread, Found]:

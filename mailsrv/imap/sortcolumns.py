@@ -23,6 +23,9 @@ it covers.
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import operator
 import sys
 import time
 import weakref
@@ -55,6 +58,7 @@ class Ranking:
     __slots__ = ("order", "ranks", "sig", "_rank")
 
     def __init__(self, order: list[int], ranks: Sequence[int]) -> None:
+        """``ranks[i]`` is the rank of ``order[i]``."""
         self.order, self.ranks = order, ranks
         self.sig = _signature(order)
         self._rank: dict[int, int] | None = None
@@ -217,19 +221,38 @@ def unpack(kind: str, blob: bytes) -> tuple[dict[int, Value], Ranking | None]:
     return values, unpack_ranking(blob)
 
 
+def _dense(order: list[int], keys: Mapping[int, Any]) -> list[int]:
+    """Dense ranks of UIDs in key order: +1 wherever the key changes (C-level
+    maps, no Python loop over 100,000 messages)."""
+    vals = list(map(keys.__getitem__, order))
+    return list(itertools.accumulate(map(operator.ne, vals, vals[1:]), initial=0)) if vals else []
+
+
 def _rank(keys: Mapping[int, Any], uids: Sequence[int]) -> Ranking:
     """UIDs (ascending) in key order, then UID, with dense ranks."""
     order = sorted(uids, key=keys.__getitem__)
-    ranks = array("I", bytes(4 * len(order)))
-    last: Any = None
-    r = -1
-    for i, u in enumerate(order):
+    return Ranking(order, _dense(order, keys))
+
+
+def _rerank(held: Ranking, keys: Mapping[int, Any], live: Sequence[int]) -> Ranking | None:
+    """``held`` brought up to date for the folder's messages ``live``
+    (expunged ones dropped, new ones placed by binary search: a new UID is
+    larger than any before, so it goes after its equals); None when too
+    much changed to be worth it."""
+    rank = held.rank
+    fresh = [u for u in live if u not in rank]
+    if len(fresh) * 8 > len(live):
+        return None
+    alive = set(live)
+    order = list(filter(alive.__contains__, held.order)) if len(held.order) + len(fresh) != len(live) else \
+        list(held.order)
+    vals = list(map(keys.__getitem__, order))
+    for u in sorted(fresh):
         v = keys[u]
-        if v != last or r < 0:
-            r += 1
-            last = v
-        ranks[i] = r
-    return Ranking(order, ranks)
+        i = bisect.bisect_right(vals, v)
+        vals.insert(i, v)
+        order.insert(i, u)
+    return Ranking(order, list(itertools.accumulate(map(operator.ne, vals, vals[1:]), initial=0)) if vals else [])
 
 
 def _save(folder: IFolder, cols: _Columns, kind: str, live: Sequence[int]) -> None:
@@ -381,8 +404,11 @@ def ranking(folder: IFolder, kind: str, uids: Sequence[int], keys_of: Callable[[
     live = _live(folder) if live is None else live
     if col is None or keys is None or not keys.keys() >= set(live) or not set(uids) <= set(live):
         return None
-    held = cols.ranked[kind] = _rank(keys, live)
-    _save(folder, cols, kind, live)
+    fresh = _rerank(held, keys, live) if held is not None else None
+    held = cols.ranked[kind] = fresh if fresh is not None else _rank(keys, live)
+    packed = cols.packed_sig.get(kind)
+    if packed is None or not packed[2] or abs(packed[0] - len(live)) * 8 > len(live):
+        _save(folder, cols, kind, live)  # else the packed one is near enough: a restart re-ranks the few new
     return held
 
 

@@ -29,6 +29,8 @@ Rendering is iterative, so a thousand-deep reply chain costs no stack.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import operator
 import weakref
 from array import array
 from collections.abc import Callable, Mapping, Sequence
@@ -151,19 +153,20 @@ class Threader:
         # (date, uid) as one int: orders the same, compares faster
         self.key: list[int] = [(dates[u] << 32) + u if u else 0 for u in uid]
         self.next_idx = len(uid)
-        self.roots: list[_Root] = []
+        self.roots: list[_Root] = [_Root(i, uid[i]) for i in itertools.compress(range(len(parent)),
+                                                                              map(NONE.__eq__, parent))]
         children = self.children
-        for idx, p in enumerate(parent):
-            if p < 0:
-                self.roots.append(_Root(idx, uid[idx]))
-            elif uid[idx]:
-                while not uid[p] and parent[p] >= 0:
-                    p = parent[p]
-                kids = children.get(p)
-                if kids is None:
-                    children[p] = [idx]
-                else:
-                    kids.append(idx)
+        # nodes with a parent that are messages: hang each under its nearest message ancestor
+        for idx in itertools.compress(range(len(parent)), map(operator.and_, map(NONE.__ne__, parent),
+                                                               map(bool, uid))):
+            p = parent[idx]
+            while not uid[p] and parent[p] >= 0:
+                p = parent[p]
+            kids = children.get(p)
+            if kids is None:
+                children[p] = [idx]
+            else:
+                kids.append(idx)
 
     def uid(self, idx: int) -> int:
         return self.links.uid[idx] if idx < len(self.links.uid) else 0
@@ -226,38 +229,34 @@ class Threader:
             r.reply = reply
 
     def _merge(self) -> bool:
+        """Step 5.C for every root that found an earlier one with its
+        subject (one loop, locals only: a big folder has tens of thousands)."""
+        roots, children, ordered = self.roots, self.children, self.ordered
         changed = False
-        for i in range(len(self.roots)):
-            r = self.roots[i]
-            if r.under and not r.ignore:
-                self._merge_one(r)
-                changed = True
+        for i in range(len(roots)):
+            cur = roots[i]
+            if not cur.under or cur.ignore:
+                continue
+            changed = True
+            top = roots[cur.under - 1]
+            while top.under:
+                top = roots[top.under - 1]
+            if cur.dummy:  # both dummies: the children become siblings
+                adopt, kids = top.idx, children.pop(cur.idx, [])
+            elif top.dummy or (cur.reply and not top.reply):
+                adopt, kids = top.idx, [cur.idx]
+            else:  # both under a new dummy, which takes the subject's place
+                new = _Root(self.next_idx, 0)
+                self.next_idx += 1
+                new.number = len(roots) + 1
+                adopt, kids = new.idx, [top.idx, cur.idx]
+                top.under = new.number
+                top.ignore = True
+                roots.append(new)
+            cur.ignore = True
+            children.setdefault(adopt, []).extend(kids)
+            ordered.discard(adopt)
         return changed
-
-    def _adopt(self, parent: int, kids: list[int]) -> None:
-        self.children.setdefault(parent, []).extend(kids)
-        self.ordered.discard(parent)
-
-    def _merge_one(self, cur: _Root) -> None:
-        top = cur
-        while True:
-            top = self.roots[top.under - 1]
-            if not top.under:
-                break
-        if cur.dummy:  # both dummies: the children become siblings
-            self._adopt(top.idx, self.children.pop(cur.idx, []))
-            cur.ignore = True
-        elif top.dummy or (cur.reply and not top.reply):
-            self._adopt(top.idx, [cur.idx])
-            cur.ignore = True
-        else:
-            new = _Root(self.next_idx, 0)
-            self.next_idx += 1
-            new.number = len(self.roots) + 1
-            self._adopt(new.idx, [top.idx, cur.idx])
-            top.under = new.number
-            top.ignore = cur.ignore = True
-            self.roots.append(new)
 
     # -- REFS
     def refs(self) -> list[_Root]:

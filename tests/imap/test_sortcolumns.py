@@ -5,8 +5,11 @@ rankings that make sorting a big folder cheap."""
 from __future__ import annotations
 
 import calendar
+import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
@@ -179,3 +182,19 @@ def test_small_folders_get_no_ranking() -> None:
     _column(f, [1], D.SUBJECT, Clock())
     assert K.ranking(f, D.SUBJECT, [1]) is None and K.whole_order(f, D.SUBJECT, [1]) is None
     assert not f.folder_cache
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([b"", b"A", b"B", b"C", b"D"]), min_size=1, max_size=60), st.randoms(),
+       st.lists(st.sampled_from([b"", b"A", b"AA", b"C", b"Z"]), max_size=6))
+def test_reranking_equals_ranking_afresh(values: list[bytes], rnd: random.Random, new: list[bytes]) -> None:
+    keys = {u: v for u, v in enumerate(values, 1)}
+    held = K._rank(keys, sorted(keys))
+    live = [u for u in sorted(keys) if rnd.random() > 0.2]  # some expunged
+    for i, v in enumerate(new, len(values) + 1):  # some new, with larger UIDs
+        keys[i] = v
+        live.append(i)
+    again = K._rerank(held, keys, live)
+    if again is not None:
+        fresh = K._rank(keys, live)
+        assert (again.order, list(again.ranks)) == (fresh.order, list(fresh.ranks))
