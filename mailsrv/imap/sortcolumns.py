@@ -129,6 +129,15 @@ def _touch(cols: _Columns, kind: str) -> None:
         total -= sizes.get(k, 0)
 
 
+def release(folder: IFolder, kind: str) -> None:
+    """Let a column go from memory (its packed form and the per-message
+    cache stay): for data needed only to rebuild something kept elsewhere,
+    like THREAD's parent chains once the answer is kept."""
+    cols = _FOLDERS.get(folder)
+    if cols is not None:
+        cols.drop(kind)
+
+
 def forget(folder: IFolder) -> None:
     """Drop a folder's memory columns (a test's restart)."""
     _FOLDERS.pop(folder, None)

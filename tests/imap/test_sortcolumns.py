@@ -198,3 +198,15 @@ def test_reranking_equals_ranking_afresh(values: list[bytes], rnd: random.Random
     if again is not None:
         fresh = K._rank(keys, live)
         assert (again.order, list(again.ranks)) == (fresh.order, list(fresh.ranks))
+
+
+def test_a_released_column_comes_back_from_its_packed_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    f = _big(monkeypatch)
+    uids = list(range(1, 13))
+    col = dict(_column(f, uids, D.THREAD, Clock()))
+    K._save(f, K._columns(f), D.THREAD, uids)
+    K.release(f, D.THREAD)
+    assert D.THREAD not in K._columns(f).kinds
+    f.cache = {k: v for k, v in f.cache.items() if k[1] != D.THREAD}
+    opens = f.opens
+    assert _column(f, uids, D.THREAD, Clock()) == col and f.opens == opens
