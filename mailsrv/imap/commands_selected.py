@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mailsrv.imap import commands as C
 from mailsrv.imap import flags as F
-from mailsrv.imap import render
+from mailsrv.imap import render, rev2, utf8
 from mailsrv.imap.context import Context, Handlers
 from mailsrv.imap.contextsearch import answer, check_update, matches, search_failed
 from mailsrv.imap.fetch import fetch, target
@@ -141,6 +141,11 @@ async def search(ctx: Context, cmd: C.Search) -> Result:
     """SEARCH / UID SEARCH, answered as SEARCH or, with RETURN, ESEARCH
     (with SEARCHRES and context updates: :mod:`contextsearch`)."""
     sel = ctx.mailbox
+    if cmd.charset is not None and utf8.enabled(ctx):
+        search_failed(ctx, cmd)
+        return bad("CHARSET is not allowed after ENABLE UTF8=ACCEPT")
+    if cmd.return_opts is None and rev2.active(ctx):
+        cmd.return_opts = ["ALL"]  # IMAP4rev2 answers SEARCH with ESEARCH
     if cmd.charset not in (None, "UTF-8", "US-ASCII"):
         search_failed(ctx, cmd)
         return no("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
@@ -148,7 +153,7 @@ async def search(ctx: Context, cmd: C.Search) -> Result:
     if refused is not None:
         search_failed(ctx, cmd)
         return refused
-    bound, found = matches(sel, cmd)
+    bound, found = await matches(sel, cmd)
     assert isinstance(bound, C.Search)
     answer(ctx, bound, found)
     return ok()

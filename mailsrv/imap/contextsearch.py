@@ -29,8 +29,8 @@ from mailsrv.imap import commands as C
 from mailsrv.imap import searchkeys as K
 from mailsrv.imap.context import Context, Handlers
 from mailsrv.imap.results import SELECTED_ONLY, Result, bad, no, ok
-from mailsrv.imap.search import search as run_search
 from mailsrv.imap.search import search_among
+from mailsrv.imap.search import search_loaded as run_search
 from mailsrv.imap.session import SelectedMailbox
 from mailsrv.store.interfaces import IFolder, IFolderListener, MessageInfo
 
@@ -82,7 +82,7 @@ class Found:
         return Found(None, uids, self)
 
 
-def matches(sel: SelectedMailbox, cmd: C.Search | C.Thread) -> tuple[C.Search | C.Thread, Found]:
+async def matches(sel: SelectedMailbox, cmd: C.Search | C.Thread) -> tuple[C.Search | C.Thread, Found]:
     """The command with ``$`` bound, and what its search key matches in
     mailbox order (messages expunged elsewhere but still in the view are
     left out).  ALL over a view with nothing pending is the view itself."""
@@ -91,7 +91,7 @@ def matches(sel: SelectedMailbox, cmd: C.Search | C.Thread) -> tuple[C.Search | 
     view = sel.uids
     if isinstance(cmd.key, K.All) and not sel.has_pending():
         return cmd, Found(list(range(1, len(view) + 1)), list(view))
-    seqs = run_search(folder, sel.infos(), cmd.key, set(sel.recent), cmd.charset)
+    seqs = await run_search(folder, sel.infos(), cmd.key, set(sel.recent), cmd.charset)
     if sel.has_pending():
         get = folder.get
         seqs = [s for s in seqs if get(view[s - 1]) is not None]

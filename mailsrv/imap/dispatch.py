@@ -18,7 +18,9 @@ from mailsrv.imap import (
     commands_auth,
     commands_quota,
     commands_selected,
+    compress,
     contextsearch,
+    notify,
     sort,
     thread,
 )
@@ -37,5 +39,5 @@ def build_table(*tables: Handlers) -> Handlers:
 
 
 TABLE: Handlers = build_table(commands_any.HANDLERS, commands_auth.HANDLERS, commands_selected.HANDLERS,
-                              commands_acl.HANDLERS, commands_quota.HANDLERS, sort.HANDLERS, thread.HANDLERS,
-                              contextsearch.HANDLERS)
+                              commands_acl.HANDLERS, commands_quota.HANDLERS, compress.HANDLERS, notify.HANDLERS,
+                              sort.HANDLERS, thread.HANDLERS, contextsearch.HANDLERS)

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from functools import partial
 
 from mailsrv.imap import commands as C
 from mailsrv.imap import flags as F
 from mailsrv.imap import grammar_acl, searchgrammar
+from mailsrv.imap import grammar_ext as X
 from mailsrv.imap import searchkeys as K
 from mailsrv.imap.framing import MAX_LINE, Literal, Parser, Parts
-from mailsrv.imap.reader import MAX_DEPTH, TAG, Reader, Syntax, parse_date_time
+from mailsrv.imap.reader import MAX_DEPTH, TAG, Dialect, Reader, Syntax, parse_date_time
 from mailsrv.imap.seqset import SavedResult
 
 ParseFn = Callable[[Reader, str, str, bool], C.Command]
@@ -32,14 +34,17 @@ KeyFn = Callable[[Reader, str, TextFn], K.SearchKey]
 """(reader after the keyword, upper-case keyword, charset decoder) -> key."""
 
 
-def command_parser(append_limit: int = 50 * 1024 * 1024, max_line: int = MAX_LINE) -> Parser:
-    """Framing wired to this grammar: what a connection reads with."""
-    return Parser(parse_command, append_limit=append_limit, max_line=max_line)
+def command_parser(append_limit: int = 50 * 1024 * 1024, max_line: int = MAX_LINE,
+                   dialect: Dialect | None = None) -> Parser:
+    """Framing wired to this grammar: what a connection reads with
+    (``dialect``: the session's, which ENABLE may change)."""
+    parse = parse_command if dialect is None else partial(parse_command, dialect=dialect)
+    return Parser(parse, append_limit=append_limit, max_line=max_line)
 
 
-def parse_command(parts: Parts) -> C.Command | C.ParseError:
+def parse_command(parts: Parts, dialect: Dialect | None = None) -> C.Command | C.ParseError:
     """Parse one complete command (text parts with literals between)."""
-    r = Reader(parts)
+    r = Reader(parts, dialect)
     tag = None
     try:
         tag = r.chars(TAG, "tag").decode("ascii")
@@ -123,7 +128,8 @@ def _rename(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
     return C.Rename(tag, name, old=old, new=new)
 
 
-STATUS_ATTS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", "DELETED", "DELETED-STORAGE"}
+STATUS_ATTS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", "DELETED", "DELETED-STORAGE",
+               "MAILBOXID"}
 
 
 def _status_atts(r: Reader) -> list[str]:
@@ -216,12 +222,17 @@ def _append(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
                 r.sp()
             if r.maybe(b"CATENATE "):
                 cmd.messages.append(C.AppendMessage(flags, date, io.BytesIO(), 0, parts=_cat_parts(r)))
-            else:
-                binary = r.maybe(b"~")  # a literal8 (RFC 3516)
-                if not r.at_literal():
-                    raise Syntax("expected message literal")
-                lit = r.take_literal()
-                cmd.messages.append(C.AppendMessage(flags, date, lit.as_file(), lit.size, binary))
+                if r.at_end():
+                    return cmd
+                continue
+            utf8 = r.maybe(b"UTF8 (~")
+            binary = not utf8 and r.maybe(b"~")  # a literal8 (RFC 3516)
+            if not r.at_literal():
+                raise Syntax("expected message literal")
+            lit = r.take_literal()
+            if utf8:
+                r.expect(b")")
+            cmd.messages.append(C.AppendMessage(flags, date, lit.as_file(), lit.size, binary=binary, utf8=utf8))
             if r.at_end():
                 return cmd
     except Syntax:
@@ -328,6 +339,8 @@ def _fetch_att(r: Reader) -> C.FetchAtt:
             r.expect(b">")
             partial = (origin, length)
         return C.FetchAtt("BODY", section, partial, peek=name == "BODY.PEEK")
+    if name in X.FETCH_ITEMS:
+        return X.fetch_item(r, name)
     if name not in _SIMPLE_FETCH:
         raise Syntax(f"unknown fetch attribute {name}")
     return C.FetchAtt(name)
@@ -415,8 +428,9 @@ def _id(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
 
 COMMANDS: dict[str, ParseFn] = {
     **{n: _no_args for n in ("CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "CHECK", "CLOSE",
-                             "UNSELECT", "IDLE", "NAMESPACE")},
-    **{n: _one_mailbox for n in ("SELECT", "EXAMINE", "CREATE", "DELETE", "SUBSCRIBE", "UNSUBSCRIBE")},
+                             "UNSELECT", "IDLE", "NAMESPACE", "UNAUTHENTICATE")},
+    **{n: _one_mailbox for n in ("SELECT", "EXAMINE", "DELETE", "SUBSCRIBE", "UNSUBSCRIBE")},
+    "CREATE": X.create,
     "EXPUNGE": _expunge,
     "LOGIN": _login,
     "AUTHENTICATE": _authenticate,
@@ -432,6 +446,8 @@ COMMANDS: dict[str, ParseFn] = {
     "UID": _uid,
     "ENABLE": _enable,
     "ID": _id,
+    "COMPRESS": X.compress,
+    "NOTIFY": lambda r, tag, name, uid: X.notify(r, tag, name, _fetch_att),
     **grammar_acl.COMMANDS,  # ACL and QUOTA (issue 12)
 }
 
@@ -557,6 +573,7 @@ SEARCH_KEYS: dict[str, KeyFn] = {
     "UID": _uid_key,
     "NOT": _not,
     "OR": _or,
+    **X.SEARCH_KEYS,
 }
 
 # SEARCH, SORT, THREAD and CANCELUPDATE: their own module (RETURN options,

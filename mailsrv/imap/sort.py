@@ -135,7 +135,7 @@ async def sort(ctx: Context, cmd: C.Sort) -> Result:
     if refused is not None:
         search_failed(ctx, cmd)
         return refused
-    bound, found = matches(sel, cmd)
+    bound, found = await matches(sel, cmd)
     folder = sel.folder
     sorted_uids = await sort_uids(folder, found.uids, cmd.criteria, ctx.reactor, ctx.reset_timeout,
                                   whole=len(found.uids) == len(sel.uids))

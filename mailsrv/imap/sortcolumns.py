@@ -331,10 +331,14 @@ async def column(folder: IFolder, uids: Sequence[int], kind: str, reactor: IReac
     """``{uid: value}`` of one kind for every UID asked (a message gone in
     the meantime gets an empty value); ``progress`` is called between
     slices of computing."""
+    cols = _columns(folder)
+    if kind not in cols.kinds or len(cols.kinds[kind]) < len(uids):
+        await folder.prefetch(uids, [kind])  # a remote store's values come local first (Maildir: at once)
     cols, col, missing = _lookup(folder, uids, kind)
     step = 200
     for start in range(0, len(missing), step):
         batch = missing[start:start + step]
+        await folder.prefetch(batch, [HEADER_KIND], "header")
         cached_headers = folder.get_cached_many(batch, HEADER_KIND)
         t0 = time.monotonic()
         done = 0

@@ -377,7 +377,7 @@ async def thread(ctx: Context, cmd: C.Thread) -> Result:
     sel = ctx.mailbox
     if cmd.charset not in CHARSETS:
         return no("Unsupported charset", BADCHARSET)
-    _, found = matches(sel, cmd)
+    _, found = await matches(sel, cmd)
     folder = sel.folder
     digest = _digest(cmd, folder.uidvalidity, found)
     kept_kind = f"thread:{cmd.algorithm}:{'uid' if cmd.uid else 'seq'}"

@@ -11,15 +11,18 @@ import subprocess
 import pytest
 
 from mailsrv.embedded import EmbeddedServer, add_user
-from tests.e2e.harness import have, mailsrv_cli
+from tests.e2e.harness import Server, have, mailsrv_cli
 
 MSG = b"From: a@example.org\r\nSubject: shared news\r\n\r\nhello\r\n"
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path, store_dsn):
     data = str(tmp_path / "data")
     os.makedirs(data)
+    if store_dsn is not None:
+        yield from _pg_server(data, store_dsn)
+        return
     add_user(data, "alice", "pw1")
     add_user(data, "bob", "pw2")
     with open(os.path.join(data, "passwd"), "a") as f:
@@ -27,6 +30,26 @@ def server(tmp_path):
     mailsrv_cli(data, "shared", "create", "info", "--grant", "alice=lrswipkxte", "--grant", "bob=lrswipte")
     with EmbeddedServer(data, kinds=("imap", "lmtp")) as srv:
         yield srv
+
+
+def _pg_server(data, dsn):
+    """The same on the PostgreSQL store: users (carol with her quota field)
+    in the users table, the public mailbox made by the same admin command."""
+    srv = Server(data, kinds=("imap", "lmtp"), dsn=dsn)
+    srv.add_user("alice", "pw1")
+    srv.add_user("bob", "pw2")
+    from mailsrv.store.pg.db import Database
+    from mailsrv.store.pg.users import PgUsers
+
+    db = Database(dsn, max_size=1, start=False)
+    try:
+        PgUsers(db).add_user("carol", "{PLAIN}pw3", {"quota_rule": "*:bytes=100"})
+    finally:
+        db.close_now()
+    srv.cli("shared", "create", "info", "--grant", "alice=lrswipkxte", "--grant", "bob=lrswipte")
+    with srv:
+        yield srv
+    assert "blocking database read" not in srv.log()
 
 
 def test_two_users_share_a_folder_and_idle(server):
