@@ -137,6 +137,7 @@ class FakeFolder(_Failing):
         self._listeners: list[IFolderListener] = []
         self._external: list[bytes] = []
         self.cache: dict[tuple[int, str], bytes] = {}
+        self.folder_cache: dict[str, bytes] = {}
         self.fail = {}
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.opens = 0
@@ -382,6 +383,12 @@ class FakeFolder(_Failing):
             if v is not None:
                 out[u] = v
         return out
+
+    def get_folder_cached(self, kind: str) -> bytes | None:
+        return self.folder_cache.get(kind)
+
+    def set_folder_cached(self, kind: str, value: bytes) -> None:
+        self.folder_cache[kind] = bytes(value)
 
     def prefetch(self, uids: Iterable[int], kinds: Iterable[str] = (), body: str | None = None) -> defer.Deferred[None]:
         """Recorded in ``prefetches`` (what a remote backend would fetch)."""

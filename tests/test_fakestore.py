@@ -195,6 +195,18 @@ class Contract:
         assert self.inbox.get_cached_many([a, b], "envelope") == {b: b"(y)"}
 
     @defer.inlineCallbacks
+    def test_folder_wide_values_outlive_messages(self) -> Any:
+        a = yield self.inbox.append(MSG)
+        assert self.inbox.get_folder_cached("col:x") is None
+        self.inbox.set_folder_cached("col:x", b"one")
+        self.inbox.set_folder_cached("col:x", b"two")
+        self.inbox.set_folder_cached("col:y", b"")
+        yield self.inbox.expunge([a])
+        assert self.inbox.get_folder_cached("col:x") == b"two"
+        assert self.inbox.get_folder_cached("col:y") == b""
+        assert self.inbox.get_cached_many([0], "col:x") == {}  # not a message's value
+
+    @defer.inlineCallbacks
     def test_one_live_folder_and_inbox_any_case(self) -> Any:
         again = yield self.account.open_folder("inbox")
         assert again is self.inbox and self.account.folder_exists("InBoX")

@@ -118,12 +118,36 @@ class Status(Command):
 
 
 @dataclass
+class CatText:
+    """CATENATE's TEXT part (RFC 4469)."""
+
+    data: IO[bytes]  # positioned at 0; closed with the command
+    size: int
+    binary: bool = False  # a literal8
+
+
+@dataclass
+class CatUrl:
+    """CATENATE's URL part: an IMAP URL (RFC 5092) of a message or part."""
+
+    url: str
+
+
+@dataclass
 class AppendMessage:
     flags: list[str]
     date: float | None
     data: IO[bytes]  # positioned at 0; caller closes
     size: int
+    binary: bool = False  # sent as a literal8 (RFC 3516)
     utf8: bool = False  # sent as UTF8 (~{n}) (RFC 6855): its headers may be UTF-8
+    parts: list[CatText | CatUrl] | None = None  # CATENATE: the message is built from these first
+
+    def close(self) -> None:
+        self.data.close()
+        for p in self.parts or ():
+            if isinstance(p, CatText):
+                p.data.close()
 
 
 @dataclass
@@ -133,7 +157,7 @@ class Append(Command):
 
     def close(self) -> None:
         for m in self.messages:
-            m.data.close()
+            m.close()
 
 
 @dataclass
@@ -154,6 +178,7 @@ class Section:
 @dataclass
 class FetchAtt:
     name: str  # FLAGS UID INTERNALDATE RFC822 RFC822.HEADER RFC822.TEXT RFC822.SIZE ENVELOPE BODY BODYSTRUCTURE
+    # BINARY BINARY.SIZE (RFC 3516: section is a part number; BINARY.PEEK is BINARY with peek)
     section: Section | None = None  # BODY[...] when not None
     partial: tuple[int, int] | None = None
     peek: bool = False
@@ -199,6 +224,32 @@ class Search(Command):
     charset: str | None = None
     key: SearchKey = field(default_factory=All)
     return_opts: list[str] | None = None  # ESEARCH RETURN (...); None: plain SEARCH
+    partial: tuple[int, int] | None = None  # RETURN (PARTIAL lo:hi), RFC 5267
+
+
+# --- SORT, THREAD, contexts (RFC 5256, 5267) -----------------------------------------
+
+SortCriterion = tuple[str, bool]  # (ARRIVAL CC DATE FROM SIZE SUBJECT TO DISPLAYFROM DISPLAYTO, reverse)
+
+
+@dataclass
+class Sort(Search):
+    """SORT / UID SORT, with ESORT's and CONTEXT=SORT's RETURN options."""
+
+    criteria: list[SortCriterion] = field(default_factory=list)
+
+
+@dataclass
+class Thread(Command):
+    uid: bool = False
+    algorithm: str = "REFERENCES"  # ORDEREDSUBJECT REFERENCES REFS
+    charset: str | None = None
+    key: SearchKey = field(default_factory=All)
+
+
+@dataclass
+class CancelUpdate(Command):
+    tags: list[str] = field(default_factory=list)
 
 
 @dataclass

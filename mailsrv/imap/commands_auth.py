@@ -6,8 +6,8 @@ from __future__ import annotations
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from mailsrv.imap import catenate, condstore, createext, render, rev2
 from mailsrv.imap import commands as C
-from mailsrv.imap import condstore, createext, render, rev2
 from mailsrv.imap import enable as E
 from mailsrv.imap import flags as F
 from mailsrv.imap.context import Context, Handlers
@@ -139,6 +139,9 @@ async def append(ctx: Context, cmd: C.Append) -> Result:
         folder: IFolder = await ctx.account.open_folder(cmd.mailbox)
     except NoSuchFolder:
         return no("Mailbox doesn't exist: " + cmd.mailbox, "TRYCREATE")
+    refused = await catenate.prepare(ctx, cmd)  # CATENATE and literal8 (RFC 4469, 3516)
+    if refused is not None:
+        return refused
     checked = _check_append(ctx, cmd)
     if isinstance(checked, Result):
         return checked

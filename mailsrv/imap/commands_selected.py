@@ -4,13 +4,12 @@ STORE COPY MOVE and their UID forms (FETCH itself is in :mod:`fetch`)."""
 from __future__ import annotations
 
 from mailsrv.imap import commands as C
-from mailsrv.imap import condstore, flagsearch, render, rev2, utf8
+from mailsrv.imap import condstore, render, rev2, utf8
 from mailsrv.imap import flags as F
 from mailsrv.imap.context import Context, Handlers
+from mailsrv.imap.contextsearch import answer, check_update, matches, search_failed
 from mailsrv.imap.fetch import fetch, target
 from mailsrv.imap.results import SELECTED_ONLY, Result, bad, no, ok
-from mailsrv.imap.search import search_loaded as run_search
-from mailsrv.imap.seqset import render as render_set
 from mailsrv.imap.seqset import render_pairs
 from mailsrv.imap.session import SelectedMailbox
 from mailsrv.store.interfaces import IFolder, NoSuchFolder
@@ -159,51 +158,25 @@ async def copy(ctx: Context, cmd: C.Copy) -> Result:
     return ok("completed", code)
 
 
-def _esearch(cmd: C.Search, numbers: list[int], modseq: int | None = None) -> bytes:
-    """The ESEARCH response (RFC 4731) for RETURN (MIN MAX COUNT ALL)."""
-    opts = cmd.return_opts or []
-    parts = [b'* ESEARCH (TAG "%s")' % cmd.tag.encode()]
-    if cmd.uid:
-        parts.append(b"UID")
-    if numbers and "MIN" in opts:
-        parts.append(b"MIN %d" % min(numbers))
-    if numbers and "MAX" in opts:
-        parts.append(b"MAX %d" % max(numbers))
-    if "COUNT" in opts:
-        parts.append(b"COUNT %d" % len(numbers))
-    if numbers and "ALL" in opts:
-        parts.append(b"ALL " + render_set(numbers).encode())
-    if modseq is not None:
-        parts.append(b"MODSEQ %d" % modseq)
-    return b" ".join(parts) + b"\r\n"
-
-
 async def search(ctx: Context, cmd: C.Search) -> Result:
-    """SEARCH / UID SEARCH, answered as SEARCH or, with RETURN, ESEARCH."""
+    """SEARCH / UID SEARCH, answered as SEARCH or, with RETURN, ESEARCH
+    (with SEARCHRES and context updates: :mod:`contextsearch`)."""
     sel = ctx.mailbox
     if cmd.charset is not None and utf8.enabled(ctx):
+        search_failed(ctx, cmd)
         return bad("CHARSET is not allowed after ENABLE UTF8=ACCEPT")
     if cmd.return_opts is None and rev2.active(ctx):
         cmd.return_opts = ["ALL"]  # IMAP4rev2 answers SEARCH with ESEARCH
     if cmd.charset not in (None, "UTF-8", "US-ASCII"):
+        search_failed(ctx, cmd)
         return no("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
-    folder = sel.folder
-    seqs = flagsearch.search(sel, cmd.key)  # flags only: from the store's flag sets
-    if seqs is None:
-        infos = sel.infos()
-        found = await run_search(folder, infos, cmd.key, set(sel.recent), cmd.charset)
-        seqs = sorted(s for s in set(found) if 0 < s <= len(infos) and folder.get(infos[s - 1].uid) is not None)
-    uids = [sel.uids[s - 1] for s in seqs]
-    numbers = uids if cmd.uid else seqs
-    modseq = None
-    if condstore.has_modseq(cmd.key):  # RFC 7162 3.1.5: the highest MODSEQ of what matched
-        condstore.enable_condstore(ctx)
-        modseq = condstore.search_modseq(folder, uids, cmd.return_opts)
-    if cmd.return_opts is None:
-        tail = b" (MODSEQ %d)" % modseq if modseq is not None else b""
-        ctx.send(b"* SEARCH" + b"".join(b" %d" % n for n in numbers) + tail + b"\r\n")
-    else:
-        ctx.send(_esearch(cmd, numbers, modseq))
+    refused = check_update(ctx, cmd)
+    if refused is not None:
+        search_failed(ctx, cmd)
+        return refused
+    bound, found = await matches(sel, cmd)
+    assert isinstance(bound, C.Search)
+    answer(ctx, bound, found)
     return ok()
 
 

@@ -22,6 +22,7 @@ ENABLEd), and register handlers in :mod:`mailsrv.imap.dispatch`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -46,7 +47,10 @@ AUTHENTICATED_CAPABILITIES = ("NAMESPACE", "UNSELECT", "CHILDREN", "UIDPLUS", "M
                               "COMPRESS=DEFLATE", "UTF8=ACCEPT", "NOTIFY", "UNAUTHENTICATE",
                               "STATUS=SIZE", "CREATE-SPECIAL-USE", "OBJECTID", "SAVEDATE", "PREVIEW",
                               "ACL", "RIGHTS=texk", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE",
-                              "CONDSTORE", "QRESYNC")
+                              "CONDSTORE", "QRESYNC",
+                              # SORT, THREAD, contexts, SEARCHRES, BINARY, CATENATE (issue 9)
+                              "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "THREAD=REFS",
+                              "ESORT", "CONTEXT=SEARCH", "CONTEXT=SORT", "SEARCHRES", "BINARY", "CATENATE")
 
 
 Handler = Callable[["Context", Any], Awaitable[Result | None]]
@@ -55,6 +59,11 @@ its own tagged response (LOGOUT, STARTTLS) or the connection is gone."""
 
 Handlers = dict[str, tuple[Handler, frozenset[State]]]
 """A command module's table: command name -> (handler, states it may run in)."""
+
+FlushHook = Callable[[SelectedMailbox, bool, Callable[[], list[bytes]]], list[bytes]]
+"""``hook(selected, allow_expunge, flush) -> lines``: wraps the report of
+other sessions' changes (it calls ``flush`` and may add lines before and
+after, as RFC 5267's ADDTO/REMOVEFROM must); see :meth:`Context.flush_pending`."""
 
 
 class Connection(Protocol):
@@ -134,6 +143,7 @@ class Context:
         self._account: IAccount | None = None
         self._logout: Callable[[], None] | None = None
         self._data: dict[type, Any] = {}
+        self.flush_hooks: list[FlushHook] = []
         self.ops: SessionHooks = NO_SESSION  # login lines, limits, metrics (mailsrv.ops)
 
     # -- output
@@ -237,7 +247,7 @@ class Context:
         self.enabled = set()
         self.dialect.utf8 = False  # the parser's object: changed in place
         self._data = {}
-        self.unsolicited, self.select_hooks = [], []
+        self.unsolicited, self.select_hooks, self.flush_hooks = [], [], []
         self.push_selected, self.push_expunges = False, True
 
     def flush_pending(self, allow_expunge: bool = True) -> None:
@@ -246,7 +256,13 @@ class Context:
         if self.closed:
             return
         if self.selected is not None:
-            self.send_many(self.selected.flush(allow_expunge))
+            sel = self.selected
+
+            def flush() -> list[bytes]:
+                return sel.flush(allow_expunge)
+            for hook in self.flush_hooks:
+                flush = functools.partial(hook, sel, allow_expunge, flush)
+            self.send_many(flush())
         for fn in list(self.unsolicited):
             self.send_many(fn(allow_expunge))
 

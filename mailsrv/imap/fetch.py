@@ -18,12 +18,12 @@ from typing import IO, TypeAlias
 from twisted.internet import task
 from twisted.logger import Logger
 
+from mailsrv.imap import binary, condstore, fetchext, render
 from mailsrv.imap import commands as C
-from mailsrv.imap import condstore, fetchext, render
 from mailsrv.imap import fetchdata as fd
 from mailsrv.imap.context import Context
 from mailsrv.imap.results import Result, bad, no, ok
-from mailsrv.imap.seqset import SeqSet, resolve_seq, resolve_uid, seq_in_range
+from mailsrv.imap.seqset import SavedResult, SeqSet, resolve_seq, resolve_uid, seq_in_range
 from mailsrv.imap.session import SelectedMailbox
 from mailsrv.imap.utf8 import downgrade_envelope
 from mailsrv.store.crlf import CRLFEncoder, to_crlf
@@ -51,7 +51,10 @@ Maker = Callable[[MessageInfo, Prefetched], Item]
 def target(sel: SelectedMailbox, uid: bool, seqset: SeqSet) -> list[tuple[int, int]] | None:
     """(seq, uid) pairs for a command's set; None if a sequence number is
     out of range (BAD for non-UID commands).  A UID that is not in the view
-    pairs with sequence number 0."""
+    pairs with sequence number 0.  ``$`` (RFC 5182) is the saved result's
+    messages still in the view, for UID and sequence forms alike."""
+    if isinstance(seqset, SavedResult):
+        return [(s, u) for u in sorted(sel.saved) if (s := sel.seq_of(u)) is not None]
     if uid:
         return [(sel.seq_of(u) or 0, u) for u in resolve_uid(seqset, sel.uids)]
     if not seq_in_range(seqset, len(sel)):
@@ -153,6 +156,8 @@ class Plan:
                                 lambda info: fd.bodystructure(folder, info, True))
         if n == "BODY" and a.section is None:
             return self._cached(b"BODY ", fd.BODY, lambda info: fd.bodystructure(folder, info, False))
+        if n in ("BINARY", "BINARY.SIZE"):
+            return binary.maker(folder, a)
         if n == "RFC822":
             self.may_stream = True
             return lambda info, pre: _labelled(b"RFC822 ", _whole(folder, info, None))
@@ -317,7 +322,7 @@ class _FetchRun:
                 self.with_flags.insert(0, lambda info, pre: b"UID %d" % info.uid)
             if "MODSEQ" not in names:
                 self.with_flags.append(lambda info, pre: condstore.modseq_item(info))
-        self.gone = self.failed = 0
+        self.gone = self.failed = self.unknown_cte = 0
 
     async def _seen_now(self, batch: list[tuple[int, int]]) -> set[int]:
         """Set \\Seen where the items ask for it; the uids that changed
@@ -363,6 +368,9 @@ class _FetchRun:
             except MessageGone:
                 self.gone += 1
                 continue
+            except binary.UnknownCTE:
+                self.unknown_cte += 1
+                continue
             except Exception:  # noqa: BLE001  one bad message must not end the session
                 log.failure("FETCH of uid {uid} failed", uid=uid)
                 self.failed += 1
@@ -402,6 +410,8 @@ class _FetchRun:
         self.ctx.send(b"".join(lines))
 
     def result(self) -> Result:
+        if self.unknown_cte:
+            return no("Unknown Content-Transfer-Encoding", binary.UnknownCTE.code)
         if self.failed:
             return no("Some messages could not be fetched", "SERVERBUG")
         if self.gone:

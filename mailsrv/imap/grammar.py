@@ -13,17 +13,19 @@ entry.  The lexical layer (atoms, strings, literals, dates) is in
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from functools import partial
 
 from mailsrv.imap import commands as C
 from mailsrv.imap import condstore_grammar as CG
 from mailsrv.imap import flags as F
-from mailsrv.imap import grammar_acl
+from mailsrv.imap import grammar_acl, searchgrammar
 from mailsrv.imap import grammar_ext as X
 from mailsrv.imap import searchkeys as K
 from mailsrv.imap.framing import MAX_LINE, Literal, Parser, Parts
 from mailsrv.imap.reader import MAX_DEPTH, TAG, BadMailboxName, Dialect, Reader, Syntax, parse_date_time
+from mailsrv.imap.seqset import SavedResult
 
 ParseFn = Callable[[Reader, str, str, bool], C.Command]
 """(reader after the name, tag, upper-case name, uid) -> command."""
@@ -226,13 +228,19 @@ def _append(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
             if r.peek() == 0x22:
                 date = parse_date_time(r.quoted().decode("ascii", "replace"))
                 r.sp()
+            if r.maybe(b"CATENATE "):
+                cmd.messages.append(C.AppendMessage(flags, date, io.BytesIO(), 0, parts=X.cat_parts(r)))
+                if r.at_end():
+                    return cmd
+                continue
             utf8 = r.maybe(b"UTF8 (~")
+            binary = not utf8 and r.maybe(b"~")  # a literal8 (RFC 3516)
             if not r.at_literal():
                 raise Syntax("expected message literal")
             lit = r.take_literal()
             if utf8:
                 r.expect(b")")
-            cmd.messages.append(C.AppendMessage(flags, date, lit.as_file(), lit.size, utf8))
+            cmd.messages.append(C.AppendMessage(flags, date, lit.as_file(), lit.size, binary=binary, utf8=utf8))
             if r.at_end():
                 return cmd
     except Syntax:
@@ -282,8 +290,34 @@ def _section(r: Reader) -> C.Section:
     return C.Section(tuple(part), text, fields)
 
 
+def _binary_att(r: Reader, name: str) -> C.FetchAtt:
+    """BINARY[part]<partial>, BINARY.PEEK[...] and BINARY.SIZE[part] (RFC 3516):
+    the section is a part number or nothing."""
+    r.expect(b"[")
+    part: list[int] = []
+    if not r.maybe(b"]"):
+        for item in r.chars(_NAME_CHARS, "section part").decode().split("."):
+            if not item.isdigit() or int(item) == 0 or int(item) > 0xFFFFFFFF:
+                raise Syntax("BINARY takes a part number only")
+            part.append(int(item))
+        r.expect(b"]")
+    partial = None
+    if name != "BINARY.SIZE" and r.maybe(b"<"):
+        origin = r.number()
+        r.expect(b".")
+        length = r.number()
+        if length == 0:
+            raise Syntax("partial length must be positive")
+        r.expect(b">")
+        partial = (origin, length)
+    return C.FetchAtt("BINARY.SIZE" if name == "BINARY.SIZE" else "BINARY", C.Section(tuple(part)), partial,
+                      peek=name != "BINARY")
+
+
 def _fetch_att(r: Reader) -> C.FetchAtt:
     name = r.chars(_NAME_CHARS, "fetch attribute").decode().upper()
+    if name in ("BINARY", "BINARY.PEEK", "BINARY.SIZE"):
+        return _binary_att(r, name)
     if name in ("BODY", "BODY.PEEK") and r.peek() == 0x5B:
         section = _section(r)
         partial = None
@@ -363,41 +397,6 @@ def _copy(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
     return C.Copy(tag, name, uid=uid, seqset=seqset, mailbox=mailbox)
 
 
-_SEARCH_RETURN = {"MIN", "MAX", "ALL", "COUNT"}
-
-
-def _utf8(b: bytes) -> str:
-    return b.decode("utf-8", "replace")
-
-
-def _latin1(b: bytes) -> str:
-    return b.decode("latin-1")
-
-
-def _search(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
-    """SEARCH, with ESEARCH's RETURN (RFC 4731) and CHARSET."""
-    r.sp()
-    return_opts = None
-    if r.maybe(b"RETURN "):
-        opts = [o.upper() for o in r.paren_list(r.atom)]
-        for o in opts:
-            if o not in _SEARCH_RETURN:
-                raise Syntax(f"unknown search return option {o}")
-        return_opts = opts or ["ALL"]
-        r.sp()
-    charset = None
-    if r.maybe(b"CHARSET "):
-        charset = r.astring().decode("ascii", "replace").upper()
-        r.sp()
-    text = _utf8 if charset in (None, "UTF-8", "US-ASCII") else _latin1
-    keys = [search_key(r, text)]
-    while not r.at_end():
-        r.sp()
-        keys.append(search_key(r, text))
-    key = keys[0] if len(keys) == 1 else K.And(tuple(keys))
-    return C.Search(tag, "SEARCH", uid=uid, charset=charset, key=key, return_opts=return_opts)
-
-
 def _enable(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
     caps = []
     while not r.at_end():
@@ -445,7 +444,6 @@ COMMANDS: dict[str, ParseFn] = {
     "STORE": _store,
     "COPY": _copy,
     "MOVE": _copy,
-    "SEARCH": _search,
     "UID": _uid,
     "ENABLE": _enable,
     "ID": _id,
@@ -454,7 +452,7 @@ COMMANDS: dict[str, ParseFn] = {
     **grammar_acl.COMMANDS,  # ACL and QUOTA (issue 12)
 }
 
-UID_COMMANDS = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE"})
+UID_COMMANDS = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE", "SORT", "THREAD"})
 
 
 # ---------------------------------------------------------------- search keys
@@ -471,6 +469,9 @@ def search_key(r: Reader, text: TextFn) -> K.SearchKey:
             return keys[0] if len(keys) == 1 else K.And(tuple(keys))
         if c == 0x2A or 0x30 <= c <= 0x39:
             return K.Seq(tuple(r.seqset()))
+        if c == 0x24:  # $ (RFC 5182)
+            r.seqset()
+            return K.Saved()
         name = r.atom().upper()
         fn = SEARCH_KEYS.get(name)
         if fn is None:
@@ -542,7 +543,10 @@ def _size(r: Reader, name: str, text: TextFn) -> K.SearchKey:
 
 def _uid_key(r: Reader, name: str, text: TextFn) -> K.SearchKey:
     r.sp()
-    return K.Uid(tuple(r.seqset()))
+    seqset = r.seqset()
+    if isinstance(seqset, SavedResult):
+        return K.Saved()
+    return K.Uid(tuple(seqset))
 
 
 def _not(r: Reader, name: str, text: TextFn) -> K.SearchKey:
@@ -580,3 +584,7 @@ SEARCH_KEYS: dict[str, KeyFn] = {
     "OR": _or,
     **X.SEARCH_KEYS,
 }
+
+# SEARCH, SORT, THREAD and CANCELUPDATE: their own module (RETURN options,
+# sort criteria), handed the search-key parser defined above
+COMMANDS.update(searchgrammar.parsers(search_key))

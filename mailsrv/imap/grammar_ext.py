@@ -138,3 +138,20 @@ SEARCH_KEYS: dict[str, Callable[[Reader, str, Callable[[bytes], str]], K.SearchK
     "EMAILID": _object_id,
     "THREADID": _object_id,
 }
+
+
+def cat_parts(r: Reader) -> list[C.CatText | C.CatUrl]:
+    """CATENATE's ``(cat-part *(SP cat-part))`` (RFC 4469)."""
+    def part() -> C.CatText | C.CatUrl:
+        kind = r.atom().upper()
+        r.sp()
+        if kind == "URL":
+            return C.CatUrl(r.astring().decode("utf-8", "replace"))
+        if kind != "TEXT":
+            raise Syntax(f"unknown CATENATE part {kind}")
+        binary = r.maybe(b"~")
+        if not r.at_literal():
+            raise Syntax("CATENATE TEXT needs a literal")
+        lit = r.take_literal()
+        return C.CatText(lit.as_file(), lit.size, binary)
+    return r.paren_list(part, allow_empty=False)

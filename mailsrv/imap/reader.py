@@ -267,6 +267,10 @@ class Reader:
         return self.paren_list(self.flag)
 
     def seqset(self) -> S.SeqSet:
+        if self.maybe(b"$"):  # RFC 5182: only on its own
+            if self.peek() not in (-1, 0x20, 0x29):
+                raise Syntax("$ cannot be combined with other numbers")
+            return S.SavedResult()
         raw = self.chars(SEQSET_CHARS, "sequence set").decode()
         try:
             return S.parse(raw)

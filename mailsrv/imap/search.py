@@ -157,6 +157,17 @@ def needs(key: K.SearchKey) -> tuple[set[str], str | None]:
     return kinds, ("header" if "header" in bodies else None)
 
 
+def search_among(folder: IFolder, view: Sequence[MessageInfo], key: K.SearchKey, recent: set[int],
+                 positions: Iterable[int]) -> list[int]:
+    """:func:`search` for the messages at these 0-based positions of
+    ``view`` only (what changed, for RFC 5267 context updates); sequence
+    numbers and ``*`` in the key still refer to the whole view."""
+    if not view:
+        return []
+    _, pred = compile_key(key, _Scope(view, recent, _Message(folder)))
+    return [i + 1 for i in positions if pred(i, view[i])]
+
+
 @functools.singledispatch
 def compile_key(key: object, scope: _Scope) -> Compiled:
     """A predicate and its cost class for one key; one function registered

@@ -121,6 +121,12 @@ class Modseq:
 
 
 @dataclass(frozen=True, slots=True)
+class Saved:
+    """``$`` (RFC 5182 SEARCHRES): the messages a SEARCH RETURN (SAVE) kept;
+    bound to UIDs by the handler before evaluation."""
+
+
+@dataclass(frozen=True, slots=True)
 class Not:
     key: SearchKey
 
@@ -165,4 +171,4 @@ class ObjectId:
 
 
 SearchKey: TypeAlias = (All | Recent | New | Old | Flag | Header | Address | Body | Text | Date | Size | Seq | Uid
-                        | Modseq | Not | Or | And | SaveDate | SaveDateSupported | ObjectId)
+                        | Saved | Modseq | Not | Or | And | SaveDate | SaveDateSupported | ObjectId)

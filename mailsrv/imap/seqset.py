@@ -17,6 +17,11 @@ SeqSet = list[tuple[int | None, int | None]]
 _MAX = 0xFFFFFFFF
 
 
+class SavedResult(list[tuple[int | None, int | None]]):
+    """``$`` as a command's sequence set (RFC 5182 SEARCHRES): the session
+    resolves it to the UIDs its last SEARCH RETURN (SAVE) kept."""
+
+
 class SeqSetError(ValueError):
     """Not a valid sequence-set."""
 

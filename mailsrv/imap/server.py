@@ -50,7 +50,7 @@ LITERAL_MINUS_MAX = 4096  # RFC 7888 section 4
 
 # no EXPUNGE after a non-UID FETCH/STORE/SEARCH (RFC 3501 7.4.1): the
 # client may still be using the sequence numbers it sent
-_NO_EXPUNGE_AFTER = (C.Fetch, C.Store, C.Search)
+_NO_EXPUNGE_AFTER = (C.Fetch, C.Store, C.Search, C.Thread)  # C.Sort is a C.Search
 
 
 @implementer(interfaces.IPushProducer)

@@ -49,11 +49,16 @@ class SelectedMailbox:
         self.report_recent = True  # False under IMAP4rev2: no \Recent, no RECENT
         self.utf8 = False  # the client reads UTF-8 header values (UTF8=ACCEPT, IMAP4rev2)
         self.report_flags = True  # False: other sessions' flag changes are not reported (NOTIFY without FlagChange)
+        self.saved: list[int] = []  # SEARCHRES (RFC 5182): the UIDs the last SEARCH RETURN (SAVE) kept
+        self.on_close: list[Callable[[], None]] = []  # per-selection extension state to drop
         folder.add_listener(self)
 
     def close(self) -> None:
         self.folder.remove_listener(self)
         self.on_change = None
+        hooks, self.on_close = self.on_close, []
+        for hook in hooks:
+            hook()
 
     # -- IFolderListener
     def messages_added(self, folder: IFolder, uids: list[int]) -> None:

@@ -8,7 +8,8 @@ FLUSH_EVERY values) with ``synchronous=OFF``.
 
 Rows are keyed (kind, uid) so a bulk read of one kind over a UID range
 (:meth:`FolderCache.get_many`, what ``FETCH 1:*`` needs) is one contiguous
-index range, not a walk over every other kind's (larger) values.
+index range, not a walk over every other kind's (larger) values.  Values
+about the folder as a whole (packed sort columns) use uid FOLDER_WIDE.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ IN_CHUNK = 500  # uids per ``uid IN (...)`` query
 # per folder: a header SEARCH by several sessions is then no query at all.
 HOT_PREFIXES = ("hs:", "ha:")
 HOT_BYTES = 16 << 20
+FOLDER_WIDE = 0  # the row "uid" of folder-wide values (no message has UID 0)
 
 
 def remove(folder_dir: str) -> None:

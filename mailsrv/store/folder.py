@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mailsrv.store import index
-from mailsrv.store.cache import FolderCache
+from mailsrv.store.cache import FOLDER_WIDE, FolderCache
 from mailsrv.store.changes import Changes, ModseqRecorder
 from mailsrv.store.diskfolder import (
     DiskFolder,
@@ -659,6 +659,12 @@ class Folder:
     def prefetch(self, uids: Iterable[int], kinds: Iterable[str] = (), body: str | None = None) -> defer.Deferred[None]:
         """Every read here is local already."""
         return defer.succeed(None)
+
+    def get_folder_cached(self, kind: str) -> bytes | None:
+        return self._cache.get(FOLDER_WIDE, kind)
+
+    def set_folder_cached(self, kind: str, value: bytes) -> None:
+        self._cache.set(FOLDER_WIDE, kind, value)
 
     # --- sync with the outside -------------------------------------------------------------
 

@@ -17,6 +17,9 @@ Conventions:
 - Methods returning ``Deferred`` may do their disk work in a thread; their
   in-memory effects (new UIDs, flag changes, listener calls) always happen
   in the reactor thread, in order, before the Deferred fires.
+
+The module is one piece on purpose: it is the whole contract a backend
+implements, read top to bottom by whoever writes the next store.
 """
 
 from __future__ import annotations
@@ -269,6 +272,20 @@ class IFolder(Interface):
         neither list.  Fires with ``(changed, modified)``: the UIDs whose
         flags really changed (each now at one new mod-sequence) and the
         UIDs left alone, both ascending."""
+
+    # -- folder-wide derived values (SORT/THREAD, issue 9)
+    def get_folder_cached(kind: str) -> bytes | None:
+        """A value derived from many messages of the folder at once (e.g.
+        kind 'col:sk:subj', every message's sort key packed in one value),
+        or None.  Like the per-message cache it is rebuildable and dies
+        with UIDVALIDITY; it is not told of new or expunged messages, so it
+        may describe an older set of messages and a reader checks which
+        UIDs it covers."""
+
+    def set_folder_cached(kind: str, value: bytes) -> None:
+        """Remember a folder-wide derived value, replacing the last one of
+        its kind (written with the per-message cache's batching)."""
+
     # --- for backends whose data is remote (issue 13, PostgreSQL) --------------------
 
     def prefetch(uids: Iterable[int], kinds: Iterable[str] = (), body: str | None = None) -> Deferred:

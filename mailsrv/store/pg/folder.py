@@ -332,6 +332,14 @@ class PgFolder:
                     out[u] = v
         return out
 
+    # folder-wide derived values (SORT/THREAD, issue 9): kept in this process only for now, so a
+    # restart computes them again from the per-message values; persisting them is the backend's to add
+    def get_folder_cached(self, kind: str) -> bytes | None:
+        return self.__dict__.setdefault("_folder_values", {}).get(kind)
+
+    def set_folder_cached(self, kind: str, value: bytes) -> None:
+        self.__dict__.setdefault("_folder_values", {})[kind] = bytes(value)
+
     def prefetch(self, uids: Iterable[int], kinds: Iterable[str] = (), body: str | None = None) -> defer.Deferred:
         """Make the synchronous reads of these messages local: cached values
         of ``kinds`` (``get_cached``), and for ``body`` "header" the start
