@@ -37,6 +37,7 @@ from mailsrv.imap.dispatch import TABLE
 from mailsrv.imap.grammar import command_parser
 from mailsrv.imap.results import Result, no
 from mailsrv.pump import CommandPump
+from mailsrv.quickack import QuickAck
 from mailsrv.store.interfaces import StoreError
 
 log = Logger()
@@ -96,6 +97,8 @@ class IMAPServer(Protocol, TimeoutMixin):
         self.waiting_for_line = False
         self._bad_count = 0
         self._abort_call: Any = None
+        self._wrote = False  # output since the last input (it carries the ACK)
+        self._quickack: QuickAck | None = None
 
     def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:
         """TimeoutMixin's and our own timers run on the given reactor (a
@@ -109,6 +112,7 @@ class IMAPServer(Protocol, TimeoutMixin):
         except (AttributeError, OSError, NotImplementedError):
             pass
         self.pump = CommandPump(self.parser, self._event, self.transport)
+        self._quickack = QuickAck(self.transport)
         self.transport.registerProducer(self.out, True)
         self.setTimeout(self.ctx.config.imap_timeout)
         self.write(render.untagged(f"OK [CAPABILITY {' '.join(self.ctx.capabilities())}] mailsrv ready."))
@@ -165,10 +169,12 @@ class IMAPServer(Protocol, TimeoutMixin):
     # -- output
     def write(self, data: bytes) -> None:
         if not self.closed:
+            self._wrote = True
             self.transport.write(data)
 
     def write_many(self, lines: list[bytes]) -> None:
         if lines and not self.closed:
+            self._wrote = True
             self.transport.writeSequence(lines)
 
     def drained(self) -> defer.Deferred[None]:
@@ -179,7 +185,10 @@ class IMAPServer(Protocol, TimeoutMixin):
         self.resetTimeout()
         self.parser.push(data)
         assert self.pump is not None
+        self._wrote = False
         self.pump.pump()
+        if not self._wrote and self._quickack is not None and self.parser.incomplete():
+            self._quickack.ack_now()  # no answer carries the ACK: a Nagle client waits for it
 
     def input_buffered(self) -> int:
         return self.parser.buffered()
