@@ -39,6 +39,7 @@ from mailsrv.imap.results import Result, no
 from mailsrv.pump import CommandPump
 from mailsrv.quickack import QuickAck
 from mailsrv.store.interfaces import StoreError
+from mailsrv.wire import Wire, plain_tcp_socket
 
 log = Logger()
 
@@ -99,6 +100,7 @@ class IMAPServer(Protocol, TimeoutMixin):
         self._abort_call: Any = None
         self._wrote = False  # output since the last input (it carries the ACK)
         self._quickack: QuickAck | None = None
+        self.wire = Wire(reactor, self.direct_socket, lambda: self.transport, self._write_many_now, self.drained)
 
     def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:
         """TimeoutMixin's and our own timers run on the given reactor (a
@@ -122,6 +124,7 @@ class IMAPServer(Protocol, TimeoutMixin):
             self._abort_call.cancel()
         self.closed = True
         self.setTimeout(None)
+        self.wire.abort()
         self.out.stopProducing()
         self.parser.close()
         if self.pump is not None:
@@ -170,12 +173,28 @@ class IMAPServer(Protocol, TimeoutMixin):
     def write(self, data: bytes) -> None:
         if not self.closed:
             self._wrote = True
-            self.transport.write(data)
+            if self.wire.busy:
+                self.wire.hold(data)  # after the message data the wire still holds
+            else:
+                self.transport.write(data)
 
     def write_many(self, lines: list[bytes]) -> None:
         if lines and not self.closed:
             self._wrote = True
+            if self.wire.busy:
+                self.wire.hold(b"".join(lines))
+            else:
+                self.transport.writeSequence(lines)
+
+    def _write_many_now(self, lines: list[bytes]) -> None:
+        if lines and not self.closed:
             self.transport.writeSequence(lines)
+
+    def direct_socket(self) -> Any:
+        """The socket message data may be written to directly (plain TCP,
+        output not transformed), else None (mailsrv.wire).  A layer that
+        transforms output (COMPRESS) must make this None while it is on."""
+        return None if self.closed else plain_tcp_socket(self.transport)
 
     def drained(self) -> defer.Deferred[None]:
         return self.out.wait()
