@@ -250,7 +250,7 @@ def build_deliver(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("deliver", parents=[common], help="deliver one message from stdin (an LDA)",
                        description="Deliver one message read from standard input into NAME's mailbox. "
                                    "Exit codes follow sysexits: 0 delivered, 65 bad input, 67 unknown user, "
-                                   "75 temporary failure, 78 configuration error.")
+                                   "73 over quota, 75 temporary failure, 78 configuration error.")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--folder", metavar="F", default="INBOX", help="target folder (default INBOX)")
     p.add_argument("--flags", metavar="FLAGS", action="append",
@@ -370,6 +370,8 @@ COMMANDS: dict[str, Callable[[Any, argparse.ArgumentParser], None]] = {
     "deliver": build_deliver,
     "config": build_config,
     "admin": lambda sub, common: _register("mailsrv.admin", sub, common),
+    "quota": lambda sub, common: _register("mailsrv.admin.quota", sub, common),
+    "shared": lambda sub, common: _register("mailsrv.admin.shared", sub, common),
     "demo": lambda sub, common: _register("mailsrv.demo", sub, common),
 }
 

@@ -58,6 +58,11 @@ class Config:
     hash_scheme: str = "ARGON2ID"
     demo_user: bool = True
     trace: bool = False
+    # quota (issue 12): Dovecot quota_rule values by key (quota_rule, quota_rule2...),
+    # percentages that log a warning when crossed, 4xx instead of 5xx when full
+    quota_rules: dict[str, str] = field(default_factory=dict)
+    quota_warnings: list[int] = field(default_factory=list)
+    quota_full_tempfail: bool = False
     source: str | None = None  # the ini file read, if any
 
     @property
@@ -91,7 +96,7 @@ def _apply(cfg: Config, p: configparser.ConfigParser) -> None:
     """Each known section onto ``cfg``; a bad value is one ConfigError."""
     sections: dict[str, Callable[[Config, configparser.SectionProxy], None]] = {
         "server": _server, "listeners": _listeners, "tls": _tls, "auth": _auth,
-        "pop3": _pop3, "imap": _imap, "lmtp": _lmtp,
+        "pop3": _pop3, "imap": _imap, "lmtp": _lmtp, "quota": _quota,
     }
     try:
         for name, apply in sections.items():
@@ -163,6 +168,29 @@ def _lmtp(cfg: Config, s: configparser.SectionProxy) -> None:
         cfg.local_domains = [d.strip().lower() for d in s["domains"].replace(",", " ").split()]
     if "detail_folders" in s:
         cfg.lmtp_detail_folders = _bool(s["detail_folders"])
+
+
+def _quota(cfg: Config, s: configparser.SectionProxy) -> None:
+    """``rule``, ``rule2``... (Dovecot's quota_rule, quota_rule2...),
+    ``warning = 80 95``, ``full_tempfail = no``."""
+    import re
+
+    from mailsrv.store.quota import QuotaRuleError, parse_rules
+
+    for key, value in s.items():
+        m = re.fullmatch(r"rule(\d*)", key)
+        if m:
+            cfg.quota_rules["quota_rule" + m.group(1)] = value.strip()
+        elif key == "warning":
+            cfg.quota_warnings = [int(v.rstrip("%")) for v in value.replace(",", " ").split()]
+        elif key == "full_tempfail":
+            cfg.quota_full_tempfail = _bool(value)
+        else:
+            raise ConfigError(f"unknown setting {key!r} in [quota]")
+    try:
+        parse_rules(cfg.quota_rules.values())
+    except QuotaRuleError as e:
+        raise ConfigError(f"[quota]: {e}") from None
 
 
 def give_to_data_owner(config: Config, top: str) -> None:

@@ -14,6 +14,8 @@ or to retry, with a one-line reason on stderr:
   header field, a NUL byte in the header, or a message larger than
   ``lmtp_max_size`` (a permanent condition: retrying cannot help);
 - 67 (EX_NOUSER) the user is not in the password file;
+- 73 (EX_CANTCREAT) the mailbox is over quota (issue 12; 75 instead with
+  ``[quota] full_tempfail = yes``, so the MTA retries);
 - 75 (EX_TEMPFAIL) anything that may pass: a missing or unreadable password
   file, disk full, I/O errors, store trouble.
 
@@ -37,6 +39,7 @@ EX_OK = 0
 EX_USAGE = 64
 EX_DATAERR = 65
 EX_NOUSER = 67
+EX_CANTCREAT = 73
 EX_TEMPFAIL = 75
 
 HEAD_SIZE = 64 * 1024  # read before anything is written, to validate the header
@@ -71,7 +74,7 @@ def deliver_command(
         user = find_user(config.passwd_path, name)
         wanted = normalize_flags(flags)
         with spool_message(stdin, config.lmtp_max_size) as message:
-            fell_back = _deliver(config.data_dir, user, folder or "INBOX", message, wanted)
+            fell_back = _deliver(config.data_dir, user, folder or "INBOX", message, wanted, config)
     except DeliveryFailed as e:
         err.write(f"mailsrv deliver: {e.reason}\n")
         return e.code
@@ -183,11 +186,27 @@ def _check_size(size: int, limit: int) -> None:
         raise DeliveryFailed(EX_DATAERR, f"message too large (over {limit} bytes)")
 
 
-def _deliver(data_dir: str, user: str, folder: str, message: BinaryIO, flags: list[str]) -> bool:
-    """Write into ``folder``, or INBOX when it does not exist (returns True then)."""
+def _quota(config: Config | None, user: str, root: str) -> object | None:
+    """The user's quota tracker (mailsrv.store.quota), or None without limits."""
+    if config is None:
+        return None
+    from mailsrv.auth.passwd import PasswdFile
+    from mailsrv.store.quota import QuotaTracker, rules_for
+
+    rules = rules_for(config.quota_rules, PasswdFile(config.passwd_path).user_fields(user), user)
+    if not rules.enforced:
+        return None
+    return QuotaTracker(root, user, lambda: rules, config.quota_warnings, config.quota_full_tempfail)
+
+
+def _deliver(data_dir: str, user: str, folder: str, message: BinaryIO, flags: list[str],
+             config: Config | None = None) -> bool:
+    """Write into ``folder``, or INBOX when it does not exist (returns True
+    then); counted against the user's quota when one applies."""
     try:
         from mailsrv.store import layout, maildir
-        from mailsrv.store.interfaces import StoreError
+        from mailsrv.store.interfaces import OverQuota, StoreError
+        from mailsrv.store.quota import QuotaTracker
 
         path: str | None
         try:
@@ -198,7 +217,25 @@ def _deliver(data_dir: str, user: str, folder: str, message: BinaryIO, flags: li
         fell_back = not inbox and (path is None or not os.path.isdir(os.path.join(path, "cur")))
         if path is None or inbox or fell_back:
             path = layout.folder_dir(data_dir, user, "INBOX")
-        maildir.deliver(path, message, flags)  # creates a missing Maildir itself
+            folder = "INBOX"
+        root = layout.maildir_root(data_dir, user)
+        os.makedirs(root, exist_ok=True)
+        tracker = _quota(config, user, root)
+        size = message.seek(0, os.SEEK_END)
+        message.seek(0)
+        if isinstance(tracker, QuotaTracker):
+            try:
+                tracker.change(folder, size, 1, check=True)
+            except OverQuota as e:
+                raise DeliveryFailed(EX_TEMPFAIL if e.temporary else EX_CANTCREAT, f"{user}: {e}") from None
+        try:
+            maildir.deliver(path, message, flags)  # creates a missing Maildir itself
+        except BaseException:
+            if isinstance(tracker, QuotaTracker):
+                tracker.change(folder, -size, -1, check=False)
+            raise
+    except DeliveryFailed:
+        raise
     except OSError as e:
         raise DeliveryFailed(EX_TEMPFAIL, f"cannot write to the mailbox of {user}: {e.strerror or e}") from None
     except Exception as e:  # store trouble of any kind: retry later rather than bounce

@@ -116,6 +116,24 @@ def build_config(opts: Options) -> configmod.Config:
     return cfg
 
 
+def quota_policy(cfg: configmod.Config) -> Callable[[str], Any]:
+    """``user -> QuotaRules``: the configured rules with the passwd file's
+    ``userdb_quota_rule*`` fields on top (re-read when the file changes)."""
+    from mailsrv.auth.passwd import PasswdFile
+    from mailsrv.store.quota import rules_for
+
+    passwd = PasswdFile(cfg.passwd_path)
+
+    def rules(user: str) -> Any:
+        try:
+            fields = passwd.user_fields(user)
+        except OSError:
+            fields = {}
+        return rules_for(cfg.quota_rules, fields, user)
+
+    return rules
+
+
 class MailService(service.MultiService):
     """The server: shared store, portal and TLS context; one child per listener."""
 
@@ -131,7 +149,9 @@ class MailService(service.MultiService):
         from mailsrv.store import Store
 
         os.makedirs(cfg.data_dir, mode=0o700, exist_ok=True)
-        self.store = Store(cfg.data_dir, idle_ttl=IDLE_FOLDER_TTL, reactor=reactor)
+        self.store = Store(cfg.data_dir, idle_ttl=IDLE_FOLDER_TTL, reactor=reactor,
+                           quota_rules=quota_policy(cfg), quota_warnings=cfg.quota_warnings,
+                           quota_tempfail=cfg.quota_full_tempfail)
         self.portal = auth.make_portal(self.store, cfg)
         had_tls = os.path.exists(os.path.join(cfg.data_dir, tls.SELF_SIGNED_DIR))
         cert, key = tls.resolve_paths(cfg.tls_cert, cfg.tls_key, cfg.data_dir, cfg.hostname)

@@ -25,6 +25,13 @@ What tests need beyond the interface:
   deliveries pending until ``account.release()``.
 - ``FakeRealm`` / ``make_portal`` log users in to a store's accounts with
   fixed passwords and count logouts.
+- quota (issue 12): ``account.quota_limits = (octets, messages)`` (0: no
+  limit) with usage the sum of the account's messages' sizes; appends,
+  copies and deliveries beyond it fail with OverQuota.
+- rights (issue 12): ``store.view(user)`` is the real
+  :class:`mailsrv.store.shared.UserView` over :class:`FakeShares` (ACLs,
+  private \\Seen sets in memory); ``store.public`` holds public mailboxes
+  once ``store.make_public()`` made it.
 """
 
 from __future__ import annotations
@@ -39,8 +46,10 @@ from twisted.cred.portal import IRealm, Portal
 from twisted.internet import defer
 from zope.interface import implementer
 
+from mailsrv.store.acl import Acl
 from mailsrv.store.crlf import to_crlf
 from mailsrv.store.interfaces import (
+    RIGHTS,
     FolderExists,
     FolderNotEmpty,
     IAccount,
@@ -50,8 +59,14 @@ from mailsrv.store.interfaces import (
     IStore,
     MessageGone,
     MessageInfo,
+    NoPermission,
     NoSuchFolder,
+    OverQuota,
+    QuotaResource,
+    QuotaRoot,
 )
+from mailsrv.store.rightsfolder import PrivateSeen
+from mailsrv.store.shared import UserView
 
 DEFAULT_DATE = 1700000000.0
 SPECIAL = {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk", "Archive": "\\Archive"}
@@ -89,7 +104,10 @@ class _CountingFile(io.BytesIO):
 class FakeFolder(_Failing):
     """A live folder: one object shared by every session that opens it."""
 
+    rights = RIGHTS
+
     def __init__(self, name: str = "INBOX", uidvalidity: int = 1000) -> None:
+        self.account: FakeAccount | None = None  # set by the account: whose quota applies
         self.name = name
         self.uidvalidity = uidvalidity
         self.uidnext = 1
@@ -189,6 +207,8 @@ class FakeFolder(_Failing):
         if "append" in self.fail:
             return self._deferred("append", None)
         raw = source if isinstance(source, bytes) else source.read()
+        if self.account is not None and self.account.over_quota(self.name, len(to_crlf(raw)), 1):
+            return defer.fail(OverQuota("Quota exceeded"))
         uid = self.add(raw, flags, time.time() if internaldate is None else internaldate).uid
         self._tell("messages_added", [uid])
         return defer.succeed(uid)
@@ -230,12 +250,23 @@ class FakeFolder(_Failing):
         self._tell("messages_expunged", gone)
         return defer.succeed(gone)
 
-    def copy_to(self, uids: Iterable[int], target: IFolder) -> defer.Deferred[list[tuple[int, int]]]:
+    def copy_to(self, uids: Iterable[int], target: IFolder, move: bool = False
+                ) -> defer.Deferred[list[tuple[int, int]]]:
         wanted = sorted(set(uids))
         self.calls.append(("copy_to", (wanted, target.name)))
         if "copy_to" in self.fail:
             return self._deferred("copy_to", None)
+        unwrap = getattr(target, "unwrap", None)
+        if unwrap is not None:
+            if "i" not in target.rights:
+                return defer.fail(NoPermission("no insert right"))
+            target = unwrap()
         assert isinstance(target, FakeFolder)
+        acct = target.account
+        size = sum(self._msgs[u].size for u in wanted if u in self._msgs)
+        count = sum(1 for u in wanted if u in self._msgs)
+        if acct is not None and not (move and acct is self.account) and acct.over_quota(target.name, size, count):
+            return defer.fail(OverQuota("Quota exceeded"))
         pairs = []
         for u in wanted:
             info = self._msgs.get(u)
@@ -278,15 +309,43 @@ class FakeAccount(_Failing):
         self.user = user
         self._validity = 2000
         names = list(SPECIAL) if folders is None else [n for n in folders if n != "INBOX"]
-        self.folders: dict[str, FakeFolder] = {"INBOX": FakeFolder("INBOX")}
+        self.folders: dict[str, FakeFolder] = {"INBOX": self._folder("INBOX", 1000)}
         for name in names:
-            self.folders[name] = FakeFolder(name, self._next_validity())
+            self.folders[name] = self._folder(name, self._next_validity())
+        self.quota_limits = (0, 0)
         self._subs: list[str] = ["INBOX", *names]
         self.fail = {}
         self.pop3_locked = False
         self.hold_deliveries = False
         self.pending: list[tuple[defer.Deferred[int], int]] = []
         self.delivered: list[tuple[str, bytes, tuple[str, ...]]] = []
+
+    def _folder(self, name: str, uidvalidity: int) -> FakeFolder:
+        f = FakeFolder(name, uidvalidity)
+        f.account = self
+        return f
+
+    def usage(self) -> tuple[int, int]:
+        msgs = [m for f in self.folders.values() for m in f.messages()]
+        return sum(m.size for m in msgs), len(msgs)
+
+    def over_quota(self, folder: str, octets: int, messages: int) -> bool:
+        """Would storing this into ``folder`` go beyond the limits?"""
+        blimit, climit = self.quota_limits
+        used, count = self.usage()
+        return bool((blimit and used + octets > blimit) or (climit and count + messages > climit))
+
+    def quota(self) -> defer.Deferred[QuotaRoot | None]:
+        blimit, climit = self.quota_limits
+        if not blimit and not climit:
+            return defer.succeed(None)
+        used, count = self.usage()
+        res = []
+        if blimit:
+            res.append(QuotaResource("STORAGE", used, blimit))
+        if climit:
+            res.append(QuotaResource("MESSAGE", count, climit))
+        return defer.succeed(QuotaRoot("User quota", tuple(res)))
 
     def _next_validity(self) -> int:
         self._validity += 1
@@ -325,7 +384,7 @@ class FakeAccount(_Failing):
         for i in range(1, len(parts) + 1):
             n = "/".join(parts[:i])
             if n not in self.folders:
-                self.folders[n] = FakeFolder(n, self._next_validity())
+                self.folders[n] = self._folder(n, self._next_validity())
         return self._deferred("create_folder", None)
 
     def delete_folder(self, name: str) -> defer.Deferred[None]:
@@ -377,6 +436,8 @@ class FakeAccount(_Failing):
         if f is None:
             return defer.fail(NoSuchFolder(folder))
         raw = source if isinstance(source, bytes) else source.read()
+        if self.over_quota(f.name, len(to_crlf(raw)), 1):
+            return defer.fail(OverQuota("Quota exceeded"))
         self.delivered.append((f.name, raw, tuple(flags)))
         d = f.append(raw, flags)
         if not self.hold_deliveries:
@@ -412,6 +473,27 @@ class FakeStore(_Failing):
         """``FakeStore(alice=("Spam",))``: alice has INBOX and Spam."""
         self.accounts: dict[str, FakeAccount] = {u: FakeAccount(u, names) for u, names in folders.items()}
         self.fail = {}
+        self.public: FakeAccount | None = None
+        self.shares = FakeShares(self)
+
+    def view(self, user: str | None) -> UserView:
+        return UserView(self.shares, user, self.account(user) if user is not None else None)
+
+    def make_public(self, *names: str) -> FakeAccount:
+        """Public mailboxes (``Public/<name>``)."""
+        if self.public is None:
+            self.public = FakeAccount("public", ())
+        for n in names:
+            self.public.create_folder(n)
+        return self.public
+
+    def public_mailbox(self, name: str) -> str | None:
+        if self.public is None:
+            return None
+        for f in self.public.list_folders():
+            if f != "INBOX" and f.lower() == name.lower():
+                return "Public/" + f
+        return None
 
     def account(self, user: str) -> FakeAccount:
         self._check("account")
@@ -423,6 +505,45 @@ class FakeStore(_Failing):
         """Serve an existing account object (shared by several stores' sessions)."""
         self.accounts[account.user] = account
         return account
+
+
+class FakeShares:
+    """In-memory ShareBackend (mailsrv.store.shared) over a FakeStore."""
+
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
+        self.acls: dict[tuple[str, str], Acl] = {}
+        self.seen: dict[tuple[str, str], PrivateSeen] = {}
+
+    def _key(self, account: FakeAccount, folder: str) -> tuple[str, str]:
+        return (account.user, account._norm(folder))
+
+    def owner_account(self, user: str) -> FakeAccount | None:
+        return self.store.accounts.get(user)
+
+    def public_account(self) -> FakeAccount | None:
+        return self.store.public
+
+    def read_acl(self, account: FakeAccount, folder: str) -> Acl | None:
+        acl = self.acls.get(self._key(account, folder))
+        return Acl(list(acl.entries)) if acl is not None else None
+
+    def write_acl(self, account: FakeAccount, folder: str, acl: Acl | None) -> defer.Deferred[None]:
+        if acl is None:
+            self.acls.pop(self._key(account, folder), None)
+        else:
+            self.acls[self._key(account, folder)] = Acl(list(acl.entries))
+        return defer.succeed(None)
+
+    def sharers(self, user: str | None) -> list[str]:
+        return sorted({owner for (owner, _), acl in self.acls.items()
+                       if owner in self.store.accounts and "l" in acl.rights_of(user, owner=False)})
+
+    def private_seen(self, user: str, folder: FakeFolder) -> defer.Deferred[PrivateSeen]:
+        key = (user, folder.name)
+        if key not in self.seen:
+            self.seen[key] = PrivateSeen(folder.uidvalidity, set(), lambda v, s: defer.succeed(None))
+        return defer.succeed(self.seen[key])
 
 
 @implementer(IRealm)
@@ -441,7 +562,7 @@ class FakeRealm:
         def logout() -> None:
             self.logouts += 1
 
-        return IAccount, self.store.account(name), logout
+        return IAccount, self.store.view(name), logout
 
 
 def make_portal(store: Any, passwords: dict[str, str] | None = None) -> Portal:

@@ -227,6 +227,9 @@ class FakeStore:
         self.asked.append(user)
         return FakeAccount(user)
 
+    def view(self, user):  # what the realm hands out (issue 12): the user's view
+        return self.account(user)
+
 
 class CheckerTests(unittest.TestCase):
     def setUp(self):

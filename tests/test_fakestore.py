@@ -286,7 +286,7 @@ class FakeStoreContract(Contract, unittest.TestCase):
         portal = make_portal(self.store)
         iface, avatar, logout = self.successResultOf(
             portal.login(UsernamePassword(b"alice", b"secret"), None, IAccount))
-        assert avatar is self.account
+        assert avatar.own is self.account  # the user's view over their account (issue 12)
         logout()
         assert portal.realm.logouts == 1
 

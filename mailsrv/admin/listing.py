@@ -79,6 +79,9 @@ def cmd_mailbox_list(args: argparse.Namespace, config: Any, out: TextIO | None =
         out.write("  ".join(cells) + "\n")
     total = sum(r.messages for r in rows)
     out.write(f"{len(rows)} folders, {total} messages, {human(sum(r.size for r in rows))}\n")
+    from mailsrv.admin.quota import usage_line  # issue 12: quota usage and limits
+
+    out.write("quota: " + usage_line(config, args.name) + "\n")
     pending = sum(r.without_uid for r in rows)
     if pending:
         out.write(f"({pending} messages not yet indexed: they get UIDs when the folder is next opened)\n")

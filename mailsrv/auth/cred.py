@@ -204,7 +204,8 @@ class MailRealm:
     def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> tuple[Any, Any, Callable[[], None]]:
         if IAccount in interfaces:
             name = avatarId.decode("utf-8") if isinstance(avatarId, (bytes, bytearray)) else str(avatarId)
-            return IAccount, self.store.account(name), _logout
+            # the user's view (issue 12): own, shared and public folders, rights enforced
+            return IAccount, self.store.view(name), _logout
         raise NotImplementedError("mailsrv realm only provides IAccount avatars")
 
 

@@ -69,6 +69,20 @@ class PasswdEntry:
     password: str  # '{SCHEME}value'; empty means the account is disabled
     extra: list[str]  # fields 3.. as found (uid, gid, gecos, home, shell, extra)
 
+    def extra_fields(self) -> dict[str, str]:
+        """Dovecot's extra fields (everything after the 7th colon: space-
+        separated ``key=value``), ``userdb_`` prefixes dropped as the
+        passwd-file userdb does: ``userdb_quota_rule=*:storage=1G`` ->
+        ``{"quota_rule": "*:storage=1G"}``.  A key without ``=`` maps to ""."""
+        out: dict[str, str] = {}
+        for token in ":".join(self.extra[5:]).split():
+            key, _, value = token.partition("=")
+            if key.startswith("userdb_"):
+                key = key[len("userdb_"):]
+            if key:
+                out.setdefault(key, value)
+        return out
+
 
 def _parse_line(line: str) -> PasswdEntry | None:
     text = line.rstrip("\r\n")
@@ -126,6 +140,11 @@ class PasswdFile:
         """The entry for ``name`` from the current file (OSError if unreadable)."""
         with self._lock:
             return self._refresh().get(name)
+
+    def user_fields(self, name: str) -> dict[str, str]:
+        """The extra fields of ``name`` ({} for an unknown user)."""
+        entry = self.lookup(name)
+        return entry.extra_fields() if entry is not None else {}
 
     def users(self) -> list[str]:
         """User names in file order."""

@@ -26,7 +26,8 @@ async def select(ctx: Context, cmd: C.MailboxCommand) -> Result:
     except NoSuchFolder:
         return no("Mailbox doesn't exist: " + cmd.mailbox, "NONEXISTENT")
     await folder.refresh()
-    readonly = cmd.name == "EXAMINE"
+    # without any right to change the mailbox, SELECT is read-only too (RFC 4314)
+    readonly = cmd.name == "EXAMINE" or not any(r in getattr(folder, "rights", "w") for r in "swtie")
     sel = ctx.select(folder, readonly)
     lines = sel.flags_response()
     lines.append(b"* %d EXISTS\r\n" % len(sel))
@@ -135,7 +136,13 @@ async def append(ctx: Context, cmd: C.Append) -> Result:
 
 
 async def namespace(ctx: Context, cmd: C.Simple) -> Result:
-    ctx.send(render.untagged('NAMESPACE (("" "/")) NIL NIL'))
+    """Personal, other users' and public namespaces (RFC 2342; the store's
+    IUserView says which exist)."""
+    spaces = getattr(ctx.account, "namespaces", None)
+    groups = spaces() if spaces is not None else ([("", "/")], [], [])
+    parts = [b"(" + b"".join(b"(" + render.string(p) + b" " + render.string(d) + b")" for p, d in g) + b")"
+             if g else b"NIL" for g in groups]
+    ctx.send(b"* NAMESPACE " + b" ".join(parts) + b"\r\n")
     return ok()
 
 

@@ -28,7 +28,7 @@ async def close(ctx: Context, cmd: C.Simple) -> Result:
     sel = ctx.mailbox
     folder, readonly = sel.folder, sel.readonly
     ctx.unselect()
-    if not readonly:
+    if not readonly and "e" in getattr(folder, "rights", "e"):  # without 'e' CLOSE expunges nothing (RFC 4314)
         await folder.expunge(None)
     return ok()
 
@@ -117,7 +117,9 @@ async def copy(ctx: Context, cmd: C.Copy) -> Result:
         return no(GONE, "EXPUNGEISSUED")
     if not uids:
         return ok("completed (no messages)")
-    copied: list[tuple[int, int]] = await folder.copy_to(uids, dest)
+    # a MOVE within one account never fails for quota (the store's move=True)
+    copied: list[tuple[int, int]] = await (folder.copy_to(uids, dest, move=True) if move
+                                           else folder.copy_to(uids, dest))
     if len(copied) < len(uids):
         # another session expunged some while we copied: all or nothing, so a
         # client that retries does not get duplicates (RFC 2180 4.4.1)

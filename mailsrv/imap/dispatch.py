@@ -12,7 +12,7 @@ commands.
 
 from __future__ import annotations
 
-from mailsrv.imap import commands_any, commands_auth, commands_selected
+from mailsrv.imap import commands_acl, commands_any, commands_auth, commands_quota, commands_selected
 from mailsrv.imap.context import Handlers
 
 
@@ -27,4 +27,5 @@ def build_table(*tables: Handlers) -> Handlers:
     return merged
 
 
-TABLE: Handlers = build_table(commands_any.HANDLERS, commands_auth.HANDLERS, commands_selected.HANDLERS)
+TABLE: Handlers = build_table(commands_any.HANDLERS, commands_auth.HANDLERS, commands_selected.HANDLERS,
+                              commands_acl.HANDLERS, commands_quota.HANDLERS)

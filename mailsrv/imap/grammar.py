@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from mailsrv.imap import commands as C
 from mailsrv.imap import flags as F
+from mailsrv.imap import grammar_acl
 from mailsrv.imap import searchkeys as K
 from mailsrv.imap.framing import MAX_LINE, Literal, Parser, Parts
 from mailsrv.imap.reader import MAX_DEPTH, TAG, Reader, Syntax, parse_date_time
@@ -120,7 +121,7 @@ def _rename(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
     return C.Rename(tag, name, old=old, new=new)
 
 
-STATUS_ATTS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE"}
+STATUS_ATTS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", "DELETED", "DELETED-STORAGE"}
 
 
 def _status_atts(r: Reader) -> list[str]:
@@ -418,6 +419,7 @@ COMMANDS: dict[str, ParseFn] = {
     "UID": _uid,
     "ENABLE": _enable,
     "ID": _id,
+    **grammar_acl.COMMANDS,  # ACL and QUOTA (issue 12)
 }
 
 UID_COMMANDS = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE"})

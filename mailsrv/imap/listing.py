@@ -51,6 +51,10 @@ async def status_values(ctx: Context, name: str, atts: list[str]) -> bytes:
             v = folder.uidvalidity
         elif a == "UNSEEN":
             v = sum(1 for m in msgs if "\\Seen" not in m.flags)
+        elif a == "DELETED":  # RFC 9208
+            v = sum(1 for m in msgs if "\\Deleted" in m.flags)
+        elif a == "DELETED-STORAGE":
+            v = sum(m.size for m in msgs if "\\Deleted" in m.flags) // 1024
         else:  # SIZE
             v = folder.total_size()
         values.append(f"{a} {v}")

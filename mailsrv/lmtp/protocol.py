@@ -30,7 +30,7 @@ from mailsrv.lmtp.data import Spool
 from mailsrv.lmtp.source import MAX_LINE, Body, LMTPSource
 from mailsrv.pump import CommandPump
 from mailsrv.quickack import QuickAck
-from mailsrv.store.interfaces import NoSuchFolder, StoreError, TooBig
+from mailsrv.store.interfaces import NoSuchFolder, OverQuota, StoreError, TooBig
 
 log = Logger()
 
@@ -51,7 +51,7 @@ class Recipient:
     address: str  # as given in RCPT TO (for replies and Delivered-To)
     user: str
     folder: str
-    account: Any  # IAccount
+    account: Any  # the user's IUserView (rights apply: delivering needs 'p')
 
 
 class LMTPServer(Protocol, TimeoutMixin):
@@ -181,6 +181,7 @@ class LMTPServer(Protocol, TimeoutMixin):
     def _reset_transaction(self) -> None:
         self._has_sender = False
         self._sender: Mailbox | None = None
+        self._size: int | None = None  # MAIL FROM's SIZE=, checked against quotas at RCPT
         self._recipients: list[Recipient] = []
 
     def do_LHLO(self, arg: bytes) -> None:
@@ -227,6 +228,7 @@ class LMTPServer(Protocol, TimeoutMixin):
                 return 501, "5.5.4 Bad SIZE value"
             if self._limit > 0 and int(value) > self._limit:
                 return 552, "5.3.4 Message size exceeds fixed maximum message size"
+            self._size = int(value)
             return None
         if key == "BODY":
             if value is None or value.upper() not in ("7BIT", "8BITMIME"):
@@ -268,33 +270,62 @@ class LMTPServer(Protocol, TimeoutMixin):
         except Exception:
             self._rcpt_trouble(addr)
             return None
-        if isinstance(exists, defer.Deferred):
+        if isinstance(exists, defer.Deferred) or (self._size and exists):
             return self._rcpt_looked_up(exists, addr, user, detail)
         self._rcpt_checked(exists, addr, user, detail)
         return None
 
-    async def _rcpt_looked_up(self, lookup: defer.Deferred[object], addr: str, user: str, detail: str) -> None:
-        """An asynchronous user lookup (the pipelined commands behind it wait)."""
+    async def _rcpt_looked_up(self, lookup: object, addr: str, user: str, detail: str) -> None:
+        """An asynchronous user lookup or quota check (the pipelined
+        commands behind it wait)."""
         try:
-            exists = await self._store_work(lookup)
+            exists = await self._store_work(lookup) if isinstance(lookup, defer.Deferred) else lookup
         except Exception:
             self._rcpt_trouble(addr)
             return
+        if exists and self._size:
+            try:
+                refusal = await self._store_work(_quota_refusal(
+                    self.factory.store.view(exists if isinstance(exists, str) else user), self._size))
+            except Exception:
+                self._rcpt_trouble(addr)
+                return
+            if refusal:
+                return self._reply(*self._over_quota(addr))
         self._rcpt_checked(exists, addr, user, detail)
+
+    def _over_quota(self, addr: str) -> tuple[int, str]:
+        """RFC 3463 5.2.2 / 4.2.2 (``[quota] full_tempfail``: Postfix retries)."""
+        if getattr(self.factory.config, "quota_full_tempfail", False):
+            return 452, f"4.2.2 <{addr}> Mailbox is full, try again later"
+        return 552, f"5.2.2 <{addr}> Mailbox is full"
 
     def _rcpt_checked(self, exists: object, addr: str, user: str, detail: str) -> None:
         if not exists:
-            return self._reply(550, f"5.1.1 <{addr}> User unknown")
+            return self._public_recipient(addr, user)
         if isinstance(exists, str):
             user = exists  # the lookup knows the account's canonical spelling
         try:
-            account = self.factory.store.account(user)
+            account = self.factory.store.view(user)
             folder = "INBOX"
             if detail and self.factory.config.lmtp_detail_folders:
                 folder = _find_folder(account, detail) or "INBOX"
         except Exception:
             return self._rcpt_trouble(addr)
         self._recipients.append(Recipient(addr, user, folder, account))
+        self._reply(250, f"2.1.5 <{addr}> Recipient OK")
+
+    def _public_recipient(self, addr: str, name: str) -> None:
+        """No such user: a public mailbox of that name (``info@``), posted
+        to anonymously (it needs the 'p' right for ``anyone``)."""
+        try:
+            public = self.factory.store.public_mailbox(name) if name else None
+            if public is None:
+                return self._reply(550, f"5.1.1 <{addr}> User unknown")
+            view = self.factory.store.view(None)
+        except Exception:
+            return self._rcpt_trouble(addr)
+        self._recipients.append(Recipient(addr, "", public, view))
         self._reply(250, f"2.1.5 <{addr}> Recipient OK")
 
     def _rcpt_trouble(self, addr: str) -> None:
@@ -368,13 +399,19 @@ class LMTPServer(Protocol, TimeoutMixin):
             try:
                 await r.account.deliver(folder, spool.reader(prefix))
             except NoSuchFolder:
+                if not r.user:  # a public mailbox gone, or no post right for anyone
+                    return 550, f"5.7.1 <{r.address}> Delivery not permitted"
                 if folder == "INBOX":
                     break
                 folder = "INBOX"  # the +detail folder vanished since RCPT
                 continue
             except TooBig:
                 return 552, f"5.3.4 <{r.address}> Message too big for mailbox"
+            except OverQuota:
+                return self._over_quota(r.address)
             except Exception as e:
+                if isinstance(e, StoreError) and e.code == "NOPERM":
+                    return 550, f"5.7.1 <{r.address}> Delivery not permitted"
                 if isinstance(e, StoreError) and e.code == "OVERQUOTA":  # RFC 5530
                     return 452, f"4.2.2 <{r.address}> Mailbox full"
                 log.failure("LMTP delivery to {addr} failed", Failure(), addr=r.address)
@@ -414,6 +451,15 @@ class LMTPServer(Protocol, TimeoutMixin):
         b"HELP": do_HELP,
         b"QUIT": do_QUIT,
     }
+
+
+async def _quota_refusal(view: Any, size: int) -> bool:
+    """Would ``size`` more octets (one message) take the user over quota?"""
+    quota = getattr(view, "quota", None)
+    root = await quota() if quota is not None else None
+    if root is None:
+        return False
+    return any(r.limit and r.usage + (size if r.name == "STORAGE" else 1) > r.limit for r in root.resources)
 
 
 def _find_folder(account: Any, name: str) -> str | None:

@@ -13,7 +13,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from mailsrv.store import layout
+from mailsrv.store import layout, quota
 from mailsrv.store.diskfolder import DiskFolder, NewFile, discard_sources
 from mailsrv.store.flags import normalize_flags
 from mailsrv.store.folder import Folder
@@ -25,10 +25,13 @@ from mailsrv.store.interfaces import (
     InvalidFolderName,
     IStore,
     NoSuchFolder,
+    QuotaRoot,
     StoreError,
 )
 from mailsrv.store.layout import INBOX, SEP
 from mailsrv.store.maildir import SUBDIRS, write_tmp
+from mailsrv.store.shared import UserView
+from mailsrv.store.sharedfiles import MaildirShares, public_root
 
 log = Logger(namespace="mailsrv.store")
 
@@ -38,10 +41,14 @@ class Account:
     """See :class:`IAccount`.  Folder objects are shared through
     ``_folders`` while any session listens to them (or an operation runs)."""
 
-    def __init__(self, store: Store, user: str) -> None:
+    def __init__(self, store: Store, user: str, root: str | None = None) -> None:
+        """``root``: a Maildir elsewhere than the user's (the public
+        mailboxes' root), created without the default folders."""
         self.store = store
         self.user = user
-        self.root = layout.maildir_root(store.data_dir, user)
+        self._defaults = root is None
+        self.root = root or layout.maildir_root(store.data_dir, user)
+        self._quota: quota.QuotaTracker | None = None
         self._folders: dict[str, Folder] = {}
         self._modseqs: dict[str, int] = {}
         self._light: dict[str, GroupCommit] = {}
@@ -53,7 +60,7 @@ class Account:
         """First use: the Maildir with the default folders, subscribed."""
         fresh = not os.path.isdir(self.root)
         layout.make_folder_dirs(self.root, is_inbox=True)
-        if fresh:
+        if fresh and self._defaults:
             for name in layout.DEFAULT_FOLDERS:
                 layout.make_folder_dirs(layout.folder_path(self.root, name))
             layout.write_subscriptions(self.root, list(layout.DEFAULT_FOLDERS))
@@ -70,6 +77,26 @@ class Account:
 
     def remember_modseq(self, name: str, value: int) -> None:
         self._modseqs[name] = max(value, self._modseqs.get(name, 1))
+
+    # --- quota (issue 12; mailsrv.store.quota) ----------------------------------------
+
+    @property
+    def quota_tracker(self) -> quota.QuotaTracker:
+        if self._quota is None:
+            store, user, personal = self.store, self.user, self._defaults
+            # the public mailboxes' root has no owner and no quota
+            self._quota = quota.QuotaTracker(self.root, user,
+                                             lambda: store.quota_rules(user) if personal else quota.QuotaRules(),
+                                             store.quota_warnings, store.quota_tempfail)
+        return self._quota
+
+    def account_usage(self, name: str, octets: int, messages: int, check: bool) -> None:
+        """Worker threads: record a change of usage in folder ``name``;
+        with ``check``, OverQuota instead when it goes beyond the limit."""
+        self.quota_tracker.change(name, octets, messages, check)
+
+    def quota(self) -> defer.Deferred[QuotaRoot | None]:
+        return threads.deferToThread(self.quota_tracker.root_info)
 
     # --- names ----------------------------------------------------------------------
 
@@ -192,12 +219,18 @@ class Account:
             live = self._folders.pop(name, None)
             if live is not None:
                 live.deleted()
-            return threads.deferToThread(shutil.rmtree, trash, True)
+            return threads.deferToThread(self._remove_tree, name, trash)
 
         live = self._folders.get(name)
         if live is not None:
             return live.run_exclusive(work).addCallback(lambda _: None)
         return defer.maybeDeferred(work).addCallback(lambda _: None)
+
+    def _remove_tree(self, name: str, trash: str) -> None:
+        """Worker thread: a deleted folder's files go, and its usage with them."""
+        octets, messages = quota.folder_usage(trash)
+        shutil.rmtree(trash, True)
+        self.account_usage(name, -octets, -messages, check=False)
 
     def rename_folder(self, old: str, new: str) -> defer.Deferred:
         try:
@@ -286,18 +319,31 @@ class Account:
         def write() -> tuple[str, int, int]:
             for sub in SUBDIRS:
                 os.makedirs(os.path.join(path, sub), exist_ok=True)
-            return write_tmp(path, source)
+            written = write_tmp(path, source)
+            try:
+                self.account_usage(name, written[1], 1, check=True)
+            except BaseException:
+                os.unlink(written[0])
+                raise
+            return written
 
         def submit(written: tuple[str, int, int]) -> defer.Deferred[int]:
             tmp, size, vsize = written
             item = NewFile(tmp, "rename", flagset, size, vsize, new=True)
             live = self._folders.get(name)
             if live is not None and not live.gone:
-                return live.deliver_file(item)
-            batch = self._light.get(path)
-            if batch is None:
-                batch = self._light[path] = GroupCommit(lambda items: self._add_light(path, items))
-            return batch.submit(item)
+                d = live.deliver_file(item)
+            else:
+                batch = self._light.get(path)
+                if batch is None:
+                    batch = self._light[path] = GroupCommit(lambda items: self._add_light(path, items))
+                d = batch.submit(item)
+
+            def undo(f: Any) -> Any:
+                threads.deferToThread(self.account_usage, name, -size, -1, False)
+                return f
+
+            return d.addErrback(undo)
 
         return threads.deferToThread(write).addCallback(submit)
 
@@ -332,13 +378,23 @@ class Store:
     """The process-wide Maildir++ store rooted at ``data_dir``
     (``<data_dir>/<user>/Maildir``)."""
 
-    def __init__(self, data_dir: str, idle_ttl: float = 0.0, reactor: Any = None, use_index: bool = True) -> None:
+    def __init__(self, data_dir: str, idle_ttl: float = 0.0, reactor: Any = None, use_index: bool = True,
+                 quota_rules: Callable[[str], quota.QuotaRules] | None = None,
+                 quota_warnings: Iterable[int] = (), quota_tempfail: bool = False) -> None:
         """``idle_ttl``: seconds an unused folder object stays loaded (0: none,
         for tools and tests; the server keeps them a while).  ``use_index``:
-        open unchanged folders from their snapshot (mailsrv.store.index)."""
+        open unchanged folders from their snapshot (mailsrv.store.index).
+        ``quota_rules(user)``: that user's quota rules (default: none);
+        ``quota_warnings``: percentages logged when crossed;
+        ``quota_tempfail``: OverQuota says "try again later"."""
         self.data_dir = data_dir
         self.idle_ttl = idle_ttl
         self.use_index = use_index
+        self.quota_rules: Callable[[str], quota.QuotaRules] = quota_rules or (lambda user: quota.QuotaRules())
+        self.quota_warnings = list(quota_warnings)
+        self.quota_tempfail = quota_tempfail
+        self.shares = MaildirShares(self)
+        self._public: Account | None = None
         if reactor is None and idle_ttl > 0:
             from twisted.internet import reactor
         self.reactor = reactor
@@ -350,11 +406,30 @@ class Store:
             a = self._accounts[user] = Account(self, user)
         return a
 
+    def view(self, user: str | None) -> UserView:
+        """See IStore.view (mailsrv.store.shared)."""
+        return UserView(self.shares, user, self.account(user) if user is not None else None)
+
+    def public_account(self) -> Account:
+        """The raw account of the public mailboxes (``Public/...``)."""
+        if self._public is None:
+            self._public = Account(self, "public", root=public_root(self.data_dir))
+        return self._public
+
+    def public_mailbox(self, name: str) -> str | None:
+        if not os.path.isdir(public_root(self.data_dir)):
+            return None
+        for folder in self.public_account().list_folders():
+            if folder != INBOX and folder.lower() == name.lower():
+                return "Public/" + folder
+        return None
+
     def close(self) -> defer.Deferred:
         """Flush folder caches and write folder snapshots (call on service
         stop); fires when the snapshot writes are done - a service's
         stopService should return it so the process waits for them."""
-        return defer.gatherResults([a.close() for a in self._accounts.values()])
+        accounts = list(self._accounts.values()) + ([self._public] if self._public is not None else [])
+        return defer.gatherResults([a.close() for a in accounts])
 
 
 def _exclusively(folders: list[Folder], work: Callable[[], Any]) -> defer.Deferred[Any]:

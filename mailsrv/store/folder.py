@@ -37,11 +37,19 @@ from mailsrv.store.diskfolder import (
     discard_sources,
 )
 from mailsrv.store.entry import EntryLike, EntryTable
-from mailsrv.store.filename import flags_from_info, message_path, new_key_base
+from mailsrv.store.filename import filename_size, flags_from_info, message_path, new_key_base
 from mailsrv.store.flags import normalize_flags
 from mailsrv.store.fsutil import unlink_quiet
 from mailsrv.store.groupcommit import GroupCommit
-from mailsrv.store.interfaces import IFolder, MessageGone, MessageInfo, NoSuchFolder, StoreError
+from mailsrv.store.interfaces import (
+    RIGHTS,
+    IFolder,
+    MessageGone,
+    MessageInfo,
+    NoPermission,
+    NoSuchFolder,
+    StoreError,
+)
 from mailsrv.store.listeners import ADDED, EXPUNGED, FLAGS, Listeners
 from mailsrv.store.maildir import finish_tmp, locate, write_tmp
 from mailsrv.store.message import MaildirMessageInfo, MaildirTempFile
@@ -70,10 +78,23 @@ class FolderHost(Protocol):
     def folder_idle(self, folder: Folder) -> None:
         """The last listener left."""
 
+    def account_usage(self, name: str, octets: int, messages: int, check: bool) -> None:
+        """Worker thread (quota, issue 12): usage of this folder changed by
+        ``octets``/``messages``; with ``check``, raise OverQuota instead
+        when the change would go beyond the owner's limit."""
+
+
+def stored_size(m: MaildirMessageInfo) -> int:
+    """What a message counts for quota: its file size (``S=``), as Dovecot counts."""
+    s = filename_size(m.key, "S")
+    return s if s is not None else m.size
+
 
 @implementer(IFolder)
 class Folder:
     """See :class:`IFolder`.  Built and registered by the Account."""
+
+    rights = RIGHTS  # the owner's object; others get a mailsrv.store.rightsfolder.RightsFolder
 
     def __init__(self, account: FolderHost, name: str, path: str, use_index: bool = True) -> None:
         self.account = account
@@ -553,9 +574,15 @@ class Folder:
             else:
                 src, size, vsize = write_tmp(self.path, source, internaldate)
             try:
+                self.account.account_usage(self.name, size, 1, check=True)
+            except BaseException:
+                unlink_quiet(src)
+                raise
+            try:
                 return self._disk.add([NewFile(src, "rename", flagset, size, vsize)])
             except BaseException:
                 unlink_quiet(src)
+                self.account.account_usage(self.name, -size, -1, check=False)
                 raise
 
         def work() -> defer.Deferred[int]:
@@ -592,10 +619,25 @@ class Folder:
 
         return self._serial(work).addErrback(failed)
 
-    def _add_links(self, items: list[NewFile]) -> defer.Deferred[tuple[list[int], list[int]]]:
-        """copy_to's target half: fires with (placed item indexes, uids)."""
+    def _add_links(self, items: list[NewFile], octets: int = 0, check: bool = True
+                   ) -> defer.Deferred[tuple[list[int], list[int]]]:
+        """copy_to's target half: fires with (placed item indexes, uids).
+        ``octets``: what the copies count for quota (checked unless a move
+        within one owner)."""
+        def in_thread() -> OpResult:
+            self.account.account_usage(self.name, octets, len(items), check)
+            try:
+                res = self._disk.add(items)
+            except BaseException:
+                self.account.account_usage(self.name, -octets, -len(items), False)
+                raise
+            if len(res.order) < len(items):  # sources that vanished were not copied
+                lost = [i for i in range(len(items)) if i not in set(res.order)]
+                self.account.account_usage(self.name, 0, -len(lost), False)
+            return res
+
         def work() -> defer.Deferred[tuple[list[int], list[int]]]:
-            return threads.deferToThread(self._disk.add, items).addCallback(
+            return threads.deferToThread(in_thread).addCallback(
                 lambda res: (res.order, self._apply_added(res, recent=True)))
         return self._serial(work)
 
@@ -668,7 +710,14 @@ class Folder:
             if not targets:
                 return []
             items = [(m.key, m.sub, m.info) for m in targets]
-            return threads.deferToThread(self._disk.expunge, items).addCallback(
+            octets = sum(stored_size(m) for m in targets)
+
+            def in_thread() -> OpResult:
+                res = self._disk.expunge(items)
+                self.account.account_usage(self.name, -octets, -len(items), False)
+                return res
+
+            return threads.deferToThread(in_thread).addCallback(
                 lambda res: self._apply_expunged([m.uid for m in targets], res))
 
         return self._serial(work)
@@ -687,7 +736,13 @@ class Folder:
         self._listeners.tell(self, EXPUNGED, gone)
         return gone
 
-    def copy_to(self, uids: Iterable[int], target: IFolder) -> defer.Deferred[list[tuple[int, int]]]:
+    def copy_to(self, uids: Iterable[int], target: IFolder, move: bool = False
+                ) -> defer.Deferred[list[tuple[int, int]]]:
+        unwrap = getattr(target, "unwrap", None)  # another user's handle (rightsfolder)
+        if unwrap is not None:
+            if "i" not in target.rights:
+                return defer.fail(NoPermission("Permission denied: storing into the target needs the 'i' right"))
+            target = unwrap()
         if not isinstance(target, Folder):
             return defer.fail(StoreError("copy between different stores is not supported"))
         if self._gone:
@@ -697,5 +752,6 @@ class Folder:
             return defer.succeed([])
         items = [NewFile(message_path(self.path, m.sub, m.key, m.info), "link", m.flags, 0, m.size,
                          self.path, m.key) for m in srcs]
-        d = target._add_links(items)
+        d = target._add_links(items, sum(stored_size(m) for m in srcs),
+                              check=not (move and target.account is self.account))
         return d.addCallback(lambda r: [(srcs[i].uid, uid) for i, uid in zip(r[0], r[1], strict=True)])

@@ -71,6 +71,23 @@ class TooBig(StoreError):
     code = "LIMIT"
 
 
+class OverQuota(StoreError):
+    """Storing this would take the owner of the target mailbox over a quota
+    limit (RFC 9208): nothing was stored.  ``temporary`` is the operator's
+    choice (``[quota] full_tempfail``) of whether a mail transport should
+    retry later (LMTP 452 4.2.2, ``deliver`` exit 75) or bounce (552 5.2.2,
+    exit 73)."""
+
+    code = "OVERQUOTA"
+    temporary = False
+
+
+class NoPermission(StoreError):
+    """The user lacks the right (RFC 4314) this operation needs."""
+
+    code = "NOPERM"
+
+
 @dataclass(slots=True)
 class MessageInfo:
     """What the store knows of one message without opening it.  Slotted: a
@@ -107,6 +124,7 @@ class IFolder(Interface):
     uidvalidity = Attribute("int, never changes silently")
     uidnext = Attribute("int, the UID the next message will get")
     highestmodseq = Attribute("int")
+    rights = Attribute("str: the opener's RFC 4314 rights (issue 12); RIGHTS on the owner's own object")
 
     def messages() -> list:
         """All current messages as MessageInfo, ascending by UID.  The list
@@ -143,9 +161,14 @@ class IFolder(Interface):
         \\Deleted; otherwise exactly these UIDs (whatever their flags).
         Fires with the list of UIDs removed."""
 
-    def copy_to(uids: Iterable[int], target: IFolder) -> Deferred:
+    def copy_to(uids: Iterable[int], target: IFolder, move: bool = False) -> Deferred:
         """Copy messages with their flags (hard link where possible).  Fires
-        with a list of (source_uid, new_uid) pairs, ascending by source uid."""
+        with a list of (source_uid, new_uid) pairs, ascending by source uid.
+        Quota (issue 12): the copies count against the quota of the
+        target's owner and fail with OverQuota (nothing copied) beyond it;
+        ``move=True`` says the caller expunges the sources right after (IMAP
+        MOVE), so a copy within one owner's mailboxes is not checked (usage
+        does not grow) - a MOVE within an account never fails for quota."""
 
     def claim_recent() -> set:
         """The UIDs that are \\Recent for the caller: messages that arrived
@@ -233,9 +256,135 @@ class IAccount(Interface):
         """Give the POP3 lock back."""
 
 
+    # -- Quota (issue 12)
+
+    def quota() -> Deferred:
+        """Fires with this owner's QuotaRoot (usage and the default rule's
+        limits, RFC 9208), or None when no limit applies to the owner.
+        Usage is kept incrementally (never a rescan per call or per
+        delivery).  Every way in - ``IFolder.append``, ``IFolder.copy_to``
+        into one of this owner's folders, ``deliver`` - fails with
+        OverQuota, storing nothing, when the message would take usage
+        beyond the limit that applies to the target folder (the default
+        rule's, or a per-folder rule such as ``Trash:storage=+10%``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaResource:
+    """One RFC 9208 resource.  ``name`` is "STORAGE" (``usage``/``limit`` in
+    octets as stored: the Maildir backend counts file sizes as Dovecot's
+    quota does; the IMAP layer shows KiB) or "MESSAGE" (a count).  A limit
+    of 0 is never reported: a resource without a limit is left out."""
+
+    name: str
+    usage: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaRoot:
+    """A quota root (Dovecot's default name: "User quota") and its limited
+    resources."""
+
+    name: str
+    resources: tuple[QuotaResource, ...]
+
+
+# -- Rights and shared mailboxes (issue 12)
+
+RIGHTS = "lrswipkxtea"
+"""RFC 4314 rights, in Dovecot's order: lookup, read, seen, write, insert,
+post, create (k), delete mailbox (x), delete messages (t), expunge (e),
+admin (a).  Advertised as RIGHTS=texk."""
+
+OTHER_USERS_PREFIX = "Shared/"
+"""Namespace of mailboxes other users share (``Shared/alice/Projects``)."""
+
+PUBLIC_PREFIX = "Public/"
+"""Namespace of the administrator's public mailboxes (``Public/info``)."""
+
+
+class IUserView(IAccount):
+    """One user's view of the store: their own folders (personal
+    namespace, no prefix), the folders other users share with them
+    (``Shared/<owner>/<folder>``) and the public mailboxes
+    (``Public/<name>``), every call checked against the rights the user
+    holds (RFC 4314, stored as Dovecot's ``dovecot-acl`` files).  What the
+    protocols get at login (IMAP, POP3) and what LMTP delivers through, so
+    all three meet the same checks.
+
+    Semantics of the inherited IAccount methods under rights: a mailbox the
+    user may not look up (no ``l``, and no ``r``) behaves as if it did not
+    exist (NoSuchFolder); otherwise a missing right fails with NoPermission.
+    ``list_folders`` lists what has ``l``; ``open_folder`` fires with an
+    IFolder whose every call is checked (``r`` to read, ``s``/``w``/``t``
+    for \\Seen/other flags/\\Deleted - flags without the right are
+    dropped silently, NoPermission when none is allowed - ``i`` to append
+    or copy in, ``e`` to expunge; ``rights`` on it is the user's rights
+    string); ``create_folder`` needs ``k`` on the parent (always allowed at
+    the top of the personal namespace) and copies the parent's ACL;
+    ``delete_folder`` needs ``x``; ``rename_folder`` ``x`` on the old name
+    and ``k`` where it goes, within one owner only; ``deliver`` needs ``p``.
+    The owner of a mailbox without an ACL has every right.  In public
+    mailboxes \\Seen is private to each user (Dovecot's private index):
+    one user reading a message does not mark it read for the others; the
+    other flags are shared.  The live folder behind a shared mailbox is the
+    owner's one object, so every user's sessions hear of every change."""
+
+    def namespaces() -> tuple:
+        """RFC 2342 NAMESPACE: (personal, other users, shared), each a list
+        of (prefix, delimiter) pairs, possibly empty."""
+
+    def my_rights(name: str) -> Deferred:
+        """Fires with the user's rights on ``name`` as a string in RIGHTS
+        order (MYRIGHTS).  NoSuchFolder if it does not exist or the user
+        has no right on it at all."""
+
+    def get_acl(name: str) -> Deferred:
+        """Fires with [(identifier, rights)] of the mailbox (GETACL):
+        ``owner``, ``anyone``, ``authenticated``, user names, ``-name`` for
+        negative rights.  Needs ``a``."""
+
+    def set_acl(name: str, identifier: str, rights: str) -> Deferred:
+        """SETACL: ``rights`` replaces the identifier's rights, or with a
+        leading ``+``/``-`` adds to or removes from them; empty rights
+        remove the entry.  Unknown right letters: ValueError.  Needs ``a``.
+        Sharing a mailbox with a user makes it appear in that user's
+        other-users namespace.  Fires with None."""
+
+    def delete_acl(name: str, identifier: str) -> Deferred:
+        """DELETEACL: drop the identifier's entry.  Needs ``a``."""
+
+    def list_rights(name: str, identifier: str) -> Deferred:
+        """LISTRIGHTS: fires with (required rights, [optional groups]):
+        what is always granted to ``identifier`` and what may be granted.
+        Needs ``a``."""
+
+    def quota_roots(name: str) -> Deferred:
+        """GETQUOTAROOT: fires with the QuotaRoots governing this mailbox
+        (the owner's, for the user's own mailboxes; empty for mailboxes of
+        others, whose owner's quota still limits storing into them).
+        NoSuchFolder as for ``my_rights``."""
+
+    def get_quota(root: str) -> Deferred:
+        """GETQUOTA: fires with the named QuotaRoot of the user's own quota;
+        NoSuchFolder if the user has no such root."""
+
+
 class IStore(Interface):
     """The process-wide store: one per running server."""
 
     def account(user: str) -> IAccount:
         """The live account object of this user (created on first use: the
-        Maildir with its default folders)."""
+        Maildir with its default folders).  The owner's unrestricted object:
+        administration and tests; protocols use ``view``."""
+
+    def view(user: str | None) -> IUserView:
+        """``user``'s view of the store with their rights enforced (see
+        IUserView); ``None`` is an anonymous poster (LMTP to a public
+        mailbox), who holds what ``anyone`` is granted."""
+
+    def public_mailbox(name: str) -> str | None:
+        """The ``Public/...`` name of the public mailbox ``name`` (matched
+        case-insensitively: mail addresses are), or None if there is none:
+        LMTP delivers ``name@domain`` there when no user ``name`` exists."""

@@ -195,5 +195,6 @@ def test_append_to_selected_mailbox_reports_exists():
 
 def test_namespace_enable():
     c = authed()
-    assert c.cmd("a NAMESPACE") == b'* NAMESPACE (("" "/")) NIL NIL\r\na OK NAMESPACE completed\r\n'
+    # issue 12: the other-users namespace is there for shared folders
+    assert c.cmd("a NAMESPACE") == b'* NAMESPACE (("" "/")) (("Shared/" "/")) NIL\r\na OK NAMESPACE completed\r\n'
     assert c.cmd("b ENABLE CONDSTORE") == b"* ENABLED\r\nb OK ENABLE completed\r\n"

@@ -64,6 +64,13 @@ class FakeStore:
             self.accounts[user] = FakeAccount(user)
         return self.accounts[user]
 
+    def view(self, user: str) -> FakeAccount:
+        """LMTP delivers through the user's view (issue 12): here the account."""
+        return self.account(user)
+
+    def public_mailbox(self, name: str) -> None:
+        return None
+
 
 USERS = {"alice", "bob", "carol"}
 

@@ -1,0 +1,77 @@
+"""Issue 12 end to end on the real server: two users sharing a folder over
+real sockets (one idling while the other changes it), and swaks delivering
+over LMTP to a public mailbox and to an over-quota user."""
+
+from __future__ import annotations
+
+import imaplib
+import os
+import subprocess
+
+import pytest
+
+from mailsrv.embedded import EmbeddedServer, add_user
+from tests.e2e.harness import have, mailsrv_cli
+
+MSG = b"From: a@example.org\r\nSubject: shared news\r\n\r\nhello\r\n"
+
+
+@pytest.fixture
+def server(tmp_path):
+    data = str(tmp_path / "data")
+    os.makedirs(data)
+    add_user(data, "alice", "pw1")
+    add_user(data, "bob", "pw2")
+    with open(os.path.join(data, "passwd"), "a") as f:
+        f.write("carol:{PLAIN}pw3::::::userdb_quota_rule=*:bytes=100\n")
+    mailsrv_cli(data, "shared", "create", "info", "--grant", "alice=lrswipkxte", "--grant", "bob=lrswipte")
+    with EmbeddedServer(data, kinds=("imap", "lmtp")) as srv:
+        yield srv
+
+
+def test_two_users_share_a_folder_and_idle(server):
+    port = server.ports["imap"]
+    alice = imaplib.IMAP4("127.0.0.1", port, timeout=20)
+    alice.login("alice", "pw1")
+    alice.create("Projects")
+    assert alice._simple_command("SETACL", "Projects", "bob", "lrswite")[0] == "OK"
+    bob = imaplib.IMAP4("127.0.0.1", port, timeout=20)
+    bob.login("bob", "pw2")
+    assert b"Shared/alice/Projects" in b" ".join(bob.list()[1])
+    bob.select('"Shared/alice/Projects"')
+    tag = bob._new_tag().decode()
+    bob.send(f"{tag} IDLE\r\n".encode())
+    assert bob.readline().startswith(b"+")
+    assert alice.append("Projects", None, None, MSG)[0] == "OK"
+    assert bob.readline().strip() == b"* 1 EXISTS"
+    bob.send(b"DONE\r\n")
+    while not bob.readline().startswith(tag.encode()):
+        pass
+    bob.store("1", "+FLAGS", "(\\Flagged)")
+    alice.select("Projects")
+    assert b"\\Flagged" in alice.fetch("1", "(FLAGS)")[1][0]
+    alice.logout()
+    bob.logout()
+
+
+@pytest.mark.skipif(not have("swaks"), reason="swaks not installed")
+def test_swaks_to_a_public_mailbox_and_an_over_quota_user(server):
+    port = server.ports["lmtp"]
+    ok = subprocess.run(["swaks", "--protocol", "LMTP", "--server", f"127.0.0.1:{port}", "--to", "info@example.org",
+                         "--from", "x@example.net", "--body", "for the team"], capture_output=True, timeout=60)
+    assert ok.returncode == 0, ok.stdout.decode()[-2000:]
+    full = subprocess.run(["swaks", "--protocol", "LMTP", "--server", f"127.0.0.1:{port}", "--to",
+                           "carol@example.org", "--from", "x@example.net", "--body", "x" * 500],
+                          capture_output=True, timeout=60)
+    assert b"552 5.2.2" in full.stdout, full.stdout.decode()[-2000:]
+    alice = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=20)
+    alice.login("alice", "pw1")
+    alice.select('"Public/info"')
+    assert alice.search(None, "ALL")[1] == [b"1"]
+    alice.fetch("1", "(BODY[])")
+    bob = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=20)
+    bob.login("bob", "pw2")
+    assert b"UNSEEN 1" in bob.status('"Public/info"', "(UNSEEN)")[1][0]  # alice's \Seen is hers
+    assert b"UNSEEN 0" in alice.status('"Public/info"', "(UNSEEN)")[1][0]
+    alice.logout()
+    bob.logout()
