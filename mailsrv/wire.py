@@ -81,13 +81,24 @@ class FileRange:
 Item = Piece | FileRange
 
 
+_TCP_TYPES: dict[type, bool] = {}
+
+
+def _plain_tcp_type(cls: type) -> bool:
+    """Whether ``cls`` is a Twisted TCP connection (memoised: asked per write)."""
+    known = _TCP_TYPES.get(cls)
+    if known is None:
+        known = _TCP_TYPES[cls] = issubclass(cls, tcp.Connection)
+    return known
+
+
 def plain_tcp_socket(transport: Any) -> socket.socket | None:
     """The socket of a Twisted TCP transport whose output is not transformed
     (no TLS started on it), else None.  The transport itself must be the
     TCP connection: wrappers (implicit TLS's TLSMemoryBIOProtocol) forward
     attribute reads to the transport under them, so ``.socket`` alone
     proves nothing."""
-    if not isinstance(transport, tcp.Connection) or ISSLTransport.providedBy(transport):
+    if not _plain_tcp_type(type(transport)) or ISSLTransport.providedBy(transport):
         return None
     sock = getattr(transport, "socket", None)
     if not isinstance(sock, socket.socket) or getattr(transport, "TLS", False):
