@@ -250,7 +250,13 @@ class Wire:
                     return
                 head = q[0]
                 if isinstance(head, FileRange):
-                    if not self._sendfile(sock, head):
+                    done = self._sendfile(sock, head)
+                    if done is None:  # the file ended early: pad, as a stream would
+                        log.error("message file shorter than its recorded size; padding the literal")
+                        q[0] = b" " * head.length
+                        head.close()
+                        continue
+                    if not done:
                         self._wait()
                         return
                     q.popleft()
@@ -259,21 +265,24 @@ class Wire:
                     self._wait()
                     return
         except OSError as e:
+            if not isinstance(e, (BrokenPipeError, ConnectionResetError)):
+                log.error("message data could not be sent, closing the connection: {e}", e=e)
             self.abort(ConnectionError(f"send failed: {e}"))
             return
         self._done()
 
     @staticmethod
-    def _sendfile(sock: socket.socket | None, r: FileRange) -> bool:
-        """Send what the kernel takes of ``r``; True once all of it went."""
+    def _sendfile(sock: socket.socket | None, r: FileRange) -> bool | None:
+        """Send what the kernel takes of ``r``; True once all of it went,
+        None if the file ended before the range did."""
         assert sock is not None
         while r.length > 0:
             try:
                 n = os.sendfile(sock.fileno(), r.fd, r.offset, min(r.length, SENDFILE_MAX))
             except BlockingIOError:
                 return False
-            if n == 0:  # the file is shorter than its recorded size
-                raise OSError("message file ended early")
+            if n == 0:
+                return None
             r.offset += n
             r.length -= n
         return True

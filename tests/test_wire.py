@@ -125,3 +125,10 @@ class WireTest(unittest.TestCase):
         self.assertEqual(unsent([b"abc", b"de", b"f"], 4), [b"e", b"f"])
         self.assertEqual(unsent([b"abc"], 0), [b"abc"])
         self.assertEqual(unsent([b"abc"], 3), [])
+
+    async def test_a_file_shorter_than_its_range_is_padded(self) -> None:
+        fd = self._file(b"abc")
+        reading = threads.deferToThread(_read_all, self.client, 8)
+        await self.server.wire.send([FileRange(fd, 1, 6), b"!!"])
+        self.assertEqual(await reading, b"bc    !!")
+        self.flushLoggedErrors()
