@@ -177,9 +177,10 @@ async def write_stream(ctx: Context, s: BodyStream) -> None:
         await ctx.wire.send([b" " * (s.length - sent)])
 
 
-def response_pieces(seq: int, items: list[bytes | Body]) -> tuple[list[Item], int]:
+def response_pieces(seq: int, items: list[bytes | Body]) -> tuple[list[Item], int] | None:
     """One ``* n FETCH (...)`` response as wire items (bodies not copied)
-    and its length in octets (a stream counts as its head only)."""
+    and its length in octets; None if a body must stream
+    (:func:`write_stream`)."""
     out: list[Item] = []
     cur = [b"* %d FETCH (" % seq]
     total = 0
@@ -194,7 +195,7 @@ def response_pieces(seq: int, items: list[bytes | Body]) -> tuple[list[Item], in
             cur = []
             p = it.payload
             if isinstance(p, BodyStream):
-                raise ValueError("streams are written by write_stream")
+                return None
             out.append(p)
             total += p.length if isinstance(p, FileRange) else len(p)
         else:

@@ -308,12 +308,13 @@ class _FetchRun:
             items = self._items(info, with_flags if uid in seen_now and not has_flags else makers, pre)
             if items is None:
                 continue
-            if any(isinstance(it, Body) and isinstance(it.payload, BodyStream) for it in items):
+            built = bodies.response_pieces(seq, items)
+            if built is None:  # a body too big to hold streams
                 await wire.send(pieces)
                 pieces, pending = [], 0
                 await _write_streamed(ctx, seq, items)
             else:
-                more, size = bodies.response_pieces(seq, items)
+                more, size = built
                 pieces += more
                 pending += size
                 if pending < BODY_FLUSH_AT:

@@ -96,6 +96,7 @@ def test_big_messages_needing_conversion_stream(tmp_path, monkeypatch):
     folder = Files(str(tmp_path), {1: LF, 2: CRLF})
     b = bodies.whole(folder, info(1, len(CRLF)), b"BODY[] ", (4, 7), True)  # type: ignore[arg-type]
     assert isinstance(b.payload, BodyStream) and (b.payload.origin, b.payload.length) == (4, 7)
+    assert bodies.response_pieces(1, [b]) is None  # written by write_stream
     assert b.head == b"BODY[] {7}\r\n"
     b.close()
     assert b.payload.file.closed
@@ -108,7 +109,9 @@ def test_big_messages_needing_conversion_stream(tmp_path, monkeypatch):
 def test_response_pieces_keep_the_body_apart(tmp_path):
     folder = Files(str(tmp_path), {1: CRLF})
     b = bodies.whole(folder, info(1, len(CRLF)), b"BODY[] ", None, True)  # type: ignore[arg-type]
-    pieces, total = bodies.response_pieces(7, [b"UID 1", b, b"FLAGS (\\Seen)"])
+    built = bodies.response_pieces(7, [b"UID 1", b, b"FLAGS (\\Seen)"])
+    assert built is not None
+    pieces, total = built
     assert pieces[0] == b"* 7 FETCH (UID 1 BODY[] {%d}\r\n" % len(CRLF)
     assert pieces[1] is b.payload
     assert pieces[2] == b" FLAGS (\\Seen))\r\n"
