@@ -132,3 +132,22 @@ class WireTest(unittest.TestCase):
         await self.server.wire.send([FileRange(fd, 1, 6), b"!!"])
         self.assertEqual(await reading, b"bc    !!")
         self.flushLoggedErrors()
+
+    def test_a_wrapping_transport_is_never_written_around(self) -> None:
+        """COMPRESS or implicit TLS put a wrapper between the protocol and
+        the TCP connection; wrappers forward attribute reads (as Twisted's
+        ProtocolWrapper does), so the wire must not take their .socket."""
+
+        class Forwarding:
+            def __init__(self, inner: object) -> None:
+                self.transport = inner
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(self.transport, name)
+
+        t = self.server.transport
+        self.assertIsNotNone(plain_tcp_socket(t))
+        wrapped = Forwarding(t)
+        self.assertIs(wrapped.socket, t.socket)
+        self.assertIsNone(plain_tcp_socket(wrapped))
+        self.assertEqual(send_now(wrapped, [b"x"]), 0)
