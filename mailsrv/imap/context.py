@@ -38,6 +38,7 @@ from mailsrv.imap.results import AUTH, LOGOUT, NOT_AUTH, SELECTED, Result, State
 from mailsrv.imap.session import SelectedMailbox
 from mailsrv.ops.sessions import NO_SESSION, SessionHooks
 from mailsrv.store.interfaces import IAccount, IFolder
+from mailsrv.wire import Wire
 
 T = TypeVar("T")
 
@@ -159,6 +160,17 @@ class Context:
     def drained(self) -> defer.Deferred[None]:
         """Wait until the transport wants more (long responses)."""
         return self._conn.drained()
+
+    @property
+    def wire(self) -> Wire:
+        """Big writes of message data (FETCH bodies): the connection's own
+        wire, or one over send_many/drained for a connection without."""
+        wire: Wire | None = getattr(self._conn, "wire", None)
+        if wire is None:
+            wire = self._data.get(Wire)
+            if wire is None:
+                wire = self._data[Wire] = Wire(self.reactor, lambda: None, lambda: None, self.send_many, self.drained)
+        return wire
 
     @property
     def closed(self) -> bool:

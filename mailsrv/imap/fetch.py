@@ -8,42 +8,41 @@ are read in bulk per batch, and a batch's responses go to the transport in
 one write.  Between batches we wait for the transport to drain and give the
 reactor a turn, so a FETCH over 100,000 messages neither starves other
 sessions nor fills memory.
+
+Whole bodies (BODY[], RFC822) are :class:`mailsrv.imap.bodies.Body` items:
+their bytes are never copied into a response, and a FETCH that has them
+writes through the connection's :class:`mailsrv.wire.Wire` (big
+scatter-gather writes, sendfile on plain TCP).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import IO, TypeAlias
+from typing import TypeAlias
 
 from twisted.internet import task
 from twisted.logger import Logger
 
-from mailsrv.imap import binary, condstore, fetchext, render
+from mailsrv.imap import binary, bodies, condstore, fetchext, render
 from mailsrv.imap import commands as C
 from mailsrv.imap import fetchdata as fd
+from mailsrv.imap.bodies import Body, BodyStream
 from mailsrv.imap.context import Context
 from mailsrv.imap.results import Result, bad, no, ok
 from mailsrv.imap.seqset import SavedResult, SeqSet, resolve_seq, resolve_uid, seq_in_range
 from mailsrv.imap.session import SelectedMailbox
 from mailsrv.imap.utf8 import downgrade_envelope
-from mailsrv.store.crlf import CRLFEncoder, to_crlf
-from mailsrv.store.interfaces import IFolder, MessageGone, MessageInfo
+from mailsrv.store.interfaces import MessageGone, MessageInfo
+from mailsrv.wire import Item as WireItem
 
 log = Logger()
 
-STREAM_MIN = 1 << 20  # whole bodies above this size stream from the file
-CHUNK = 1 << 18
 FLUSH_AT = 1 << 18  # bytes of built responses sent to the transport at once
+BODY_FLUSH_AT = 1 << 18  # octets of responses with bodies per wire write
+YIELD_BYTES = 4 << 20  # body octets between reactor turns (other sessions)
 
 
-class BodyStream:
-    """A literal to stream: bytes ``origin .. origin+length`` of the message."""
-
-    def __init__(self, fileobj: IO[bytes], origin: int, length: int) -> None:
-        self.file, self.origin, self.length = fileobj, origin, length
-
-
-Item: TypeAlias = bytes | tuple[bytes, BodyStream]
+Item: TypeAlias = bytes | Body
 Prefetched = dict[str, dict[int, bytes]]
 Maker = Callable[[MessageInfo, Prefetched], Item]
 
@@ -66,28 +65,6 @@ def _literal(data: bytes) -> bytes:
     return b"{%d}\r\n" % len(data) + data
 
 
-def _whole(folder: IFolder, info: MessageInfo, partial: tuple[int, int] | None) -> bytes | BodyStream:
-    size = info.size
-    origin, length = partial if partial else (0, size)
-    length = max(0, min(length, size - origin))
-    f = folder.open_message(info.uid)
-    if size <= STREAM_MIN:
-        try:
-            data = to_crlf(f.read())
-        finally:
-            f.close()
-        if partial:
-            data = data[origin:origin + length]
-        return _literal(data)
-    return BodyStream(f, origin, length)
-
-
-def _labelled(label: bytes, body: bytes | BodyStream) -> Item:
-    if isinstance(body, BodyStream):
-        return (label, body)
-    return label + body
-
-
 def _section_label(a: C.FetchAtt, sec: C.Section) -> bytes:
     label = b"BODY[" + sec.render().encode("ascii") + b"]"
     if a.partial:
@@ -100,9 +77,10 @@ class Plan:
     item, the cache kinds to read in bulk per batch, and whether any item
     may stream a body (else every response is built as one bytes object)."""
 
-    def __init__(self, sel: SelectedMailbox, atts: list[C.FetchAtt]) -> None:
+    def __init__(self, sel: SelectedMailbox, atts: list[C.FetchAtt], sendfile: bool = False) -> None:
         self.sel = sel
         self.folder = sel.folder
+        self.sendfile = sendfile  # bodies may be file ranges (plain TCP)
         self.kinds: list[str] = []
         self.may_stream = False
         self._flag_memo: dict[frozenset[str], bytes] = {}
@@ -160,7 +138,7 @@ class Plan:
             return binary.maker(folder, a)
         if n == "RFC822":
             self.may_stream = True
-            return lambda info, pre: _labelled(b"RFC822 ", _whole(folder, info, None))
+            return lambda info, pre: bodies.whole(folder, info, b"RFC822 ", None, self.sendfile)
         if n in ("RFC822.HEADER", "RFC822.TEXT"):
             return self._rfc822_part(n)
         return self._section(a)
@@ -178,7 +156,7 @@ class Plan:
         label = _section_label(a, sec)
         if not sec.part and sec.text is None:
             self.may_stream = True
-            return lambda info, pre: _labelled(label, _whole(folder, info, partial))
+            return lambda info, pre: bodies.whole(folder, info, label, partial, self.sendfile)
         kind = self._section_kind(sec)
         if kind is not None:
             self.kinds.append(kind)
@@ -243,56 +221,32 @@ def build_items(makers: list[Maker], info: MessageInfo, pre: Prefetched) -> list
             out.append(m(info, pre))
     except BaseException:
         for it in out:
-            if isinstance(it, tuple):
-                it[1].file.close()
+            if isinstance(it, Body):
+                it.close()
         raise
     return out
 
 
-async def write_stream(ctx: Context, s: BodyStream) -> None:
-    """Send ``{length}`` then the bytes, chunk by chunk, waiting for the
-    transport whenever it asks us to."""
-    ctx.send(b"{%d}\r\n" % s.length)
-    norm = CRLFEncoder()
-    pos = sent = 0
-    try:
-        while sent < s.length:
-            chunk = s.file.read(CHUNK)
-            if not chunk:
-                break
-            data = norm.feed(chunk)
-            if pos + len(data) <= s.origin:
-                pos += len(data)
-                continue
-            start = max(0, s.origin - pos)
-            pos += len(data)
-            piece = data[start:start + (s.length - sent)]
-            ctx.send(piece)
-            sent += len(piece)
-            await ctx.drained()
-            if ctx.closed:
-                return
-    finally:
-        s.file.close()
-    if sent < s.length:
-        log.error("message shorter than its recorded size; padding the literal")
-        ctx.send(b" " * (s.length - sent))
-
-
-async def _write_items(ctx: Context, seq: int, items: list[Item]) -> None:
-    buf = [b"* %d FETCH (" % seq]
+async def _write_streamed(ctx: Context, seq: int, items: list[Item]) -> None:
+    """A response with a body too big to hold: what precedes the stream,
+    the stream, then the rest."""
+    buf: list[WireItem] = [b"* %d FETCH (" % seq]
     for i, item in enumerate(items):
         if i:
             buf.append(b" ")
-        if isinstance(item, tuple):
-            buf.append(item[0])
-            ctx.send_many(buf)
-            buf = []
-            await write_stream(ctx, item[1])
-        else:
+        if not isinstance(item, Body):
             buf.append(item)
+            continue
+        buf.append(item.head)
+        p = item.payload
+        if isinstance(p, BodyStream):
+            await ctx.wire.send(buf)
+            buf = []
+            await bodies.write_stream(ctx, p)
+        else:
+            buf.append(p)
     buf.append(b")\r\n")
-    ctx.send_many(buf)
+    await ctx.wire.send(buf)
 
 
 # items read from the message object alone: they cannot fail or stream
@@ -314,7 +268,7 @@ class _FetchRun:
         self.mark = _marks_seen(atts) and not sel.readonly
         self.has_flags = any(a.name == "FLAGS" for a in atts)
         self.simple = all(a.name in _SIMPLE for a in atts)  # FETCH 1:* (UID FLAGS): the sync loop of clients
-        self.plan = Plan(sel, atts)
+        self.plan = Plan(sel, atts, sendfile=ctx.wire.direct)
         self.with_flags = self.plan.makers + [self.plan.flags]
         if sel.modseqs:  # setting \Seen is a change: its FETCH carries UID and MODSEQ (RFC 7162 3.1.4)
             names = {a.name for a in atts}
@@ -323,6 +277,7 @@ class _FetchRun:
             if "MODSEQ" not in names:
                 self.with_flags.append(lambda info, pre: condstore.modseq_item(info))
         self.gone = self.failed = self.unknown_cte = 0
+        self.sent = 0  # body octets written since the reactor last had a turn
 
     async def _seen_now(self, batch: list[tuple[int, int]]) -> set[int]:
         """Set \\Seen where the items ask for it; the uids that changed
@@ -352,9 +307,10 @@ class _FetchRun:
             self._simple_batch(batch)
             return True
         await self.plan.load([u for _, u in batch])
+        if self.plan.may_stream:
+            return await self._body_batch(batch, seen_now)
         pre = self.plan.prefetch([u for _, u in batch])
         makers, with_flags, has_flags = self.plan.makers, self.with_flags, self.has_flags
-        may_stream = self.plan.may_stream
         lines: list[bytes] = []
         pending = 0
         for seq, uid in batch:
@@ -364,7 +320,7 @@ class _FetchRun:
                 continue
             mk = with_flags if uid in seen_now and not has_flags else makers
             try:
-                items = build_items(mk, info, pre) if may_stream else [m(info, pre) for m in mk]
+                items = [m(info, pre) for m in mk]
             except MessageGone:
                 self.gone += 1
                 continue
@@ -375,14 +331,7 @@ class _FetchRun:
                 log.failure("FETCH of uid {uid} failed", uid=uid)
                 self.failed += 1
                 continue
-            if may_stream and any(isinstance(it, tuple) for it in items):
-                ctx.send_many(lines)
-                lines, pending = [], 0
-                await _write_items(ctx, seq, items)
-                if ctx.closed:
-                    return False
-                continue
-            line = b"* %d FETCH (%b)\r\n" % (seq, b" ".join(items))  # type: ignore[arg-type]  # no streams here
+            line = b"* %d FETCH (%b)\r\n" % (seq, b" ".join(items))  # type: ignore[arg-type]  # no bodies here
             lines.append(line)
             pending += len(line)
             if pending >= FLUSH_AT:
@@ -408,6 +357,59 @@ class _FetchRun:
                      for seq, uid in batch if (info := get(uid)) is not None]
         self.gone += len(batch) - len(lines)
         self.ctx.send(b"".join(lines))
+
+    def _items(self, info: MessageInfo, mk: list[Maker], pre: Prefetched) -> list[Item] | None:
+        """One message's items; None (counted) if it is gone or failed."""
+        try:
+            return build_items(mk, info, pre)
+        except MessageGone:
+            self.gone += 1
+        except binary.UnknownCTE:
+            self.unknown_cte += 1
+        except Exception:  # noqa: BLE001  one bad message must not end the session
+            log.failure("FETCH of uid {uid} failed", uid=info.uid)
+            self.failed += 1
+        return None
+
+    async def _body_batch(self, batch: list[tuple[int, int]], seen_now: set[int]) -> bool:
+        """A batch whose responses carry bodies: written through the wire
+        in big writes, bodies not copied (mailsrv.imap.bodies); the reactor
+        gets a turn every YIELD_BYTES so other sessions are served too."""
+        ctx, get, wire = self.ctx, self.folder.get, self.ctx.wire
+        pre = self.plan.prefetch([u for _, u in batch])
+        makers, with_flags, has_flags = self.plan.makers, self.with_flags, self.has_flags
+        pieces: list[WireItem] = []
+        pending = 0
+        for seq, uid in batch:
+            info = get(uid)
+            if info is None:
+                self.gone += 1
+                continue
+            items = self._items(info, with_flags if uid in seen_now and not has_flags else makers, pre)
+            if items is None:
+                continue
+            built = bodies.response_pieces(seq, items)
+            if built is None:  # a body too big to hold streams
+                await wire.send(pieces)
+                pieces, pending = [], 0
+                await _write_streamed(ctx, seq, items)
+            else:
+                more, size = built
+                pieces += more
+                pending += size
+                if pending < BODY_FLUSH_AT:
+                    continue
+                await wire.send(pieces)
+                pieces = []
+                self.sent += pending
+                pending = 0
+            if ctx.closed:
+                return False
+            if self.sent >= YIELD_BYTES:
+                self.sent = 0
+                await task.deferLater(ctx.reactor, 0, lambda: None)
+        await wire.send(pieces)
+        return not ctx.closed
 
     def result(self) -> Result:
         if self.unknown_cte:

@@ -120,6 +120,13 @@ class Parser:
         """Bytes received but not yet consumed."""
         return len(self._buf)
 
+    def incomplete(self) -> bool:
+        """Input of a command that is not complete is held (part of a line,
+        a literal under way, a literal waiting for the rest of its line):
+        the server has nothing to answer yet, so the client's next bytes
+        may be waiting for our ACK (:mod:`mailsrv.quickack`)."""
+        return bool(self._buf or self._parts or self._literal is not None or self._skip_literal)
+
     def expect_raw_line(self) -> None:
         """The next line is a SASL response or IDLE's DONE, not a command."""
         self._raw = True

@@ -40,13 +40,13 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from mailsrv.imap import bodies
 from mailsrv.imap import commands as C
 from mailsrv.imap.context import Context, Handlers
-from mailsrv.imap.fetch import BodyStream, Plan, build_items
+from mailsrv.imap.fetch import Plan, build_items
 from mailsrv.imap.grammar_ext import SELECTED_FILTERS
 from mailsrv.imap.results import AUTHENTICATED, Result, bad, no, ok
 from mailsrv.imap.session import SelectedMailbox
-from mailsrv.store.crlf import CRLFEncoder
 from mailsrv.store.interfaces import (
     FlagsChanged,
     FolderChanged,
@@ -162,16 +162,6 @@ def _status_values(folder: IFolder, items: set[str]) -> dict[str, int]:
     return values
 
 
-def _stream_bytes(s: BodyStream) -> bytes:
-    """A streamed body, read whole (a notification is built in one piece)."""
-    enc = CRLFEncoder()
-    try:
-        data = b"".join(enc.feed(chunk) for chunk in iter(lambda: s.file.read(1 << 18), b""))
-    finally:
-        s.file.close()
-    return data[s.origin:s.origin + s.length]
-
-
 def fetch_lines(sel: SelectedMailbox, atts: list[C.FetchAtt], pairs: list[tuple[int, int]]) -> list[bytes]:
     """FETCH responses for MessageNew (fetch-att ...): what FETCH would
     send, as .PEEK (a notification never sets \\Seen), UID always included."""
@@ -189,8 +179,7 @@ def fetch_lines(sel: SelectedMailbox, atts: list[C.FetchAtt], pairs: list[tuple[
             items = build_items(plan.makers, info, pre)
         except StoreError:
             continue
-        parts = [it if isinstance(it, bytes) else it[0] + b"{%d}\r\n" % it[1].length + _stream_bytes(it[1])
-                 for it in items]
+        parts = [bodies.in_one_piece(it) for it in items]
         out.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts)))
     return out
 

@@ -40,7 +40,9 @@ from mailsrv.imap.grammar import command_parser
 from mailsrv.imap.results import Result, no
 from mailsrv.ops.sessions import SessionHooks
 from mailsrv.pump import CommandPump
+from mailsrv.quickack import QuickAck
 from mailsrv.store.interfaces import StoreError
+from mailsrv.wire import Wire, plain_tcp_socket
 
 log = Logger()
 
@@ -103,6 +105,9 @@ class IMAPServer(Protocol, TimeoutMixin):
         self._bad_count = 0
         self._abort_call: Any = None
         self.compression: CompressionLayer | None = None
+        self._wrote = False  # output since the last input (it carries the ACK)
+        self._quickack: QuickAck | None = None
+        self.wire = Wire(reactor, self.direct_socket, lambda: self.transport, self._write_many_now, self.drained)
 
     def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:
         """TimeoutMixin's and our own timers run on the given reactor (a
@@ -116,6 +121,7 @@ class IMAPServer(Protocol, TimeoutMixin):
         except (AttributeError, OSError, NotImplementedError):
             pass
         self.pump = CommandPump(self.parser, self._event, self.transport)
+        self._quickack = QuickAck(self.transport)
         self.transport.registerProducer(self.out, True)
         self.setTimeout(self.ctx.config.imap_timeout)
         self.write(render.untagged(f"OK [CAPABILITY {' '.join(self.ctx.capabilities())}] mailsrv ready."))
@@ -125,6 +131,7 @@ class IMAPServer(Protocol, TimeoutMixin):
             self._abort_call.cancel()
         self.closed = True
         self.setTimeout(None)
+        self.wire.abort()
         self.out.stopProducing()
         self.parser.close()
         if self.pump is not None:
@@ -198,11 +205,29 @@ class IMAPServer(Protocol, TimeoutMixin):
     # -- output
     def write(self, data: bytes) -> None:
         if not self.closed:
-            self.transport.write(data)
+            self._wrote = True
+            if self.wire.busy:
+                self.wire.hold(data)  # after the message data the wire still holds
+            else:
+                self.transport.write(data)
 
     def write_many(self, lines: list[bytes]) -> None:
         if lines and not self.closed:
+            self._wrote = True
+            if self.wire.busy:
+                self.wire.hold(b"".join(lines))
+            else:
+                self.transport.writeSequence(lines)
+
+    def _write_many_now(self, lines: list[bytes]) -> None:
+        if lines and not self.closed:
             self.transport.writeSequence(lines)
+
+    def direct_socket(self) -> Any:
+        """The socket message data may be written to directly (plain TCP,
+        output not transformed), else None (mailsrv.wire).  A layer that
+        transforms output (COMPRESS) must make this None while it is on."""
+        return None if self.closed else plain_tcp_socket(self.transport)
 
     def drained(self) -> defer.Deferred[None]:
         return self.out.wait()
@@ -220,7 +245,10 @@ class IMAPServer(Protocol, TimeoutMixin):
             return
         self.parser.push(data)
         assert self.pump is not None
+        self._wrote = False
         self.pump.pump()
+        if not self._wrote and self._quickack is not None and self.parser.incomplete():
+            self._quickack.ack_now()  # no answer carries the ACK: a Nagle client waits for it
 
     def input_buffered(self) -> int:
         return self.parser.buffered()

@@ -38,6 +38,7 @@ from mailsrv.lmtp.data import Spool
 from mailsrv.lmtp.source import MAX_LINE, Body, LMTPSource
 from mailsrv.ops.sessions import NO_SESSION, SessionHooks
 from mailsrv.pump import CommandPump
+from mailsrv.quickack import QuickAck
 from mailsrv.store.interfaces import NoSuchFolder, OverQuota, StoreError, TooBig
 
 log = Logger()
@@ -80,6 +81,8 @@ class LMTPServer(Protocol, TimeoutMixin):
         self._lost = False
         self._source = LMTPSource(MAX_LINE)
         self._spool: Spool | None = None  # while DATA reads the message
+        self._wrote = False  # a reply since the last input (it carries the ACK)
+        self._quickack: QuickAck | None = None
         self._reset_transaction()
 
     def callLater(self, period: float, func: Callable[[], object]) -> Any:
@@ -94,6 +97,7 @@ class LMTPServer(Protocol, TimeoutMixin):
         except (AttributeError, NotImplementedError, OSError):
             pass  # unix sockets, test transports
         self._pump = CommandPump(self._source, self._run, self.transport, MAX_PENDING_INPUT)
+        self._quickack = QuickAck(self.transport)
         self.setTimeout(self.factory.timeout)
         self._reply(220, f"{self._host} LMTP mailsrv ready")
 
@@ -123,7 +127,15 @@ class LMTPServer(Protocol, TimeoutMixin):
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
         self._source.feed(data)
+        self._wrote = False
         self._pump.pump()
+        if self._wrote or self._quickack is None:
+            return
+        if self._source.in_data or (self._source.buffered() and not self._pump.busy):
+            # message data or a command line still incomplete: nothing will
+            # answer soon, and a client that writes the body and its final
+            # dot apart waits for our ACK under Nagle (mailsrv.quickack)
+            self._quickack.ack_now()
 
     def _run(self, line: object) -> defer.Deferred[None] | None:
         """The pump's handler for one command line (or TOO_LONG): None when
@@ -166,6 +178,7 @@ class LMTPServer(Protocol, TimeoutMixin):
 
     def _reply(self, code: int, text: str) -> None:
         if not self._lost:
+            self._wrote = True
             self.transport.write(b"%d %s\r\n" % (code, text.encode("utf-8", "replace")))
 
     def _error(self, code: int, text: str) -> None:
@@ -194,6 +207,7 @@ class LMTPServer(Protocol, TimeoutMixin):
         size = f"SIZE {self._limit}" if self._limit > 0 else "SIZE"
         lines = [self._host, "PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", size]
         out = b"".join(b"250-%s\r\n" % s.encode("ascii") for s in lines[:-1])
+        self._wrote = True
         self.transport.write(out + b"250 %s\r\n" % lines[-1].encode("ascii"))
 
     def do_MAIL(self, arg: bytes) -> None:

@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mailsrv.store.crlf import CRLFEncoder
+from mailsrv.wire import send_now, unsent
 
 log = Logger()
 
@@ -176,8 +177,7 @@ class MessageSender:
                     pieces = [data] if data else []
                 if finished:
                     pieces.append(b".\r\n" if self._stuffer.at_line_start else b"\r\n.\r\n")
-                for piece in pieces:
-                    self._transport.write(piece)
+                self._write(pieces)
                 if finished:
                     self._written_all = True
                     if not self._paused:
@@ -196,6 +196,16 @@ class MessageSender:
             self._finish(Failure())
         finally:
             self._producing = False
+
+    def _write(self, pieces: list[bytes]) -> None:
+        """Straight to the socket when it is plain TCP and idle (no reactor
+        turn before the first byte, no join of the pieces); what the kernel
+        did not take goes through the transport, in order."""
+        sent = send_now(self._transport, pieces)
+        if sent:
+            pieces = unsent(pieces, sent)
+        for piece in pieces:
+            self._transport.write(piece)
 
     def _next(self) -> tuple[bytes, bool]:
         """The next piece to send (stuffed, no prefix) and whether the message is complete."""

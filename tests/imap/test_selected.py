@@ -3,7 +3,7 @@
 
 import re
 
-from mailsrv.imap import fetch as fetchmod
+from mailsrv.imap import bodies as bodiesmod
 from tests.imap.harness import MSG1, MSG2, MSG3, Client, inbox_with, tagged
 
 
@@ -80,8 +80,8 @@ def test_fetch_envelope_and_bodystructure_present():
 
 
 def test_large_message_streams_in_chunks(monkeypatch):
-    monkeypatch.setattr(fetchmod, "STREAM_MIN", 100)
-    monkeypatch.setattr(fetchmod, "CHUNK", 7)
+    monkeypatch.setattr(bodiesmod, "STREAM_MIN", 100)
+    monkeypatch.setattr(bodiesmod, "CHUNK", 7)
     big = b"Subject: big\n\n" + b"line of text\n" * 50
     c = selected(big)
     crlf = big.replace(b"\n", b"\r\n")
