@@ -256,11 +256,12 @@ class FakeFolder(_Failing):
         self.calls.append(("copy_to", (wanted, target.name)))
         if "copy_to" in self.fail:
             return self._deferred("copy_to", None)
+        handle = None
         unwrap = getattr(target, "unwrap", None)
         if unwrap is not None:
             if "i" not in target.rights:
                 return defer.fail(NoPermission("no insert right"))
-            target = unwrap()
+            handle, target = target, unwrap()
         assert isinstance(target, FakeFolder)
         acct = target.account
         size = sum(self._msgs[u].size for u in wanted if u in self._msgs)
@@ -271,9 +272,20 @@ class FakeFolder(_Failing):
         for u in wanted:
             info = self._msgs.get(u)
             if info is not None:
-                pairs.append((u, target.add(self._data[u], info.flags, info.internaldate).uid))
+                flags = handle.incoming(info.flags) if handle is not None else info.flags
+                pairs.append((u, target.add(self._data[u], flags, info.internaldate).uid))
         target._tell("messages_added", [d for _, d in pairs])
+        if handle is not None:
+            return handle.copied_in(pairs, {u: self._msgs[u].flags for u, _ in pairs})
         return defer.succeed(pairs)
+
+    def touch_modseq(self, uids: Iterable[int]) -> defer.Deferred[list[int]]:
+        hit = [u for u in uids if u in self._msgs]
+        if hit:
+            self.highestmodseq += 1
+            for u in hit:
+                self._msgs[u].modseq = self.highestmodseq
+        return defer.succeed(hit)
 
     # -- IFolder: listeners and cache
     def add_listener(self, listener: IFolderListener) -> None:
