@@ -40,7 +40,8 @@ T = TypeVar("T")
 BASE_CAPABILITIES = ("IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE")
 AUTHENTICATED_CAPABILITIES = ("NAMESPACE", "UNSELECT", "CHILDREN", "UIDPLUS", "MOVE", "SPECIAL-USE",
                               "LIST-EXTENDED", "LIST-STATUS", "MULTIAPPEND", "APPENDLIMIT", "ESEARCH",
-                              "ACL", "RIGHTS=texk", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE")
+                              "ACL", "RIGHTS=texk", "LIST-MYRIGHTS", "QUOTA", "QUOTA=RES-STORAGE",
+                              "QUOTA=RES-MESSAGE")
 
 
 Handler = Callable[["Context", Any], Awaitable[Result | None]]

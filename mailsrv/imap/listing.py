@@ -1,5 +1,5 @@
 """LIST / LSUB (RFC 3501, LIST-EXTENDED 5258, LIST-STATUS 5819,
-SPECIAL-USE 6154, CHILDREN 3348) and STATUS."""
+SPECIAL-USE 6154, CHILDREN 3348, LIST-MYRIGHTS 8440) and STATUS."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from mailsrv.imap import commands as C
 from mailsrv.imap import render
+from mailsrv.imap.commands_acl import list_myrights
 from mailsrv.imap.context import Context
 from mailsrv.store.interfaces import IAccount, IFolder
 
@@ -143,6 +144,7 @@ async def list_mailboxes(ctx: Context, cmd: C.ListCommand) -> None:
         return
     listing = _Listing(cmd, ctx.account)
     ret_status = "STATUS" in cmd.return_opts
+    ret_rights = "MYRIGHTS" in cmd.return_opts
     lines: list[bytes] = []
     status_for: list[str] = []
     for name in listing.candidates():
@@ -152,6 +154,10 @@ async def list_mailboxes(ctx: Context, cmd: C.ListCommand) -> None:
         if line is None:
             continue
         lines.append(line)
+        if ret_rights and name in listing.existing and not (listing.sel_subscribed and name not in listing.subs):
+            rights = await list_myrights(ctx, name)  # RFC 8440: after its LIST line, listed mailboxes only
+            if rights is not None:
+                lines.append(rights)
         if ret_status and name in listing.existing:
             status_for.append(name)
         if len(lines) >= 256:
