@@ -84,6 +84,21 @@ class _Listing:
         self.subs = set(self.account.subscriptions())
         self.regexes = [pattern_regex(cmd.reference + p) for p in cmd.patterns]
         self.children = {anc for name in self.existing for anc in _ancestors(name)}
+        spaces = getattr(self.account, "namespaces", None)
+        _, others, shared = spaces() if spaces is not None else ((), [], [])
+        # (prefix, depth of its own levels): Shared/<owner>/..., Public/...
+        self.foreign = [(p, 2) for p, _ in others] + [(p, 1) for p, _ in shared]
+
+    def unlisted_parent(self, name: str) -> bool:
+        """A name below another user's or the public namespace's own levels
+        that is only the parent of listed mailboxes (the user may not look
+        it up, or it is no mailbox): Dovecot's acl plugin lists it (as
+        non-existent) only when the patterns miss its visible children,
+        as RFC 4314 section 4's LIST example has it."""
+        for prefix, depth in self.foreign:
+            if name.startswith(prefix) and name.count(DELIM) >= depth:
+                return any(self.matches(n) for n in self.existing if n.startswith(name + DELIM))
+        return False
 
     def candidates(self) -> list[str]:
         """Every name that may be listed, INBOX first, then sorted."""
@@ -119,6 +134,8 @@ class _Listing:
             if got is None:
                 return None
             attrs, extra = got
+        elif not self.sel_subscribed and not exists and self.unlisted_parent(name):
+            return None
         special = self.account.special_use(name) if exists else None
         if self.sel_special and not special:
             return None

@@ -225,3 +225,17 @@ def test_changes_and_rights_revoked_reach_an_idle_session():
 
 def test_fake_store_is_what_these_tests_use():
     assert isinstance(setup()[0], FakeStore)
+
+
+def test_a_parent_the_user_may_not_look_up_is_listed_only_when_needed():
+    """RFC 4314 section 4's LIST example, as Dovecot's acl plugin does it."""
+    store, alice, bob = setup()
+    alice.cmd("a CREATE Projects/Q1")
+    share(store, "lr", folder="Projects/Q1")  # Projects itself stays alice's alone
+    out = bob.cmd('b LIST "" "*"')
+    assert b'"Shared/alice/Projects/Q1"' in out and b'"Shared/alice/Projects"\r\n' not in out, out
+    assert b'(\\Noselect \\HasChildren) "/" "Shared/alice"' in out  # the namespace's own levels stay
+    out = bob.cmd('c LIST "" "Shared/alice/%"')  # the pattern misses Q1: Projects stands in for it
+    assert b'* LIST (\\Noselect \\HasChildren) "/" "Shared/alice/Projects"\r\n' in out, out
+    out = bob.cmd('d LIST () "" "Shared/alice/%"')
+    assert b'* LIST (\\NonExistent \\HasChildren) "/" "Shared/alice/Projects"\r\n' in out, out
