@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any, BinaryIO
 
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
@@ -108,6 +108,7 @@ class FakeFolder(_Failing):
 
     def __init__(self, name: str = "INBOX", uidvalidity: int = 1000) -> None:
         self.account: FakeAccount | None = None  # set by the account: whose quota applies
+        self.acl: Acl | None = None  # its dovecot-acl (FakeShares)
         self.name = name
         self.uidvalidity = uidvalidity
         self.uidnext = 1
@@ -519,16 +520,60 @@ class FakeStore(_Failing):
         return account
 
 
+class _AclsByName(MutableMapping[tuple[str, str], Acl]):
+    """``acls[(owner, folder)]``: each folder's ACL kept on the folder
+    object itself, so it moves with RENAME and goes with DELETE, as a
+    ``dovecot-acl`` file in the folder's directory does (owner "public":
+    the public mailboxes)."""
+
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
+
+    def _account(self, owner: str) -> FakeAccount | None:
+        return self.store.public if owner == "public" else self.store.accounts.get(owner)
+
+    def _folder(self, key: tuple[str, str]) -> FakeFolder:
+        account = self._account(key[0])
+        folder = account.folders.get(account._norm(key[1])) if account is not None else None
+        if folder is None:
+            raise KeyError(key)
+        return folder
+
+    def __getitem__(self, key: tuple[str, str]) -> Acl:
+        acl = self._folder(key).acl
+        if acl is None:
+            raise KeyError(key)
+        return acl
+
+    def __setitem__(self, key: tuple[str, str], acl: Acl) -> None:
+        self._folder(key).acl = acl
+
+    def __delitem__(self, key: tuple[str, str]) -> None:
+        folder = self._folder(key)
+        if folder.acl is None:
+            raise KeyError(key)
+        folder.acl = None
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        owners = [(u, a) for u, a in self.store.accounts.items()]
+        if self.store.public is not None:
+            owners.append(("public", self.store.public))
+        return iter([(u, n) for u, a in owners for n, f in list(a.folders.items()) if f.acl is not None])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 class FakeShares:
     """In-memory ShareBackend (mailsrv.store.shared) over a FakeStore."""
 
     def __init__(self, store: FakeStore) -> None:
         self.store = store
-        self.acls: dict[tuple[str, str], Acl] = {}
+        self.acls = _AclsByName(store)
         self.seen: dict[tuple[str, str], PrivateSeen] = {}
 
     def _key(self, account: FakeAccount, folder: str) -> tuple[str, str]:
-        return (account.user, account._norm(folder))
+        return ("public" if account is self.store.public else account.user, account._norm(folder))
 
     def owner_account(self, user: str) -> FakeAccount | None:
         return self.store.accounts.get(user)
@@ -543,7 +588,7 @@ class FakeShares:
     def write_acl(self, account: FakeAccount, folder: str, acl: Acl | None) -> defer.Deferred[None]:
         if acl is None:
             self.acls.pop(self._key(account, folder), None)
-        else:
+        elif self._key(account, folder)[1] in account.folders:
             self.acls[self._key(account, folder)] = Acl(list(acl.entries))
         return defer.succeed(None)
 

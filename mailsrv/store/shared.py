@@ -222,7 +222,18 @@ class UserView:
         except (NoSuchFolder, NoPermission):
             return defer.fail()
         d: defer.Deferred[None] = src.account.rename_folder(src.folder, dst.folder)
-        return d
+        return d.addCallback(lambda _: self._acls_moved(dst))
+
+    def _acls_moved(self, dst: Target) -> defer.Deferred[None] | None:
+        """The ACLs went along with a RENAME (RFC 4314: it SHOULD NOT change
+        them); written again under their new names so the backend's index
+        of who shares what (and Dovecot's) follows."""
+        names = [dst.folder] + [n for n in dst.account.list_folders() if n.startswith(dst.folder + DELIM)]
+        for name in names:
+            acl = self.backend.read_acl(dst.account, name)
+            if acl is not None:
+                return self.backend.write_acl(dst.account, name, acl)
+        return None
 
     def subscriptions(self) -> list[str]:
         return list(self.own.subscriptions()) if self.own is not None else []

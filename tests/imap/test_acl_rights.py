@@ -239,3 +239,46 @@ def test_a_parent_the_user_may_not_look_up_is_listed_only_when_needed():
     assert b'* LIST (\\Noselect \\HasChildren) "/" "Shared/alice/Projects"\r\n' in out, out
     out = bob.cmd('d LIST () "" "Shared/alice/%"')
     assert b'* LIST (\\NonExistent \\HasChildren) "/" "Shared/alice/Projects"\r\n' in out, out
+
+
+def test_mailbox_commands_under_shared_with_the_rights():
+    """CREATE needs k on the parent, DELETE x, RENAME x on the old name and
+    k where it goes, within the one owner (RFC 4314 section 4)."""
+    store, alice, bob = setup()
+    alice_folders = store.accounts["alice"].folders
+    share(store, "lrkx")
+    assert tagged(bob.cmd('a CREATE "Shared/alice/Projects/Sub"'), "a").startswith(b"a OK")
+    assert "Projects/Sub" in alice_folders
+    assert b" bob lrkxc" in alice.cmd("b GETACL Projects/Sub")  # inherited from the parent
+    assert tagged(bob.cmd('c RENAME "Shared/alice/Projects/Sub" "Shared/alice/Projects/Renamed"'),
+                  "c").startswith(b"c OK")
+    assert "Projects/Renamed" in alice_folders and "Projects/Sub" not in alice_folders
+    assert tagged(bob.cmd('d RENAME "Shared/alice/Projects/Renamed" "Mine"'), "d").startswith(b"d NO [NOPERM]")
+    assert tagged(bob.cmd('e RENAME "Shared/alice/Projects/Renamed" "Shared/alice/Top"'),
+                  "e").startswith(b"e NO [NOPERM]")  # no k at the top of alice's mailboxes
+    assert tagged(bob.cmd('f DELETE "Shared/alice/Projects/Renamed"'), "f").startswith(b"f OK")
+    assert "Projects/Renamed" not in alice_folders
+    assert tagged(bob.cmd('g DELETE "Shared/alice/Secret"'), "g").startswith(b"g NO [NONEXISTENT]")
+    assert tagged(bob.cmd('h SUBSCRIBE "Shared/alice/Projects"'), "h").startswith(b"h OK")
+    assert b'"Shared/alice/Projects"' in bob.cmd('i LSUB "" "*"')
+    assert b'* LIST (\\HasChildren \\Subscribed) "/" "Shared/alice/Projects"' in \
+        bob.cmd('j LIST "" "Shared/alice/*" RETURN (SUBSCRIBED)') or \
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "Shared/alice/Projects"' in \
+        bob.cmd('k LIST "" "Shared/alice/*" RETURN (SUBSCRIBED)')
+
+
+def test_private_seen_reaches_the_users_other_sessions_only():
+    store, alice, bob = setup()
+    public = store.make_public("info")
+    store.shares.acls[("public", "info")] = grants([("alice", "lrswipkxte"), ("bob", "lrswipte")])
+    public.folders["info"].add(MSG1)
+    alice2 = User(store, "alice")
+    for u, tag in ((alice, "a"), (alice2, "b"), (bob, "c")):
+        u.cmd(f'{tag} SELECT "Public/info"')
+    alice2.proto.dataReceived(b"d IDLE\r\n")
+    assert alice2.take().startswith(b"+")
+    alice.cmd("e STORE 1 +FLAGS.SILENT (\\Seen)")
+    assert re.search(rb"\* 1 FETCH \((UID 1 )?FLAGS \(\\Seen( \\Recent)?\)\)", alice2.take())
+    assert b"FETCH" not in bob.cmd("f NOOP")
+    alice2.proto.dataReceived(b"DONE\r\n")
+    assert tagged(alice2.take(), "d").startswith(b"d OK")

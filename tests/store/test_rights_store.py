@@ -116,3 +116,18 @@ class ViewRights(StoreCase):
         self.assertEqual(live.get(back[0][1]).flags, frozenset())
         self.assertIn("\\Seen", a.get(back[0][1]).flags)
         self.assertNotIn("\\Seen", b.get(back[0][1]).flags)
+
+    @defer.inlineCallbacks
+    def test_acls_move_with_rename_and_dovecots_list_is_dropped(self):
+        root = layout.maildir_root(self.data, "alice")
+        acl_list = os.path.join(root, "dovecot-acl-list")
+        yield self.alice.create_folder("Projects/Q1")
+        yield self.alice.set_acl("Projects/Q1", "bob", "lr")
+        with open(acl_list, "w", encoding="ascii") as f:  # as Dovecot leaves it, now stale
+            f.write("1700000000 Projects.Q1\n")
+        yield self.alice.rename_folder("Projects", "Work")
+        self.assertFalse(os.path.exists(acl_list))  # Dovecot rebuilds it
+        self.assertEqual((yield self.bob.my_rights("Shared/alice/Work/Q1")), "lr")
+        self.assertIn("Shared/alice/Work/Q1", self.bob.list_folders())
+        with open(os.path.join(self.data, "shared-mailboxes"), encoding="utf-8") as f:
+            self.assertEqual(f.read(), "shared/shared-boxes/user/bob/alice\n1\n")
