@@ -144,6 +144,15 @@ def _owner(box: str, identifier: str) -> str:
     return identifier
 
 
+def selected(c: Client, box: str) -> tuple[str, frozenset[str]]:
+    """SELECT's READ-WRITE/READ-ONLY and PERMANENTFLAGS (RFC 4314 5.1.1, 5.2)."""
+    status, resp = c.run(f'SELECT "{box}"')
+    perm = [r[2] for r in resp if r[0] == "OK" and r[1] == "[PERMANENTFLAGS"]
+    code = re.search(r"\[(READ-WRITE|READ-ONLY)\]", status)
+    c.run("UNSELECT")
+    return (code.group(1) if code else status), frozenset(perm[0] if perm else ())
+
+
 def view(port: int, user: str) -> dict[str, Any]:
     """What ``user`` is told: namespaces, mailboxes, quota, rights, ACLs."""
     c = Client(port, user)
@@ -163,6 +172,8 @@ def view(port: int, user: str) -> dict[str, Any]:
             status, resp = c.run(f'MYRIGHTS "{box}"')
             mine = [_rights(r[2]) for r in resp if r[0] == "MYRIGHTS"]
             out[f"myrights {box}"] = (_code(status), mine)
+            if mine and "r" in mine[0] and box.startswith(("Shared/", "Public/")):
+                out[f"select {box}"] = selected(c, box)
             if mine and "a" in mine[0]:
                 status, resp = c.run(f'GETACL "{box}"')
                 acl = [r[2:] for r in resp if r[0] == "ACL"]
@@ -252,6 +263,8 @@ def test_mailsrv_and_dovecot_read_the_same_quota_and_rights(base):
         assert ours["alice"]["getacl Projects"][1]["bob"] == frozenset("lrsw")
         assert ("Shared/alice/Projects/Q1", frozenset({"\\HasNoChildren"})) in ours["carol"]["list"]
         assert ours["alice"]["quotaroot"][2]["User quota"]["MESSAGE"][1] == 20
+        assert ours["bob"]["select Shared/alice/Projects"] == ("READ-WRITE", frozenset({"\\Seen"}))
+        assert ours["carol"]["select Shared/alice/Projects"] == ("READ-ONLY", frozenset())
 
         # 2. Dovecot writes; both read
         dovecot_writes(dv.port)
