@@ -75,3 +75,23 @@ def test_swaks_to_a_public_mailbox_and_an_over_quota_user(server):
     assert b"UNSEEN 0" in alice.status('"Public/info"', "(UNSEEN)")[1][0]
     alice.logout()
     bob.logout()
+
+
+def test_quota_warning_lines_in_the_servers_log(tmp_path):
+    data = str(tmp_path / "data")
+    os.makedirs(data)
+    with open(os.path.join(data, "passwd"), "w") as f:
+        f.write("dave:{PLAIN}pw4::::::userdb_quota_rule=*:bytes=1000\n")
+    ini = tmp_path / "mailsrv.ini"
+    ini.write_text("[quota]\nwarning = 50 90\n")
+    with EmbeddedServer(data, kinds=("imap",), extra=["--config", str(ini)]) as srv:
+        dave = imaplib.IMAP4("127.0.0.1", srv.ports["imap"], timeout=20)
+        dave.login("dave", "pw4")
+        body = MSG + b"x" * (600 - len(MSG))
+        assert dave.append("INBOX", None, None, body)[0] == "OK"
+        assert dave.append("INBOX", None, None, body)[0] == "NO"  # 1200 > 1000: refused, no 90 % line
+        assert dave.append("INBOX", None, None, MSG + b"y" * 300)[0] == "OK"
+        dave.logout()
+        log = srv.log()
+    assert "quota warning: dave reached 50% of the storage limit (600 of 1000)" in log
+    assert "quota warning: dave reached 90% of the storage limit" in log
