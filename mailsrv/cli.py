@@ -13,6 +13,7 @@ registers a parser whose ``func(args, config) -> int`` does the work.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import os
 import shutil
@@ -142,6 +143,14 @@ def _make_maildir(config: Config, name: str) -> str:
     return os.path.join(_user_dir(config, name), "Maildir")
 
 
+def _forget_demo_password(config: Config, name: str) -> None:
+    """The generated demo password is shown at each start until it changes."""
+    from mailsrv.auth.passwd import DEMO_USER, forget_demo_password
+
+    if name == DEMO_USER:
+        forget_demo_password(config)
+
+
 # -- user --------------------------------------------------------------------
 
 
@@ -149,6 +158,13 @@ def _user_add(args: argparse.Namespace, config: Config) -> int:
     from mailsrv.auth.passwd import UserExists
 
     name = _username(args.name)
+    if config.store_backend == "postgresql":
+        from mailsrv import pgcli
+
+        if pgcli.user_exists(config, name):
+            raise UserExists(f"user {name} already exists")
+        print(pgcli.user_add(config, name, _hash(_read_password(), config)))
+        return EX_OK
     if name in RESERVED_NAMES:
         raise CliError(f"user name {name!r} is reserved (the server keeps {name!r} in the data folder)")
     home = _user_dir(config, name)
@@ -175,17 +191,32 @@ def _user_passwd(args: argparse.Namespace, config: Config) -> int:
     from mailsrv.auth.passwd import NoSuchUser
 
     name = _username(args.name)
+    if config.store_backend == "postgresql":
+        from mailsrv import pgcli
+
+        if not pgcli.user_exists(config, name):
+            raise NoSuchUser(f"no such user {name}")
+        pgcli.user_passwd(config, name, _hash(_read_password(), config))
+        print(f"password of {name} changed")
+        return EX_OK
     passwd = _passwd(config)
     if passwd.lookup(name) is None:
         raise NoSuchUser(f"no such user {name}")
     passwd.set_password(name, _hash(_read_password(), config))
+    _forget_demo_password(config, name)
     print(f"password of {name} changed")
     return EX_OK
 
 
 def _user_del(args: argparse.Namespace, config: Config) -> int:
     name = _username(args.name)
+    if config.store_backend == "postgresql":
+        from mailsrv import pgcli
+
+        print(pgcli.user_del(config, name, args.purge))
+        return EX_OK
     _passwd(config).remove_user(name)
+    _forget_demo_password(config, name)
     home = _user_dir(config, name)
     if args.purge:
         if os.path.isdir(home) and not os.path.islink(home):
@@ -199,7 +230,13 @@ def _user_del(args: argparse.Namespace, config: Config) -> int:
 
 
 def _user_list(args: argparse.Namespace, config: Config) -> int:
-    for name in _passwd(config).users():
+    if config.store_backend == "postgresql":
+        from mailsrv import pgcli
+
+        names = pgcli.user_list(config)
+    else:
+        names = _passwd(config).users()
+    for name in names:
         print(name)
     return EX_OK
 
@@ -243,6 +280,10 @@ def _deliver(args: argparse.Namespace, config: Config) -> int:
     flags: list[str] = []
     for f in args.flags or ():
         flags.extend(f.split())
+    if config.store_backend == "postgresql":
+        from mailsrv import pgcli
+
+        return pgcli.deliver_command(config, name, args.folder, flags, sys.stdin.buffer)
     return int(deliver_command(config, name, args.folder, flags, sys.stdin.buffer))
 
 
@@ -261,53 +302,18 @@ def build_deliver(sub: Any, common: argparse.ArgumentParser) -> None:
 # -- config check ------------------------------------------------------------
 
 
-def _check_tls(cert: str, key: str) -> list[str]:
-    """Problems with a certificate/key pair (empty list: fine)."""
-    import datetime
-
-    from OpenSSL import SSL, crypto
-
-    problems = []
-    for path in {cert, key}:
-        if not os.access(path, os.R_OK):
-            problems.append(f"cannot read {path}")
-    if problems:
-        return problems
-    try:
-        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
-        ctx.use_certificate_chain_file(cert)
-        ctx.use_privatekey_file(key)
-        ctx.check_privatekey()
-    except SSL.Error as e:
-        return [f"TLS certificate {cert} / key {key} unusable: {_ssl_reason(e)}"]
-    with open(cert, "rb") as f:
-        x509 = crypto.load_certificate(crypto.FILETYPE_PEM, f.read()).to_cryptography()
-    not_after = x509.not_valid_after_utc
-    now = datetime.datetime.now(datetime.timezone.utc)
-    print(f"tls: {cert}: {x509.subject.rfc4514_string()}, valid until {not_after:%Y-%m-%d %H:%M} UTC")
-    if not_after < now:
-        problems.append(f"TLS certificate {cert} expired on {not_after:%Y-%m-%d}")
-    return problems
-
-
-def _ssl_reason(e: Exception) -> str:
-    try:
-        return "; ".join(str(part[2]) for part in e.args[0]) or str(e)
-    except (IndexError, TypeError):
-        return str(e)
-
-
 def _config_check(args: argparse.Namespace, config: Config) -> int:
-    from twisted.internet import endpoints, reactor
+    """The checks ``twistd mailsrv`` runs before it binds anything
+    (mailsrv.ops.checks), printed; ports are not tried (the server may be
+    running)."""
+    from mailsrv.ops import checks
 
     problems: list[str] = []
     print(f"config: {config.source or '(none, built-in defaults)'}")
     later = "" if os.path.isdir(config.data_dir) else " (created on first start)"
     print(f"data: {os.path.abspath(config.data_dir)}{later}")
-    try:
-        _scheme(config)
-    except ConfigError as e:
-        problems.append(str(e))
+    problems += [p.message for p in checks.check_scheme(config)]
+    problems += [p.message for p in checks.check_data(config, checks.RunAs.current())]
     path = config.passwd_path
     if os.path.exists(path):
         try:
@@ -319,30 +325,17 @@ def _config_check(args: argparse.Namespace, config: Config) -> int:
             problems.append(f"cannot read {path}: {e.strerror}")
     else:
         print(f"passwd: {path} (not created yet)")
-    from mailsrv.tls import configured_pair, self_signed_paths
+    tls_problems, note = checks.check_tls(config)
+    problems += [p.message for p in tls_problems]
+    if note is not None:
+        print(f"tls: {note}")
+    elif not tls_problems:
+        from mailsrv.tls import self_signed_paths
 
-    pair = configured_pair(config.tls_cert, config.tls_key)
-    if pair is not None:
-        problems += _check_tls(*pair)
-    else:
-        cert, key = self_signed_paths(config.data_dir)
-        if os.path.exists(cert) and os.path.exists(key):
-            problems += _check_tls(cert, key)
-        else:
-            print(f"tls: self-signed certificate generated on first start in {os.path.dirname(cert)}")
-    configured = bool(config.listeners)
-    for kind in LISTENER_KINDS:
-        specs = config.endpoints(kind) if configured else list(DEFAULT_LISTENERS[kind])
-        origin = "" if configured else " (default)"
-        if not specs:
-            print(f"listen {kind}: none")
-        for spec in specs:
-            try:
-                endpoints.serverFromString(reactor, spec)
-            except Exception as e:  # Twisted raises ValueError, KeyError, TypeError...
-                problems.append(f"bad {kind} endpoint {spec!r}: {e}")
-                continue
-            print(f"listen {kind}: {spec}{origin}")
+        print(f"tls: self-signed certificate generated on first start in "
+              f"{os.path.dirname(self_signed_paths(config.data_dir)[0])}")
+    problems += _print_listeners(config)
+    _print_limits(config)
     if config.pop3_timeout < 600:
         print(f"warning: pop3 timeout {config.pop3_timeout}s is below RFC 1939's 10 minutes")
     for p in problems:
@@ -351,6 +344,41 @@ def _config_check(args: argparse.Namespace, config: Config) -> int:
         return 1
     print("configuration ok")
     return EX_OK
+
+
+def _print_listeners(config: Config) -> list[str]:
+    """One line per listener (and the kinds that are off); the parse problems."""
+    from mailsrv.ops import checks
+
+    configured = any(config.listeners.values())
+    effective = config if configured else dataclasses.replace(
+        config, listeners={k: list(v) for k, v in DEFAULT_LISTENERS.items()})
+    bad = checks.check_listeners(effective, probe=False)
+    bad_specs = {p.message for p in bad}
+    origin = "" if configured else " (default)"
+    for kind in LISTENER_KINDS:
+        specs = effective.endpoints(kind)
+        if not specs:
+            why = " (not in [listeners]: only the kinds listed there are served)" if configured else ""
+            print(f"listen {kind}: none{why}")
+        for spec in specs:
+            if not any(repr(spec) in m for m in bad_specs):
+                print(f"listen {kind}: {spec}{origin}")
+    for spec in config.metrics:
+        if not any(repr(spec) in m for m in bad_specs):
+            print(f"metrics: {spec}")
+    return [p.message for p in bad]
+
+
+def _print_limits(config: Config) -> None:
+    lim = config.limits
+
+    def n(value: float, unit: str = "") -> str:
+        return f"{value:g}{unit}" if value else "off"
+
+    print(f"limits: {n(lim.connections_per_ip)} connections per address, {n(lim.userip_connections)} per user "
+          f"and address, login within {n(lim.login_timeout, ' s')}, ban after {n(lim.ban_after)} failed logins "
+          f"for {n(lim.ban_time, ' s')}")
 
 
 def build_config(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -370,10 +398,25 @@ COMMANDS: dict[str, Callable[[Any, argparse.ArgumentParser], None]] = {
     "deliver": build_deliver,
     "config": build_config,
     "admin": lambda sub, common: _register("mailsrv.admin", sub, common),
+    "migrate": lambda sub, common: _pgcli().build_migrate(sub, common),
+    "export": lambda sub, common: _pgcli().build_export(sub, common),
     "quota": lambda sub, common: _register("mailsrv.admin.quota", sub, common),
     "shared": lambda sub, common: _register("mailsrv.admin.shared", sub, common),
     "demo": lambda sub, common: _register("mailsrv.demo", sub, common),
+    "who": lambda sub, common: _register("mailsrv.ops.admincmd", sub, common),
 }
+
+# Commands that work on an existing data folder: with a missing one they say
+# so instead of acting on nothing (user add, config check and demo do not).
+NEEDS_DATA = frozenset({"who", "kick", "mailbox", "check", "import"})  # deliver: mailsrv.delivery
+NEEDS_DATA_ACTIONS = frozenset({("user", "passwd"), ("user", "del"), ("user", "list")})
+
+
+def _pgcli() -> Any:
+    """migrate/export live with the PostgreSQL tools (imported on use)."""
+    from mailsrv import pgcli
+
+    return pgcli
 
 
 def _register(module: str, subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -387,10 +430,26 @@ def build_parser() -> argparse.ArgumentParser:
     common = _global_options()
     parser = _Parser(prog="mailsrv", parents=[common],
                      description="mailsrv administration: users, local delivery, configuration.")
+    from mailsrv.version import version_line
+
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for build in COMMANDS.values():
         build(sub, common)
     return parser
+
+
+def _check_data_folder(args: argparse.Namespace, config: Config) -> None:
+    command = args.command
+    if command not in NEEDS_DATA and (command, getattr(args, "user_command", None)) not in NEEDS_DATA_ACTIONS:
+        return
+    if config.store_backend == "postgresql" and command in ("user", "deliver", "shared"):
+        return  # users and mail are in the database
+    if not os.path.isdir(config.data_dir):
+        where = "--data" if getattr(args, "data", None) else (f"[server] data in {config.source}" if config.source
+                                                               else "the default ./mailsrv-data (or --data)")
+        raise ConfigError(f"data folder {os.path.abspath(config.data_dir)} does not exist (from {where}); "
+                          "'mailsrv user add' creates it")
 
 
 def _command_of(argv: Sequence[str]) -> str | None:
@@ -424,6 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except _UsageError as e:
             raise CliError(str(e), EX_USAGE if sysexits else 2) from None
         config = load(getattr(args, "config", None), getattr(args, "data", None))
+        _check_data_folder(args, config)
         return args.func(args, config)
     except CliError as e:
         _err(str(e))

@@ -11,6 +11,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mailsrv.ops.limits import LimitSettings
+
 DEFAULT_DATA = "mailsrv-data"
 # Development defaults: unprivileged loopback ports.
 DEFAULT_LISTENERS = {
@@ -51,6 +53,7 @@ class Config:
     pop3_timeout: int = 600
     imap_timeout: int = 1800
     append_limit: int = 50 * 1024 * 1024
+    literal_plus: bool = True  # LITERAL+ (any size); False: LITERAL- (non-sync literals up to 4096 bytes)
     lmtp_max_size: int = 50 * 1024 * 1024
     local_domains: list[str] = field(default_factory=list)  # empty: accept any domain
     lmtp_detail_folders: bool = True
@@ -58,12 +61,22 @@ class Config:
     hash_scheme: str = "ARGON2ID"
     demo_user: bool = True
     trace: bool = False
+    # [store]: 'maildir' (default: files under data_dir, one process) or
+    # 'postgresql' (store_dsn; any number of processes and nodes).
+    store_backend: str = "maildir"
+    store_dsn: str | None = None
+    store_pool: int = 8  # database connections (and query threads) per process
+    workers: int = 0  # [server] workers: processes sharing the listeners (postgresql only)
     # quota (issue 12): Dovecot quota_rule values by key (quota_rule, quota_rule2...),
     # percentages that log a warning when crossed, 4xx instead of 5xx when full
     quota_rules: dict[str, str] = field(default_factory=dict)
     quota_warnings: list[int] = field(default_factory=list)
     quota_full_tempfail: bool = False
     source: str | None = None  # the ini file read, if any
+    # -- operations (issue 11): abuse limits, metrics, the admin socket
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    metrics: list[str] = field(default_factory=list)  # endpoints serving Prometheus metrics
+    admin_socket: bool = True  # DATA/.mailsrv-admin.sock for mailsrv who/kick
 
     @property
     def passwd_path(self) -> str:
@@ -96,7 +109,8 @@ def _apply(cfg: Config, p: configparser.ConfigParser) -> None:
     """Each known section onto ``cfg``; a bad value is one ConfigError."""
     sections: dict[str, Callable[[Config, configparser.SectionProxy], None]] = {
         "server": _server, "listeners": _listeners, "tls": _tls, "auth": _auth,
-        "pop3": _pop3, "imap": _imap, "lmtp": _lmtp, "quota": _quota,
+        "pop3": _pop3, "imap": _imap, "lmtp": _lmtp, "store": _store, "quota": _quota,
+        "limits": _limits, "metrics": _metrics,
     }
     try:
         for name, apply in sections.items():
@@ -117,6 +131,10 @@ def _server(cfg: Config, s: configparser.SectionProxy) -> None:
         cfg.trace = _bool(s["trace"])
     if "demo_user" in s:
         cfg.demo_user = _bool(s["demo_user"])
+    if "workers" in s:
+        cfg.workers = int(s["workers"])
+    if "admin_socket" in s:
+        cfg.admin_socket = _bool(s["admin_socket"])
 
 
 def _listeners(cfg: Config, s: configparser.SectionProxy) -> None:
@@ -159,6 +177,8 @@ def _imap(cfg: Config, s: configparser.SectionProxy) -> None:
             raise ConfigError("[imap] timeout must be at least 1800 seconds (RFC 3501)")
     if "append_limit" in s:
         cfg.append_limit = int(s["append_limit"])
+    if "literal_plus" in s:
+        cfg.literal_plus = _bool(s["literal_plus"])
 
 
 def _lmtp(cfg: Config, s: configparser.SectionProxy) -> None:
@@ -168,6 +188,31 @@ def _lmtp(cfg: Config, s: configparser.SectionProxy) -> None:
         cfg.local_domains = [d.strip().lower() for d in s["domains"].replace(",", " ").split()]
     if "detail_folders" in s:
         cfg.lmtp_detail_folders = _bool(s["detail_folders"])
+
+
+STORE_BACKENDS = ("maildir", "postgresql")
+
+
+def _store(cfg: Config, s: configparser.SectionProxy) -> None:
+    if "backend" in s:
+        cfg.store_backend = s["backend"].strip().lower()
+    if "dsn" in s:
+        cfg.store_dsn = s["dsn"].strip() or None
+    if "pool_size" in s:
+        cfg.store_pool = int(s["pool_size"])
+    check_store(cfg)
+
+
+def check_store(cfg: Config) -> None:
+    """The [store] settings make sense together (also after command-line options)."""
+    if cfg.store_backend not in STORE_BACKENDS:
+        raise ConfigError(f"[store] backend must be one of {', '.join(STORE_BACKENDS)}")
+    if cfg.store_backend == "postgresql" and not cfg.store_dsn:
+        raise ConfigError("[store] backend = postgresql needs dsn = postgresql://user@host/database")
+    if cfg.store_pool < 1:
+        raise ConfigError("[store] pool_size must be at least 1")
+    if cfg.workers < 0:
+        raise ConfigError("[server] workers must be 0 (one process) or more")
 
 
 def _quota(cfg: Config, s: configparser.SectionProxy) -> None:
@@ -191,6 +236,32 @@ def _quota(cfg: Config, s: configparser.SectionProxy) -> None:
         parse_rules(cfg.quota_rules.values())
     except QuotaRuleError as e:
         raise ConfigError(f"[quota]: {e}") from None
+
+
+_LIMIT_KEYS = {  # [limits] key -> (LimitSettings field, type)
+    "connections_per_ip": ("connections_per_ip", int),
+    "userip_connections": ("userip_connections", int),
+    "login_timeout": ("login_timeout", float),
+    "auth_penalty_max": ("penalty_max", float),
+    "auth_ban_after": ("ban_after", int),
+    "auth_ban_time": ("ban_time", float),
+}
+
+
+def _limits(cfg: Config, s: configparser.SectionProxy) -> None:
+    for key, value in s.items():
+        if key not in _LIMIT_KEYS:
+            raise ConfigError(f"unknown key {key!r} in [limits] (known: {', '.join(_LIMIT_KEYS)})")
+        name, kind = _LIMIT_KEYS[key]
+        number = kind(value)
+        if number < 0:
+            raise ConfigError(f"[limits] {key} must not be negative (0 turns it off)")
+        setattr(cfg.limits, name, number)
+
+
+def _metrics(cfg: Config, s: configparser.SectionProxy) -> None:
+    if "listen" in s:
+        cfg.metrics = [v.strip() for v in s["listen"].split("\n") if v.strip()]
 
 
 def give_to_data_owner(config: Config, top: str) -> None:

@@ -17,7 +17,9 @@ or to retry, with a one-line reason on stderr:
 - 73 (EX_CANTCREAT) the mailbox is over quota (issue 12; 75 instead with
   ``[quota] full_tempfail = yes``, so the MTA retries);
 - 75 (EX_TEMPFAIL) anything that may pass: a missing or unreadable password
-  file, disk full, I/O errors, store trouble.
+  file, disk full, I/O errors, store trouble;
+- 78 (EX_CONFIG) the data folder does not exist: the command line or the
+  configuration names the wrong place, which no retry mends.
 
 A ``--folder`` that does not exist is not an error: like Dovecot's LDA, the
 message goes to INBOX (a note on stderr says so), since bouncing mail over a
@@ -30,7 +32,9 @@ import os
 import re
 import sys
 import tempfile
-from typing import TYPE_CHECKING, BinaryIO, TextIO, cast
+from typing import IO, TYPE_CHECKING, BinaryIO, TextIO
+
+from mailsrv.store.interfaces import SYSTEM_FLAGS
 
 if TYPE_CHECKING:
     from mailsrv.config import Config
@@ -41,12 +45,14 @@ EX_DATAERR = 65
 EX_NOUSER = 67
 EX_CANTCREAT = 73
 EX_TEMPFAIL = 75
+EX_CONFIG = 78
 
 HEAD_SIZE = 64 * 1024  # read before anything is written, to validate the header
 CHUNK = 64 * 1024
 SPOOL_IN_MEMORY = 1024 * 1024
 
-_SYSTEM_FLAGS = {f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")}
+# \Recent is not among them: it is never stored, so asking for it is a usage error.
+_SYSTEM_FLAGS = {f.lower(): f for f in SYSTEM_FLAGS}
 _KEYWORD = re.compile(r"[!#$&'+\-.0-9:;<=>?@A-Z^_`a-z|~]+\Z")  # IMAP atom without specials
 _HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
 
@@ -71,6 +77,8 @@ def deliver_command(
     """Deliver the message on ``stdin`` to ``name``; return a sysexits code."""
     err = stderr if stderr is not None else sys.stderr
     try:
+        if not os.path.isdir(config.data_dir):
+            raise DeliveryFailed(EX_CONFIG, f"data folder {os.path.abspath(config.data_dir)} does not exist")
         user = find_user(config.passwd_path, name)
         wanted = normalize_flags(flags)
         with spool_message(stdin, config.lmtp_max_size) as message:
@@ -129,7 +137,7 @@ def normalize_flags(flags: list[str]) -> list[str]:
     return out
 
 
-def spool_message(stdin: BinaryIO, limit: int) -> BinaryIO:
+def spool_message(stdin: BinaryIO, limit: int) -> IO[bytes]:
     """Copy stdin into a temporary file (memory up to 1 MiB), checking it on
     the way; returns the file positioned at 0.  A leading mbox ``From `` line
     is dropped, as Dovecot's LDA does."""
@@ -156,8 +164,7 @@ def spool_message(stdin: BinaryIO, limit: int) -> BinaryIO:
             raise
     except OSError as e:
         raise DeliveryFailed(EX_TEMPFAIL, f"cannot read the message: {e.strerror or e}") from None
-    # A SpooledTemporaryFile does all a BinaryIO does; typeshed says IO[bytes].
-    return cast(BinaryIO, spool)
+    return spool
 
 
 def _read_head(stdin: BinaryIO) -> bytes:
@@ -199,7 +206,7 @@ def _quota(config: Config | None, user: str, root: str) -> object | None:
     return QuotaTracker(root, user, lambda: rules, config.quota_warnings, config.quota_full_tempfail)
 
 
-def _deliver(data_dir: str, user: str, folder: str, message: BinaryIO, flags: list[str],
+def _deliver(data_dir: str, user: str, folder: str, message: IO[bytes], flags: list[str],
              config: Config | None = None) -> bool:
     """Write into ``folder``, or INBOX when it does not exist (returns True
     then); counted against the user's quota when one applies."""

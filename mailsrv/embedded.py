@@ -39,10 +39,13 @@ class EmbeddedServer:
     """A running ``twistd -n mailsrv`` process on 127.0.0.1 ephemeral ports."""
 
     def __init__(self, data: str, kinds: Iterable[str] = ("pop3", "imap", "lmtp"),
-                 extra: list[str] | None = None) -> None:
+                 extra: list[str] | None = None, endpoint: str = "tcp:0:interface=127.0.0.1") -> None:
+        """``endpoint``: what each listener binds (``haproxy:tcp:0:...`` puts
+        them behind a PROXY-protocol load balancer)."""
         self.data = os.path.abspath(data)  # twistd runs with cwd=data
         self.kinds = tuple(kinds)
         self.extra = list(extra or [])
+        self.endpoint = endpoint
         self.ports: dict[str, int] = {}
         self.proc: subprocess.Popen | None = None
         self.log_path = os.path.join(self.data, "twistd.log")
@@ -52,7 +55,7 @@ class EmbeddedServer:
         args = [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "--logfile", self.log_path, "mailsrv",
                 "--data", self.data, "--auth-fail-delay", "0", "--no-demo-user"]
         for kind in self.kinds:
-            args += [f"--{kind}", "tcp:0:interface=127.0.0.1"]
+            args += [f"--{kind}", self.endpoint]
         args += self.extra
         self.ports = {}
         if os.path.exists(self.log_path):

@@ -20,6 +20,8 @@ from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from mailsrv.store.fsutil import atomic_write
+
 log = Logger()
 
 SELF_SIGNED_DIR = "tls"
@@ -61,13 +63,10 @@ def make_self_signed(cert_path: str, key_path: str, hostname: str = "localhost")
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     )
-    fd = os.open(key_path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key_bytes)
-    os.replace(key_path + ".tmp", key_path)
-    with open(cert_path + ".tmp", "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    os.replace(cert_path + ".tmp", cert_path)
+    # Key first: a crash between the two leaves a key without a certificate,
+    # which resolve_paths replaces, never a certificate without its key.
+    atomic_write(key_path, key_bytes)
+    atomic_write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
 
 
 def configured_pair(cert: str | None, key: str | None) -> tuple[str, str] | None:
@@ -77,6 +76,68 @@ def configured_pair(cert: str | None, key: str | None) -> tuple[str, str] | None
         return cert, key
     either = cert or key
     return (either, either) if either else None
+
+
+def check_pair(cert: str, key: str) -> tuple[list[str], str | None]:
+    """Problems with a certificate/key pair (empty: usable) and, when it is
+    usable, a line describing it (subject, expiry).  What both ``twistd
+    mailsrv`` (before it binds anything) and ``mailsrv config check`` say."""
+    import datetime
+
+    from OpenSSL import SSL, crypto
+
+    problems = [f"cannot read TLS {what} {path}: {_why_unreadable(path)}"
+                for what, path in (("certificate", cert), ("key", key)) if not os.access(path, os.R_OK)]
+    if problems:
+        return sorted(set(problems)), None
+    if cert == key and b"PRIVATE KEY-----" not in _head(key):
+        return [f"TLS certificate {cert} is given without a key, and it holds none: "
+                "give the key too (--tls-key or [tls] key)"], None
+    if cert == key and b"-----BEGIN CERTIFICATE-----" not in _head(cert):
+        return [f"TLS key {key} is given without a certificate, and it holds none: "
+                "give the certificate too (--tls-cert or [tls] cert)"], None
+    ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+    for what, path, use in (("certificate", cert, ctx.use_certificate_chain_file),
+                            ("key", key, ctx.use_privatekey_file)):
+        try:
+            use(path)
+        except SSL.Error as e:
+            if "mismatch" in ssl_reason(e):  # OpenSSL compares as it loads the key
+                return [f"TLS key {key} does not match certificate {cert}"], None
+            return [f"TLS {what} {path} is unusable: {ssl_reason(e)}"], None
+    try:
+        ctx.check_privatekey()
+    except SSL.Error:
+        return [f"TLS key {key} does not match certificate {cert}"], None
+    with open(cert, "rb") as f:
+        x509 = crypto.load_certificate(crypto.FILETYPE_PEM, f.read()).to_cryptography()
+    not_after = x509.not_valid_after_utc
+    note = f"{cert}: {x509.subject.rfc4514_string()}, valid until {not_after:%Y-%m-%d %H:%M} UTC"
+    if not_after < datetime.datetime.now(datetime.timezone.utc):
+        return [f"TLS certificate {cert} expired on {not_after:%Y-%m-%d}"], note
+    return [], note
+
+
+def _why_unreadable(path: str) -> str:
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        return e.strerror or str(e)
+    return "permission denied"
+
+
+def _head(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(1 << 20)
+
+
+def ssl_reason(e: Exception) -> str:
+    """OpenSSL's reason strings of an SSL.Error, joined."""
+    try:
+        return "; ".join(str(part[2]) for part in e.args[0]) or str(e)
+    except (IndexError, TypeError):
+        return str(e)
 
 
 def resolve_paths(cert: str | None, key: str | None, data_dir: str, hostname: str) -> tuple[str, str]:

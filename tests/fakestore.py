@@ -23,6 +23,9 @@ What tests need beyond the interface:
   failed Deferred) until the entry is removed; on accounts also for
   ``deliver``, ``open_folder``...; ``account.hold_deliveries`` keeps
   deliveries pending until ``account.release()``.
+- account events (NOTIFY): every folder tells its account, which tells its
+  ``account_listeners``; ``poll_folders`` refreshes the named folders, so
+  ``drop_external`` deliveries come out itemised.
 - ``FakeRealm`` / ``make_portal`` log users in to a store's accounts with
   fixed passwords and count logouts.
 - quota (issue 12): ``account.quota_limits = (octets, messages)`` (0: no
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import io
 import time
+import uuid
 from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any, BinaryIO
 
@@ -50,20 +54,29 @@ from mailsrv.store.acl import Acl
 from mailsrv.store.crlf import to_crlf
 from mailsrv.store.interfaces import (
     RIGHTS,
+    AccountEvent,
+    FlagsChanged,
+    FolderCreated,
+    FolderDeleted,
     FolderExists,
     FolderNotEmpty,
+    FolderRenamed,
     IAccount,
+    IAccountListener,
     IFolder,
     IFolderListener,
     InvalidFolderName,
     IStore,
     MessageGone,
     MessageInfo,
+    MessagesAdded,
+    MessagesExpunged,
     NoPermission,
     NoSuchFolder,
     OverQuota,
     QuotaResource,
     QuotaRoot,
+    SubscriptionChanged,
 )
 from mailsrv.store.rightsfolder import PrivateSeen
 from mailsrv.store.shared import UserView
@@ -107,7 +120,7 @@ class FakeFolder(_Failing):
     rights = RIGHTS
 
     def __init__(self, name: str = "INBOX", uidvalidity: int = 1000) -> None:
-        self.account: FakeAccount | None = None  # set by the account: whose quota applies
+        self.account: FakeAccount | None = None  # set by the account: whose quota applies, who hears every change
         self.acl: Acl | None = None  # its dovecot-acl (FakeShares)
         self.name = name
         self.uidvalidity = uidvalidity
@@ -124,6 +137,9 @@ class FakeFolder(_Failing):
         self.opens = 0
         self.bytes_read = 0
         self.refresh_count = 0
+        self.prefetches: list[tuple[list[int], list[str], str | None]] = []
+        self.mailboxid = uuid.uuid4().hex  # stays with the object through RENAME, as the real one
+        self.saved: dict[int, float] = {}  # uid -> save date
 
     # -- for tests
     def add(self, raw: bytes, flags: Iterable[str] = (), internaldate: float | None = None,
@@ -139,6 +155,7 @@ class FakeFolder(_Failing):
                            DEFAULT_DATE if internaldate is None else internaldate, frozenset(flags))
         self._msgs[uid] = info
         self._recent.add(uid)
+        self.saved[uid] = time.time()
         return info
 
     def drop_external(self, raw: bytes) -> None:
@@ -149,6 +166,8 @@ class FakeFolder(_Failing):
         return self._data[uid]
 
     def _tell(self, what: str, uids: list[int]) -> None:
+        if uids and self.account is not None:
+            self.account.tell(_NEWS[what](self.name, tuple(uids)))
         if uids:
             for listener in list(self._listeners):
                 getattr(listener, what)(self, list(uids))
@@ -183,6 +202,9 @@ class FakeFolder(_Failing):
 
     def total_size(self) -> int:
         return sum(i.size for i in self._msgs.values())
+
+    def save_date(self, uid: int) -> float | None:
+        return self.saved.get(uid) if uid in self._msgs else None
 
     def claim_recent(self) -> set[int]:
         r, self._recent = self._recent, set()
@@ -312,6 +334,15 @@ class FakeFolder(_Failing):
                 out[u] = v
         return out
 
+    def prefetch(self, uids: Iterable[int], kinds: Iterable[str] = (), body: str | None = None) -> defer.Deferred[None]:
+        """Recorded in ``prefetches`` (what a remote backend would fetch)."""
+        self.prefetches.append((list(uids), list(kinds), body))
+        return self._deferred("prefetch", None)
+
+
+_NEWS: dict[str, Any] = {"messages_added": MessagesAdded, "messages_expunged": MessagesExpunged,
+                         "flags_changed": FlagsChanged}
+
 
 @implementer(IAccount)
 class FakeAccount(_Failing):
@@ -322,6 +353,8 @@ class FakeAccount(_Failing):
         self.user = user
         self._validity = 2000
         names = list(SPECIAL) if folders is None else [n for n in folders if n != "INBOX"]
+        self.account_listeners: list[IAccountListener] = []
+        self.uses: dict[str, str] = {}  # set_special_use
         self.folders: dict[str, FakeFolder] = {"INBOX": self._folder("INBOX", 1000)}
         for name in names:
             self.folders[name] = self._folder(name, self._next_validity())
@@ -379,7 +412,19 @@ class FakeAccount(_Failing):
         return self._norm(name) in self.folders
 
     def special_use(self, name: str) -> str | None:
-        return SPECIAL.get(name)
+        return self.uses.get(name) or SPECIAL.get(name)
+
+    def set_special_use(self, name: str, use: str | None) -> None:
+        name = self._norm(name)
+        if name not in self.folders:
+            raise NoSuchFolder(name)
+        if use is None:
+            self.uses.pop(name, None)
+            return
+        canonical = {u.lower(): u for u in SPECIAL.values()}.get(use.lower())
+        if canonical is None:
+            raise InvalidFolderName(use)
+        self.uses[name] = canonical
 
     def open_folder(self, name: str) -> defer.Deferred[FakeFolder]:
         f = self.folders.get(self._norm(name))
@@ -398,6 +443,7 @@ class FakeAccount(_Failing):
             n = "/".join(parts[:i])
             if n not in self.folders:
                 self.folders[n] = self._folder(n, self._next_validity())
+                self.tell(FolderCreated(n))
         return self._deferred("create_folder", None)
 
     def delete_folder(self, name: str) -> defer.Deferred[None]:
@@ -410,6 +456,9 @@ class FakeAccount(_Failing):
             return defer.fail(FolderNotEmpty(name))
         f = self.folders.pop(name)
         f.expunge(f.uids())
+        f.account = None
+        self.uses.pop(name, None)
+        self.tell(FolderDeleted(name))
         return self._deferred("delete_folder", None)
 
     def rename_folder(self, old: str, new: str) -> defer.Deferred[None]:
@@ -429,6 +478,9 @@ class FakeAccount(_Failing):
                 f = self.folders.pop(n)
                 f.name = new + n[len(old):]
                 self.folders[f.name] = f
+                if n in self.uses:
+                    self.uses[f.name] = self.uses.pop(n)
+                self.tell(FolderRenamed(n, f.name))
         return self._deferred("rename_folder", None)
 
     def subscriptions(self) -> list[str]:
@@ -437,10 +489,35 @@ class FakeAccount(_Failing):
     def subscribe(self, name: str) -> None:
         if name not in self._subs:
             self._subs.append(name)
+            self.tell(SubscriptionChanged(name, True))
 
     def unsubscribe(self, name: str) -> None:
         if name in self._subs:
             self._subs.remove(name)
+            self.tell(SubscriptionChanged(name, False))
+
+    # -- account events
+    def add_account_listener(self, listener: IAccountListener) -> None:
+        if listener not in self.account_listeners:
+            self.account_listeners.append(listener)
+
+    def remove_account_listener(self, listener: IAccountListener) -> None:
+        if listener in self.account_listeners:
+            self.account_listeners.remove(listener)
+
+    def tell(self, event: AccountEvent) -> None:
+        """Tell the account listeners (the fake's folders call this too)."""
+        for listener in list(self.account_listeners):
+            listener.account_event(self, event)
+
+    def poll_folders(self, names: Iterable[str]) -> defer.Deferred[None]:
+        """Every fake folder is "open": polling refreshes it, so deliveries
+        by another process (``drop_external``) are told itemised."""
+        for name in names:
+            f = self.folders.get(self._norm(name))
+            if f is not None:
+                f.refresh()
+        return defer.succeed(None)
 
     def deliver(self, folder: str, source: bytes | BinaryIO, flags: Iterable[str] = ()) -> defer.Deferred[int]:
         if "deliver" in self.fail:
@@ -465,17 +542,19 @@ class FakeAccount(_Failing):
         for d, uid in pending:
             d.callback(uid)
 
-    def acquire_pop3_lock(self) -> bool:
+    def acquire_pop3_lock(self) -> defer.Deferred[bool]:
         self._check("acquire_pop3_lock")
         if self.pop3_locked:
-            return False
+            return defer.succeed(False)
         self.pop3_locked = True
-        return True
+        return defer.succeed(True)
 
-    def release_pop3_lock(self) -> None:
+    def release_pop3_lock(self) -> defer.Deferred[None]:
+        """Stricter than a real store: releasing a lock not held is a test bug."""
         if not self.pop3_locked:
             raise AssertionError("POP3 lock released but not held")
         self.pop3_locked = False
+        return defer.succeed(None)
 
 
 @implementer(IStore)
@@ -513,6 +592,9 @@ class FakeStore(_Failing):
         if user not in self.accounts:
             self.accounts[user] = FakeAccount(user)
         return self.accounts[user]
+
+    def open_account(self, user: str) -> defer.Deferred[FakeAccount]:
+        return defer.maybeDeferred(self.account, user)
 
     def add(self, account: FakeAccount) -> FakeAccount:
         """Serve an existing account object (shared by several stores' sessions)."""

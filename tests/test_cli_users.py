@@ -77,8 +77,12 @@ def test_global_options_after_subcommand_and_config_file(tmp_path, data, fast):
     assert r.stdout.decode().split() == ["bob", "carol"]
     # --data overrides the config file's data folder, in either position
     other = str(tmp_path / "other")
+    os.makedirs(other)
     r = run(["--data", other, "user", "list", "--config", fast])
     assert r.returncode == 0 and r.stdout == b""
+    # ... and a data folder that does not exist is said to be missing (issue 11)
+    line = assert_one_line_error(run(["user", "list", "--config", fast, "--data", other + "-missing"]), 1)
+    assert f"{other}-missing does not exist" in line
 
 
 def test_passwd_del_list(data, fast):

@@ -134,12 +134,48 @@ def test_cli_quiet_markdown_file(tmp_path):
     target = tmp_path / "report.md"
     code = demo.run(demo_args(scenario=["offline"], quiet=True, format="markdown", output=str(target)), out)
     printed = out.getvalue()
-    assert "scenario" in printed.splitlines()[0]  # only the table
+    # issue 11: with --output, stdout says where the report went, nothing else
+    assert printed == f"markdown report written to {target}\n"
     assert "C:" not in printed
     assert "\x1b[" not in printed  # not a tty, no --color
     body = target.read_text()
     assert body.startswith("# POP3 versus IMAP") and "| offline |" in body and "```" in body
     assert code == 0
+
+
+def test_existing_server_failures_are_one_readable_line(tmp_path):
+    """Pointed at a port nobody listens on, or with a wrong password: one
+    line, no Python bytes reprs, no bare 'internal error'."""
+    code = ("import sys, argparse; from mailsrv import demo; p = argparse.ArgumentParser(); "
+            "demo.register(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a, None))")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    r = subprocess.run([sys.executable, "-c", code, "demo", "--host", "127.0.0.1", "--imap-port", str(closed)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr == f"mailsrv: demo: cannot talk to IMAP at 127.0.0.1:{closed}: " \
+                                             "Connection refused\n", r.stderr
+    from mailsrv.embedded import EmbeddedServer, add_user
+
+    data = str(tmp_path / "data")
+    add_user(data, "demo", "right")
+    with EmbeddedServer(data, kinds=("imap", "pop3")) as srv:
+        r = subprocess.run([sys.executable, "-c", code, "demo", "--host", "127.0.0.1", "--imap-port",
+                            str(srv.ports["imap"]), "--password", "wrong"], capture_output=True, text=True,
+                           timeout=60)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"mailsrv: demo: IMAP at 127.0.0.1:{srv.ports['imap']}: login as demo failed: "
+                               "[AUTHENTICATIONFAILED]"), r.stderr
+    assert "b'" not in r.stderr and "internal error" not in r.stderr
+
+
+def test_delivery_path_named_as_used():
+    from mailsrv.demo.scenarios import Target, _idle_text
+
+    assert Target("h", 1, 2, None, "u", "p").delivery == "IMAP APPEND"
+    assert Target("h", 1, 2, 3, "u", "p").delivery == "LMTP"
+    assert _idle_text(12.0, "IMAP APPEND") == "IDLE: EXISTS 12 ms after the APPEND's OK"
+    assert _idle_text(0.2, "LMTP") == "IDLE: EXISTS at once (by the LMTP 250)"
 
 
 def test_cli_error_is_one_line():

@@ -5,26 +5,39 @@ what the protocols meet in production."""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import tempfile
+import time
 from typing import Any
 
 from twisted.internet import defer
 from twisted.trial import unittest
+from zope.interface import implementer
 from zope.interface.verify import verifyClass, verifyObject
 
-from mailsrv.store import Store
+from mailsrv.store import Store, layout, maildir
 from mailsrv.store.crlf import to_crlf
 from mailsrv.store.interfaces import (
+    FlagsChanged,
+    FolderChanged,
+    FolderCreated,
+    FolderDeleted,
     FolderExists,
     FolderNotEmpty,
+    FolderRenamed,
     IAccount,
+    IAccountListener,
     IFolder,
     InvalidFolderName,
     IStore,
     MessageGone,
+    MessagesAdded,
+    MessagesExpunged,
     NoSuchFolder,
     StoreError,
+    SubscriptionChanged,
 )
 from tests.fakestore import FakeAccount, FakeFolder, FakeStore, make_portal
 
@@ -52,11 +65,32 @@ class Recorder:
         return ev
 
 
+@implementer(IAccountListener)
+class AccountRecorder:
+    """An IAccountListener that writes down what it is told."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def account_event(self, account: Any, event: Any) -> None:
+        self.events.append(event)
+
+    def take(self) -> list[Any]:
+        ev, self.events = self.events, []
+        return ev
+
+
 class Contract:
-    """Behaviour every IStore must show; subclasses supply the store."""
+    """Behaviour every IStore must show; subclasses supply the store (the
+    PostgreSQL store runs it in tests/pg/test_contract.py)."""
 
     def make_store(self) -> Any:
         raise NotImplementedError
+
+    def stored(self, data: bytes) -> bytes:
+        """What open_message gives back for ``data``: the bytes as given
+        (Maildir, the fake); a backend storing the CRLF form overrides it."""
+        return data
 
     @defer.inlineCallbacks
     def setUp(self) -> Any:
@@ -83,7 +117,7 @@ class Contract:
         assert self.inbox.get(uid2) is not None and self.inbox.get(uid2 + 100) is None
         f = self.inbox.open_message(uid1)
         try:
-            assert f.read() == MSG  # as stored
+            assert f.read() == self.stored(MSG)  # as stored
         finally:
             f.close()
         assert self.inbox.total_size() == m1.size + m2.size
@@ -143,7 +177,7 @@ class Contract:
         assert trec.take() == [("added", [d for _, d in pairs])]
         f = trash.open_message(da)
         try:
-            assert f.read() == MSG
+            assert f.read() == self.stored(MSG)
         finally:
             f.close()
         trash.remove_listener(trec)
@@ -206,11 +240,12 @@ class Contract:
         old = yield self.account.open_folder("Old")
         assert len(old.messages()) == 1 and self.inbox.messages() == []
 
-    def test_subscriptions(self) -> None:
-        self.account.subscribe("Lists/x")
-        self.account.subscribe("Lists/x")
+    @defer.inlineCallbacks
+    def test_subscriptions(self) -> Any:
+        yield defer.maybeDeferred(self.account.subscribe, "Lists/x")  # a Deferred where the write is remote
+        yield defer.maybeDeferred(self.account.subscribe, "Lists/x")
         assert self.account.subscriptions().count("Lists/x") == 1
-        self.account.unsubscribe("Lists/x")
+        yield defer.maybeDeferred(self.account.unsubscribe, "Lists/x")
         assert "Lists/x" not in self.account.subscriptions()
 
     @defer.inlineCallbacks
@@ -221,12 +256,28 @@ class Contract:
         with self.assertRaises(StoreError):
             yield self.account.deliver("Nope", MSG2)
 
-    def test_pop3_lock_is_exclusive(self) -> None:
-        assert self.account.acquire_pop3_lock()
-        assert not self.account.acquire_pop3_lock()
-        self.account.release_pop3_lock()
-        assert self.account.acquire_pop3_lock()
-        self.account.release_pop3_lock()
+    @defer.inlineCallbacks
+    def test_pop3_lock_is_exclusive(self) -> Any:
+        assert (yield self.account.acquire_pop3_lock()) is True
+        assert (yield self.account.acquire_pop3_lock()) is False
+        yield self.account.release_pop3_lock()
+        assert (yield self.account.acquire_pop3_lock()) is True
+        yield self.account.release_pop3_lock()
+
+    @defer.inlineCallbacks
+    def test_open_account_and_prefetch(self) -> Any:
+        again = yield self.store.open_account("alice")
+        assert again is self.account
+        uid = yield self.inbox.append(MSG)
+        self.inbox.set_cached(uid, "envelope", b"(e)")
+        for kinds, body in (([], "full"), (["envelope", "header"], "header"), (["envelope"], None)):
+            assert (yield self.inbox.prefetch([uid, uid + 1000], kinds, body)) is None
+        assert self.inbox.get_cached(uid, "envelope") == b"(e)"
+        f = self.inbox.open_message(uid)
+        try:
+            assert f.read() == self.stored(MSG)
+        finally:
+            f.close()
 
     @defer.inlineCallbacks
     def test_pop3_uidl(self) -> Any:
@@ -235,6 +286,92 @@ class Contract:
         yield self.inbox.expunge([uid])
         with self.assertRaises(MessageGone):
             self.inbox.pop3_uidl(uid)
+
+
+    @defer.inlineCallbacks
+    def test_account_events_itemise_message_changes_in_every_folder(self) -> Any:
+        rec = AccountRecorder()
+        assert verifyObject(IAccountListener, rec)
+        self.account.add_account_listener(rec)
+        self.account.add_account_listener(rec)  # once only
+        a = yield self.inbox.append(MSG)
+        yield self.inbox.store_flags([a], ["\\Seen"], "+")
+        yield self.inbox.expunge([a])
+        # a delivery into a folder no session has open is told too
+        b = yield self.account.deliver("Trash", MSG2)
+        assert rec.take() == [MessagesAdded("INBOX", (a,)), FlagsChanged("INBOX", (a,)),
+                              MessagesExpunged("INBOX", (a,)), MessagesAdded("Trash", (b,))]
+        self.account.remove_account_listener(rec)
+        yield self.inbox.append(MSG)
+        assert rec.take() == []
+
+    @defer.inlineCallbacks
+    def test_account_events_for_the_folder_list_and_subscriptions(self) -> Any:
+        rec = AccountRecorder()
+        self.account.add_account_listener(rec)
+        yield self.account.create_folder("Lists/x")
+        assert rec.take() == [FolderCreated("Lists"), FolderCreated("Lists/x")]
+        yield self.account.rename_folder("Lists", "Old")
+        assert rec.take() == [FolderRenamed("Lists", "Old"), FolderRenamed("Lists/x", "Old/x")]
+        self.account.subscribe("Old/x")
+        self.account.subscribe("Old/x")
+        self.account.unsubscribe("Old/x")
+        assert rec.take() == [SubscriptionChanged("Old/x", True), SubscriptionChanged("Old/x", False)]
+        yield self.account.delete_folder("Old/x")
+        assert rec.take()[-1] == FolderDeleted("Old/x")
+
+    @defer.inlineCallbacks
+    def test_poll_folders_is_quiet_without_changes(self) -> Any:
+        rec = AccountRecorder()
+        self.account.add_account_listener(rec)
+        yield self.account.poll_folders(["INBOX", "Trash", "Nope", "bad//name"])
+        yield self.account.poll_folders(["INBOX", "Trash"])
+        assert rec.take() == []
+
+
+    @defer.inlineCallbacks
+    def test_mailboxid_stays_through_rename_and_is_new_after_recreate(self) -> Any:
+        yield self.account.create_folder("Projects")
+        f = yield self.account.open_folder("Projects")
+        mid = f.mailboxid
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,255}", mid) and mid != self.inbox.mailboxid
+        yield self.account.rename_folder("Projects", "Done")
+        f2 = yield self.account.open_folder("Done")
+        assert f2.mailboxid == mid
+        yield self.account.delete_folder("Done")
+        yield self.account.create_folder("Done")
+        f3 = yield self.account.open_folder("Done")
+        assert f3.mailboxid != mid
+
+    @defer.inlineCallbacks
+    def test_save_date(self) -> Any:
+        before = time.time() - 2
+        uid = yield self.inbox.append(MSG, [], 1000000000.0)
+        saved = self.inbox.save_date(uid)
+        assert saved is not None and before <= saved <= time.time() + 2  # not the internal date
+        yield self.inbox.store_flags([uid], ["\\Seen"], "+")
+        assert self.inbox.save_date(uid) == saved  # a flag change does not move it
+        yield self.inbox.expunge([uid])
+        assert self.inbox.save_date(uid) is None
+
+    @defer.inlineCallbacks
+    def test_special_use_given_follows_rename_and_goes_with_delete(self) -> Any:
+        yield self.account.create_folder("Old mail")
+        assert self.account.special_use("Old mail") is None
+        self.account.set_special_use("Old mail", "\\archive")
+        assert self.account.special_use("Old mail") == "\\Archive"
+        with self.assertRaises(InvalidFolderName):
+            self.account.set_special_use("Old mail", "\\Flagged")
+        with self.assertRaises(NoSuchFolder):
+            self.account.set_special_use("Nope", "\\Junk")
+        yield self.account.rename_folder("Old mail", "Older")
+        assert self.account.special_use("Older") == "\\Archive" and self.account.special_use("Old mail") is None
+        yield self.account.delete_folder("Older")
+        yield self.account.create_folder("Older")
+        assert self.account.special_use("Older") is None
+        self.account.set_special_use("Older", "\\Junk")
+        self.account.set_special_use("Older", None)
+        assert self.account.special_use("Older") is None
 
 
 class FakeStoreContract(Contract, unittest.TestCase):
@@ -298,3 +435,17 @@ class MaildirStoreContract(Contract, unittest.TestCase):
         store = Store(data)
         self.addCleanup(store.close)
         return store
+
+    @defer.inlineCallbacks
+    def test_poll_notices_another_process_in_a_folder_nobody_has_open(self) -> Any:
+        rec = AccountRecorder()
+        self.account.add_account_listener(rec)
+        yield self.account.poll_folders(["Trash"])  # the first poll remembers
+        path = layout.folder_dir(self.store.data_dir, "alice", "Trash")
+        maildir.deliver(path, MSG)  # as `mailsrv deliver` in another process
+        st = os.stat(os.path.join(path, "new"))
+        os.utime(os.path.join(path, "new"), ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        yield self.account.poll_folders(["Trash"])
+        assert rec.take() == [FolderChanged("Trash")]
+        yield self.account.poll_folders(["Trash"])
+        assert rec.take() == []

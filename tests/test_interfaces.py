@@ -92,3 +92,4 @@ def test_twistd_plugin_service_maker(config) -> None:
     options.parseOptions(["--data", config.data_dir, "--no-demo-user", "--pop3", "tcp:0:interface=127.0.0.1"])
     service = maker.makeService(options)
     assert verifyObject(IService, service)
+    service.store.close()  # its inotify watch is a reader in the reactor: leave none to the next test

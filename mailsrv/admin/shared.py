@@ -45,6 +45,17 @@ def cmd_shared_create(args: argparse.Namespace, config: Any, out: TextIO | None 
     if name == layout.INBOX:
         raise AdminError("INBOX cannot be a public mailbox")
     acl = _grants(args.grant or [], not args.no_lmtp)
+    if config.store_backend == "postgresql":
+        from mailsrv import pgcli
+        from mailsrv.store.interfaces import FolderExists
+
+        try:
+            pgcli.shared_create(config, name, acl, args.update)
+        except FolderExists as e:
+            raise AdminError(str(e)) from None
+        out.write(f"public mailbox Public/{name}: " + ", ".join(f"{aclmod.to_imap(i)}={r}" for i, r in acl.entries)
+                  + "\n")
+        return 0
     root = public_root(config.data_dir)
     layout.make_folder_dirs(root, is_inbox=True)
     path = layout.folder_path(root, name)
@@ -59,6 +70,14 @@ def cmd_shared_create(args: argparse.Namespace, config: Any, out: TextIO | None 
 
 def cmd_shared_list(args: argparse.Namespace, config: Any, out: TextIO | None = None) -> int:
     out = out or sys.stdout
+    if config.store_backend == "postgresql":
+        from mailsrv import pgcli
+
+        for name, text in pgcli.shared_list(config):
+            acl = aclmod.parse(text) if text else None
+            rights = ", ".join(f"{aclmod.to_imap(i)}={r}" for i, r in acl.entries) if acl else "(no rights)"
+            out.write(f"Public/{name}  {rights}\n")
+        return 0
     root = public_root(config.data_dir)
     for name in layout.list_folder_names(root) if os.path.isdir(root) else []:
         if name == layout.INBOX:

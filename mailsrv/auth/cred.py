@@ -118,6 +118,11 @@ class PasswdFileChecker:
         self._dummy_lock = threading.Lock()
         sodium.available()  # load the fast Argon2 library now, not on the first login
 
+    def pending(self) -> tuple[int, int]:
+        """(checks running, checks waiting for a slot): the metrics' view of
+        the password-hashing queue."""
+        return self._sem.limit - self._sem.tokens, len(self._sem.waiting)
+
     def requestAvatarId(self, credentials: Any) -> defer.Deferred:
         """Fires with the user name (str) or fails with UnauthorizedLogin
         (after ``config.auth_fail_delay`` seconds) or AuthUnavailable."""

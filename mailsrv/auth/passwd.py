@@ -10,7 +10,6 @@ new users work at once without a reload signal.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import secrets
@@ -18,8 +17,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mailsrv.auth.hashing import Argon2Params, check_scheme, hash_password
+from mailsrv.auth.hashing import Argon2Params, UnsupportedScheme, check_scheme, hash_password, verify_password
 from mailsrv.config import Config
+from mailsrv.store.fsutil import atomic_write, unlink_quiet
 
 
 class AuthError(Exception):
@@ -219,7 +219,9 @@ class PasswdFile:
             except FileNotFoundError:
                 old_stat, text = None, ""
             lines = change(text.splitlines(keepends=True))
-            _atomic_write(self.path, "".join(lines).encode("utf-8", "surrogateescape"), old_stat)
+            # as root, keep the server's (dropped-privilege) user able to read it
+            owner = (old_stat.st_uid, old_stat.st_gid) if old_stat is not None and os.geteuid() == 0 else None
+            atomic_write(self.path, "".join(lines).encode("utf-8", "surrogateescape"), owner=owner)
         finally:
             os.close(lock_fd)
         with self._lock:
@@ -233,40 +235,6 @@ def _find(lines: list[str], name: str) -> list[int]:
         if e is not None and e.name == name:
             out.append(i)
     return out
-
-
-def _atomic_write(path: str, data: bytes, old_stat: os.stat_result | None) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, ".%s.%s.tmp" % (os.path.basename(path), secrets.token_hex(6)))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fchmod(fd, 0o600)
-            if old_stat is not None and os.geteuid() == 0:
-                # keep the server's (dropped-privilege) user able to read it
-                os.fchown(fd, old_stat.st_uid, old_stat.st_gid)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    except OSError as e:  # some filesystems refuse fsync on directories
-        if e.errno not in (errno.EINVAL, errno.EBADF):
-            raise
-    finally:
-        os.close(dfd)
 
 
 DEMO_USER = "demo"
@@ -283,4 +251,44 @@ def ensure_demo_user(config: Config, params: Argon2Params | None = None) -> str 
         return None
     password = secrets.token_urlsafe(12)
     pf.add_user(DEMO_USER, hash_password(password, check_scheme(config.hash_scheme), params))
+    remember_demo_password(config, password)
     return password
+
+
+# The demo password is shown at every start until it is changed: a first
+# start that fails after creating the user (a port in use) must not lose it.
+DEMO_PASSWORD_FILE = ".demo-password"
+
+
+def demo_password_path(config: Config) -> str:
+    return os.path.join(config.data_dir, DEMO_PASSWORD_FILE)
+
+
+def remember_demo_password(config: Config, password: str) -> None:
+    """Keep the generated password in DATA/.demo-password (mode 0600)."""
+    atomic_write(demo_password_path(config), password.encode("utf-8") + b"\n")
+
+
+def remembered_demo_password(config: Config) -> str | None:
+    """The generated password while it is still the demo user's; the file
+    goes once the password was changed (or the user deleted).  Blocking
+    (a hash check): call at start, before the reactor."""
+    path = demo_password_path(config)
+    try:
+        with open(path, encoding="utf-8") as f:
+            password = f.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    entry = PasswdFile(config.passwd_path).lookup(DEMO_USER)
+    try:
+        still = entry is not None and bool(entry.password) and verify_password(entry.password, password)
+    except (UnsupportedScheme, ValueError):
+        still = False
+    if not still:
+        forget_demo_password(config)
+        return None
+    return password
+
+
+def forget_demo_password(config: Config) -> None:
+    unlink_quiet(demo_password_path(config))

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from mailsrv.demo.scenarios import SCENARIOS, Result, Target, reset_mailbox
+from mailsrv.demo.scenarios import SCENARIOS, Result, Target, readable, reset_mailbox
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-password"
@@ -70,9 +70,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     out = out or sys.stdout
     names: Sequence[str] = args.scenario or list(SCENARIOS)
-    report_to_stdout = bool(args.format and not args.output)
-    color = not report_to_stdout and (args.color or _isatty(out))
-    progress = None if (args.quiet or report_to_stdout) else out
+    if args.output and not args.format:
+        args.format = "html" if args.output.lower().endswith((".html", ".htm")) else "markdown"
+    report_elsewhere = bool(args.format)  # the report is the output: stdout gets nothing else
+    color = not report_elsewhere and (args.color or _isatty(out))
+    progress = None if (args.quiet or report_elsewhere) else out
     results = run_scenarios(names, args, progress=progress, color=color)
     if args.format:
         render = report.markdown_report if args.format == "markdown" else report.html_report
@@ -83,9 +85,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     f.write(text)
             except OSError as e:
                 raise DemoError(f"cannot write {args.output}: {e.strerror}") from None
+            out.write(f"{args.format} report written to {os.path.abspath(args.output)}\n")
         else:
             out.write(text)
-    if not report_to_stdout:
+    else:
         out.write(("\n" if progress else "") + "\n".join(report.text_table(results, color)) + "\n")
     out.flush()
     return 0 if not any(r.errors for r in results) else 1
@@ -113,6 +116,7 @@ def run_scenarios(names: Sequence[str], args: argparse.Namespace, progress: Text
                             args.user, args.password, None, args.rcpt_domain)
             if not (target.pop3_port or target.imap_port):
                 raise DemoError("give --pop3-port and/or --imap-port with --host")
+            _preflight(target)
         else:
             from mailsrv.embedded import EmbeddedServer, ServerError, add_user
 
@@ -139,12 +143,46 @@ def run_scenarios(names: Sequence[str], args: argparse.Namespace, progress: Text
             _cleanup(target)
         return results
     except OSError as e:
-        raise DemoError(f"{e.strerror or e}") from None
+        raise DemoError(readable(e)) from None
     finally:
         if server is not None:
             server.stop()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _preflight(target: Target) -> None:
+    """Reach and log in to each service of an existing server once, so a
+    wrong port or password is one clear line instead of a table of errors."""
+    import imaplib
+    import poplib
+    import smtplib
+
+    from mailsrv.demo.scenarios import Session
+    from mailsrv.demo.wire import CountingLMTP, Transcript
+
+    s = Session(target, Transcript())
+
+    def imap() -> None:
+        s.imap("check").logout()
+
+    def pop3() -> None:
+        s.pop3("check").quit()
+
+    def lmtp() -> None:
+        CountingLMTP(target.host, target.lmtp_port or 0, "check", None).quit()
+
+    for name, port, check in (("IMAP", target.imap_port, imap), ("POP3", target.pop3_port, pop3),
+                              ("LMTP", target.lmtp_port, lmtp)):
+        if not port:
+            continue
+        where = f"{name} at {target.host}:{port}"
+        try:
+            check()
+        except (imaplib.IMAP4.error, poplib.error_proto) as e:
+            raise DemoError(f"{where}: login as {target.user} failed: {readable(e)}") from None
+        except (OSError, EOFError, smtplib.SMTPException) as e:
+            raise DemoError(f"cannot talk to {where}: {readable(e)}") from None
 
 
 def _cleanup(target: Target) -> None:

@@ -33,6 +33,23 @@ class ScenarioError(Exception):
     """Something the scenario needs is missing or answered wrongly."""
 
 
+def readable(e: BaseException | bytes | str | Any) -> str:
+    """A failure as a sentence: a server's answer decoded (no b'...'), an
+    OSError by its strerror, anything else by its text."""
+    if isinstance(e, bytes):
+        return e.decode("utf-8", "replace").strip()
+    if isinstance(e, list):
+        return " ".join(readable(x) for x in e if x is not None) or "no answer"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    if isinstance(e, BaseException):
+        arg = e.args[0] if e.args else None
+        if isinstance(arg, (bytes, str)) and arg:
+            return readable(arg)
+        return str(e) or type(e).__name__
+    return str(e)
+
+
 @dataclass
 class Target:
     """Where the demo connects and how it logs in."""
@@ -45,6 +62,12 @@ class Target:
     password: str
     server: EmbeddedServer | None = None  # None: an existing server
     rcpt_domain: str = "localhost"
+
+    @property
+    def delivery(self) -> str:
+        """How the demo delivers mail here: LMTP when there is a listener
+        (the embedded server always has one), else IMAP APPEND."""
+        return "LMTP" if self.lmtp_port else "IMAP APPEND"
 
     def restart(self) -> bool:
         """Restart the embedded server (False for an existing server)."""
@@ -136,7 +159,7 @@ class Session:
             m.login(t.user, t.password)
             typ, data = m.append("INBOX", None, None, message)
             if typ != "OK":
-                raise ScenarioError(f"APPEND failed: {data!r}")
+                raise ScenarioError(f"APPEND failed: {readable(data)}")
             return m.stats
         finally:
             _logout(m)
@@ -158,7 +181,7 @@ def _quit(p: poplib.POP3) -> None:
 
 def _ok(typ: str, data: Any, what: str) -> list[Any]:
     if typ != "OK":
-        raise ScenarioError(f"{what} failed: {data!r}")
+        raise ScenarioError(f"{what} failed: {readable(data)}")
     return data
 
 
@@ -201,10 +224,7 @@ def _run_half(result: Result, name: str, fn: Callable[[], None]) -> None:
     try:
         fn()
     except (ScenarioError, imaplib.IMAP4.error, poplib.error_proto, smtplib.SMTPException, OSError, EOFError) as e:
-        msg = e.args[0] if e.args else type(e).__name__
-        if isinstance(msg, bytes):
-            msg = msg.decode("utf-8", "replace")
-        msg = str(msg)
+        msg = readable(e)
         result.errors.append(f"{name}: {msg}")
         result.transcript.note(f"{name} failed: {msg}")
     except Exception as e:  # a demo reports a client-side bug as a row, never a traceback
@@ -275,8 +295,8 @@ def two_devices(target: Target) -> Result:
 
 
 def hotel(target: Target) -> Result:
-    """A short text with a 10 MB attachment over a slow hotel link."""
-    r = Result("hotel", "The hotel and the 10 MB attachment: read a short text part")
+    """A short text with a 10 MiB attachment over a slow hotel link."""
+    r = Result("hotel", "The hotel and the 10 MiB attachment: read a short text part")
     s = Session(target, r.transcript)
     f = r.figures
     text = "Hi! The photos from the trip are attached. See you on Monday.\n"
@@ -419,7 +439,7 @@ def concurrent(target: Target) -> Result:
 
     def imap_half() -> None:
         reset_mailbox(target)
-        r.transcript.note("IMAP: the client SELECTs INBOX and IDLEs; the MTA delivers over LMTP; "
+        r.transcript.note(f"IMAP: the client SELECTs INBOX and IDLEs; the mail arrives by {target.delivery}; "
                           "the server tells the client at once.")
         m = s.imap("idle")
         _ok(*m.select("INBOX"), "SELECT")
@@ -428,7 +448,7 @@ def concurrent(target: Target) -> Result:
         m.send(tag + b" IDLE\r\n")
         cont = m.readline()
         if not cont.startswith(b"+"):
-            raise ScenarioError(f"IDLE refused: {cont.strip()!r}")
+            raise ScenarioError(f"IDLE refused: {readable(cont)}")
         got: dict[str, float] = {}
 
         def wait_exists() -> None:
@@ -452,7 +472,8 @@ def concurrent(target: Target) -> Result:
         f["idle_notified"] = "t" in got
         if got:
             f["idle_latency_ms"] = (got["t"] - delivered) * 1000.0
-        f["lmtp_round_trips"] = st.round_trips
+        f["delivery_round_trips"] = st.round_trips
+        f["delivery"] = target.delivery
         m.send(b"DONE\r\n")
         while True:
             line = m.readline()
@@ -489,7 +510,7 @@ def concurrent(target: Target) -> Result:
     _run_half(r, "POP3", pop3_half)
     r.rows = [
         Row("new mail while connected", "not told (must poll)",
-            _idle_text(f["idle_latency_ms"]) if "idle_latency_ms" in f
+            _idle_text(f["idle_latency_ms"], target.delivery) if "idle_latency_ms" in f
             else ("not told within %.0fs" % WAIT_SECONDS if "idle_notified" in f else "n/a")),
         Row("second session at once", ("refused [%s]" % f.get("pop3_refusal_code") if f.get("pop3_second_refused")
                                         else "allowed" if "pop3_second_refused" in f else "n/a"),
@@ -499,10 +520,11 @@ def concurrent(target: Target) -> Result:
     return r
 
 
-def _idle_text(ms: float) -> str:
+def _idle_text(ms: float, delivery: str) -> str:
+    done = "the LMTP 250" if delivery == "LMTP" else "the APPEND's OK"
     if ms < 1:
-        return "IDLE: EXISTS at once (by the LMTP 250)"
-    return f"IDLE: EXISTS {ms:.0f} ms after the LMTP 250"
+        return f"IDLE: EXISTS at once (by {done})"
+    return f"IDLE: EXISTS {ms:.0f} ms after {done}"
 
 
 def offline(target: Target) -> Result:

@@ -6,7 +6,7 @@ trips*: the number of times the client, having sent something (or having
 just connected, for the greeting), had to wait for the server's answer.
 Pipelined commands sent back to back therefore count as one round trip.
 The same socket records what passed for the annotated transcript, keeping
-only the head of long responses so a 10 MB RETR costs no memory.
+only the head of long responses so a 10 MiB RETR costs no memory.
 """
 
 from __future__ import annotations

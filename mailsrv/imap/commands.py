@@ -104,6 +104,7 @@ class AppendMessage:
     date: float | None
     data: IO[bytes]  # positioned at 0; caller closes
     size: int
+    utf8: bool = False  # sent as UTF8 (~{n}) (RFC 6855): its headers may be UTF-8
 
 
 @dataclass
@@ -137,6 +138,7 @@ class FetchAtt:
     section: Section | None = None  # BODY[...] when not None
     partial: tuple[int, int] | None = None
     peek: bool = False
+    modifiers: tuple[str, ...] = ()  # PREVIEW (LAZY)
 
 
 @dataclass
@@ -185,6 +187,41 @@ class Enable(Command):
 @dataclass
 class Id(Command):
     params: dict[str, str | None] | None = None
+
+
+# -- issue 12 (COMPRESS, NOTIFY, UNAUTHENTICATE, ...): see the feature modules
+
+@dataclass
+class Compress(Command):
+    """COMPRESS (RFC 4978): the mechanism, upper-case."""
+
+    mechanism: str = ""
+
+
+@dataclass
+class Create(MailboxCommand):
+    """CREATE with RFC 4466 parameters: ``USE (...)`` (RFC 6154)."""
+
+    uses: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NotifyGroup:
+    """One event group of NOTIFY SET (RFC 5465): which mailboxes, which
+    events (canonical spelling, e.g. "MessageNew"; empty for NONE)."""
+
+    filter: str  # SELECTED SELECTED-DELAYED INBOXES PERSONAL SUBSCRIBED SUBTREE MAILBOXES
+    mailboxes: list[str] = field(default_factory=list)  # SUBTREE / MAILBOXES
+    events: list[str] = field(default_factory=list)
+    fetch_atts: list[FetchAtt] = field(default_factory=list)  # MessageNew (fetch-att ...), selected only
+
+
+@dataclass
+class Notify(Command):
+    """NOTIFY NONE (``groups`` None) or NOTIFY SET [STATUS] groups."""
+
+    status: bool = False
+    groups: list[NotifyGroup] | None = None
 
 
 Event: TypeAlias = Command | ParseError | LiteralContinuation | RawLine

@@ -13,7 +13,7 @@ from mailsrv.auth.cred import AuthUnavailable
 from mailsrv.imap import commands as C
 from mailsrv.imap import render
 from mailsrv.imap.context import Context, Handlers
-from mailsrv.imap.results import ANY_STATE, NOT_AUTHENTICATED_ONLY, Result, bad, no, ok
+from mailsrv.imap.results import ANY_STATE, AUTHENTICATED, NOT_AUTHENTICATED_ONLY, Result, bad, no, ok
 from mailsrv.store.interfaces import IAccount
 
 PLAINTEXT_REFUSED = "Plaintext authentication disallowed on non-secure connections"
@@ -25,6 +25,13 @@ async def capability(ctx: Context, cmd: C.Simple) -> Result:
 
 
 async def noop(ctx: Context, cmd: C.Simple) -> Result:
+    return ok()
+
+
+async def unauthenticate(ctx: Context, cmd: C.Simple) -> Result:
+    """UNAUTHENTICATE (RFC 8437): the tagged OK is the first response of
+    the not-authenticated session (no CAPABILITY code: the client asks)."""
+    ctx.unauthenticate()
     return ok()
 
 
@@ -48,6 +55,8 @@ async def starttls(ctx: Context, cmd: C.Simple) -> Result | None:
         return bad("TLS is already active")
     if ctx.tls_context is None:
         return bad("TLS is not available")
+    if ctx.compressed:
+        return bad("TLS cannot start under COMPRESS (RFC 4978)")
     if ctx.input_pending():
         return bad("STARTTLS must be the last command of a pipeline")
     ctx.send(render.tagged(cmd.tag, "OK", "Begin TLS negotiation now"))
@@ -55,17 +64,26 @@ async def starttls(ctx: Context, cmd: C.Simple) -> Result | None:
     return None
 
 
-async def _authenticate(ctx: Context, user: str, password: str) -> Result | None:
+async def _authenticate(ctx: Context, user: str, password: str, method: str) -> Result | None:
+    if await ctx.ops.before_auth() is not None:  # this address failed too often: banned for a while
+        ctx.ops.auth_failed(user, method, ctx.tls_active, "banned")
+        return no("Too many failed logins from your address; try again later", "UNAVAILABLE")
     try:
         iface, avatar, logout_ = await ctx.portal.login(
             UsernamePassword(user.encode("utf-8"), password.encode("utf-8")), None, IAccount)
     except UnauthorizedLogin:
+        ctx.ops.auth_failed(user, method, ctx.tls_active)
         return no("Authentication failed", "AUTHENTICATIONFAILED")
     except AuthUnavailable:  # password file unreadable, store down
+        ctx.ops.auth_failed(user, method, ctx.tls_active, "unavailable")
         return no("Authentication is temporarily unavailable", "UNAVAILABLE")
     if ctx.closed:
         logout_()
         return None
+    refusal = ctx.ops.authenticated(user, method, ctx.tls_active)
+    if refusal is not None:
+        logout_()
+        return no(refusal, "LIMIT")
     ctx.login_succeeded(IAccount(avatar), logout_)
     return ok("completed", "CAPABILITY " + " ".join(ctx.capabilities()))
 
@@ -73,7 +91,7 @@ async def _authenticate(ctx: Context, user: str, password: str) -> Result | None
 async def login(ctx: Context, cmd: C.Login) -> Result | None:
     if not ctx.plaintext_allowed():
         return no(PLAINTEXT_REFUSED, "PRIVACYREQUIRED")
-    return await _authenticate(ctx, cmd.user, cmd.password)
+    return await _authenticate(ctx, cmd.user, cmd.password, "PLAIN")
 
 
 def _b64(data: bytes) -> bytes | None:
@@ -112,7 +130,7 @@ async def _plain(ctx: Context, initial: bytes | None) -> Result | None:
     authz, user, password = (p.decode("utf-8", "replace") for p in parts)
     if authz and authz != user:
         return no("Proxy authentication is not supported", "AUTHORIZATIONFAILED")
-    return await _authenticate(ctx, user, password)
+    return await _authenticate(ctx, user, password, "PLAIN")
 
 
 async def _login_mech(ctx: Context, initial: bytes | None) -> Result | None:
@@ -125,7 +143,7 @@ async def _login_mech(ctx: Context, initial: bytes | None) -> Result | None:
     pw_b, err = await _challenge(ctx, b"Password:")
     if pw_b is None:
         return err
-    return await _authenticate(ctx, user_b.decode("utf-8", "replace"), pw_b.decode("utf-8", "replace"))
+    return await _authenticate(ctx, user_b.decode("utf-8", "replace"), pw_b.decode("utf-8", "replace"), "LOGIN")
 
 
 async def authenticate(ctx: Context, cmd: C.Authenticate) -> Result | None:
@@ -152,4 +170,5 @@ HANDLERS: Handlers = {
     "STARTTLS": (starttls, NOT_AUTHENTICATED_ONLY),
     "LOGIN": (login, NOT_AUTHENTICATED_ONLY),
     "AUTHENTICATE": (authenticate, NOT_AUTHENTICATED_ONLY),
+    "UNAUTHENTICATE": (unauthenticate, AUTHENTICATED),
 }

@@ -3,12 +3,13 @@ NAMESPACE, ENABLE (also valid when a mailbox is selected)."""
 
 from __future__ import annotations
 
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from mailsrv.imap import commands as C
+from mailsrv.imap import createext, render, rev2
+from mailsrv.imap import enable as E
 from mailsrv.imap import flags as F
-from mailsrv.imap import render
 from mailsrv.imap.context import Context, Handlers
 from mailsrv.imap.listing import list_mailboxes, status_values
 from mailsrv.imap.results import AUTHENTICATED, Result, bad, no, ok
@@ -17,9 +18,12 @@ from mailsrv.store.interfaces import IFolder, NoSuchFolder, StoreError
 
 log = Logger()
 
+IDLE_POLL_SLOWDOWN = 12  # 5 s -> 60 s where the store pushes outside changes (IFolder.instant_notice)
+
 
 async def select(ctx: Context, cmd: C.MailboxCommand) -> Result:
     """SELECT and EXAMINE (read-only)."""
+    ctx.send_many(rev2.closing(ctx))
     ctx.unselect()
     try:
         folder: IFolder = await ctx.account.open_folder(cmd.mailbox)
@@ -29,29 +33,39 @@ async def select(ctx: Context, cmd: C.MailboxCommand) -> Result:
     # without any right to change the mailbox, SELECT is read-only too (RFC 4314)
     readonly = cmd.name == "EXAMINE" or not any(r in getattr(folder, "rights", "w") for r in "swtie")
     sel = ctx.select(folder, readonly)
+    sel.utf8 = ctx.dialect.utf8
     lines = sel.flags_response()
     lines.append(b"* %d EXISTS\r\n" % len(sel))
-    lines.append(b"* %d RECENT\r\n" % len(sel.recent))
-    get = folder.get
-    for seq, uid in enumerate(sel.uids, 1):
-        m = get(uid)
-        if m is not None and "\\Seen" not in m.flags:
-            lines.append(render.untagged(f"OK [UNSEEN {seq}] First unseen."))
-            break
+    if rev2.active(ctx):
+        lines += rev2.selected(ctx, sel)
+    else:
+        lines.append(b"* %d RECENT\r\n" % len(sel.recent))
+        get = folder.get
+        for seq, uid in enumerate(sel.uids, 1):
+            m = get(uid)
+            if m is not None and "\\Seen" not in m.flags:
+                lines.append(render.untagged(f"OK [UNSEEN {seq}] First unseen."))
+                break
     lines.append(render.untagged(f"OK [UIDVALIDITY {folder.uidvalidity}] UIDs valid"))
     lines.append(render.untagged(f"OK [UIDNEXT {folder.uidnext}] Predicted next UID"))
+    lines.append(render.untagged(f"OK [MAILBOXID ({folder.mailboxid})] Ok"))
     ctx.send_many(lines)
     return ok("completed", "READ-ONLY" if readonly else "READ-WRITE")
 
 
-async def create(ctx: Context, cmd: C.MailboxCommand) -> Result:
+async def create(ctx: Context, cmd: C.Create) -> Result:
+    """CREATE, with ``(USE (...))`` (RFC 6154) and the new MAILBOXID
+    (RFC 8474) in the OK."""
     name = cmd.mailbox.rstrip("/")
     if not name:
         return no("Invalid mailbox name", "CANNOT")
     if name == "INBOX" or ctx.account.folder_exists(name):
         return no("Mailbox already exists", "ALREADYEXISTS")
+    use = createext.check_uses(cmd.uses)
+    if isinstance(use, Result):
+        return use
     await ctx.account.create_folder(name)
-    return ok()
+    return await createext.created(ctx, name, use)
 
 
 async def delete(ctx: Context, cmd: C.MailboxCommand) -> Result:
@@ -78,10 +92,8 @@ async def rename(ctx: Context, cmd: C.Rename) -> Result:
 
 async def subscribe(ctx: Context, cmd: C.MailboxCommand) -> Result:
     """SUBSCRIBE and UNSUBSCRIBE."""
-    if cmd.name == "SUBSCRIBE":
-        ctx.account.subscribe(cmd.mailbox)
-    else:
-        ctx.account.unsubscribe(cmd.mailbox)
+    change = ctx.account.subscribe if cmd.name == "SUBSCRIBE" else ctx.account.unsubscribe
+    await defer.maybeDeferred(change, cmd.mailbox)  # stored before OK where the store is remote
     return ok()
 
 
@@ -96,7 +108,7 @@ async def status(ctx: Context, cmd: C.Status) -> Result:
         values = await status_values(ctx, cmd.mailbox, cmd.atts)
     except NoSuchFolder:
         return no("Mailbox doesn't exist: " + cmd.mailbox, "NONEXISTENT")
-    ctx.send(b"* STATUS " + render.mailbox(cmd.mailbox) + b" " + values + b"\r\n")
+    ctx.send(b"* STATUS " + ctx.mailbox_name(cmd.mailbox) + b" " + values + b"\r\n")
     return ok()
 
 
@@ -107,6 +119,8 @@ def _check_append(ctx: Context, cmd: C.Append) -> list[list[str]] | Result:
         flags = F.storable(m.flags)
         if flags is None:
             return bad("Invalid system flag")
+        if m.utf8 and not ctx.dialect.utf8:
+            return bad("UTF8 (...) needs ENABLE UTF8=ACCEPT first")
         if m.size == 0:
             return no("Can't save a zero byte message", "CANNOT")
         if m.size > ctx.config.append_limit:
@@ -147,10 +161,9 @@ async def namespace(ctx: Context, cmd: C.Simple) -> Result:
 
 
 async def enable(ctx: Context, cmd: C.Enable) -> Result:
-    """None of CONDSTORE/QRESYNC/UTF8=ACCEPT yet: nothing is enabled.  An
-    extension that can be enabled adds its name to ``ctx.enabled`` and to
-    this response."""
-    ctx.send(render.untagged("ENABLED"))
+    """ENABLE (RFC 5161): what can be enabled is in :mod:`mailsrv.imap.enable`."""
+    done = E.enable(ctx, cmd.capabilities)
+    ctx.send(render.untagged(" ".join(["ENABLED", *done])))
     return ok()
 
 
@@ -170,8 +183,11 @@ async def idle(ctx: Context, cmd: C.Simple) -> Result:
             d = ctx.selected.folder.refresh()
             d.addErrback(lambda f: log.failure("refresh during IDLE failed", f))
 
+    # A folder whose outside changes are pushed (inotify) is polled only as a safety net.
+    folder = ctx.selected.folder if ctx.selected is not None else None
+    every = ctx.idle_poll * (IDLE_POLL_SLOWDOWN if getattr(folder, "instant_notice", False) else 1)
     loops = [task.LoopingCall(keepalive), task.LoopingCall(poll)]
-    for loop, interval in zip(loops, (ctx.idle_keepalive, ctx.idle_poll), strict=True):
+    for loop, interval in zip(loops, (ctx.idle_keepalive, every), strict=True):
         loop.clock = ctx.reactor
         loop.start(interval, now=False)
     try:

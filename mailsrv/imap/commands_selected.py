@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from mailsrv.imap import commands as C
 from mailsrv.imap import flags as F
-from mailsrv.imap import render
+from mailsrv.imap import render, rev2, utf8
 from mailsrv.imap.context import Context, Handlers
 from mailsrv.imap.fetch import fetch, target
 from mailsrv.imap.results import SELECTED_ONLY, Result, bad, no, ok
-from mailsrv.imap.search import search as run_search
+from mailsrv.imap.search import search_loaded as run_search
 from mailsrv.imap.seqset import render as render_set
 from mailsrv.imap.seqset import render_pairs
 from mailsrv.imap.session import SelectedMailbox
@@ -158,11 +158,15 @@ def _esearch(cmd: C.Search, numbers: list[int]) -> bytes:
 async def search(ctx: Context, cmd: C.Search) -> Result:
     """SEARCH / UID SEARCH, answered as SEARCH or, with RETURN, ESEARCH."""
     sel = ctx.mailbox
+    if cmd.charset is not None and utf8.enabled(ctx):
+        return bad("CHARSET is not allowed after ENABLE UTF8=ACCEPT")
+    if cmd.return_opts is None and rev2.active(ctx):
+        cmd.return_opts = ["ALL"]  # IMAP4rev2 answers SEARCH with ESEARCH
     if cmd.charset not in (None, "UTF-8", "US-ASCII"):
         return no("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
     infos = sel.infos()
     folder = sel.folder
-    seqs = run_search(folder, infos, cmd.key, set(sel.recent), cmd.charset)
+    seqs = await run_search(folder, infos, cmd.key, set(sel.recent), cmd.charset)
     seqs = sorted(s for s in set(seqs) if 0 < s <= len(infos) and folder.get(infos[s - 1].uid) is not None)
     numbers = [infos[s - 1].uid for s in seqs] if cmd.uid else seqs
     if cmd.return_opts is None:

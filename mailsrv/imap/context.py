@@ -31,15 +31,20 @@ from twisted.internet.interfaces import IReactorTime
 
 from mailsrv.auth.cred import plaintext_allowed
 from mailsrv.config import Config
+from mailsrv.imap import render
+from mailsrv.imap.reader import Dialect
 from mailsrv.imap.results import AUTH, LOGOUT, NOT_AUTH, SELECTED, Result, State
 from mailsrv.imap.session import SelectedMailbox
+from mailsrv.ops.sessions import NO_SESSION, SessionHooks
 from mailsrv.store.interfaces import IAccount, IFolder
 
 T = TypeVar("T")
 
-BASE_CAPABILITIES = ("IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE")
+BASE_CAPABILITIES = ("IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE")
 AUTHENTICATED_CAPABILITIES = ("NAMESPACE", "UNSELECT", "CHILDREN", "UIDPLUS", "MOVE", "SPECIAL-USE",
                               "LIST-EXTENDED", "LIST-STATUS", "MULTIAPPEND", "APPENDLIMIT", "ESEARCH",
+                              "COMPRESS=DEFLATE", "UTF8=ACCEPT", "NOTIFY", "UNAUTHENTICATE",
+                              "STATUS=SIZE", "CREATE-SPECIAL-USE", "OBJECTID", "SAVEDATE", "PREVIEW",
                               "ACL", "RIGHTS=texk", "LIST-MYRIGHTS", "QUOTA", "QUOTA=RES-STORAGE",
                               "QUOTA=RES-MESSAGE")
 
@@ -82,6 +87,9 @@ class Connection(Protocol):
     def start_tls(self, tls_context: Any) -> None:
         """Drop buffered input and switch the transport to TLS."""
 
+    def start_compression(self) -> None:
+        """Deflate output and inflate input from now on (RFC 4978)."""
+
     def reset_timeout(self) -> None:
         """The session is busy, not idle: restart the autologout timer."""
 
@@ -114,9 +122,19 @@ class Context:
         self.selected: SelectedMailbox | None = None
         self.enabled: set[str] = set()  # ENABLEd extensions (RFC 5161)
         self.idling = False  # changes are pushed at once (IDLE)
+        self.compressed = False  # COMPRESS=DEFLATE is active
+        self.dialect = Dialect()  # read by this session's parser too
+        self.running = False  # a command is running (the server sets it)
+        # extensions that report changes on their own (NOTIFY):
+        self.unsolicited: list[Callable[[bool], list[bytes]]] = []  # queued untagged responses, by flush_pending
+        self.select_hooks: list[Callable[[SelectedMailbox], None]] = []  # told of each new selection
+        self.end_hooks: list[Callable[[], None]] = []  # the session is over
+        self.push_selected = False  # the selected mailbox's changes go out between commands too
+        self.push_expunges = True  # ... expunges included (NOTIFY SELECTED, not SELECTED-DELAYED)
         self._account: IAccount | None = None
         self._logout: Callable[[], None] | None = None
         self._data: dict[type, Any] = {}
+        self.ops: SessionHooks = NO_SESSION  # login lines, limits, metrics (mailsrv.ops)
 
     # -- output
     def send(self, data: bytes) -> None:
@@ -150,6 +168,11 @@ class Context:
         when it was too long."""
         return self._conn.next_line()
 
+    def mailbox_name(self, name: str) -> bytes:
+        """A mailbox name as this session wants it on the wire: modified
+        UTF-7, or UTF-8 once UTF8=ACCEPT/IMAP4rev2 is enabled."""
+        return render.mailbox(name, self.dialect.utf8)
+
     # -- session
     @property
     def account(self) -> IAccount:
@@ -176,6 +199,8 @@ class Context:
         self.unselect()
         self.selected = SelectedMailbox(folder, readonly, on_change=self._changed)
         self.state = SELECTED
+        for hook in list(self.select_hooks):
+            hook(self.selected)
         return self.selected
 
     def unselect(self) -> None:
@@ -189,25 +214,52 @@ class Context:
     def logout(self) -> None:
         """LOGOUT: the session is over; close the connection."""
         self.state = LOGOUT
+        self.ops.ending("Logged out")
         self.close()
 
     def end(self) -> None:
         """The connection is gone: stop listening, release the account."""
+        hooks, self.end_hooks = self.end_hooks, []
+        for hook in hooks:
+            hook()
         self.unselect()
         if self._logout is not None:
             logout, self._logout = self._logout, None
             logout()
 
+    def unauthenticate(self) -> None:
+        """UNAUTHENTICATE (RFC 8437): back to the not-authenticated state on
+        this connection (TLS and COMPRESS stay): the account is released,
+        whatever was ENABLEd or set up for the session is forgotten."""
+        self.end()
+        self._account = None
+        self.state = NOT_AUTH
+        self.enabled = set()
+        self.dialect.utf8 = False  # the parser's object: changed in place
+        self._data = {}
+        self.unsolicited, self.select_hooks = [], []
+        self.push_selected, self.push_expunges = False, True
+
     def flush_pending(self, allow_expunge: bool = True) -> None:
         """Report other sessions' changes (RFC 3501 7.4.1 says when
         EXPUNGE may be sent: the caller knows)."""
-        if self.selected is None or self.closed:
+        if self.closed:
             return
-        self.send_many(self.selected.flush(allow_expunge))
+        if self.selected is not None:
+            self.send_many(self.selected.flush(allow_expunge))
+        for fn in list(self.unsolicited):
+            self.send_many(fn(allow_expunge))
+
+    def can_push(self) -> bool:
+        """Untagged responses may go out now: no command is running (or it
+        is IDLE, which waits for them)."""
+        return not self.closed and (self.idling or not self.running)
 
     def _changed(self) -> None:
         if self.idling:
             self.flush_pending()
+        elif self.push_selected and self.can_push():
+            self.flush_pending(allow_expunge=self.push_expunges)
 
     def session_data(self, kind: type[T]) -> T:
         """Per-session state of an extension: ``kind()`` on first use, the
@@ -232,6 +284,11 @@ class Context:
         self._conn.start_tls(self.tls_context)
         self.tls_active = True
 
+    def start_compression(self) -> None:
+        """COMPRESS: deflate both directions from the next byte on."""
+        self._conn.start_compression()
+        self.compressed = True
+
     def plaintext_allowed(self) -> bool:
         """May a password be sent in the clear on this connection?"""
         return plaintext_allowed(self.config, self._conn.peer_host or "", self.tls_active)
@@ -239,6 +296,8 @@ class Context:
     def capabilities(self) -> list[str]:
         """What CAPABILITY (and the greeting, LOGIN's OK) advertise now."""
         caps = list(BASE_CAPABILITIES)
+        if not self.config.literal_plus:  # RFC 7888 5: never both
+            caps[caps.index("LITERAL+")] = "LITERAL-"
         if self.state == NOT_AUTH:
             if self.tls_available:
                 caps.append("STARTTLS")

@@ -12,7 +12,7 @@ commands.
 
 from __future__ import annotations
 
-from mailsrv.imap import commands_acl, commands_any, commands_auth, commands_quota, commands_selected
+from mailsrv.imap import commands_acl, commands_any, commands_auth, commands_quota, commands_selected, compress, notify
 from mailsrv.imap.context import Handlers
 
 
@@ -28,4 +28,4 @@ def build_table(*tables: Handlers) -> Handlers:
 
 
 TABLE: Handlers = build_table(commands_any.HANDLERS, commands_auth.HANDLERS, commands_selected.HANDLERS,
-                              commands_acl.HANDLERS, commands_quota.HANDLERS)
+                              commands_acl.HANDLERS, commands_quota.HANDLERS, compress.HANDLERS, notify.HANDLERS)

@@ -20,11 +20,12 @@ from twisted.logger import Logger
 
 from mailsrv.imap import commands as C
 from mailsrv.imap import fetchdata as fd
-from mailsrv.imap import render
+from mailsrv.imap import fetchext, render
 from mailsrv.imap.context import Context
 from mailsrv.imap.results import Result, bad, no, ok
 from mailsrv.imap.seqset import SeqSet, resolve_seq, resolve_uid, seq_in_range
 from mailsrv.imap.session import SelectedMailbox
+from mailsrv.imap.utf8 import downgrade_envelope
 from mailsrv.store.crlf import CRLFEncoder, to_crlf
 from mailsrv.store.interfaces import IFolder, MessageGone, MessageInfo
 
@@ -103,6 +104,7 @@ class Plan:
         self.may_stream = False
         self._flag_memo: dict[frozenset[str], bytes] = {}
         self.makers: list[Maker] = [self._maker(a) for a in atts]
+        self.loads = _loads(atts, self.kinds)
 
     def flags(self, info: MessageInfo, pre: Prefetched | None = None) -> bytes:
         if info.uid in self.sel.recent:
@@ -128,6 +130,9 @@ class Plan:
 
     def _maker(self, a: C.FetchAtt) -> Maker:
         folder, n = self.folder, a.name
+        ext = fetchext.maker(self, a)  # EMAILID THREADID SAVEDATE PREVIEW
+        if ext is not None:
+            return ext
         if n == "UID":
             return lambda info, pre: b"UID %d" % info.uid
         if n == "FLAGS":
@@ -137,7 +142,10 @@ class Plan:
         if n == "RFC822.SIZE":
             return lambda info, pre: b"RFC822.SIZE %d" % info.size
         if n == "ENVELOPE":
-            return self._cached(b"ENVELOPE ", fd.ENVELOPE, lambda info: fd.envelope(folder, info))
+            env = self._cached(b"ENVELOPE ", fd.ENVELOPE, lambda info: fd.envelope(folder, info))
+            if self.sel.utf8:
+                return env
+            return lambda info, pre: downgrade_envelope(env(info, pre))  # type: ignore[arg-type]  # never a stream
         if n == "BODYSTRUCTURE":
             return self._cached(b"BODYSTRUCTURE ", fd.BODYSTRUCTURE,
                                 lambda info: fd.bodystructure(folder, info, True))
@@ -191,6 +199,32 @@ class Plan:
 
     def prefetch(self, uids: list[int]) -> Prefetched:
         return {k: fd.cached_many(self.folder, uids, k) for k in self.kinds}
+
+    async def load(self, uids: list[int]) -> None:
+        """Have the store fetch what the items will read (a remote store:
+        without this its reads would wait in the reactor thread)."""
+        for kinds, body in self.loads:
+            await self.folder.prefetch(uids, kinds, body)
+
+
+def _loads(atts: list[C.FetchAtt], kinds: list[str]) -> list[tuple[list[str], str | None]]:
+    """The ``IFolder.prefetch`` calls a FETCH of ``atts`` needs per batch:
+    cached values (with the start of each message that lacks one, to
+    compute it from its header, or the whole message for a body
+    structure), and whole messages for the items that always read them."""
+    header_kinds = set(kinds) - {fd.BODYSTRUCTURE, fd.BODY}
+    always = any(a.name in ("RFC822", "RFC822.TEXT") or (a.section is not None and (a.section.part or (
+        a.section.text or "").upper() not in ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"))) for a in atts)
+    if any(a.name == "RFC822.HEADER" for a in atts):
+        header_kinds.add(fd.HEADER)
+    out: list[tuple[list[str], str | None]] = []
+    if fd.BODYSTRUCTURE in kinds or fd.BODY in kinds:
+        out.append(([k for k in kinds if k in (fd.BODYSTRUCTURE, fd.BODY)], None if always else "full"))
+    if header_kinds:
+        out.append((sorted(header_kinds | {fd.HEADER}), None if always else "header"))
+    if always:
+        out.append(([], "full"))
+    return out
 
 
 def build_items(makers: list[Maker], info: MessageInfo, pre: Prefetched) -> list[Item]:
@@ -292,6 +326,7 @@ class _FetchRun:
         local."""
         ctx, get = self.ctx, self.folder.get
         seen_now = await self._seen_now(batch)
+        await self.plan.load([u for _, u in batch])
         pre = self.plan.prefetch([u for _, u in batch])
         makers, with_flags, has_flags = self.plan.makers, self.with_flags, self.has_flags
         may_stream = self.plan.may_stream

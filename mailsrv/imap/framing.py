@@ -89,6 +89,7 @@ class Parser:
         self.parse = parse
         self.append_limit = append_limit
         self.max_line = max_line
+        self.nonsync_max: int | None = None  # LITERAL-: non-synchronizing literals up to this size only
         self._buf = bytearray()
         self._scan = 0  # where to resume looking for LF
         self._parts: Parts = []
@@ -258,13 +259,15 @@ class Parser:
         self._parts.append(line[:m.start()])
         is_append = self._name == "APPEND"
         limit = self.append_limit if is_append else self.max_line - self._size
+        if not sync and self.nonsync_max is not None and size > self.nonsync_max:
+            limit = -1  # LITERAL- (RFC 7888 4): a larger non-synchronizing literal is BAD [TOOBIG]
         if size > limit:
             tag = self._tag
             self._reset()
             if not sync:
                 self._skip_literal = size
                 self._skip_line = True
-            if is_append:
+            if is_append and limit >= 0:
                 return C.ParseError(tag, "Message too large", code="TOOBIG", status="NO" if sync else "BAD")
             return C.ParseError(tag, "Literal too large", code="TOOBIG")
         self._literal = Literal(size, spool=is_append and size > self.max_line)

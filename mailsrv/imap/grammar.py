@@ -14,13 +14,15 @@ entry.  The lexical layer (atoms, strings, literals, dates) is in
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from mailsrv.imap import commands as C
 from mailsrv.imap import flags as F
 from mailsrv.imap import grammar_acl
+from mailsrv.imap import grammar_ext as X
 from mailsrv.imap import searchkeys as K
 from mailsrv.imap.framing import MAX_LINE, Literal, Parser, Parts
-from mailsrv.imap.reader import MAX_DEPTH, TAG, Reader, Syntax, parse_date_time
+from mailsrv.imap.reader import MAX_DEPTH, TAG, Dialect, Reader, Syntax, parse_date_time
 
 ParseFn = Callable[[Reader, str, str, bool], C.Command]
 """(reader after the name, tag, upper-case name, uid) -> command."""
@@ -30,14 +32,17 @@ KeyFn = Callable[[Reader, str, TextFn], K.SearchKey]
 """(reader after the keyword, upper-case keyword, charset decoder) -> key."""
 
 
-def command_parser(append_limit: int = 50 * 1024 * 1024, max_line: int = MAX_LINE) -> Parser:
-    """Framing wired to this grammar: what a connection reads with."""
-    return Parser(parse_command, append_limit=append_limit, max_line=max_line)
+def command_parser(append_limit: int = 50 * 1024 * 1024, max_line: int = MAX_LINE,
+                   dialect: Dialect | None = None) -> Parser:
+    """Framing wired to this grammar: what a connection reads with
+    (``dialect``: the session's, which ENABLE may change)."""
+    parse = parse_command if dialect is None else partial(parse_command, dialect=dialect)
+    return Parser(parse, append_limit=append_limit, max_line=max_line)
 
 
-def parse_command(parts: Parts) -> C.Command | C.ParseError:
+def parse_command(parts: Parts, dialect: Dialect | None = None) -> C.Command | C.ParseError:
     """Parse one complete command (text parts with literals between)."""
-    r = Reader(parts)
+    r = Reader(parts, dialect)
     tag = None
     try:
         tag = r.chars(TAG, "tag").decode("ascii")
@@ -121,7 +126,8 @@ def _rename(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
     return C.Rename(tag, name, old=old, new=new)
 
 
-STATUS_ATTS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", "DELETED", "DELETED-STORAGE"}
+STATUS_ATTS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", "DELETED", "DELETED-STORAGE",
+               "MAILBOXID"}
 
 
 def _status_atts(r: Reader) -> list[str]:
@@ -212,10 +218,13 @@ def _append(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
             if r.peek() == 0x22:
                 date = parse_date_time(r.quoted().decode("ascii", "replace"))
                 r.sp()
+            utf8 = r.maybe(b"UTF8 (~")
             if not r.at_literal():
                 raise Syntax("expected message literal")
             lit = r.take_literal()
-            cmd.messages.append(C.AppendMessage(flags, date, lit.as_file(), lit.size))
+            if utf8:
+                r.expect(b")")
+            cmd.messages.append(C.AppendMessage(flags, date, lit.as_file(), lit.size, utf8))
             if r.at_end():
                 return cmd
     except Syntax:
@@ -279,6 +288,8 @@ def _fetch_att(r: Reader) -> C.FetchAtt:
             r.expect(b">")
             partial = (origin, length)
         return C.FetchAtt("BODY", section, partial, peek=name == "BODY.PEEK")
+    if name in X.FETCH_ITEMS:
+        return X.fetch_item(r, name)
     if name not in _SIMPLE_FETCH:
         raise Syntax(f"unknown fetch attribute {name}")
     return C.FetchAtt(name)
@@ -401,8 +412,9 @@ def _id(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
 
 COMMANDS: dict[str, ParseFn] = {
     **{n: _no_args for n in ("CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "CHECK", "CLOSE",
-                             "UNSELECT", "IDLE", "NAMESPACE")},
-    **{n: _one_mailbox for n in ("SELECT", "EXAMINE", "CREATE", "DELETE", "SUBSCRIBE", "UNSUBSCRIBE")},
+                             "UNSELECT", "IDLE", "NAMESPACE", "UNAUTHENTICATE")},
+    **{n: _one_mailbox for n in ("SELECT", "EXAMINE", "DELETE", "SUBSCRIBE", "UNSUBSCRIBE")},
+    "CREATE": X.create,
     "EXPUNGE": _expunge,
     "LOGIN": _login,
     "AUTHENTICATE": _authenticate,
@@ -419,6 +431,8 @@ COMMANDS: dict[str, ParseFn] = {
     "UID": _uid,
     "ENABLE": _enable,
     "ID": _id,
+    "COMPRESS": X.compress,
+    "NOTIFY": lambda r, tag, name, uid: X.notify(r, tag, name, _fetch_att),
     **grammar_acl.COMMANDS,  # ACL and QUOTA (issue 12)
 }
 
@@ -538,4 +552,5 @@ SEARCH_KEYS: dict[str, KeyFn] = {
     "UID": _uid_key,
     "NOT": _not,
     "OR": _or,
+    **X.SEARCH_KEYS,
 }

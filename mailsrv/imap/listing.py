@@ -52,6 +52,9 @@ async def status_values(ctx: Context, name: str, atts: list[str]) -> bytes:
             v = folder.uidvalidity
         elif a == "UNSEEN":
             v = sum(1 for m in msgs if "\\Seen" not in m.flags)
+        elif a == "MAILBOXID":  # RFC 8474
+            values.append(f"MAILBOXID ({folder.mailboxid})")
+            continue
         elif a == "DELETED":  # RFC 9208
             v = sum(1 for m in msgs if "\\Deleted" in m.flags)
         elif a == "DELETED-STORAGE":
@@ -72,6 +75,8 @@ class _Listing:
     subs: set[str] = field(init=False)
     regexes: list[re.Pattern[str]] = field(init=False)
     children: set[str] = field(init=False)
+    utf8: bool = False  # names in UTF-8 (UTF8=ACCEPT, IMAP4rev2)
+    rev2: bool = False  # IMAP4rev2: \NonExistent for names that do not exist
 
     def __post_init__(self) -> None:
         cmd = self.cmd
@@ -140,7 +145,7 @@ class _Listing:
         if self.sel_special and not special:
             return None
         if not exists and "\\Noselect" not in attrs:
-            attrs.append("\\NonExistent" if self.cmd.extended else "\\Noselect")
+            attrs.append("\\NonExistent" if self.cmd.extended or self.rev2 else "\\Noselect")
         if not self.lsub:
             attrs.append("\\HasChildren" if name in self.children else "\\HasNoChildren")
             if self.ret_subscribed and name in self.subs:
@@ -148,7 +153,7 @@ class _Listing:
             if special:
                 attrs.append(special)
         head = f"{self.cmd.name} (" + " ".join(attrs) + ') "/" '
-        return b"* " + head.encode() + render.mailbox(name) + extra + b"\r\n"
+        return b"* " + head.encode() + render.mailbox(name, self.utf8) + extra + b"\r\n"
 
 
 async def list_mailboxes(ctx: Context, cmd: C.ListCommand) -> None:
@@ -157,9 +162,9 @@ async def list_mailboxes(ctx: Context, cmd: C.ListCommand) -> None:
         # the delimiter and the reference's root (RFC 3501 6.3.8: "/usr/x" -> "/")
         ref = cmd.reference
         root = ref[:ref.index(DELIM) + 1] if DELIM in ref else ""
-        ctx.send(b'* LIST (\\Noselect) "/" ' + render.mailbox(root) + b"\r\n")
+        ctx.send(b'* LIST (\\Noselect) "/" ' + ctx.mailbox_name(root) + b"\r\n")
         return
-    listing = _Listing(cmd, ctx.account)
+    listing = _Listing(cmd, ctx.account, utf8=ctx.dialect.utf8, rev2="IMAP4rev2" in ctx.enabled)
     ret_status = "STATUS" in cmd.return_opts
     ret_rights = "MYRIGHTS" in cmd.return_opts
     lines: list[bytes] = []
@@ -186,4 +191,4 @@ async def list_mailboxes(ctx: Context, cmd: C.ListCommand) -> None:
             values = await status_values(ctx, name, cmd.status_atts)
         except Exception:  # noqa: BLE001  a folder vanished meanwhile: skip its STATUS
             continue
-        ctx.send(b"* STATUS " + render.mailbox(name) + b" " + values + b"\r\n")
+        ctx.send(b"* STATUS " + ctx.mailbox_name(name) + b" " + values + b"\r\n")

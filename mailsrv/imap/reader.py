@@ -10,6 +10,7 @@ import calendar
 import datetime
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar, cast
 
 import twisted.mail.imap4  # noqa: F401  registers the imap4-utf-7 codec
@@ -38,11 +39,24 @@ class Syntax(Exception):
     """Grammar error inside one command (becomes a ParseError)."""
 
 
-def decode_mailbox(raw: bytes) -> str:
+@dataclass
+class Dialect:
+    """What ENABLE changed in how one session's commands are read (and its
+    responses written).  One object per connection, shared by its parser
+    and its handler context; the parser reads it when a command is parsed,
+    which is after the commands before it have finished."""
+
+    utf8: bool = False  # UTF8=ACCEPT or IMAP4rev2: mailbox names are UTF-8, not modified UTF-7
+
+
+def decode_mailbox(raw: bytes, utf8: bool = False) -> str:
     """Wire mailbox name (modified UTF-7, or raw UTF-8 from lax clients) to
-    str; INBOX is case-insensitive."""
+    str; INBOX is case-insensitive.  ``utf8``: the session enabled UTF-8
+    names (RFC 6855), so the name is UTF-8 as sent, ``&`` included."""
     try:
-        if raw.isascii():
+        if utf8:
+            name = raw.decode("utf-8")
+        elif raw.isascii():
             name = raw.decode("imap4-utf-7")
             if name.encode("imap4-utf-7") != raw:  # the codec is lenient; we are not
                 raise ValueError("not canonical modified UTF-7")
@@ -87,8 +101,9 @@ def parse_date_time(s: str) -> float:
 class Reader:
     """Cursor over one command: text parts with literals between them."""
 
-    def __init__(self, parts: Parts) -> None:
+    def __init__(self, parts: Parts, dialect: Dialect | None = None) -> None:
         self.parts = parts
+        self.utf8_names = dialect is not None and dialect.utf8
         self.i = 0
         self.pos = 0
         self.depth = 0
@@ -198,7 +213,7 @@ class Reader:
         return self.string()
 
     def mailbox(self) -> str:
-        return decode_mailbox(self.astring())
+        return decode_mailbox(self.astring(), self.utf8_names)
 
     def list_mailbox(self) -> str:
         if self.at_literal() or self.peek() == 0x22:
@@ -208,7 +223,7 @@ class Reader:
         if raw.upper() == b"INBOX":
             return "INBOX"
         try:
-            return decode_mailbox(raw)
+            return decode_mailbox(raw, self.utf8_names)
         except Syntax:
             # not modified UTF-7: no mailbox can match it (RFC 3501 allows
             # any pattern; Dovecot lists nothing), so not a syntax error

@@ -45,10 +45,19 @@ def encode_mailbox(name: str) -> bytes:
     return name.encode("imap4-utf-7")
 
 
-def mailbox(name: str) -> bytes:
+def mailbox(name: str, utf8: bool = False) -> bytes:
     """A mailbox name as sent: modified UTF-7, always quoted (clients expect
-    LIST names quoted; INBOX and plain atoms are fine either way)."""
-    return string(encode_mailbox(name))
+    LIST names quoted; INBOX and plain atoms are fine either way).
+    ``utf8``: the session enabled UTF-8 names (RFC 6855): UTF-8 as it is,
+    quoted when it can be (RFC 6855's utf8-quoted)."""
+    if not utf8:
+        return string(encode_mailbox(name))
+    data = name.encode("utf-8")
+    if data.isascii():
+        return string(data)
+    if len(data) < 1024 and not any(c < 0x20 or c == 0x7F for c in data):
+        return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    return b"{%d}\r\n" % len(data) + data
 
 
 def flag_list(flags: Iterable[str]) -> bytes:

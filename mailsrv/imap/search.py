@@ -105,6 +105,56 @@ def search(folder: IFolder, view: Sequence[MessageInfo], key: K.SearchKey, recen
     return [i + 1 for i, info in enumerate(view) if pred(i, info)]
 
 
+LOAD_CHUNK = 200  # messages whose headers or bodies are fetched at a time
+
+
+async def search_loaded(folder: IFolder, view: Sequence[MessageInfo], key: K.SearchKey, recent: set[int],
+                        charset: str | None = None) -> list[int]:
+    """:func:`search`, with what the key reads (headers, cached header
+    texts, bodies) fetched from the store chunk by chunk first
+    (``IFolder.prefetch``), each chunk tested while its data is at hand:
+    a remote store's reads never wait in the reactor thread, and a body
+    search over a large folder never holds more than a chunk of bodies."""
+    if not view:
+        return []
+    kinds, body = needs(key)
+    cost, pred = compile_key(key, _Scope(view, recent, _Message(folder)))
+    if cost == CHEAP or body is None:
+        return [i + 1 for i, info in enumerate(view) if pred(i, info)]
+    out: list[int] = []
+    for start in range(0, len(view), LOAD_CHUNK):
+        chunk = view[start:start + LOAD_CHUNK]
+        await folder.prefetch([m.uid for m in chunk], sorted(kinds), body)
+        out.extend(start + j + 1 for j, info in enumerate(chunk) if pred(start + j, info))
+    return out
+
+
+def needs(key: K.SearchKey) -> tuple[set[str], str | None]:
+    """The cached kinds and the part of each message ("header", "full" or
+    None) that evaluating ``key`` may read."""
+    if isinstance(key, K.Header):
+        full_kind = fetchdata.SEARCH_TEXT + key.field.lower()
+        kinds = {fetchdata.HEADER} | ({full_kind} if len(full_kind) <= fetchdata.MAX_KIND else set())
+        return kinds, "header"
+    if isinstance(key, K.Date) and key.field == "sent":
+        return {fetchdata.HEADER}, "header"
+    if isinstance(key, (K.Body, K.Text)):
+        return set(), "full"
+    subs: tuple[K.SearchKey, ...] = ()
+    if isinstance(key, K.Not):
+        subs = (key.key,)
+    elif isinstance(key, K.Or):
+        subs = (key.a, key.b)
+    elif isinstance(key, K.And):
+        subs = key.keys
+    parts = [needs(sub) for sub in subs]
+    bodies = {b for _k, b in parts}
+    if "full" in bodies:
+        return set(), "full"  # whole messages for every one: the header texts follow from them
+    kinds = set().union(*(k for k, _b in parts)) if parts else set()
+    return kinds, ("header" if "header" in bodies else None)
+
+
 @functools.singledispatch
 def compile_key(key: object, scope: _Scope) -> Compiled:
     """A predicate and its cost class for one key; one function registered
@@ -310,6 +360,8 @@ def _header(field: str, value: str, msg: _Message, view: Sequence[MessageInfo]) 
             if kind is not None:
                 known.update(fetchdata.cached_many(msg.folder, [i.uid for i in view], kind))
         t = known.get(m.uid)
+        if t is None and kind is not None:
+            t = msg.folder.get_cached(m.uid, kind)  # fetched since the first look (search_loaded)
         if t is None:
             t = _search_text(_field_values(msg.use(m).header(), lname))
             if kind is not None:

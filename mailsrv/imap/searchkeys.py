@@ -121,4 +121,31 @@ class And:
     keys: tuple[SearchKey, ...]
 
 
-SearchKey: TypeAlias = All | Recent | New | Old | Flag | Header | Body | Text | Date | Size | Seq | Uid | Not | Or | And
+# -- issue 12: SAVEDATE (RFC 8514), OBJECTID (RFC 8474); evaluated in searchext
+
+
+@dataclass(frozen=True, slots=True)
+class SaveDate:
+    """SAVEDBEFORE / SAVEDON / SAVEDSINCE: the UTC calendar date of the
+    save date, as BEFORE/ON/SINCE read the internal date."""
+
+    op: DateOp
+    day: datetime.date
+
+
+@dataclass(frozen=True, slots=True)
+class SaveDateSupported:
+    """SAVEDATESUPPORTED: every message when the mailbox keeps save dates
+    (every mailbox here does)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectId:
+    """EMAILID x / THREADID x: the message's id is exactly ``value``."""
+
+    kind: Literal["emailid", "threadid"]
+    value: str
+
+
+SearchKey: TypeAlias = (All | Recent | New | Old | Flag | Header | Body | Text | Date | Size | Seq | Uid | Not | Or
+                        | And | SaveDate | SaveDateSupported | ObjectId)

@@ -17,6 +17,7 @@ Session state lives in the context; handlers in the ``commands_*`` modules.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -32,10 +33,12 @@ from zope.interface import implementer
 from mailsrv.config import Config
 from mailsrv.imap import commands as C
 from mailsrv.imap import render
+from mailsrv.imap.compress import CompressionError, CompressionLayer
 from mailsrv.imap.context import Context
 from mailsrv.imap.dispatch import TABLE
 from mailsrv.imap.grammar import command_parser
 from mailsrv.imap.results import Result, no
+from mailsrv.ops.sessions import SessionHooks
 from mailsrv.pump import CommandPump
 from mailsrv.store.interfaces import StoreError
 
@@ -43,6 +46,7 @@ log = Logger()
 
 CLOSE_GRACE = 10.0  # seconds a closing connection may wait for the peer
 MAX_BAD = 20  # consecutive bad commands before we hang up
+LITERAL_MINUS_MAX = 4096  # RFC 7888 section 4
 
 # no EXPUNGE after a non-UID FETCH/STORE/SEARCH (RFC 3501 7.4.1): the
 # client may still be using the sequence numbers it sent
@@ -88,14 +92,17 @@ class IMAPServer(Protocol, TimeoutMixin):
     def __init__(self, portal: Portal, config: Config, reactor: IReactorTime, tls_context: Any = None,
                  implicit_tls: bool = False) -> None:
         self.reactor = reactor
-        self.parser = command_parser(append_limit=config.append_limit)
         self.ctx = Context(self, portal, config, reactor, tls_context, implicit_tls)
+        self.parser = command_parser(append_limit=config.append_limit, dialect=self.ctx.dialect)
+        if not config.literal_plus:
+            self.parser.nonsync_max = LITERAL_MINUS_MAX
         self.out = OutputGate()
         self.pump: CommandPump | None = None
         self.closed = False
         self.waiting_for_line = False
         self._bad_count = 0
         self._abort_call: Any = None
+        self.compression: CompressionLayer | None = None
 
     def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:
         """TimeoutMixin's and our own timers run on the given reactor (a
@@ -125,6 +132,7 @@ class IMAPServer(Protocol, TimeoutMixin):
         self.ctx.end()
 
     def timeoutConnection(self) -> None:
+        self.ctx.ops.ending("Autologout")
         self.write(render.untagged("BYE Autologout; idle for too long"))
         self.close()
 
@@ -146,6 +154,21 @@ class IMAPServer(Protocol, TimeoutMixin):
             self._abort_call = self.callLater(CLOSE_GRACE, self.transport.abortConnection)
 
     @property
+    def ops_session(self) -> SessionHooks:
+        """The operator's view of this connection (mailsrv.ops); set by the listener."""
+        return self.ctx.ops
+
+    @ops_session.setter
+    def ops_session(self, session: SessionHooks) -> None:
+        self.ctx.ops = session
+
+    def ops_detail(self) -> dict[str, Any]:
+        """For ``mailsrv who``: the selected mailbox, IDLE, TLS."""
+        sel = self.ctx.selected
+        return {"mailbox": sel.folder.name if sel is not None else None, "idle": self.ctx.idling,
+                "tls": self.ctx.tls_active}
+
+    @property
     def peer_host(self) -> str | None:
         host: str | None = getattr(self.transport.getPeer(), "host", None)
         return host
@@ -158,6 +181,16 @@ class IMAPServer(Protocol, TimeoutMixin):
         self.transport.unregisterProducer()
         self.transport.startTLS(tls_context)
         self.transport.registerProducer(self.out, True)
+
+    def start_compression(self) -> None:
+        """COMPRESS: from now on the transport deflates what we write and
+        received bytes are inflated before the parser sees them; the pump
+        pauses reading through the wrapper, which also stops inflating."""
+        assert self.pump is not None
+        layer = CompressionLayer(self.transport, self.parser, self.pump)
+        self.compression = layer
+        self.transport = layer.transport
+        self.pump.transport = layer.transport
 
     def reset_timeout(self) -> None:
         self.resetTimeout()
@@ -177,6 +210,14 @@ class IMAPServer(Protocol, TimeoutMixin):
     # -- input
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
+        if self.compression is not None:
+            try:
+                self.compression.received(data)
+            except CompressionError as e:
+                log.info("IMAP client sent a corrupt compressed stream: {e}", e=e)
+                self.write(render.untagged("BYE Corrupt compressed input"))
+                self.close()
+            return
         self.parser.push(data)
         assert self.pump is not None
         self.pump.pump()
@@ -222,18 +263,22 @@ class IMAPServer(Protocol, TimeoutMixin):
         """Check the state, run the handler, answer; other sessions'
         changes go out just before the tagged response."""
         ctx = self.ctx
+        ctx.running = True
+        started = time.perf_counter()
         try:
             entry = TABLE.get(cmd.name)
             if entry is None or ctx.state not in entry[1]:
                 self.write(render.tagged(cmd.tag, "BAD", f"{cmd.name} is not permitted in this state"))
                 self._count_bad()
                 return
-            if ctx.selected is not None:
-                await ctx.selected.folder.refresh()
             result: Result | None
             try:
+                if ctx.selected is not None:
+                    await ctx.selected.folder.refresh()  # a remote store may be unavailable: NO, not BAD
                 result = await entry[0](ctx, cmd)
             except StoreError as e:
+                if e.code == "SERVERBUG":  # the store failed, not the client
+                    log.error("IMAP {name} of {user}: store failure: {e}", name=cmd.name, user=ctx.ops.user, e=e)
                 result = no(str(e) or type(e).__name__, e.code)
             if result is None:
                 return  # the handler wrote everything (LOGOUT, STARTTLS)
@@ -249,5 +294,7 @@ class IMAPServer(Protocol, TimeoutMixin):
             log.failure("IMAP command {name} failed", name=cmd.name)
             self.write(render.tagged(cmd.tag, "NO", "Internal error, try again later", "SERVERBUG"))
         finally:
+            ctx.running = False
             if isinstance(cmd, C.Append):
                 cmd.close()
+            ctx.ops.command(cmd.name, time.perf_counter() - started)

@@ -41,6 +41,9 @@ class SelectedMailbox:
         self._flags: set[int] = set()
         self._expunged: set[int] = set()
         self._known_keywords = set(folder.keywords())
+        self.report_recent = True  # False under IMAP4rev2: no \Recent, no RECENT
+        self.utf8 = False  # the client reads UTF-8 header values (UTF8=ACCEPT, IMAP4rev2)
+        self.report_flags = True  # False: other sessions' flag changes are not reported (NOTIFY without FlagChange)
         folder.add_listener(self)
 
     def close(self) -> None:
@@ -141,9 +144,12 @@ class SelectedMailbox:
             self._added.clear()
             if new:
                 self.uids.extend(new)
-                self.recent.update(_recent(self.folder, self.readonly))
                 out.append(b"* %d EXISTS\r\n" % len(self.uids))
-                out.append(b"* %d RECENT\r\n" % sum(1 for u in self.recent if self.seq_of(u)))
+                if self.report_recent:
+                    self.recent.update(_recent(self.folder, self.readonly))
+                    out.append(b"* %d RECENT\r\n" % sum(1 for u in self.recent if self.seq_of(u)))
+        if self._flags and not self.report_flags:
+            self._flags.clear()
         if self._flags:
             changed = sorted(self._flags)
             self._flags.clear()

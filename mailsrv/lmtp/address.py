@@ -16,6 +16,10 @@ from dataclasses import dataclass
 _ATEXT = re.compile(rb"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\Z")
 _ATEXT_DOTS = re.compile(rb"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
 _LABEL = re.compile(rb"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+# RFC 6531 (SMTPUTF8): atext and qtext also take UTF8-non-ascii, domains U-labels.
+_ATEXT_U = re.compile(rb"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\x80-\xff-]+\Z")
+_ATEXT_DOTS_U = re.compile(rb"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\x80-\xff-]+"
+                           rb"(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\x80-\xff-]+)*\Z")
 _LITERAL = re.compile(rb"\[[\x21-\x5a\x5e-\x7e]+\]\Z")
 _PARAM = re.compile(rb"([A-Za-z0-9][A-Za-z0-9-]*)(?:=([\x21-\x3c\x3e-\x7e]+))?\Z")
 
@@ -37,7 +41,7 @@ class Mailbox:
 
     def __str__(self) -> str:
         local = self.local
-        if not _ATEXT_DOTS.match(local.encode("ascii")):
+        if not _ATEXT_DOTS_U.match(local.encode("utf-8")):
             local = '"' + local.replace("\\", "\\\\").replace('"', '\\"') + '"'
         return f"{local}@{self.domain}" if self.domain else local
 
@@ -70,8 +74,17 @@ def split_path(arg: bytes) -> tuple[bytes, list[bytes]]:
     raise AddressError("unterminated path")
 
 
-def parse_mailbox(path: bytes, allow_null: bool) -> Mailbox | None:
-    """Parse the inside of ``<...>``.  ``None`` is the null reverse-path."""
+def needs_smtputf8(path: bytes) -> bool:
+    """The path holds non-ASCII: only allowed with SMTPUTF8 (RFC 6531)."""
+    return not path.isascii()
+
+
+def parse_mailbox(path: bytes, allow_null: bool, utf8: bool = False) -> Mailbox | None:
+    """Parse the inside of ``<...>``.  ``None`` is the null reverse-path.
+    ``utf8``: the transaction is SMTPUTF8, so the local part may hold UTF-8
+    and the domain U-labels (kept as Unicode, lower-cased)."""
+    if utf8 and not path.isascii():
+        return _parse_utf8(path)
     if path == b"":
         if allow_null:
             return None
@@ -152,8 +165,53 @@ def _parse_local(raw: bytes) -> str:
     return local
 
 
-def _valid_domain(domain: bytes) -> bool:
+def _parse_utf8(path: bytes) -> Mailbox:
+    """An RFC 6531 mailbox with non-ASCII in it (valid UTF-8, no controls)."""
+    try:
+        text = path.decode("utf-8")
+    except UnicodeDecodeError:
+        raise AddressError("not UTF-8") from None
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text):
+        raise AddressError("control character in address")
+    local_raw, domain = _split_at(path)
+    if local_raw.startswith(b'"'):
+        inner = local_raw[1:-1]
+        if b'"' in inner.replace(b'\\"', b"") or b"\\" in inner.replace(b'\\"', b""):
+            raise AddressError("bad quoted local part")
+        local = inner.replace(b'\\"', b'"').decode("utf-8")
+    else:
+        if not local_raw or any(not _ATEXT_U.match(p) for p in local_raw.split(b".")):
+            raise AddressError("bad local part")
+        local = local_raw.decode("utf-8")
+    if not local or len(local_raw) > MAX_LOCAL:
+        raise AddressError("bad local part length")
+    if domain is None:
+        raise AddressError("missing domain")
+    if len(domain) > MAX_DOMAIN or not _valid_domain(domain, utf8=True):
+        raise AddressError("bad domain")
+    return Mailbox(local, domain.decode("utf-8").lower())
+
+
+def ascii_domain(domain: str) -> str:
+    """A domain in its ASCII (A-label) form, to compare U- and A-labels."""
+    if domain.isascii():
+        return domain.lower()
+    try:
+        return domain.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return domain.lower()
+
+
+def _valid_domain(domain: bytes, utf8: bool = False) -> bool:
     if _LITERAL.match(domain):
         return True
     labels = domain.split(b".")
-    return all(_LABEL.match(label) for label in labels)
+    return all(_LABEL.match(label) or (utf8 and not label.isascii() and _u_label(label)) for label in labels)
+
+
+def _u_label(label: bytes) -> bool:
+    try:
+        ace = label.decode("utf-8").encode("idna")
+    except UnicodeError:
+        return False
+    return bool(_LABEL.match(ace))

@@ -25,9 +25,18 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
-from mailsrv.lmtp.address import AddressError, Mailbox, parse_mailbox, parse_params, split_path
+from mailsrv.lmtp.address import (
+    AddressError,
+    Mailbox,
+    ascii_domain,
+    needs_smtputf8,
+    parse_mailbox,
+    parse_params,
+    split_path,
+)
 from mailsrv.lmtp.data import Spool
 from mailsrv.lmtp.source import MAX_LINE, Body, LMTPSource
+from mailsrv.ops.sessions import NO_SESSION, SessionHooks
 from mailsrv.pump import CommandPump
 from mailsrv.store.interfaces import NoSuchFolder, OverQuota, StoreError, TooBig
 
@@ -39,6 +48,9 @@ TIMEOUT = 300
 DETAIL_SEPARATOR = "+"
 # Pipelined input held while a command works; reading pauses beyond this.
 MAX_PENDING_INPUT = 64 * 1024
+
+# A delivery's reply code -> the outcome logged and counted (mailsrv.ops).
+OUTCOMES = {250: "saved", 552: "too big", 452: "over quota", 451: "temporary failure"}
 
 # What a command handler returns: nothing (done), or work still running.
 Result: TypeAlias = "Coroutine[Any, Any, None] | None"
@@ -60,6 +72,7 @@ class LMTPServer(Protocol, TimeoutMixin):
     # A TCP or UNIX transport: setTcpNoDelay and the producer methods are used.
     transport: Any
     _pump: CommandPump  # made in connectionMade, when the transport is known
+    ops_session: SessionHooks = NO_SESSION  # delivery lines and metrics; set by the listener (mailsrv.ops)
 
     def __init__(self) -> None:
         self._lhlo: str | None = None
@@ -167,6 +180,7 @@ class LMTPServer(Protocol, TimeoutMixin):
 
     def _reset_transaction(self) -> None:
         self._has_sender = False
+        self._utf8 = False  # MAIL FROM had SMTPUTF8
         self._sender: Mailbox | None = None
         self._size: int | None = None  # MAIL FROM's SIZE=, checked against quotas at RCPT
         self._recipients: list[Recipient] = []
@@ -178,7 +192,7 @@ class LMTPServer(Protocol, TimeoutMixin):
         self._lhlo = words[0].decode("ascii", "replace")
         self._reset_transaction()
         size = f"SIZE {self._limit}" if self._limit > 0 else "SIZE"
-        lines = [self._host, "PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", size]
+        lines = [self._host, "PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", size]
         out = b"".join(b"250-%s\r\n" % s.encode("ascii") for s in lines[:-1])
         self.transport.write(out + b"250 %s\r\n" % lines[-1].encode("ascii"))
 
@@ -191,19 +205,26 @@ class LMTPServer(Protocol, TimeoutMixin):
             return self._error(501, "5.5.4 Syntax: MAIL FROM:<address>")
         try:
             path, raw_params = split_path(arg[5:])
-            sender = parse_mailbox(path, allow_null=True)
-        except (AddressError, UnicodeDecodeError):
+        except AddressError:
             return self._error(501, "5.1.7 Bad sender address syntax")
         try:
             params = parse_params(raw_params)
         except AddressError:
             return self._error(501, "5.5.4 Bad MAIL parameter syntax")
+        utf8 = any(key == "SMTPUTF8" for key, _ in params)
+        if needs_smtputf8(path) and not utf8:
+            return self._error(553, "5.6.7 Non-ASCII address needs SMTPUTF8")
+        try:
+            sender = parse_mailbox(path, allow_null=True, utf8=utf8)
+        except (AddressError, UnicodeDecodeError):
+            return self._error(501, "5.1.7 Bad sender address syntax")
         for key, value in params:
             refusal = self._mail_param(key, value)
             if refusal is not None:
                 code, text = refusal
                 return self._reply(code, text) if code == 552 else self._error(code, text)
         self._has_sender = True
+        self._utf8 = utf8
         self._sender = sender
         self._reply(250, "2.1.0 Sender OK")
 
@@ -220,6 +241,8 @@ class LMTPServer(Protocol, TimeoutMixin):
             if value is None or value.upper() not in ("7BIT", "8BITMIME"):
                 return 501, "5.5.4 Unsupported BODY type"
             return None
+        if key == "SMTPUTF8":  # RFC 6531: UTF-8 addresses and headers in this transaction
+            return None if value is None else (501, "5.5.4 SMTPUTF8 takes no value")
         return 555, f"5.5.4 Unsupported parameter {key}"
 
     def do_RCPT(self, arg: bytes) -> Result:
@@ -231,7 +254,10 @@ class LMTPServer(Protocol, TimeoutMixin):
             return None
         try:
             path, params = split_path(arg[3:])
-            rcpt = parse_mailbox(path, allow_null=False)
+            if needs_smtputf8(path) and not self._utf8:
+                self._error(553, "5.6.7 Non-ASCII address needs SMTPUTF8")
+                return None
+            rcpt = parse_mailbox(path, allow_null=False, utf8=self._utf8)
         except (AddressError, UnicodeDecodeError):
             self._error(501, "5.1.3 Bad recipient address syntax")
             return None
@@ -242,8 +268,8 @@ class LMTPServer(Protocol, TimeoutMixin):
             self._error(555, "5.5.4 RCPT parameters not supported")
             return None
         addr = str(rcpt)
-        domains = [d.lower() for d in self.factory.config.local_domains]
-        if domains and rcpt.domain and rcpt.domain not in domains:
+        domains = [ascii_domain(d) for d in self.factory.config.local_domains]
+        if domains and rcpt.domain and ascii_domain(rcpt.domain) not in domains:
             self._reply(550, f"5.1.2 <{addr}> Domain not served here")
             return None
         if len(self._recipients) >= MAX_RECIPIENTS:
@@ -375,8 +401,9 @@ class LMTPServer(Protocol, TimeoutMixin):
         recipient's copy is fsynced (the store's deliver fires then)."""
         return_path = str(sender) if sender is not None else ""
         for r in recipients:
-            prefix = f"Return-Path: <{return_path}>\r\nDelivered-To: {r.address}\r\n".encode("ascii")
+            prefix = f"Return-Path: <{return_path}>\r\nDelivered-To: {r.address}\r\n".encode()
             code, text = await self._deliver_one(spool, prefix, r)
+            self.ops_session.delivered(r.user, r.folder, OUTCOMES.get(code, str(code)))
             self._reply(code, text)
 
     async def _deliver_one(self, spool: Spool, prefix: bytes, r: Recipient) -> tuple[int, str]:

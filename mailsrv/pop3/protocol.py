@@ -20,42 +20,36 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, TypeAlias
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from twisted.cred import credentials as credmod
-from twisted.cred.error import LoginFailed
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.protocols import basic, policies
 from twisted.python.failure import Failure
 
+from mailsrv.ops.sessions import NO_SESSION, SessionHooks
 from mailsrv.pop3 import lines as L
+from mailsrv.pop3.authorization import Authorization
 from mailsrv.pop3.maildrop import Maildrop, NoSuchMessage
-from mailsrv.pop3.sasl import APOPCredentials, decode_plain, is_apop_digest
+from mailsrv.pop3.states import (
+    AUTHORIZATION,
+    ERR_FLOOD,
+    ERR_GONE,
+    ERR_TEMP,
+    MAX_BAD_COMMANDS,
+    MAX_PENDING_INPUT,
+    TRANSACTION,
+    UPDATE,
+    Bad,
+    Result,
+)
 from mailsrv.pop3.streaming import MessageSender
 from mailsrv.pump import CommandPump
-from mailsrv.store.interfaces import IAccount, MessageGone
+from mailsrv.store.interfaces import MessageGone
 
 log = Logger()
-
-AUTHORIZATION, TRANSACTION, UPDATE = "AUTHORIZATION", "TRANSACTION", "UPDATE"
-MAX_BAD_COMMANDS = 10
-# Pipelined input held while a command waits; reading pauses beyond this.
-MAX_PENDING_INPUT = 64 * 1024
-
-ERR_PLAINTEXT = b"-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections."
-ERR_TEMP = b"-ERR [SYS/TEMP] Temporary server failure, try again later."
-ERR_GONE = b"-ERR Message was expunged by another session."
-
-
-class _Bad(Exception):
-    """A client error that counts towards MAX_BAD_COMMANDS."""
-
-    def __init__(self, text: bytes) -> None:
-        super().__init__(text)
-        self.text = text
-
 
 # keyword -> (method name, states, min args, max args); PASS takes the rest of the line.
 _COMMANDS: dict[bytes, tuple[str, tuple[str, ...], int, int]] = {
@@ -74,14 +68,14 @@ _COMMANDS: dict[bytes, tuple[str, tuple[str, ...], int, int]] = {
     b"DELE": ("do_DELE", (TRANSACTION,), 1, 1),
     b"NOOP": ("do_NOOP", (TRANSACTION,), 0, 0),
     b"RSET": ("do_RSET", (TRANSACTION,), 0, 0),
+    b"UTF8": ("do_UTF8", (AUTHORIZATION,), 0, 0),
+    b"LANG": ("do_LANG", (AUTHORIZATION, TRANSACTION), 0, 1),
 }
+# RFC 6856 LANG: the languages of our response texts (tag, description).
+LANGUAGES = ((b"en", b"English"),)
 
 
-# What a command handler returns: nothing (done), or work still running.
-Result: TypeAlias = defer.Deferred[Any] | Coroutine[Any, Any, None] | None
-
-
-class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
+class POP3Server(Authorization, basic.LineReceiver, policies.TimeoutMixin):
     """One POP3 session.
 
     Built on LineReceiver for its line conventions (``delimiter``,
@@ -95,6 +89,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
     # and the producer methods are used where the transport has them.
     transport: Any
     _pump: CommandPump  # made in connectionMade, when the transport is known
+    ops_session: SessionHooks = NO_SESSION  # login lines, limits, metrics; set by the listener (mailsrv.ops)
 
     def __init__(self, factory: Any) -> None:
         self.factory = factory
@@ -109,6 +104,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         self._splitter = L.LineSplitter()
         self._closing = False
         self._user: bytes | None = None
+        self.utf8 = False  # RFC 6856 UTF8 was sent
         self._apop_challenge: bytes | None = None
         self._account: Any = None
         self._logout: Callable[[], None] | None = None
@@ -152,6 +148,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         if self._closing:
             return
         log.info("POP3 autologout of {peer} after {t}s idle", peer=self.peer_host, t=self.timeOut)
+        self.ops_session.ending("Autologout")
         self._closing = True
         self._pump.close()
         if self._sender is not None:
@@ -165,22 +162,29 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         self._pump.close()
         self.transport.loseConnection()
 
-    def _release(self) -> None:
-        """Give back the lock and the avatar; idempotent, deletes nothing."""
+    def ops_detail(self) -> dict[str, Any]:
+        """For ``mailsrv who``."""
+        return {"mailbox": "INBOX" if self.maildrop is not None else None, "idle": False, "tls": self.tls_active}
+
+    def _release(self) -> defer.Deferred[None]:
+        """Give back the lock and the avatar; idempotent, deletes nothing.
+        Fires once the lock is free for others (a database lock takes a
+        round trip): QUIT answers after that, so a client that logs in
+        again at once finds the maildrop free."""
         self.maildrop = None
         account, logout, locked = self._account, self._logout, self._locked
         self._account = self._logout = None
         self._locked = False
+        done: defer.Deferred[None] = defer.succeed(None)
         if locked and account is not None:
-            try:
-                account.release_pop3_lock()
-            except Exception:
-                log.failure("releasing the POP3 lock failed")
+            done = defer.maybeDeferred(account.release_pop3_lock)
+            done.addErrback(lambda f: log.failure("releasing the POP3 lock failed", f))
         if logout is not None:
             try:
                 logout()
             except Exception:
                 log.failure("avatar logout failed")
+        return done
 
     # -- input -----------------------------------------------------------
 
@@ -191,44 +195,63 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         self._splitter.feed(data)
         self._pump.pump()
 
-    def _run(self, line: bytes | L._TooLong) -> defer.Deferred[Any] | None:
+    def _run(self, line: bytes | L._TooLong | L._Flood) -> defer.Deferred[Any] | None:
         """The pump's handler for one command line: None when the command is
         done, else a Deferred the pump waits for before the next line."""
+        started = time.perf_counter()
+        self._keyword = b""
         try:
+            if line is L.FLOOD:
+                self._flood()
+                return None
             if not isinstance(line, bytes):  # L.TOO_LONG
-                raise _Bad(b"-ERR Line too long.")
+                raise Bad(b"-ERR Line too long.")
             result = self._command(line)
-        except _Bad as e:
+        except Bad as e:
             self._bad(e.text)
             return None
         except Exception:
             log.failure("POP3 command failed")
             self.sendLine(ERR_TEMP)
             return None
+        keyword = self._keyword.decode("ascii")
         if result is None:
+            self.ops_session.command(keyword, time.perf_counter() - started)
             return None
         d = result if isinstance(result, defer.Deferred) else defer.ensureDeferred(result)
         d.addErrback(self._async_failure)
-        return d
+
+        def timed(r: object) -> object:
+            self.ops_session.command(keyword, time.perf_counter() - started)
+            return r
+
+        return d.addBoth(timed)
+
+    def _flood(self) -> None:
+        """Over FLOOD_LENGTH octets without a line end: no client means that."""
+        self.ops_session.ending("Line too long")
+        self.sendLine(ERR_FLOOD)
+        self._close()
 
     def _command(self, line: bytes) -> Result:
         cmd = L.parse_command(line)
         if cmd is None:
-            raise _Bad(b"-ERR Unknown command.")
+            raise Bad(b"-ERR Unknown command.")
         if len(line) + 2 > L.MAX_COMMAND_LENGTH and cmd.keyword != b"AUTH":
-            raise _Bad(b"-ERR Line too long.")
+            raise Bad(b"-ERR Line too long.")
         spec = _COMMANDS.get(cmd.keyword)
         if spec is None:
-            raise _Bad(b"-ERR Unknown command.")
+            raise Bad(b"-ERR Unknown command.")
         name, states, lo, hi = spec
+        self._keyword = cmd.keyword
         if self.state not in states:
-            raise _Bad(b"-ERR Command not valid in this state.")
+            raise Bad(b"-ERR Command not valid in this state.")
         if hi < 0:  # PASS: the rest of the line, spaces included
             if not cmd.rest:
-                raise _Bad(b"-ERR Wrong number of arguments.")
+                raise Bad(b"-ERR Wrong number of arguments.")
             return getattr(self, name)(cmd.rest)
         if not lo <= len(cmd.args) <= hi:
-            raise _Bad(b"-ERR Wrong number of arguments.")
+            raise Bad(b"-ERR Wrong number of arguments.")
         return getattr(self, name)(*cmd.args)
 
     def _bad(self, text: bytes) -> None:
@@ -263,150 +286,11 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
     def _number(self, arg: bytes) -> int:
         n = L.parse_number(arg)
         if n is None:
-            raise _Bad(b"-ERR Invalid message number.")
+            raise Bad(b"-ERR Invalid message number.")
         return n
 
     def _send_multiline(self, first: bytes, body: Iterable[bytes]) -> None:
         self.transport.write(first + b"\r\n" + b"".join(line + b"\r\n" for line in body) + b".\r\n")
-
-    # -- AUTHORIZATION ---------------------------------------------------
-
-    def do_CAPA(self) -> None:
-        caps = [b"TOP", b"UIDL", b"RESP-CODES", b"AUTH-RESP-CODE", b"PIPELINING", b"EXPIRE NEVER", b"LOGIN-DELAY 0"]
-        if self.state == AUTHORIZATION:
-            if self.plaintext_allowed():
-                caps += [b"USER", b"SASL PLAIN"]
-            if self._stls_offered():
-                caps.append(b"STLS")
-        caps.append(b"IMPLEMENTATION mailsrv")
-        self._send_multiline(b"+OK Capability list follows.", caps)
-
-    def do_USER(self, user: bytes) -> None:
-        if not self.plaintext_allowed():
-            self.sendLine(ERR_PLAINTEXT)
-            return
-        self._user = user
-        self.sendLine(b"+OK")
-
-    def do_PASS(self, password: bytes) -> Result:
-        if self._user is None:
-            raise _Bad(b"-ERR No username given (USER first).")
-        user, self._user = self._user, None
-        if not self.plaintext_allowed():
-            self.sendLine(ERR_PLAINTEXT)
-            return None
-        return self._login(credmod.UsernamePassword(user, password))
-
-    def do_APOP(self, user: bytes, digest: bytes) -> Result:
-        if self._apop_challenge is None:
-            raise _Bad(b"-ERR APOP is not enabled.")
-        if not is_apop_digest(digest):
-            raise _Bad(b"-ERR [AUTH] Malformed APOP digest.")
-        self._user = None
-        return self._login(APOPCredentials(self._apop_challenge, user, digest.lower()))
-
-    def do_AUTH(self, mechanism: bytes | None = None, initial: bytes | None = None) -> Result:
-        plain = self.plaintext_allowed()
-        if mechanism is None:
-            self._send_multiline(b"+OK Supported mechanisms follow.", [b"PLAIN"] if plain else [])
-            return None
-        if mechanism.upper() != b"PLAIN":
-            self.sendLine(b"-ERR Unsupported authentication mechanism.")
-            return None
-        if not plain:
-            self.sendLine(ERR_PLAINTEXT)
-            return None
-        self._user = None
-        if initial is None:
-            self.transport.write(b"+ \r\n")
-            return self._sasl_response()
-        return self._auth_plain(initial)
-
-    async def _sasl_response(self) -> None:
-        """RFC 5034: the client's PLAIN response is the next line (``*``
-        cancels); it arrives as the pump's next event, even when pipelined."""
-        try:
-            line = await self._pump.next_event()
-        except ConnectionError:
-            return
-        try:
-            if not isinstance(line, bytes):  # L.TOO_LONG
-                raise _Bad(b"-ERR Line too long.")
-            if line.strip() == b"*":
-                self.sendLine(b"-ERR Authentication cancelled.")
-                return
-            login = self._auth_plain(line.strip())
-        except _Bad as e:
-            self._bad(e.text)
-            return
-        if login is not None:
-            await login
-
-    def _auth_plain(self, response: bytes) -> Coroutine[Any, Any, None] | None:
-        try:
-            authzid, authcid, password = decode_plain(response)
-        except ValueError:
-            raise _Bad(b"-ERR [AUTH] Malformed PLAIN response.") from None
-        if authzid and authzid != authcid:
-            self.sendLine(b"-ERR [AUTH] Authorization identity not allowed.")
-            return None
-        return self._login(credmod.UsernamePassword(authcid, password))
-
-    def do_STLS(self) -> None:
-        if not self._stls_offered():
-            self.sendLine(b"-ERR TLS is already active." if self.tls_active else b"-ERR STLS is not available.")
-            return
-        if self._splitter.buffered():
-            self.sendLine(b"-ERR Pipelined input after STLS refused.")
-            return
-        self._splitter.clear()
-        self._user = None
-        self.sendLine(b"+OK Begin TLS negotiation.")
-        self.transport.startTLS(self.factory.tls_context)
-        self.tls_active = True
-
-    async def _login(self, creds: Any) -> None:
-        """Authenticate, lock, freeze INBOX; every failure leaves AUTHORIZATION intact."""
-        try:
-            _iface, account, logout = await self.portal.login(creds, None, IAccount)
-        except LoginFailed:
-            if not self._closing:
-                self.sendLine(b"-ERR [AUTH] Authentication failed.")
-            return
-        except Exception:
-            log.failure("POP3 login failed with an internal error")
-            if not self._closing:
-                self.sendLine(ERR_TEMP)
-            return
-        if self._closing:
-            logout()
-            return
-        try:
-            locked = account.acquire_pop3_lock()
-        except Exception:
-            logout()
-            raise
-        if not locked:
-            logout()
-            self.sendLine(b"-ERR [IN-USE] Mailbox is locked by another POP3 session.")
-            return
-        self._account, self._logout, self._locked = account, logout, True
-        try:
-            folder = await account.open_folder("INBOX")
-            await folder.refresh()
-            infos = folder.messages()
-        except Exception:
-            log.failure("POP3 could not open INBOX")
-            self._release()
-            if not self._closing:
-                self.sendLine(ERR_TEMP)
-            return
-        if self._closing:
-            return
-        self.maildrop = Maildrop(folder, infos)
-        self.state = TRANSACTION
-        count, octets = self.maildrop.stat()
-        self.sendLine(b"+OK Logged in, %d messages (%d octets)." % (count, octets))
 
     # -- TRANSACTION -----------------------------------------------------
 
@@ -448,6 +332,28 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
     def do_NOOP(self) -> None:
         self.sendLine(b"+OK")
 
+    # -- RFC 6856: UTF8 and LANG ----------------------------------------
+
+    def do_UTF8(self) -> None:
+        """The client takes UTF-8: user names and passwords may be UTF-8
+        (they always could here) and messages with UTF-8 headers (RFC 6532)
+        are sent as stored - which this server does for every client, never
+        downgrading a message it cannot downgrade without changing it."""
+        self.utf8 = True
+        self.sendLine(b"+OK UTF8 enabled")
+
+    def do_LANG(self, tag: bytes | None = None) -> None:
+        """LANG lists the languages; LANG tag (or ``*``) picks one.  Only
+        English is there."""
+        if tag is None:
+            self._send_multiline(b"+OK Language listing follows", [t + b" " + d for t, d in LANGUAGES])
+            return
+        for t, _ in LANGUAGES:
+            if tag == b"*" or tag.lower() == t:
+                self.sendLine(b"+OK " + t + b" Language changed")
+                return
+        self.sendLine(b"-ERR Unsupported language")
+
     def do_RSET(self) -> None:
         self._drop.reset()
         self.sendLine(b"+OK %d messages (%d octets)." % self._drop.stat())
@@ -460,7 +366,7 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         n = self._number(arg)
         body_lines = L.parse_number(lines)
         if body_lines is None:
-            raise _Bad(b"-ERR Invalid number of lines.")
+            raise Bad(b"-ERR Invalid number of lines.")
         return self._stream(n, body_lines)
 
     def _stream(self, n: int, body_lines: int | None) -> defer.Deferred[None] | None:
@@ -473,7 +379,14 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
         if drop.folder.get(uid) is None:
             self.sendLine(ERR_GONE)
             return None
+        return defer.ensureDeferred(self._stream_loaded(n, uid, size, body_lines))
+
+    async def _stream_loaded(self, n: int, uid: int, size: int, body_lines: int | None) -> None:
+        """The message fetched from the store first (a remote store: its
+        read would wait in the reactor thread otherwise), then streamed."""
+        drop = self._drop
         try:
+            await drop.folder.prefetch([uid], (), "full")
             message = drop.folder.open_message(uid)
         except MessageGone:
             self.sendLine(ERR_GONE)
@@ -502,9 +415,10 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
                 self.transport.abortConnection()
 
         d.addCallbacks(sent, cut)
-        return d
+        await d
 
     def do_QUIT(self) -> Result:
+        self.ops_session.ending("Logged out")
         if self.state == AUTHORIZATION:
             self.sendLine(b"+OK Logging out.")
             self._close()
@@ -528,7 +442,8 @@ class POP3Server(basic.LineReceiver, policies.TimeoutMixin):
             except Exception:
                 log.failure("POP3 UPDATE could not expunge {n} messages", n=len(deleted))
                 ok = False
-        self._release()
+        self.ops_session.count(retrieved=len(seen), deleted=len(deleted) if ok else 0)
+        await self._release()
         if self._closing:
             return
         if ok:

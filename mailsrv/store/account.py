@@ -13,25 +13,34 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from mailsrv.store import layout, quota
+from mailsrv.store import layout, pop3lock, quota, specialuse
 from mailsrv.store.diskfolder import DiskFolder, NewFile, discard_sources
+from mailsrv.store.events import AccountListeners
 from mailsrv.store.flags import normalize_flags
 from mailsrv.store.folder import Folder
 from mailsrv.store.groupcommit import GroupCommit
 from mailsrv.store.interfaces import (
+    FolderChanged,
+    FolderCreated,
+    FolderDeleted,
     FolderExists,
     FolderNotEmpty,
+    FolderRenamed,
     IAccount,
     InvalidFolderName,
     IStore,
+    MessagesAdded,
     NoSuchFolder,
     QuotaRoot,
     StoreError,
+    SubscriptionChanged,
 )
 from mailsrv.store.layout import INBOX, SEP
 from mailsrv.store.maildir import SUBDIRS, write_tmp
+from mailsrv.store.poll import FolderStamps, poll_stamps
 from mailsrv.store.shared import UserView
 from mailsrv.store.sharedfiles import MaildirShares, public_root
+from mailsrv.store.watch import FolderWatcher
 
 log = Logger(namespace="mailsrv.store")
 
@@ -53,7 +62,11 @@ class Account:
         self._modseqs: dict[str, int] = {}
         self._light: dict[str, GroupCommit] = {}
         self._pop3_locked = False
+        self._pop3_fd: int | None = None
         self._idle_timers: dict[str, IDelayedCall] = {}
+        self._events = AccountListeners(self)
+        self._polled: dict[str, FolderStamps] = {}
+        self._uses: dict[str, str] | None = None  # special-use given with CREATE (USE ...)
         self._ensure_created()
 
     def _ensure_created(self) -> None:
@@ -77,6 +90,48 @@ class Account:
 
     def remember_modseq(self, name: str, value: int) -> None:
         self._modseqs[name] = max(value, self._modseqs.get(name, 1))
+
+    def folder_news(self, folder: Folder, what: str, uids: list[int]) -> None:
+        self._events.folder_news(folder, what, uids)
+
+    # --- account events (NOTIFY) ----------------------------------------------------------
+
+    def add_account_listener(self, listener: Any) -> None:
+        self._events.add(listener)
+
+    def remove_account_listener(self, listener: Any) -> None:
+        self._events.remove(listener)
+
+    def poll_folders(self, names: Iterable[str]) -> defer.Deferred:
+        """See IAccount.  Open folders refresh themselves; the others are
+        compared with the stamps of their previous poll in a worker thread."""
+        live: list[Folder] = []
+        paths: dict[str, str] = {}
+        for name in names:
+            try:
+                name = layout.canonical(name)
+            except InvalidFolderName:
+                continue
+            f = self._folders.get(name)
+            if f is not None:
+                live.append(f)
+            else:
+                paths[name] = self._path(name)
+
+        def compare(stamps: dict[str, FolderStamps | None]) -> None:
+            for name, st in stamps.items():
+                old = self._polled.get(name)
+                if st is None:
+                    self._polled.pop(name, None)
+                    continue
+                self._polled[name] = st
+                if old is not None and old != st and name not in self._folders:
+                    self._events.tell(FolderChanged(name))
+
+        ds = [f.refresh() for f in live if not f.gone]
+        if paths:
+            ds.append(threads.deferToThread(poll_stamps, paths).addCallback(compare))
+        return defer.gatherResults(ds, consumeErrors=True).addCallback(lambda _: None)
 
     # --- quota (issue 12; mailsrv.store.quota) ----------------------------------------
 
@@ -111,7 +166,38 @@ class Account:
         return name == INBOX or os.path.isdir(self._path(name))
 
     def special_use(self, name: str) -> str | None:
-        return layout.DEFAULT_FOLDERS.get(name)
+        return self._special_uses().get(name) or layout.DEFAULT_FOLDERS.get(name)
+
+    def _special_uses(self) -> dict[str, str]:
+        if self._uses is None:
+            self._uses = specialuse.read(self.root)
+        return self._uses
+
+    def set_special_use(self, name: str, use: str | None) -> None:
+        name = layout.canonical(name)
+        if not self.folder_exists(name):
+            raise NoSuchFolder(f"no folder {name}")
+        uses = dict(self._special_uses())
+        if use is None:
+            uses.pop(name, None)
+        else:
+            canonical = specialuse.canonical_use(use)
+            if canonical is None:
+                raise InvalidFolderName(f"{use} cannot be given to a folder")
+            uses[name] = canonical
+        specialuse.write(self.root, uses)
+        self._uses = uses
+
+    def _uses_moved(self, old: str, new: str | None) -> None:
+        """Special-use entries follow RENAME (``new``) and go with DELETE."""
+        uses = self._special_uses()
+        if new is None:
+            changed = {n: u for n, u in uses.items() if n != old}
+        else:
+            changed = specialuse.renamed(uses, old, new)
+        if changed != uses:
+            specialuse.write(self.root, changed)
+            self._uses = changed
 
     # --- folders ----------------------------------------------------------------------
 
@@ -147,12 +233,20 @@ class Account:
         except InvalidFolderName:
             return None
 
+    def folder_busy(self, folder: Folder) -> None:
+        """A first listener: changes from outside should reach it at once."""
+        if self.store.watcher is not None:
+            self.store.watcher.watch(folder)
+
     def folder_idle(self, folder: Folder) -> None:
         """No listener left: let the object go once its operations finish,
         or, in a server (``Store.idle_ttl``), after a quiet period, so that
         the next login finds the folder loaded (SELECT on 100k messages costs
         a directory scan otherwise; the kept object stays exact through the
         cheap stat check every session does)."""
+        if self.store.watcher is not None:
+            self.store.watcher.unwatch(folder)
+
         def release(_: object = None) -> None:
             self._idle_timers.pop(folder.name, None)
             if not folder.has_listeners() and self._folders.get(folder.name) is folder:
@@ -176,7 +270,7 @@ class Account:
         if name == INBOX or os.path.isdir(self._path(name)):
             return defer.fail(FolderExists(f"{name} already exists"))
         try:
-            self._make_parents(name)
+            made = self._make_parents(name)
             try:
                 os.mkdir(self._path(name))
             except FileExistsError:
@@ -184,14 +278,21 @@ class Account:
             layout.make_folder_dirs(self._path(name))
         except OSError as e:
             return defer.fail(StoreError(f"cannot create {name}: {e.strerror}"))
+        for n in made + [name]:
+            self._events.tell(FolderCreated(n))
         return defer.succeed(None)
 
-    def _make_parents(self, name: str) -> None:
+    def _make_parents(self, name: str) -> list[str]:
+        """Create the missing parents of ``name``; returns those created."""
+        made = []
         parts = name.split(SEP)
         for i in range(1, len(parts)):
             parent = SEP.join(parts[:i])
             if parent != INBOX:
+                if not os.path.isdir(self._path(parent)):
+                    made.append(parent)
                 layout.make_folder_dirs(self._path(parent))
+        return made
 
     def _children(self, name: str) -> list[str]:
         prefix = name + SEP
@@ -218,7 +319,12 @@ class Account:
                 raise NoSuchFolder(f"no folder {name}") from None
             live = self._folders.pop(name, None)
             if live is not None:
+                if self.store.watcher is not None:
+                    self.store.watcher.unwatch(live)
                 live.deleted()
+            self._polled.pop(name, None)
+            self._uses_moved(name, None)
+            self._events.tell(FolderDeleted(name))
             return threads.deferToThread(self._remove_tree, name, trash)
 
         live = self._folders.get(name)
@@ -254,7 +360,8 @@ class Account:
         """Move ``old`` and its inferiors ``names`` to ``new`` on disk, their
         live objects with them, and their subscriptions (no live folder of
         them is in an operation)."""
-        self._make_parents(new)
+        made = self._make_parents(new)
+        moved = []
         for n in names:
             target = new + n[len(old):]
             tpath = self._path(target)
@@ -265,6 +372,13 @@ class Account:
             if f is not None:
                 f.moved(target, tpath)
                 self._folders[target] = f
+            self._polled.pop(n, None)
+            moved.append((n, target))
+        self._uses_moved(old, new)
+        for p in made:
+            self._events.tell(FolderCreated(p))
+        for n, target in moved:
+            self._events.tell(FolderRenamed(n, target))
         subs = self.subscriptions()
         if any(s == old or s.startswith(old + SEP) for s in subs):
             layout.write_subscriptions(self.root, [
@@ -280,9 +394,13 @@ class Account:
             live = self._folders.get(INBOX)
             if live is not None:
                 return live.move_messages_to(target)
-            return threads.deferToThread(DiskFolder(self.root).move_all_to, target)
+            return threads.deferToThread(DiskFolder(self.root).move_all_to, target).addCallback(
+                lambda _: self._events.tell(FolderChanged(INBOX)))
 
-        return d.addCallback(move).addCallback(lambda _: None)
+        def moved(_: object) -> None:
+            self._events.tell(FolderChanged(new))
+
+        return d.addCallback(move).addCallback(moved)
 
     # --- subscriptions -------------------------------------------------------------------
 
@@ -294,6 +412,7 @@ class Account:
         subs = self.subscriptions()
         if name not in subs:
             layout.write_subscriptions(self.root, subs + [name])
+            self._events.tell(SubscriptionChanged(name, True))
 
     def unsubscribe(self, name: str) -> None:
         try:
@@ -303,6 +422,7 @@ class Account:
         subs = self.subscriptions()
         if name in subs:
             layout.write_subscriptions(self.root, [s for s in subs if s != name])
+            self._events.tell(SubscriptionChanged(name, False))
 
     # --- delivery and POP3 ------------------------------------------------------------------
 
@@ -336,7 +456,7 @@ class Account:
             else:
                 batch = self._light.get(path)
                 if batch is None:
-                    batch = self._light[path] = GroupCommit(lambda items: self._add_light(path, items))
+                    batch = self._light[path] = GroupCommit(lambda items: self._add_light(path, items, name))
                 d = batch.submit(item)
 
             def undo(f: Any) -> Any:
@@ -347,23 +467,46 @@ class Account:
 
         return threads.deferToThread(write).addCallback(submit)
 
-    def _add_light(self, path: str, items: list[NewFile]) -> defer.Deferred:
+    def _add_light(self, path: str, items: list[NewFile], name: str) -> defer.Deferred:
         """Deliveries into a folder no session has open: append-only UIDs,
         no scan."""
         def failed(f: Any) -> Any:
             discard_sources(items)
             return f
 
-        return threads.deferToThread(DiskFolder(path).add_light, items).addErrback(failed)
+        def added(uids: list[int | None]) -> list[int | None]:
+            got = tuple(u for u in uids if u is not None)
+            if got:
+                self._events.tell(MessagesAdded(name, got))
+            return uids
 
-    def acquire_pop3_lock(self) -> bool:
+        return threads.deferToThread(DiskFolder(path).add_light, items).addCallbacks(added, failed)
+
+    def acquire_pop3_lock(self) -> defer.Deferred[bool]:
+        """In this process a flag; on disk :mod:`mailsrv.store.pop3lock`
+        (flock), so other processes on the same data folder are kept out."""
         if self._pop3_locked:
-            return False
+            return defer.succeed(False)
         self._pop3_locked = True
-        return True
 
-    def release_pop3_lock(self) -> None:
+        def locked(fd: int | None) -> bool:
+            self._pop3_fd = fd
+            if fd is None:
+                self._pop3_locked = False
+            return fd is not None
+
+        def failed(f: Any) -> Any:
+            self._pop3_locked = False
+            return f
+
+        return threads.deferToThread(pop3lock.try_lock, self.root).addCallbacks(locked, failed)
+
+    def release_pop3_lock(self) -> defer.Deferred[None]:
+        fd, self._pop3_fd = self._pop3_fd, None
         self._pop3_locked = False
+        if fd is not None:
+            pop3lock.unlock(fd)  # a close(2): no disk work
+        return defer.succeed(None)
 
     def close(self) -> defer.Deferred:
         for timer in self._idle_timers.values():
@@ -380,13 +523,15 @@ class Store:
 
     def __init__(self, data_dir: str, idle_ttl: float = 0.0, reactor: Any = None, use_index: bool = True,
                  quota_rules: Callable[[str], quota.QuotaRules] | None = None,
-                 quota_warnings: Iterable[int] = (), quota_tempfail: bool = False) -> None:
+                 quota_warnings: Iterable[int] = (), quota_tempfail: bool = False, watch: bool = False) -> None:
         """``idle_ttl``: seconds an unused folder object stays loaded (0: none,
         for tools and tests; the server keeps them a while).  ``use_index``:
         open unchanged folders from their snapshot (mailsrv.store.index).
         ``quota_rules(user)``: that user's quota rules (default: none);
         ``quota_warnings``: percentages logged when crossed;
-        ``quota_tempfail``: OverQuota says "try again later"."""
+        ``quota_tempfail``: OverQuota says "try again later".
+        ``watch``: inotify on the folders sessions listen to, so outside
+        changes reach them at once (mailsrv.store.watch; the server's)."""
         self.data_dir = data_dir
         self.idle_ttl = idle_ttl
         self.use_index = use_index
@@ -395,16 +540,21 @@ class Store:
         self.quota_tempfail = quota_tempfail
         self.shares = MaildirShares(self)
         self._public: Account | None = None
-        if reactor is None and idle_ttl > 0:
+        if reactor is None and (idle_ttl > 0 or watch):
             from twisted.internet import reactor
         self.reactor = reactor
         self._accounts: dict[str, Account] = {}
+        self.watcher: FolderWatcher | None = FolderWatcher(reactor) if watch else None
 
     def account(self, user: str) -> Account:
         a = self._accounts.get(user)
         if a is None:
             a = self._accounts[user] = Account(self, user)
         return a
+
+    def open_account(self, user: str) -> defer.Deferred[Account]:
+        """The account is on local disk: nothing to read first."""
+        return defer.maybeDeferred(self.account, user)
 
     def view(self, user: str | None) -> UserView:
         """See IStore.view (mailsrv.store.shared)."""
@@ -428,8 +578,15 @@ class Store:
         """Flush folder caches and write folder snapshots (call on service
         stop); fires when the snapshot writes are done - a service's
         stopService should return it so the process waits for them."""
+        if self.watcher is not None:
+            self.watcher.close()
         accounts = list(self._accounts.values()) + ([self._public] if self._public is not None else [])
         return defer.gatherResults([a.close() for a in accounts])
+
+    def stats(self) -> dict[str, int]:
+        """What is held in memory (the server's metrics read it)."""
+        return {"accounts": len(self._accounts),
+                "folders": sum(len(a._folders) for a in self._accounts.values())}
 
 
 def _exclusively(folders: list[Folder], work: Callable[[], Any]) -> defer.Deferred[Any]:

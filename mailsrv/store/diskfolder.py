@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from twisted.logger import Logger
 
-from mailsrv.store import index
+from mailsrv.store import index, opstats
 from mailsrv.store.entry import Entry, EntryTable
 from mailsrv.store.filename import (
     filename_size,
@@ -204,6 +204,7 @@ class DiskFolder:
         for n in old_tmp_files(self.path):
             unlink_quiet(os.path.join(self.path, "tmp", n))
 
+    @opstats.timed("open")
     def open(self, use_index: bool = True) -> tuple[SyncResult, bool]:
         """The first look at a folder: its snapshot when nothing changed since
         it was taken (no listing, no uid list parse), else a full scan.
@@ -212,7 +213,7 @@ class DiskFolder:
             self._clean_tmp()
         snap = index.load(self.path) if use_index else None
         if snap is None:
-            return self.sync(), False
+            return self._sync(), False
         self.uids.adopt_snapshot(snap.ul_id, snap.uidvalidity, snap.uidnext)
         t = snap.entries
         self.new_files = {key: info for key, sub, info in zip(t.keys, t.subs, t.infos, strict=True) if sub == "new"}
@@ -221,9 +222,14 @@ class DiskFolder:
         return SyncResult(snap.uidvalidity, snap.uidnext, snap.entries, list(self.keywords), snap.stamps,
                           time.time(), False, snap.ul_id), True
 
+    @opstats.timed("sync")
     def sync(self) -> SyncResult:
         """Full scan: list new/ and cur/ under the uid list lock, give new
         files UIDs, forget vanished ones, write the list if needed."""
+        return self._sync()
+
+    def _sync(self) -> SyncResult:
+        """:meth:`sync`, untimed (open's fallback is timed as the open)."""
         if not self._tmp_cleaned:
             self._clean_tmp()
         with self._locked():
@@ -318,6 +324,7 @@ class DiskFolder:
             self.uids.drop(key)
         return entries, in_new
 
+    @opstats.timed("sync_new")
     def sync_new(self) -> OpResult:
         """Only new/ changed: re-list it (it is small; cur/ holds the bulk)
         and give UIDs to what arrived.  Anything odd - a file gone from new/,
@@ -410,6 +417,7 @@ class DiskFolder:
         self.keywords = list(keywords)
         return keywords
 
+    @opstats.timed("add")
     def add(self, items: Sequence[NewFile]) -> OpResult:
         """Move finished files into cur/ (or new/ for deliveries without
         flags) - rename from tmp/, or hard link / copy from another folder -
@@ -428,6 +436,7 @@ class DiskFolder:
             res.order = [order[j] for j in kept]
             return self._finish(res, pre, touched, outside=res.full is None and self._outside)
 
+    @opstats.timed("add_light")
     def add_light(self, items: Sequence[NewFile]) -> list[int | None]:
         """``add`` for a folder nobody has open (a delivery): reads only the
         head and tail of the uid list and appends to it, so a delivery costs
@@ -534,6 +543,7 @@ class DiskFolder:
         self.uids.write()
         return res, list(range(len(placed)))
 
+    @opstats.timed("set_flags")
     def set_flags(self, items: Sequence[tuple[str, str, str | None, frozenset[str]]]) -> OpResult:
         """Rename files to carry new flags (moving new/ -> cur/ like Dovecot).
         Items are (key, sub, info, new flags); ``keys`` of the result maps
@@ -576,6 +586,7 @@ class DiskFolder:
             return None
         return ("cur", new_info)
 
+    @opstats.timed("expunge")
     def expunge(self, items: Sequence[tuple[str, str, str | None]]) -> OpResult:
         """Unlink messages, then drop them from the uid list (which is
         compacted only once enough of it is dead)."""
@@ -602,6 +613,7 @@ class DiskFolder:
             self.uids.write()
             return self._finish(res, pre, touched, outside)
 
+    @opstats.timed("move_all")
     def move_all_to(self, target_dir: str) -> int:
         """INBOX rename: move every message file into the folder at
         ``target_dir`` (whose UIDs its next scan assigns), with the keyword

@@ -53,6 +53,7 @@ from mailsrv.store.interfaces import (
 from mailsrv.store.listeners import ADDED, EXPUNGED, FLAGS, Listeners
 from mailsrv.store.maildir import finish_tmp, locate, write_tmp
 from mailsrv.store.message import MaildirMessageInfo, MaildirTempFile
+from mailsrv.store.uidlist import read_guid
 from mailsrv.store.uidstate import StatId, uidlist_id
 
 log = Logger(namespace="mailsrv.store")
@@ -61,6 +62,8 @@ log = Logger(namespace="mailsrv.store")
 # (Dovecot's "don't trust a too recent mtime").  Generous: some file systems
 # keep whole seconds.
 RECENT_NS = index.RECENT_NS
+
+SAVEDATE = "savedate"  # cache kind: the save date, as text
 
 Opened = tuple[SyncResult, bool, dict[int, MaildirMessageInfo], dict[str | None, frozenset[str]], set[int]]
 
@@ -78,10 +81,17 @@ class FolderHost(Protocol):
     def folder_idle(self, folder: Folder) -> None:
         """The last listener left."""
 
+    def folder_news(self, folder: Folder, what: str, uids: list[int]) -> None:
+        """What the folder tells its listeners, for the account's own
+        listeners (NOTIFY): listeners.ADDED, FLAGS or EXPUNGED."""
+
     def account_usage(self, name: str, octets: int, messages: int, check: bool) -> None:
         """Worker thread (quota, issue 12): usage of this folder changed by
         ``octets``/``messages``; with ``check``, raise OverQuota instead
         when the change would go beyond the owner's limit."""
+
+    def folder_busy(self, folder: Folder) -> None:
+        """The first listener came (instant notice: mailsrv.store.watch)."""
 
 
 def stored_size(m: MaildirMessageInfo) -> int:
@@ -95,6 +105,7 @@ class Folder:
     """See :class:`IFolder`.  Built and registered by the Account."""
 
     rights = RIGHTS  # the owner's object; others get a mailsrv.store.rightsfolder.RightsFolder
+    instant_notice = False  # set while mailsrv.store.watch has an inotify watch on it (see IFolder)
 
     def __init__(self, account: FolderHost, name: str, path: str, use_index: bool = True) -> None:
         self.account = account
@@ -112,7 +123,7 @@ class Folder:
         self._by_key: dict[str, int] | None = {}
         self._keywords: list[str | None] = []
         self._flag_memo: dict[str | None, frozenset[str]] = {}
-        self._listeners = Listeners()
+        self._listeners = Listeners(relay=account.folder_news)
         self._recent: set[int] = set()
         self._stamps: Stamps | None = None
         self._ul_id: StatId | None = None
@@ -124,6 +135,7 @@ class Folder:
         self._waiters: list[defer.Deferred[Folder]] = []
         self._gone = False
         self._snapshot = index.SnapshotWriter(path, self._save_snapshot)
+        self._mailboxid: str | None = None
 
     # --- lifecycle (what the account calls) ---------------------------------------
 
@@ -309,6 +321,7 @@ class Folder:
             expunged = list(old)
             old = {}
             self._recent.clear()
+            self._mailboxid = None  # a rebuilt uid list has a new GUID
         self.uidvalidity = res.uidvalidity
         self._cache.set_uidvalidity(res.uidvalidity)
         kw_changed = res.keywords != self._keywords
@@ -472,6 +485,35 @@ class Folder:
             m.sub, m.info = where
             return os.stat(message_path(self.path, m.sub, m.key, m.info)).st_mtime
 
+    # --- issue 12: OBJECTID, SAVEDATE -----------------------------------------------
+
+    @property
+    def mailboxid(self) -> str:
+        """The uid list's folder GUID (read once; a load or rescan has
+        written it)."""
+        if self._mailboxid is None:
+            self._mailboxid = read_guid(self.path) or ""
+        return self._mailboxid or "V%d" % self.uidvalidity
+
+    def save_date(self, uid: int) -> float | None:
+        m = self._msgs.get(uid)
+        if m is None:
+            return None
+        cached = self._cache.get(uid, SAVEDATE)
+        if cached is not None:
+            return float(cached)
+        try:
+            when = os.stat(message_path(self.path, m.sub, m.key, m.info)).st_ctime
+        except FileNotFoundError:
+            where = locate(self.path, m.key)
+            if where is None:
+                return None
+            m.sub, m.info = where
+            when = os.stat(message_path(self.path, m.sub, m.key, m.info)).st_ctime
+        value = b"%.3f" % when
+        self._cache.set(uid, SAVEDATE, value)
+        return float(value)
+
     def pop3_uidl(self, uid: int) -> str:
         m = self._msgs.get(uid)
         if m is None:
@@ -486,6 +528,8 @@ class Folder:
         return set(self._recent)
 
     def add_listener(self, listener: Any) -> None:
+        if not self._listeners:
+            self.account.folder_busy(self)
         self._listeners.add(listener)
 
     def remove_listener(self, listener: Any) -> None:
@@ -514,6 +558,10 @@ class Folder:
     def get_cached_many(self, uids: Iterable[int], kind: str) -> dict[int, bytes]:
         msgs = self._msgs
         return self._cache.get_many([u for u in uids if u in msgs], kind)
+
+    def prefetch(self, uids: Iterable[int], kinds: Iterable[str] = (), body: str | None = None) -> defer.Deferred[None]:
+        """Every read here is local already."""
+        return defer.succeed(None)
 
     # --- sync with the outside -------------------------------------------------------------
 

@@ -8,6 +8,7 @@ one copy of each.  Blocking: call them from a worker thread or a tool.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
@@ -27,10 +28,16 @@ def unlink_quiet(path: str) -> None:
 
 
 def fsync_dir(path: str) -> None:
-    """Make the renames and creations inside directory ``path`` durable."""
+    """Make the renames and creations inside directory ``path`` durable.
+    A file system that cannot fsync a directory (EINVAL, EBADF: some
+    network and FUSE file systems) is not an error: there is nothing more
+    to be had there, and Dovecot treats it the same way."""
     fd = os.open(path or ".", os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.EBADF):
+            raise
     finally:
         os.close(fd)
 

@@ -118,7 +118,12 @@ class IFolderListener(Interface):
 
 class IFolder(Interface):
     """One mailbox.  There is exactly one live object per folder in the
-    process, shared by every session that has it open."""
+    process, shared by every session that has it open.
+
+    Optional attribute ``instant_notice`` (bool, False when absent): True
+    while changes made outside the process reach the listeners without
+    anyone calling :meth:`refresh` (inotify, a database's notifications),
+    so pollers such as IMAP IDLE may poll rarely, as a safety net."""
 
     name = Attribute("IMAP name, e.g. 'INBOX' or 'Lists/python'")
     uidvalidity = Attribute("int, never changes silently")
@@ -211,17 +216,139 @@ class IFolder(Interface):
         value, or expunged, are left out): what a FETCH over many messages
         reads in a few queries instead of one per message."""
 
+    # --- for backends whose data is remote (issue 13, PostgreSQL) --------------------
+
+    def prefetch(uids: Iterable[int], kinds: Iterable[str] = (), body: str | None = None) -> Deferred:
+        """Make the synchronous reads of these messages local before a
+        command needs them: ``get_cached`` of ``kinds``, and for the
+        messages that lack one of ``kinds`` (every one of them when no kinds
+        are given) ``body``: "header" fetches the start of the message (what
+        a header read needs), "full" the whole message (``open_message``).
+        A backend whose reads are local (Maildir) fires at once.  Reading
+        without it stays correct but may wait for the network in the
+        reactor thread; callers that read bodies or cached values of many
+        messages (FETCH, SEARCH, POP3 RETR) call it first.  Fires with None."""
+
+    # -- issue 12: OBJECTID (RFC 8474), SAVEDATE (RFC 8514)
+
+    mailboxid = Attribute(
+        "str: RFC 8474 MAILBOXID, 1-255 of A-Z a-z 0-9 _ -.  It stays with the folder through "
+        "RENAME (and INBOX's through everything), and a folder deleted and created again gets a new one. "
+        "Maildir: the GUID Dovecot keeps in the dovecot-uidlist header (G field), 32 hex digits.")
+
+    def save_date(uid: int) -> float | None:
+        """RFC 8514 SAVEDATE: when this message was saved into this folder
+        (APPEND, COPY/MOVE, delivery), seconds since the epoch; None once it
+        is expunged.  Maildir: the file's ctime when first asked (then kept
+        in the cache, so a later flag change does not move it), as Dovecot
+        reads a Maildir."""
+
     # -- Rights and shared mailboxes (issue 12)
 
     def touch_modseq(uids: Iterable[int]) -> Deferred:
         """Give each of these messages a new mod-sequence (above every
-        earlier one, as a flag change would) without changing its flags,
-        and tell no listener: a flag kept outside the folder changed - a
-        user's private \\Seen in a public mailbox - and only that user's
-        sessions, told by the caller, see a difference.  Dovecot does the
+        earlier one, as a flag change would) without changing its flags: a
+        flag kept outside the folder changed - a user's private \\Seen in
+        a public mailbox - and only that user's sessions, told by the
+        caller, see a difference.  Listeners need not be told (the Maildir
+        store tells none; a backend whose change feed tells them anyway
+        makes sessions re-send unchanged flags, which is harmless).  Dovecot does the
         same for its private index (the shared modseq of the message is
         bumped), so a CONDSTORE client's CHANGEDSINCE finds the message.
         Expunged UIDs are skipped.  Fires with the UIDs touched."""
+
+
+# -- Account events (NOTIFY, issue 9) ----------------------------------------
+#
+# What an account tells its account listeners (an IMAP session that follows
+# other folders with NOTIFY, RFC 5465): changes to messages in any of the
+# account's folders, whoever made them and whether or not a session has the
+# folder open, and changes to the folder list and the subscriptions.  Folder
+# names are IMAP names as everywhere in this module.
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesAdded:
+    """New messages in ``folder``: APPEND, COPY/MOVE in, a delivery (also
+    into a folder nobody has open), files another process dropped into a
+    folder this process has open."""
+
+    folder: str
+    uids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesExpunged:
+    """These messages of ``folder`` are gone for good (also every message
+    of a folder that is being deleted)."""
+
+    folder: str
+    uids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsChanged:
+    """Flags of these messages of ``folder`` changed."""
+
+    folder: str
+    uids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FolderChanged:
+    """Messages or flags of ``folder`` changed in a way the store could not
+    itemise: another process changed a folder no session of this process
+    has open (found by :meth:`IAccount.poll_folders`).  A listener reads the
+    folder's counters again."""
+
+    folder: str
+
+
+@dataclass(frozen=True, slots=True)
+class FolderCreated:
+    """``folder`` was created (parents created along with it each get one)."""
+
+    folder: str
+
+
+@dataclass(frozen=True, slots=True)
+class FolderDeleted:
+    """``folder`` was deleted."""
+
+    folder: str
+
+
+@dataclass(frozen=True, slots=True)
+class FolderRenamed:
+    """``old`` is now ``new``; a folder renamed with its inferiors gives one
+    event per folder moved, the top one first."""
+
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionChanged:
+    """``folder`` was subscribed (True) or unsubscribed (False)."""
+
+    folder: str
+    subscribed: bool
+
+
+AccountEvent = (MessagesAdded | MessagesExpunged | FlagsChanged | FolderChanged | FolderCreated
+                | FolderDeleted | FolderRenamed | SubscriptionChanged)
+"""Everything an :class:`IAccountListener` hears."""
+
+
+class IAccountListener(Interface):
+    """Follows a whole account (NOTIFY), not one open folder."""
+
+    def account_event(account: IAccount, event: AccountEvent) -> None:
+        """One change, in the order changes happened, in the reactor thread,
+        before the Deferred of the call that made the change fires (as
+        IFolderListener calls are).  Message events come from every folder,
+        opened by a session or not; a listener that raises is logged and
+        skipped."""
 
 
 class IAccount(Interface):
@@ -257,22 +384,57 @@ class IAccount(Interface):
     def subscriptions() -> list:
         """Subscribed names (str)."""
 
-    def subscribe(name: str) -> None:
-        """Add a name to the subscriptions (need not exist)."""
+    def subscribe(name: str) -> Deferred | None:
+        """Add a name to the subscriptions (need not exist).  May return a
+        Deferred that fires once the change is stored (a remote backend):
+        callers use ``maybeDeferred``."""
 
-    def unsubscribe(name: str) -> None:
-        """Remove a name from the subscriptions."""
+    def unsubscribe(name: str) -> Deferred | None:
+        """Remove a name from the subscriptions (Deferred as ``subscribe``)."""
 
     def deliver(folder: str, source: MessageSource, flags: Iterable[str] = ()) -> Deferred:
         """Deliver a message from outside (LMTP): crash-safe, fsynced before
         the Deferred fires; the live folder (if open) is refreshed so its
         sessions see the new message at once.  Fires with the new UID."""
 
-    def acquire_pop3_lock() -> bool:
-        """Take the exclusive POP3 maildrop lock; False if already held."""
+    def set_special_use(name: str, use: str | None) -> None:
+        """(issue 12, CREATE-SPECIAL-USE) Give folder ``name`` the RFC 6154
+        attribute ``use`` - one of ``\\Archive \\Drafts \\Junk \\Sent
+        \\Trash`` - or take its own away (None); :meth:`special_use` answers
+        it from then on, it follows the folder through RENAME and goes with
+        DELETE.  NoSuchFolder; InvalidFolderName for another attribute."""
 
-    def release_pop3_lock() -> None:
-        """Give the POP3 lock back."""
+    def acquire_pop3_lock() -> Deferred:
+        """Take the exclusive POP3 maildrop lock for the caller's session.
+        Fires with True when taken, False when another session holds it -
+        in this process or in any other serving the same mail (a second
+        server, a worker: the Maildir store flocks a file in the Maildir,
+        PostgreSQL takes an advisory lock).  A lock never outlives the
+        process holding it (a crash releases it).  Errback: the lock could
+        not be tried (the caller answers with a temporary failure)."""
+
+    def release_pop3_lock() -> Deferred:
+        """Give back the lock taken by :meth:`acquire_pop3_lock`; fires
+        with None once it is free for others.  Releasing a lock not held
+        is a no-op."""
+
+    # -- Account events (NOTIFY, issue 9)
+
+    def add_account_listener(listener: IAccountListener) -> None:
+        """Start telling ``listener`` every :data:`AccountEvent` of this
+        account.  Adding the same listener twice is a no-op."""
+
+    def remove_account_listener(listener: IAccountListener) -> None:
+        """Stop telling ``listener`` (unknown listeners are ignored)."""
+
+    def poll_folders(names: Iterable[str]) -> Deferred:
+        """Look for changes other processes made to the named folders
+        (those that do not exist are skipped).  A folder this process has
+        open is refreshed (its changes reach every listener itemised); for
+        one it has not, a change since the previous poll of that folder is
+        told to account listeners as :class:`FolderChanged` (the first poll
+        of a folder only remembers its state).  Cheap when nothing changed
+        (a few stats per folder, off the reactor thread).  Fires with None."""
 
 
     # -- Quota (issue 12)
@@ -417,3 +579,10 @@ class IStore(Interface):
         """The ``Public/...`` name of the public mailbox ``name`` (matched
         case-insensitively: mail addresses are), or None if there is none:
         LMTP delivers ``name@domain`` there when no user ``name`` exists."""
+
+    def open_account(user: str) -> Deferred:
+        """Fires with ``account(user)`` once its folder list and
+        subscriptions are read (fresh, from a remote backend), so that the
+        synchronous IAccount methods answer from memory afterwards.  The
+        realm and the LMTP recipient lookup use it.  Errback ValueError for
+        an invalid user name, StoreError when the backend is unavailable."""

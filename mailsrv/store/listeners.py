@@ -7,7 +7,7 @@ or expunged hands the news to :class:`Listeners`, which calls every
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from twisted.logger import Logger
@@ -24,8 +24,11 @@ class Listeners:
     that raises is logged and skipped: one broken session must not keep
     the others from hearing, nor undo the change that was made."""
 
-    def __init__(self) -> None:
+    def __init__(self, relay: Callable[[Any, str, list[int]], None] | None = None) -> None:
+        """``relay`` hears every piece of news too (the account passes it
+        on to its account listeners, :mod:`mailsrv.store.events`)."""
         self._listeners: list[Any] = []
+        self._relay = relay
 
     def add(self, listener: Any) -> None:
         if listener not in self._listeners:
@@ -45,6 +48,11 @@ class Listeners:
         uids = list(uids)
         if not uids:
             return
+        if self._relay is not None:
+            try:
+                self._relay(folder, what, list(uids))
+            except Exception:
+                log.failure("relaying {what} failed", what=what)
         for listener in list(self._listeners):
             try:
                 getattr(listener, what)(folder, list(uids))

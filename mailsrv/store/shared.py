@@ -238,13 +238,15 @@ class UserView:
     def subscriptions(self) -> list[str]:
         return list(self.own.subscriptions()) if self.own is not None else []
 
-    def subscribe(self, name: str) -> None:
+    def subscribe(self, name: str) -> defer.Deferred[None] | None:
         if self.own is not None:
-            self.own.subscribe(name)
+            return self.own.subscribe(name)  # a Deferred where the store is remote
+        return None
 
-    def unsubscribe(self, name: str) -> None:
+    def unsubscribe(self, name: str) -> defer.Deferred[None] | None:
         if self.own is not None:
-            self.own.unsubscribe(name)
+            return self.own.unsubscribe(name)
+        return None
 
     def deliver(self, folder: str, source: Any, flags: Iterable[str] = ()) -> defer.Deferred[int]:
         try:
@@ -254,12 +256,38 @@ class UserView:
         d: defer.Deferred[int] = t.account.deliver(t.folder, source, flags)
         return d
 
-    def acquire_pop3_lock(self) -> bool:
-        return bool(self.own is not None and self.own.acquire_pop3_lock())
+    def acquire_pop3_lock(self) -> defer.Deferred[bool]:
+        if self.own is None:
+            return defer.succeed(False)
+        d: defer.Deferred[bool] = self.own.acquire_pop3_lock()
+        return d
 
-    def release_pop3_lock(self) -> None:
+    def release_pop3_lock(self) -> defer.Deferred[None]:
+        if self.own is None:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = self.own.release_pop3_lock()
+        return d
+
+    # -- account events (NOTIFY) and special use (issue 12): the user's own folders
+    def add_account_listener(self, listener: Any) -> None:
         if self.own is not None:
-            self.own.release_pop3_lock()
+            self.own.add_account_listener(listener)
+
+    def remove_account_listener(self, listener: Any) -> None:
+        if self.own is not None:
+            self.own.remove_account_listener(listener)
+
+    def poll_folders(self, names: Iterable[str]) -> defer.Deferred[None]:
+        own = [n for n in names if not n.startswith((OTHER_USERS_PREFIX, PUBLIC_PREFIX))]
+        if self.own is None or not own:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = self.own.poll_folders(own)
+        return d
+
+    def set_special_use(self, name: str, use: str | None) -> None:
+        if self.own is None or name.startswith((OTHER_USERS_PREFIX, PUBLIC_PREFIX)):
+            raise NoPermission(f"Permission denied: special use of {name}")
+        self.own.set_special_use(name, use)
 
     def quota(self) -> defer.Deferred[QuotaRoot | None]:
         if self.own is None:

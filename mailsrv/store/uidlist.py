@@ -234,6 +234,22 @@ def read_uidlist(folder_dir: str) -> tuple[UidList | None, os.stat_result | None
     return parse_uidlist(data), st
 
 
+def read_guid(folder_dir: str) -> str | None:
+    """The folder GUID of the uid list header (``G`` field, Dovecot's
+    mailbox GUID), reading only the first line; None without one."""
+    try:
+        with open(os.path.join(folder_dir, UIDLIST), "rb") as f:
+            first = f.readline(4096).decode("ascii", "replace").split()
+    except FileNotFoundError:
+        return None
+    if not first or first[0] != "3":
+        return None
+    for tok in first[1:]:
+        if tok.startswith("G") and len(tok) > 1:
+            return tok[1:]
+    return None
+
+
 def duplicate_keys(folder_dir: str) -> dict[str, list[int]]:
     """Keys the uid list file names more than once, with each of their
     UIDs in file order (the parser keeps the first and drops the rest)."""

@@ -27,13 +27,14 @@ KINDS = ("pop3", "imap", "lmtp")
 
 
 @pytest.fixture
-def lmtp_server(tmp_path):
-    srv = Server(str(tmp_path / "data"), kinds=KINDS)
+def lmtp_server(tmp_path, store_dsn):
+    srv = Server(str(tmp_path / "data"), kinds=KINDS, dsn=store_dsn)
     srv.add_user("alice", PW)
     srv.add_user("bob", "bob-secret")
     srv.start()
     yield srv
     srv.stop()
+    assert "blocking database read" not in srv.log()  # the PostgreSQL store never waited in the reactor
 
 
 def read_until(m, pred, timeout=20.0):
@@ -90,13 +91,13 @@ def test_swaks_lmtp(lmtp_server):
 def test_deliver_command_while_server_runs_is_seen_without_reconnect(lmtp_server):
     m = imap(lmtp_server)
     assert m.select("INBOX")[1] == [b"0"]
-    r = subprocess.run([sys.executable, "-m", "mailsrv.cli", "--data", lmtp_server.data, "deliver", "alice",
+    r = subprocess.run([sys.executable, "-m", "mailsrv.cli", *lmtp_server.cli_args, "deliver", "alice",
                         "--flags", "\\Flagged"], input=message(5), capture_output=True, timeout=60)
     assert r.returncode == 0, r.stderr
     m.noop()
     assert m.untagged_responses.get("EXISTS")[-1:] == [b"1"]
     assert b"\\Flagged" in m.fetch("1", "(FLAGS)")[1][0]
-    r = subprocess.run([sys.executable, "-m", "mailsrv.cli", "--data", lmtp_server.data, "deliver", "nobody"],
+    r = subprocess.run([sys.executable, "-m", "mailsrv.cli", *lmtp_server.cli_args, "deliver", "nobody"],
                        input=message(6), capture_output=True, timeout=60)
     assert r.returncode == 67 and r.stderr.count(b"\n") == 1
     m.logout()

@@ -87,6 +87,22 @@ def test_idle_keepalive_and_poll():
     assert b"Still here" not in a.take()
 
 
+def test_idle_polls_rarely_where_outside_changes_are_pushed():
+    """A folder with instant notice (inotify in the Maildir store) is polled
+    every 60 s during IDLE, as a safety net, not every 5 s."""
+    a, b = two_sessions(MSG1)
+    a.proto.ctx.idle_poll = 5
+    folder = a.account.folders["INBOX"]
+    folder.instant_notice = True
+    a.cmd("i IDLE")
+    before = folder.refresh_count
+    a.clock.advance(55)
+    assert folder.refresh_count == before
+    a.clock.advance(5)
+    assert folder.refresh_count == before + 1
+    a.cmd("DONE")
+
+
 def test_idle_in_authenticated_state_and_pipelined_done():
     c = Client()
     c.login()

@@ -19,6 +19,7 @@ def test_greeting_and_lhlo():
         b"250-PIPELINING",
         b"250-8BITMIME",
         b"250-ENHANCEDSTATUSCODES",
+        b"250-SMTPUTF8",
         b"250 SIZE 1000",
     ]
 
@@ -71,12 +72,14 @@ def test_simple_commands():
         ("FROM:<a@example.org>x", b"501 5.1.7 Bad sender address syntax"),
         ("FROM:<a@-bad-.org>", b"501 5.1.7 Bad sender address syntax"),
         ("FROM:<a..b@example.org>", b"501 5.1.7 Bad sender address syntax"),
-        ("FROM:<\xe9@example.org>", b"501 5.1.7 Bad sender address syntax"),
+        ("FROM:<\xe9@example.org>", b"553 5.6.7 Non-ASCII address needs SMTPUTF8"),
+        ("FROM:<\xe9@example.org> SMTPUTF8", b"501 5.1.7 Bad sender address syntax"),  # not UTF-8
         ("FROM:<a@example.org> SIZE=1001", b"552 5.3.4 Message size exceeds fixed maximum message size"),
         ("FROM:<a@example.org> SIZE=abc", b"501 5.5.4 Bad SIZE value"),
         ("FROM:<a@example.org> SIZE", b"501 5.5.4 Bad SIZE value"),
         ("FROM:<a@example.org> BODY=BINARYMIME", b"501 5.5.4 Unsupported BODY type"),
-        ("FROM:<a@example.org> SMTPUTF8", b"555 5.5.4 Unsupported parameter SMTPUTF8"),
+        ("FROM:<a@example.org> SMTPUTF8", b"250 2.1.0 Sender OK"),
+        ("FROM:<a@example.org> SMTPUTF8=yes", b"501 5.5.4 SMTPUTF8 takes no value"),
         ("FROM:<a@example.org> =x", b"501 5.5.4 Bad MAIL parameter syntax"),
     ],
 )
@@ -369,3 +372,29 @@ def test_handler_crash_is_a_451_not_a_dropped_session():
     s.start()
     assert s.cmd("RCPT TO:<alice@x.org>")[0].startswith(b"451 4.3.0")
     assert s.cmd("NOOP") == [b"250 2.0.0 OK"]
+
+
+def test_smtputf8_addresses_are_delivered():
+    """RFC 6531: with SMTPUTF8 a UTF-8 local part and U-label domain reach
+    the mailbox, and the trace headers carry them as they were given."""
+    s = Session(users={"jörg"}, local_domains=["xn--bcher-kva.example"])
+    s.cmd("LHLO c")
+    assert s.send("MAIL FROM:<dörte@bücher.example> SMTPUTF8\r\n".encode()) == [b"250 2.1.0 Sender OK"]
+    assert s.send("RCPT TO:<jörg@bücher.example>\r\n".encode()) == [
+        "250 2.1.5 <jörg@bücher.example> Recipient OK".encode()]
+    assert s.send("RCPT TO:<Jörg@xn--bcher-kva.example>\r\n".encode())[0].startswith(b"250 ")
+    assert s.send(b"RCPT TO:<j\xc3@b\xc3\xbccher.example>\r\n") == [b"501 5.1.3 Bad recipient address syntax"]
+    assert s.send("RCPT TO:<x@bücher.other>\r\n".encode())[0].startswith(b"550 5.1.2")
+    out = s.send(b"DATA\r\n")
+    assert out == [b"354 Start mail input; end with <CRLF>.<CRLF>"]
+    out = s.send("Subject: Grüße\r\n\r\nHallo\r\n.\r\n".encode())
+    assert [line[:3] for line in out] == [b"250", b"250"]
+    raw = s.store.accounts["jörg"].messages()[0]
+    assert raw.startswith("Return-Path: <dörte@bücher.example>\r\nDelivered-To: jörg@bücher.example\r\n".encode())
+    assert "Subject: Grüße".encode() in raw
+
+
+def test_utf8_recipient_without_smtputf8_is_refused():
+    s = Session()
+    s.start()
+    assert s.send("RCPT TO:<jörg@x.org>\r\n".encode()) == [b"553 5.6.7 Non-ASCII address needs SMTPUTF8"]

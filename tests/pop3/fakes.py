@@ -34,6 +34,7 @@ class FakeFolder:
         self.fail_expunge = False
         self.fail_open = False
         self.opened: list[io.BytesIO] = []
+        self.prefetched: list[tuple] = []
 
     def add(self, raw: bytes) -> int:
         uid = self.uidnext
@@ -68,6 +69,10 @@ class FakeFolder:
         self.refreshes += 1
         return defer.succeed(None)
 
+    def prefetch(self, uids, kinds=(), body=None):
+        self.prefetched.append((list(uids), list(kinds), body))
+        return defer.succeed(None)
+
     def store_flags(self, uids, flags, mode):
         uids = list(uids)
         self.flag_calls.append((uids, list(flags), mode))
@@ -100,15 +105,16 @@ class FakeAccount:
             return defer.fail(StoreError("cannot open"))
         return defer.succeed(self.inbox)
 
-    def acquire_pop3_lock(self) -> bool:
+    def acquire_pop3_lock(self):
         if self.locked:
-            return False
+            return defer.succeed(False)
         self.locked = True
-        return True
+        return defer.succeed(True)
 
-    def release_pop3_lock(self) -> None:
+    def release_pop3_lock(self):
         assert self.locked, "released a lock that was not held"
         self.locked = False
+        return defer.succeed(None)
 
 
 @implementer(portalmod.IRealm)

@@ -39,7 +39,7 @@ class GreetingAndCapa(unittest.TestCase):
         self.assertEqual(
             caps,
             {b"TOP", b"UIDL", b"RESP-CODES", b"AUTH-RESP-CODE", b"PIPELINING", b"EXPIRE NEVER",
-             b"LOGIN-DELAY 0", b"USER", b"SASL PLAIN", b"STLS", b"IMPLEMENTATION mailsrv"},
+             b"LOGIN-DELAY 0", b"USER", b"SASL PLAIN", b"STLS", b"UTF8", b"LANG", b"IMPLEMENTATION mailsrv"},
         )
 
     def test_capa_without_plaintext_hides_user_and_sasl(self):
@@ -370,3 +370,23 @@ class Stls(unittest.TestCase):
         s = Session(implicit_tls=True)
         self.assertEqual(s.cmd("STLS"), b"-ERR TLS is already active.\r\n")
         self.assertEqual(s.transport.tls_started, [])
+
+
+class Utf8AndLang(unittest.TestCase):
+    """RFC 6856."""
+
+    def test_utf8_in_authorization_only(self):
+        s = Session()
+        self.assertEqual(s.cmd("UTF8"), b"+OK UTF8 enabled\r\n")
+        s.login()
+        self.assertTrue(s.cmd("UTF8").startswith(b"-ERR"))
+
+    def test_lang(self):
+        s = Session()
+        self.assertEqual(s.cmd("LANG"), b"+OK Language listing follows\r\nen English\r\n.\r\n")
+        self.assertEqual(s.cmd("LANG EN"), b"+OK en Language changed\r\n")
+        self.assertEqual(s.cmd("LANG *"), b"+OK en Language changed\r\n")
+        self.assertEqual(s.cmd("LANG tlh"), b"-ERR Unsupported language\r\n")
+        s.login()
+        self.assertEqual(s.cmd("LANG en"), b"+OK en Language changed\r\n")
+        self.assertTrue(s.cmd("LANG a b").startswith(b"-ERR"))

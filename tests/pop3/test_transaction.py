@@ -270,3 +270,33 @@ class BadInput(unittest.TestCase):
         s.read()
         out = b"".join(s.send(bytes([c])) for c in b"USER alice\r\nPASS secret\r\nNOOP\r\n")
         self.assertEqual(out, b"+OK\r\n+OK Logged in, 0 messages (0 octets).\r\n+OK\r\n")
+
+
+def test_flood_without_line_end_is_answered_and_closed():
+    """Issue 11: over 64 KiB without CRLF (before or after login) is no
+    mistake: -ERR at once, then the connection closes."""
+    for login in (False, True):
+        s = Session()
+        s.read()
+        if login:
+            s.cmd("USER alice")
+            s.cmd("PASS secret")
+        out = b""
+        for _ in range(lines.FLOOD_LENGTH // 4096 + 2):
+            out += s.send(b"X" * 4096)
+        assert out == b"-ERR Line too long, closing connection.\r\n"
+        assert s.closed
+
+
+def test_splitter_flood_marker():
+    sp = lines.LineSplitter(max_length=10, flood_length=100)
+    sp.feed(b"a" * 50)
+    assert sp.next_event() is None  # over-long, not yet a flood
+    sp.feed(b"a" * 60)
+    assert sp.next_event() is lines.FLOOD
+    sp = lines.LineSplitter(max_length=10, flood_length=100)
+    sp.feed(b"b" * 200 + b"\r\nNOOP\r\n")  # complete, but still a flood
+    assert sp.next_event() is lines.FLOOD
+    sp = lines.LineSplitter(max_length=10, flood_length=100)
+    sp.feed(b"c" * 50 + b"\r\nNOOP\r\n")
+    assert [sp.next_event(), sp.next_event()] == [lines.TOO_LONG, b"NOOP"]

@@ -161,12 +161,13 @@ class AccountTests(StoreCase):
         uid = yield self.account.deliver("Junk", MSG)
         self.assertEqual(uid, 1)
 
+    @defer.inlineCallbacks
     def test_pop3_lock(self):
-        self.assertTrue(self.account.acquire_pop3_lock())
-        self.assertFalse(self.account.acquire_pop3_lock())
-        self.assertTrue(self.store.account("dave").acquire_pop3_lock())
-        self.account.release_pop3_lock()
-        self.assertTrue(self.account.acquire_pop3_lock())
+        self.assertIs((yield self.account.acquire_pop3_lock()), True)
+        self.assertIs((yield self.account.acquire_pop3_lock()), False)
+        self.assertIs((yield self.store.account("dave").acquire_pop3_lock()), True)
+        yield self.account.release_pop3_lock()
+        self.assertIs((yield self.account.acquire_pop3_lock()), True)
 
     @defer.inlineCallbacks
     def test_idle_folder_released_and_reloaded(self):
