@@ -47,7 +47,7 @@ from __future__ import annotations
 import io
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any, BinaryIO
 
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
@@ -125,6 +125,7 @@ class FakeFolder(_Failing):
 
     def __init__(self, name: str = "INBOX", uidvalidity: int = 1000) -> None:
         self.account: FakeAccount | None = None  # set by the account: whose quota applies, who hears every change
+        self.acl: Acl | None = None  # its dovecot-acl (FakeShares)
         self.name = name
         self.uidvalidity = uidvalidity
         self.uidnext = 1
@@ -340,11 +341,12 @@ class FakeFolder(_Failing):
         self.calls.append(("copy_to", (wanted, target.name)))
         if "copy_to" in self.fail:
             return self._deferred("copy_to", None)
+        handle = None
         unwrap = getattr(target, "unwrap", None)
         if unwrap is not None:
             if "i" not in target.rights:
                 return defer.fail(NoPermission("no insert right"))
-            target = unwrap()
+            handle, target = target, unwrap()
         assert isinstance(target, FakeFolder)
         acct = target.account
         size = sum(self._msgs[u].size for u in wanted if u in self._msgs)
@@ -355,10 +357,21 @@ class FakeFolder(_Failing):
         for u in wanted:
             info = self._msgs.get(u)
             if info is not None:
-                pairs.append((u, target.add(self._data[u], info.flags, info.internaldate).uid))
+                flags = handle.incoming(info.flags) if handle is not None else info.flags
+                pairs.append((u, target.add(self._data[u], flags, info.internaldate).uid))
         target._arrived([d for _, d in pairs])
         target._tell("messages_added", [d for _, d in pairs])
+        if handle is not None:
+            return handle.copied_in(pairs, {u: self._msgs[u].flags for u, _ in pairs})
         return defer.succeed(pairs)
+
+    def touch_modseq(self, uids: Iterable[int]) -> defer.Deferred[list[int]]:
+        hit = [u for u in uids if u in self._msgs]
+        if hit:
+            m = self._bump()
+            for u in hit:
+                self._msgs[u].modseq = m
+        return defer.succeed(hit)
 
     # -- IFolder: listeners and cache
     def add_listener(self, listener: IFolderListener) -> None:
@@ -656,16 +669,60 @@ class FakeStore(_Failing):
         return account
 
 
+class _AclsByName(MutableMapping[tuple[str, str], Acl]):
+    """``acls[(owner, folder)]``: each folder's ACL kept on the folder
+    object itself, so it moves with RENAME and goes with DELETE, as a
+    ``dovecot-acl`` file in the folder's directory does (owner "public":
+    the public mailboxes)."""
+
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
+
+    def _account(self, owner: str) -> FakeAccount | None:
+        return self.store.public if owner == "public" else self.store.accounts.get(owner)
+
+    def _folder(self, key: tuple[str, str]) -> FakeFolder:
+        account = self._account(key[0])
+        folder = account.folders.get(account._norm(key[1])) if account is not None else None
+        if folder is None:
+            raise KeyError(key)
+        return folder
+
+    def __getitem__(self, key: tuple[str, str]) -> Acl:
+        acl = self._folder(key).acl
+        if acl is None:
+            raise KeyError(key)
+        return acl
+
+    def __setitem__(self, key: tuple[str, str], acl: Acl) -> None:
+        self._folder(key).acl = acl
+
+    def __delitem__(self, key: tuple[str, str]) -> None:
+        folder = self._folder(key)
+        if folder.acl is None:
+            raise KeyError(key)
+        folder.acl = None
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        owners = [(u, a) for u, a in self.store.accounts.items()]
+        if self.store.public is not None:
+            owners.append(("public", self.store.public))
+        return iter([(u, n) for u, a in owners for n, f in list(a.folders.items()) if f.acl is not None])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 class FakeShares:
     """In-memory ShareBackend (mailsrv.store.shared) over a FakeStore."""
 
     def __init__(self, store: FakeStore) -> None:
         self.store = store
-        self.acls: dict[tuple[str, str], Acl] = {}
+        self.acls = _AclsByName(store)
         self.seen: dict[tuple[str, str], PrivateSeen] = {}
 
     def _key(self, account: FakeAccount, folder: str) -> tuple[str, str]:
-        return (account.user, account._norm(folder))
+        return ("public" if account is self.store.public else account.user, account._norm(folder))
 
     def owner_account(self, user: str) -> FakeAccount | None:
         return self.store.accounts.get(user)
@@ -680,7 +737,7 @@ class FakeShares:
     def write_acl(self, account: FakeAccount, folder: str, acl: Acl | None) -> defer.Deferred[None]:
         if acl is None:
             self.acls.pop(self._key(account, folder), None)
-        else:
+        elif self._key(account, folder)[1] in account.folders:
             self.acls[self._key(account, folder)] = Acl(list(acl.entries))
         return defer.succeed(None)
 

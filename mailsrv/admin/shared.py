@@ -18,7 +18,7 @@ from mailsrv.admin.common import AdminError, entry
 from mailsrv.store import acl as aclmod
 from mailsrv.store import layout
 from mailsrv.store.interfaces import InvalidFolderName
-from mailsrv.store.sharedfiles import public_root
+from mailsrv.store.sharedfiles import acl_changed, public_root
 
 
 def _grants(specs: list[str], lmtp: bool) -> aclmod.Acl:
@@ -63,6 +63,7 @@ def cmd_shared_create(args: argparse.Namespace, config: Any, out: TextIO | None 
         raise AdminError(f"public mailbox {name} exists (use --update to replace its rights)")
     layout.make_folder_dirs(path)
     aclmod.write(path, acl)
+    acl_changed(root)
     out.write(f"public mailbox Public/{name}: " + ", ".join(f"{aclmod.to_imap(i)}={r}" for i, r in acl.entries) + "\n")
     return 0
 

@@ -1,4 +1,5 @@
-"""ACL (RFC 4314): SETACL, DELETEACL, GETACL, LISTRIGHTS, MYRIGHTS.
+"""ACL (RFC 4314): SETACL, DELETEACL, GETACL, LISTRIGHTS, MYRIGHTS, and
+the MYRIGHTS responses of LIST-MYRIGHTS (RFC 8440).
 
 The rights themselves are checked by the store (the user's
 :class:`~mailsrv.store.interfaces.IUserView`); these handlers only render.
@@ -12,10 +13,10 @@ from mailsrv.imap import render
 from mailsrv.imap.context import Context, Handlers
 from mailsrv.imap.grammar_acl import AclCommand
 from mailsrv.imap.results import AUTHENTICATED, Result, bad, no, ok
-from mailsrv.store.acl import BadRights
-from mailsrv.store.interfaces import IUserView
+from mailsrv.store.acl import BadRights, with_virtual
+from mailsrv.store.interfaces import IUserView, StoreError
 
-CAPABILITIES = ("ACL", "RIGHTS=texk")
+CAPABILITIES = ("ACL", "RIGHTS=texk", "LIST-MYRIGHTS")
 
 
 def _view(ctx: Context) -> IUserView | None:
@@ -27,6 +28,25 @@ def _rights(text: str) -> bytes:
     return render.astring(text) if text else b'""'
 
 
+def myrights_line(name: str, rights: str) -> bytes:
+    """``* MYRIGHTS "box" lrs``: the user's rights with RFC 4314's virtual c/d."""
+    return b"* MYRIGHTS " + render.mailbox(name) + b" " + _rights(with_virtual(rights)) + b"\r\n"
+
+
+async def list_myrights(ctx: Context, name: str) -> bytes | None:
+    """LIST ... RETURN (MYRIGHTS) (RFC 8440): the MYRIGHTS response for one
+    listed mailbox, or None when its rights cannot be looked up (the RFC
+    then sends none)."""
+    view = _view(ctx)
+    if view is None:
+        return None
+    try:
+        rights: str = await view.my_rights(name)
+    except StoreError:
+        return None
+    return myrights_line(name, rights)
+
+
 async def acl(ctx: Context, cmd: AclCommand) -> Result:
     view = _view(ctx)
     if view is None:
@@ -34,13 +54,16 @@ async def acl(ctx: Context, cmd: AclCommand) -> Result:
     box = render.mailbox(cmd.mailbox)
     if cmd.name == "MYRIGHTS":
         rights: str = await view.my_rights(cmd.mailbox)
-        ctx.send(b"* MYRIGHTS " + box + b" " + _rights(rights) + b"\r\n")
+        ctx.send(myrights_line(cmd.mailbox, rights))
     elif cmd.name == "GETACL":
         entries: list[tuple[str, str]] = await view.get_acl(cmd.mailbox)
         items = b"".join(b" " + render.astring(i) + b" " + _rights(r) for i, r in entries)
         ctx.send(b"* ACL " + box + items + b"\r\n")
     elif cmd.name == "LISTRIGHTS":
-        required, optional = await view.list_rights(cmd.mailbox, cmd.identifier)
+        try:
+            required, optional = await view.list_rights(cmd.mailbox, cmd.identifier)
+        except BadRights as e:
+            return bad(f"Invalid identifier: {e}")
         ctx.send(b"* LISTRIGHTS " + box + b" " + render.astring(cmd.identifier) + b" " + _rights(required)
                  + b"".join(b" " + _rights(o) for o in optional) + b"\r\n")
     elif cmd.name == "SETACL":
@@ -49,7 +72,10 @@ async def acl(ctx: Context, cmd: AclCommand) -> Result:
         except BadRights as e:
             return bad(f"Invalid rights: {e}")
     else:
-        await view.delete_acl(cmd.mailbox, cmd.identifier)
+        try:
+            await view.delete_acl(cmd.mailbox, cmd.identifier)
+        except BadRights as e:
+            return bad(f"Invalid identifier: {e}")
     return ok()
 
 

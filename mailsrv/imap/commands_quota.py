@@ -3,7 +3,8 @@
 Limits come from the configuration and the passwd file (see
 :mod:`mailsrv.store.quota`); users cannot change them, so SETQUOTA is
 refused with NOPERM.  STORAGE is reported in units of 1024 octets, usage
-rounded down as Dovecot does.
+and limit rounded up as Dovecot does (``quota_get_resource``: 100 octets
+in use show as 1).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def quota_line(root: QuotaRoot) -> bytes:
     for res in root.resources:
         usage, limit = res.usage, res.limit
         if res.name == "STORAGE":
-            usage, limit = usage // 1024, limit // 1024
+            usage, limit = -(-usage // 1024), -(-limit // 1024)
         parts.append(b"%s %d %d" % (res.name.encode("ascii"), usage, limit))
     return b"* QUOTA " + render.astring(root.name) + b" (" + b" ".join(parts) + b")\r\n"
 

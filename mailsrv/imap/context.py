@@ -47,7 +47,7 @@ AUTHENTICATED_CAPABILITIES = ("NAMESPACE", "UNSELECT", "CHILDREN", "UIDPLUS", "M
                               "LIST-EXTENDED", "LIST-STATUS", "MULTIAPPEND", "APPENDLIMIT", "ESEARCH",
                               "COMPRESS=DEFLATE", "UTF8=ACCEPT", "NOTIFY", "UNAUTHENTICATE",
                               "STATUS=SIZE", "CREATE-SPECIAL-USE", "OBJECTID", "SAVEDATE", "PREVIEW",
-                              "ACL", "RIGHTS=texk", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE",
+                              "ACL", "RIGHTS=texk", "LIST-MYRIGHTS", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE",
                               "CONDSTORE", "QRESYNC",
                               # SORT, THREAD, contexts, SEARCHRES, BINARY, CATENATE (issue 9)
                               "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "THREAD=REFS",

@@ -158,7 +158,7 @@ def _status(r: Reader, tag: str, name: str, uid: bool) -> C.Command:
 
 
 _LIST_SELECT = {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"}
-_LIST_RETURN = {"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"}
+_LIST_RETURN = {"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS", "MYRIGHTS"}  # MYRIGHTS: RFC 8440
 
 
 def _list_select_opts(r: Reader, cmd: C.ListCommand) -> None:

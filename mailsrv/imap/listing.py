@@ -1,5 +1,5 @@
 """LIST / LSUB (RFC 3501, LIST-EXTENDED 5258, LIST-STATUS 5819,
-SPECIAL-USE 6154, CHILDREN 3348) and STATUS."""
+SPECIAL-USE 6154, CHILDREN 3348, LIST-MYRIGHTS 8440) and STATUS."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from mailsrv.imap import commands as C
 from mailsrv.imap import condstore, render
+from mailsrv.imap.commands_acl import list_myrights
 from mailsrv.imap.context import Context
 from mailsrv.store.interfaces import IAccount, IFolder
 
@@ -91,6 +92,21 @@ class _Listing:
         self.subs = set(self.account.subscriptions())
         self.regexes = [pattern_regex(cmd.reference + p) for p in cmd.patterns]
         self.children = {anc for name in self.existing for anc in _ancestors(name)}
+        spaces = getattr(self.account, "namespaces", None)
+        _, others, shared = spaces() if spaces is not None else ((), [], [])
+        # (prefix, depth of its own levels): Shared/<owner>/..., Public/...
+        self.foreign = [(p, 2) for p, _ in others] + [(p, 1) for p, _ in shared]
+
+    def unlisted_parent(self, name: str) -> bool:
+        """A name below another user's or the public namespace's own levels
+        that is only the parent of listed mailboxes (the user may not look
+        it up, or it is no mailbox): Dovecot's acl plugin lists it (as
+        non-existent) only when the patterns miss its visible children,
+        as RFC 4314 section 4's LIST example has it."""
+        for prefix, depth in self.foreign:
+            if name.startswith(prefix) and name.count(DELIM) >= depth:
+                return any(self.matches(n) for n in self.existing if n.startswith(name + DELIM))
+        return False
 
     def candidates(self) -> list[str]:
         """Every name that may be listed, INBOX first, then sorted."""
@@ -127,6 +143,8 @@ class _Listing:
             if got is None:
                 return None
             attrs, extra = got
+        elif not self.sel_subscribed and not exists and self.unlisted_parent(name):
+            return None
         special = self.account.special_use(name) if exists else None
         if self.sel_special and not special:
             return None
@@ -152,6 +170,7 @@ async def list_mailboxes(ctx: Context, cmd: C.ListCommand) -> None:
         return
     listing = _Listing(cmd, ctx.account, utf8=ctx.dialect.utf8, rev2="IMAP4rev2" in ctx.enabled)
     ret_status = "STATUS" in cmd.return_opts
+    ret_rights = "MYRIGHTS" in cmd.return_opts
     lines: list[bytes] = []
     status_for: list[str] = []
     for name in listing.candidates():
@@ -161,6 +180,10 @@ async def list_mailboxes(ctx: Context, cmd: C.ListCommand) -> None:
         if line is None:
             continue
         lines.append(line)
+        if ret_rights and name in listing.existing and not (listing.sel_subscribed and name not in listing.subs):
+            rights = await list_myrights(ctx, name)  # RFC 8440: after its LIST line, listed mailboxes only
+            if rights is not None:
+                lines.append(rights)
         if ret_status and name in listing.existing:
             status_for.append(name)
         if len(lines) >= 256:

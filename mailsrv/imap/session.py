@@ -15,7 +15,8 @@ from zope.interface import implementer
 from mailsrv.imap import render
 from mailsrv.imap.flags import RECENT
 from mailsrv.imap.seqset import render as render_set
-from mailsrv.store.interfaces import SYSTEM_FLAGS, IFolder, IFolderListener, MessageInfo
+from mailsrv.store.interfaces import RIGHTS, SYSTEM_FLAGS, IFolder, IFolderListener, MessageInfo
+from mailsrv.store.rightsfolder import permanent_flags
 
 
 def _recent(folder: IFolder, readonly: bool) -> set[int]:
@@ -120,7 +121,8 @@ class SelectedMailbox:
         kws = sorted(self.folder.keywords())
         self._known_keywords = set(kws)
         allf = list(SYSTEM_FLAGS) + kws
-        perm = [] if self.readonly else list(SYSTEM_FLAGS) + kws + ["\\*"]
+        # narrowed to what the user may change (RFC 4314 5.1.1; issue 12)
+        perm = [] if self.readonly else permanent_flags(getattr(self.folder, "rights", RIGHTS), kws)
         return [
             render.untagged(b"FLAGS " + render.flag_list(allf)),
             render.untagged(b"OK [PERMANENTFLAGS " + render.flag_list(perm) + b"] Flags permitted."),

@@ -103,6 +103,15 @@ class ModseqRecorder:
             ch.changed.append(uid)
         return self._record(ch, pending=True)
 
+    def touched(self, unchanged: Iterable[tuple[int, frozenset[str]]]) -> Changes:
+        """Messages (UID, their unchanged flags) given a new mod-sequence
+        only (a private flag kept elsewhere changed): nothing to rename."""
+        ch = Changes()
+        for uid, flags in unchanged:
+            ch.flags[uid] = flags
+            ch.changed.append(uid)
+        return self._record(ch)
+
     def pending(self, uidvalidity: int, entries: EntryTable, keywords: list[str | None]
                 ) -> list[tuple[str, str, str | None, frozenset[str]]]:
         """Opening: flag changes recorded before the process stopped whose

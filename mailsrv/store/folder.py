@@ -969,11 +969,12 @@ class Folder:
 
     def copy_to(self, uids: Iterable[int], target: IFolder, move: bool = False
                 ) -> defer.Deferred[list[tuple[int, int]]]:
+        handle: Any = None
         unwrap = getattr(target, "unwrap", None)  # another user's handle (rightsfolder)
         if unwrap is not None:
             if "i" not in target.rights:
                 return defer.fail(NoPermission("Permission denied: storing into the target needs the 'i' right"))
-            target = unwrap()
+            handle, target = target, unwrap()
         if not isinstance(target, Folder):
             return defer.fail(StoreError("copy between different stores is not supported"))
         if self._gone:
@@ -981,8 +982,39 @@ class Folder:
         srcs = [self._msgs[u] for u in sorted(set(uids)) if u in self._msgs]
         if not srcs:
             return defer.succeed([])
-        items = [NewFile(message_path(self.path, m.sub, m.key, m.info), "link", m.flags, 0, m.size,
+        # into another user's mailbox: only the flags the copier may set there (RFC 4314 4)
+        items = [NewFile(message_path(self.path, m.sub, m.key, m.info), "link",
+                         handle.incoming(m.flags) if handle is not None else m.flags, 0, m.size,
                          self.path, m.key) for m in srcs]
         d = target._add_links(items, sum(stored_size(m) for m in srcs),
                               check=not (move and target.account is self.account))
-        return d.addCallback(lambda r: [(srcs[i].uid, uid) for i, uid in zip(r[0], r[1], strict=True)])
+        pairs: defer.Deferred[list[tuple[int, int]]] = d.addCallback(
+            lambda r: [(srcs[i].uid, uid) for i, uid in zip(r[0], r[1], strict=True)])
+        if handle is not None:
+            pairs.addCallback(handle.copied_in, {m.uid: m.flags for m in srcs})
+        return pairs
+
+    def touch_modseq(self, uids: Iterable[int]) -> defer.Deferred[list[int]]:
+        """See IFolder.touch_modseq (issue 12): a new mod-sequence recorded
+        like a flag change (so it persists and CHANGEDSINCE finds it), no
+        file renamed, no listener told."""
+        wanted = list(uids)
+
+        def work() -> defer.Deferred[list[int]] | list[int]:
+            hit = [(u, m.flags) for u in wanted if (m := self._msgs.get(u)) is not None]
+            if not hit:
+                return []
+
+            def recorded(ch: Changes) -> list[int]:
+                self._note_changes(ch)
+                msgs = self._msgs
+                for uid in ch.changed:
+                    m = msgs.get(uid)
+                    if m is not None:
+                        msgs[uid] = m.with_flags(m.flags, ch.modseq, m.sub, m.info)
+                return [u for u, _ in hit]
+
+            d: defer.Deferred[Changes] = threads.deferToThread(self._modseqs.touched, hit)
+            return d.addCallback(recorded)
+
+        return self._serial(work)

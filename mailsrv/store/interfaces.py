@@ -197,7 +197,14 @@ class IFolder(Interface):
         target's owner and fail with OverQuota (nothing copied) beyond it;
         ``move=True`` says the caller expunges the sources right after (IMAP
         MOVE), so a copy within one owner's mailboxes is not checked (usage
-        does not grow) - a MOVE within an account never fails for quota."""
+        does not grow) - a MOVE within an account never fails for quota.
+        Rights (issue 12): a ``target`` that is a user's handle on someone
+        else's mailbox (it has ``unwrap()``, ``rights``, ``incoming()`` and
+        ``copied_in()``: :class:`mailsrv.store.rightsfolder.RightsFolder`)
+        needs ``i`` (NoPermission); each copy gets only
+        ``target.incoming(source_flags)`` and the result goes through
+        ``target.copied_in(pairs, {source_uid: source_flags})`` before the
+        Deferred fires."""
 
     def claim_recent() -> set:
         """The UIDs that are \\Recent for the caller: messages that arrived
@@ -312,6 +319,20 @@ class IFolder(Interface):
         is expunged.  Maildir: the file's ctime when first asked (then kept
         in the cache, so a later flag change does not move it), as Dovecot
         reads a Maildir."""
+
+    # -- Rights and shared mailboxes (issue 12)
+
+    def touch_modseq(uids: Iterable[int]) -> Deferred:
+        """Give each of these messages a new mod-sequence (above every
+        earlier one, as a flag change would) without changing its flags: a
+        flag kept outside the folder changed - a user's private \\Seen in
+        a public mailbox - and only that user's sessions, told by the
+        caller, see a difference.  Listeners need not be told (the Maildir
+        store tells none; a backend whose change feed tells them anyway
+        makes sessions re-send unchanged flags, which is harmless).  Dovecot does the
+        same for its private index (the shared modseq of the message is
+        bumped), so a CONDSTORE client's CHANGEDSINCE finds the message.
+        Expunged UIDs are skipped.  Fires with the UIDs touched."""
 
 
 # -- Account events (NOTIFY, issue 9) ----------------------------------------
@@ -558,10 +579,11 @@ class IUserView(IAccount):
     exist (NoSuchFolder); otherwise a missing right fails with NoPermission.
     ``list_folders`` lists what has ``l``; ``open_folder`` fires with an
     IFolder whose every call is checked (``r`` to read, ``s``/``w``/``t``
-    for \\Seen/other flags/\\Deleted - flags without the right are
-    dropped silently, NoPermission when none is allowed - ``i`` to append
-    or copy in, ``e`` to expunge; ``rights`` on it is the user's rights
-    string); ``create_folder`` needs ``k`` on the parent (always allowed at
+    for \\Seen/other flags and keywords/\\Deleted - flags without the
+    right are left alone silently, in STORE, APPEND and what a COPY or
+    MOVE brings in, as Dovecot does - ``i`` to append or copy in, ``e`` to
+    expunge; ``rights`` on it is the user's rights string, from which the
+    IMAP layer derives PERMANENTFLAGS); ``create_folder`` needs ``k`` on the parent (always allowed at
     the top of the personal namespace) and copies the parent's ACL;
     ``delete_folder`` needs ``x``; ``rename_folder`` ``x`` on the old name
     and ``k`` where it goes, within one owner only; ``deliver`` needs ``p``.
@@ -577,18 +599,27 @@ class IUserView(IAccount):
 
     def my_rights(name: str) -> Deferred:
         """Fires with the user's rights on ``name`` as a string in RIGHTS
-        order (MYRIGHTS).  NoSuchFolder if it does not exist or the user
-        has no right on it at all."""
+        order (MYRIGHTS; without RFC 4314's virtual ``c``/``d``, which the
+        IMAP layer adds).  The entries of the ACL combine by Dovecot's
+        rule (:mod:`mailsrv.store.acl`).  NoSuchFolder if it does not exist
+        or the user has no right on it at all, or only ``p`` (Dovecot: the
+        post right does not reveal a mailbox)."""
 
     def get_acl(name: str) -> Deferred:
-        """Fires with [(identifier, rights)] of the mailbox (GETACL):
-        ``owner``, ``anyone``, ``authenticated``, user names, ``-name`` for
-        negative rights.  Needs ``a``."""
+        """Fires with [(identifier, rights)] of the mailbox (GETACL), as
+        Dovecot shows them: ``anyone``, ``authenticated``, user names,
+        ``-name`` for negative rights; the ``owner`` entry under the
+        owner's user name (unless the ACL also names that user), and in the
+        user's own mailboxes the owner's implicit rights when no entry
+        gives them; rights with the virtual ``c``/``d``.  Needs ``a``."""
 
     def set_acl(name: str, identifier: str, rights: str) -> Deferred:
         """SETACL: ``rights`` replaces the identifier's rights, or with a
         leading ``+``/``-`` adds to or removes from them; empty rights
-        remove the entry.  Unknown right letters: ValueError.  Needs ``a``.
+        remove the entry; ``c`` means ``kx`` and ``d`` ``te``.  Unknown
+        right letters or an empty identifier: ValueError.  Needs ``a``.  A
+        user never loses ``a`` on their own mailboxes by changing their own
+        entry (Dovecot); ``owner`` on a public mailbox: StoreError (CANNOT).
         Sharing a mailbox with a user makes it appear in that user's
         other-users namespace.  Fires with None."""
 
@@ -597,8 +628,8 @@ class IUserView(IAccount):
 
     def list_rights(name: str, identifier: str) -> Deferred:
         """LISTRIGHTS: fires with (required rights, [optional groups]):
-        what is always granted to ``identifier`` and what may be granted.
-        Needs ``a``."""
+        what is always granted to ``identifier`` and what may be granted
+        (every right on its own, and ``c``, ``d``).  Needs ``a``."""
 
     def quota_roots(name: str) -> Deferred:
         """GETQUOTAROOT: fires with the QuotaRoots governing this mailbox

@@ -160,10 +160,12 @@ def _apply_limits(target: Rule | QuotaRules, limits: str, relative: bool) -> Non
 
 
 def parse_rules(defs: Iterable[str]) -> QuotaRules:
-    """Dovecot's ``quota_rule`` values, in order, into QuotaRules."""
+    """Dovecot's ``quota_rule`` values, in order, into QuotaRules.  ``%%``
+    is ``%``, as in dovecot.conf, where Dovecot expands ``%`` variables
+    (``Trash:storage=+10%%``); a single ``%`` is taken as it is."""
     rules = QuotaRules()
     for d in defs:
-        mask, sep, limits = d.strip().partition(":")
+        mask, sep, limits = d.strip().replace("%%", "%").partition(":")
         if not sep or not mask:
             raise QuotaRuleError(f"invalid rule {d!r} (want MAILBOX:LIMITS)")
         if limits.startswith("backend="):
@@ -189,12 +191,28 @@ def _rule_order(key: str) -> int:
     return int(tail) if tail.isdigit() else (1 if not tail else 1 << 30)
 
 
+def _var_expand(text: str) -> str:
+    """One round of Dovecot's ``%`` expansion as it touches quota rules:
+    ``%%`` is ``%``, a ``%`` ending the text is dropped (no variable)."""
+    return re.sub(r"%(%|$)", lambda m: m.group(1), text)
+
+
+def userdb_value(text: str) -> str:
+    """A passwd-file extra field as Dovecot's quota plugin finally sees it:
+    expanded twice (by the passwd-file userdb, then as a plugin setting),
+    so ``userdb_quota_rule2=Trash:storage=+10%%%%`` is ten per cent, while
+    ``+10%%`` ends up as ``+10`` (KiB) - tests/e2e/test_dovecot_share.py
+    has Dovecot show it."""
+    return _var_expand(_var_expand(text))
+
+
 def merge_rule_fields(configured: Mapping[str, str], user_fields: Mapping[str, str]) -> list[str]:
     """The rule values in effect for one user: ``quota_rule``, ``quota_rule2``...
     from the configuration, each replaced by the user's field of the same
-    key (Dovecot: userdb fields override plugin settings)."""
+    key (Dovecot: userdb fields override plugin settings; their values as
+    :func:`userdb_value` has them)."""
     merged = dict(configured)
-    merged.update({k: v for k, v in user_fields.items() if re.fullmatch(r"quota_rule\d*", k)})
+    merged.update({k: userdb_value(v) for k, v in user_fields.items() if re.fullmatch(r"quota_rule\d*", k)})
     return [merged[k] for k in sorted(merged, key=_rule_order) if merged[k].strip()]
 
 

@@ -7,6 +7,12 @@ per-user wrapper the :class:`~mailsrv.store.shared.UserView` hands out when
 the user is not the owner with every right.  :class:`PrivateSeen` is the
 per-user \\Seen set of one public mailbox (Dovecot keeps it in the user's
 private index): shared by that user's sessions, told only to them.
+
+Flags follow RFC 4314 section 4 the way Dovecot's acl plugin does: \\Seen
+needs ``s``, \\Deleted ``t``, every other flag and keyword ``w``; a flag the
+user may not change is left out silently (STORE, APPEND, and what COPY and
+MOVE bring into the mailbox), never a NO - deployed clients handle a NO to
+STORE badly, and Dovecot answers OK.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any, BinaryIO
 from twisted.internet import defer
 from zope.interface import implementer
 
-from mailsrv.store.interfaces import IFolder, IFolderListener, MessageInfo, NoPermission
+from mailsrv.store.interfaces import SYSTEM_FLAGS, IFolder, IFolderListener, MessageInfo, NoPermission
 
 SEEN = "\\Seen"
 DELETED = "\\Deleted"
@@ -38,6 +44,16 @@ def allowed_flags(rights: str, flags: Iterable[str]) -> list[str]:
     return out
 
 
+def permanent_flags(rights: str, keywords: Iterable[str]) -> list[str]:
+    """PERMANENTFLAGS for these rights (RFC 4314 5.1.1: they MUST reflect
+    the user's rights): the system flags and keywords the user may change,
+    and ``\\*`` (new keywords) only with ``w`` - Dovecot's answer."""
+    perm = allowed_flags(rights, [*SYSTEM_FLAGS, *keywords])
+    if "w" in rights:
+        perm.append("\\*")
+    return perm
+
+
 class PrivateSeen:
     """A user's \\Seen set on one public mailbox.  ``save`` persists it
     (given the uidvalidity and the set) and returns a Deferred."""
@@ -55,18 +71,29 @@ class PrivateSeen:
             self.uidvalidity = uidvalidity
             self.seen = set()
 
-    def change(self, folder: Any, uids: list[int], add: bool) -> list[int]:
-        """Set (``add``) or clear \\Seen; tells this user's sessions."""
+    def change(self, folder: Any, uids: list[int], add: bool) -> defer.Deferred[list[int]]:
+        """Set (``add``) or clear \\Seen; fires with the UIDs that changed
+        once the live folder gave them a new mod-sequence
+        (``IFolder.touch_modseq``, as Dovecot bumps the shared modseq of a
+        message whose private flag changed, so CONDSTORE clients see it),
+        and this user's sessions heard of it."""
         changed = [u for u in uids if (u in self.seen) != add]
+        if not changed:
+            return defer.succeed([])
         if add:
             self.seen.update(changed)
         else:
             self.seen.difference_update(changed)
-        if changed:
-            self._save(self.uidvalidity, set(self.seen)).addErrback(lambda f: None)
+        self._save(self.uidvalidity, set(self.seen)).addErrback(lambda f: None)
+        live = folder.unwrap() if isinstance(folder, RightsFolder) else folder
+
+        def tell(_: object) -> list[int]:
             for listener in list(self.listeners):
                 listener.flags_changed(folder, list(changed))
-        return changed
+            return changed
+
+        d: defer.Deferred[Any] = live.touch_modseq(changed)
+        return d.addCallback(tell)
 
 
 @implementer(IFolder)
@@ -187,55 +214,51 @@ class RightsFolder:
             flags = [f for f in flags if f != SEEN]
         d: defer.Deferred[int] = self._f.append(source, flags, internaldate)
         if seen:
-            def mark(uid: int) -> int:
+            def mark(uid: int) -> defer.Deferred[int]:
                 assert self._private is not None
-                self._private.change(self, [uid], True)
-                return uid
+                return self._private.change(self, [uid], True).addCallback(lambda _: uid)
             d.addCallback(mark)
         return d
 
     def store_flags(self, uids: Iterable[int], flags: Iterable[str], mode: str) -> defer.Deferred[list[int]]:
+        """Flags the user may not change are left alone, silently (see the
+        module docstring); with none left, nothing happens."""
         wanted = list(uids)
-        asked = set(flags)
-        ok = allowed_flags(self.rights, asked)
+        ok = set(allowed_flags(self.rights, set(flags)))
         if mode == "=":
-            # flags the user may not touch keep their value on each message
-            return self._store_exact(wanted, set(ok))
-        if asked and not ok:
-            return defer.fail(NoPermission("Permission denied: no right to change these flags"))
-        return self._store(wanted, set(ok), mode)
+            return self._store_exact(wanted, ok)
+        return self._store(wanted, ok, mode)
 
     def _store(self, uids: list[int], flags: set[str], mode: str) -> defer.Deferred[list[int]]:
-        private: list[int] = []
+        if not flags:
+            return defer.succeed([])
+        private: defer.Deferred[list[int]] = defer.succeed([])
         if self._private is not None and SEEN in flags:
             flags = flags - {SEEN}
-            live = [u for u in uids if self._f.get(u) is not None]
-            private = self._private.change(self, live, mode == "+")
-        if not flags:
-            return defer.succeed(sorted(private))
-        d: defer.Deferred[list[int]] = self._f.store_flags(uids, flags, mode)
-        return d.addCallback(lambda changed: sorted(set(changed) | set(private)))
+            private = self._private.change(self, [u for u in uids if self._f.get(u) is not None], mode == "+")
+
+        def shared(done: list[int]) -> defer.Deferred[list[int]] | list[int]:
+            if not flags:
+                return sorted(done)
+            d: defer.Deferred[list[int]] = self._f.store_flags(uids, flags, mode)
+            return d.addCallback(lambda changed: sorted(set(changed) | set(done)))
+
+        return private.addCallback(shared)
 
     def _store_exact(self, uids: list[int], flags: set[str]) -> defer.Deferred[list[int]]:
-        if not any(r in self.rights for r in "swt"):
-            return defer.fail(NoPermission("Permission denied: no right to change flags"))
-        settable = {SEEN} if "s" in self.rights else set()
+        """STORE FLAGS: the flags the user may change end up as asked (those
+        not in ``flags`` removed, then ``flags`` added); the others keep
+        their value on each message (Dovecot's remove-then-add)."""
         remove: set[str] = set()
         for u in uids:
             m = self.get(u)
-            if m is None:
-                continue
-            remove |= {f for f in allowed_flags(self.rights, m.flags) if f not in flags}
-        settable |= flags
+            if m is not None:
+                remove |= {f for f in allowed_flags(self.rights, m.flags) if f not in flags}
 
         def add(removed: list[int]) -> defer.Deferred[list[int]]:
-            d = self._store(uids, flags, "+") if flags else defer.succeed([])
-            return d.addCallback(lambda added: sorted(set(removed) | set(added)))
+            return self._store(uids, flags, "+").addCallback(lambda added: sorted(set(removed) | set(added)))
 
-        if self._private is not None and "s" in self.rights and SEEN not in flags:
-            remove.add(SEEN)
-        first = self._store(uids, remove, "-") if remove else defer.succeed([])
-        return first.addCallback(add)
+        return self._store(uids, remove, "-").addCallback(add)
 
     def expunge(self, uids: Iterable[int] | None = None) -> defer.Deferred[list[int]]:
         try:
@@ -244,7 +267,30 @@ class RightsFolder:
             return defer.fail()
         return self._f.expunge(uids)
 
+    # -- copying in and out
+    def incoming(self, flags: frozenset[str]) -> frozenset[str]:
+        """What a message copied or moved in here keeps of its flags: those
+        the user may set (RFC 4314 section 4: COPY stores only them, and
+        does not fail for the others); \\Seen of a public mailbox goes to
+        the user's own set instead (:meth:`copied_in`).  Called by the live
+        folder's ``copy_to`` when this handle is its target."""
+        keep = frozenset(allowed_flags(self.rights, flags))
+        return keep - {SEEN} if self._private is not None else keep
+
+    def copied_in(self, pairs: list[tuple[int, int]], flags: dict[int, frozenset[str]]
+                  ) -> defer.Deferred[list[tuple[int, int]]]:
+        """After a copy here (``pairs`` of source and new UIDs, ``flags`` of
+        the sources): the user's private \\Seen on the copies of \\Seen
+        messages.  Fires with ``pairs``."""
+        if self._private is None or "s" not in self.rights:
+            return defer.succeed(pairs)
+        seen = [new for src, new in pairs if SEEN in flags.get(src, ())]
+        return self._private.change(self, seen, True).addCallback(lambda _: pairs)
+
     def copy_to(self, uids: Iterable[int], target: Any, move: bool = False) -> defer.Deferred[list[tuple[int, int]]]:
+        """Copy (or move) out of this mailbox: the target's own handle
+        (another user's mailbox) filters what arrives; copies of a public
+        mailbox's messages carry the user's own \\Seen, not the file's."""
         try:
             need(self.rights, "r", "copying from this mailbox")
             if move:
@@ -254,5 +300,19 @@ class RightsFolder:
                 need(target.rights, "i", "storing into the target mailbox")
         except NoPermission:
             return defer.fail()
-        dest = target.unwrap() if isinstance(target, RightsFolder) else target
-        return self._f.copy_to(uids, dest, move)
+        wanted = sorted(set(uids))
+        d: defer.Deferred[list[tuple[int, int]]] = self._f.copy_to(wanted, target, move)
+        if self._private is not None:
+            private = self._private
+            d.addCallback(self._carry_seen, target, {u for u in wanted if u in private.seen})
+        return d
+
+    def _carry_seen(self, pairs: list[tuple[int, int]], target: Any, seen: set[int]
+                    ) -> defer.Deferred[list[tuple[int, int]]]:
+        """The copies' \\Seen as this user saw the sources (the file's is not theirs)."""
+        add = [new for src, new in pairs if src in seen]
+        drop = [new for src, new in pairs if src not in seen]
+        d: defer.Deferred[Any] = target.store_flags(add, [SEEN], "+") if add else defer.succeed(None)
+        if drop:
+            d.addCallback(lambda _: target.store_flags(drop, [SEEN], "-"))
+        return d.addCallback(lambda _: pairs)

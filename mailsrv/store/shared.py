@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from twisted.internet import defer
 from zope.interface import implementer
 
-from mailsrv.store.acl import Acl, BadRights, default, normalize, to_file, to_imap
+from mailsrv.store.acl import Acl, AclRefused, BadRights, default, normalize, to_file
 from mailsrv.store.interfaces import (
     OTHER_USERS_PREFIX,
     PUBLIC_PREFIX,
@@ -222,7 +222,18 @@ class UserView:
         except (NoSuchFolder, NoPermission):
             return defer.fail()
         d: defer.Deferred[None] = src.account.rename_folder(src.folder, dst.folder)
-        return d
+        return d.addCallback(lambda _: self._acls_moved(dst))
+
+    def _acls_moved(self, dst: Target) -> defer.Deferred[None] | None:
+        """The ACLs went along with a RENAME (RFC 4314: it SHOULD NOT change
+        them); written again under their new names so the backend's index
+        of who shares what (and Dovecot's) follows."""
+        names = [dst.folder] + [n for n in dst.account.list_folders() if n.startswith(dst.folder + DELIM)]
+        for name in names:
+            acl = self.backend.read_acl(dst.account, name)
+            if acl is not None:
+                return self.backend.write_acl(dst.account, name, acl)
+        return None
 
     def subscriptions(self) -> list[str]:
         return list(self.own.subscriptions()) if self.own is not None else []
@@ -292,9 +303,13 @@ class UserView:
 
     def my_rights(self, name: str) -> defer.Deferred[str]:
         try:
-            _, rights = self._checked(name)
-        except (NoSuchFolder, NoPermission):
+            t = self._resolve(name)
+            rights = self._rights(t) if t.account.folder_exists(t.folder) else ""
+        except NoSuchFolder:
             return defer.fail()
+        if rights in ("", "p"):
+            # the post right alone does not reveal that a mailbox exists (Dovecot)
+            return defer.fail(NoSuchFolder(f"no folder {name}"))
         return defer.succeed(rights)
 
     def _acl_of(self, t: Target) -> Acl:
@@ -306,38 +321,70 @@ class UserView:
             t, _ = self._checked(name, "a", "GETACL")
         except (NoSuchFolder, NoPermission):
             return defer.fail()
-        return defer.succeed([(to_imap(i), r) for i, r in self._acl_of(t).entries])
+        acl = self.backend.read_acl(t.account, t.folder) or Acl([])
+        return defer.succeed(acl.listing(t.owner if t.kind != "public" else None, add_default=t.kind == "own"))
 
     def set_acl(self, name: str, identifier: str, rights: str) -> defer.Deferred[None]:
         try:
             t, _ = self._checked(name, "a", "SETACL")
-            acl = self._acl_of(t)
-            ident = to_file(identifier)
+            ident = self._identifier(t, identifier)
             mode = rights[:1] if rights[:1] in ("+", "-") else ""
-            letters = normalize(rights[1:] if mode else rights)
-        except (NoSuchFolder, NoPermission, BadRights):
+            letters = set(normalize(rights[1:] if mode else rights))
+        except (NoSuchFolder, NoPermission, BadRights, AclRefused):
             return defer.fail()
+        acl = self._acl_of(t)
+        if t.kind == "own" and (ident == "owner" or ident == f"user={self.user}"):
+            mode, letters = self._keep_admin(acl, ident, mode, letters)
         current = set(acl.get(ident))
-        new = current | set(letters) if mode == "+" else current - set(letters) if mode == "-" else set(letters)
+        new = current | letters if mode == "+" else current - letters if mode == "-" else letters
         acl.set(ident, "".join(new))
         return self.backend.write_acl(t.account, t.folder, acl)
+
+    def _identifier(self, t: Target, identifier: str) -> str:
+        """The file identifier of an IMAP one, refused as Dovecot does."""
+        if identifier in ("", "-"):
+            raise BadRights("empty identifier")
+        ident = to_file(identifier)
+        if t.kind == "public" and ident.lstrip("-") == "owner":
+            raise AclRefused("Public mailboxes have no owner")
+        return ident
+
+    def _keep_admin(self, acl: Acl, ident: str, mode: str, letters: set[str]) -> tuple[str, set[str]]:
+        """A user never takes the admin right on their own mailbox from
+        themselves (Dovecot's imap_acl_update_ensure_keep_admins): a
+        replacement keeps ``a``, a removal leaves it, and an addition to an
+        entry not yet there starts from the rights the user holds (Dovecot
+        starts from the implicit ones when no entry names the owner; the
+        rights held are the same then, and stay right when the file has an
+        ``owner`` line, which Dovecot would turn into the added letters
+        alone, losing ``a``)."""
+        if mode == "":
+            return mode, letters | {"a"}
+        if mode == "-":
+            return mode, letters - {"a"}
+        if acl.get(ident):
+            return mode, letters
+        return "", letters | set(acl.rights_of(self._user, owner=True))
 
     def delete_acl(self, name: str, identifier: str) -> defer.Deferred[None]:
         try:
             t, _ = self._checked(name, "a", "DELETEACL")
-        except (NoSuchFolder, NoPermission):
+            ident = self._identifier(t, identifier)
+        except (NoSuchFolder, NoPermission, BadRights, AclRefused):
             return defer.fail()
         acl = self._acl_of(t)
-        acl.set(to_file(identifier), "")
+        acl.set(ident, "")
         return self.backend.write_acl(t.account, t.folder, acl)
 
     def list_rights(self, name: str, identifier: str) -> defer.Deferred[tuple[str, list[str]]]:
         try:
             t, _ = self._checked(name, "a", "LISTRIGHTS")
-        except (NoSuchFolder, NoPermission):
+            self._identifier(t, identifier)
+        except (NoSuchFolder, NoPermission, BadRights, AclRefused):
             return defer.fail()
-        required = "la" if identifier in ("owner", t.owner) else ""
-        return defer.succeed((required, [r for r in RIGHTS if r not in required]))
+        # nothing is granted for sure (a negative entry can take any right),
+        # each right on its own; c and d as RFC 4314 2.1.1 asks (Dovecot's answer)
+        return defer.succeed(("", [*RIGHTS, "c", "d"]))
 
     def quota_roots(self, name: str) -> defer.Deferred[list[QuotaRoot]]:
         try:

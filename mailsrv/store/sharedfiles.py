@@ -16,6 +16,11 @@ sets in the user's Maildir.
 - ``DATA/<user>/Maildir/mailsrv-seen.<folder>``: the user's \\Seen UIDs of
   a public mailbox (``V<uidvalidity>`` then runs ``1-5,9``).  Dovecot keeps
   these in its binary private index instead, which mailsrv does not write.
+- ``dovecot-acl-list`` in a Maildir root: Dovecot's own list of the
+  mailboxes there that others may look up, which it trusts until the
+  file changes.  mailsrv removes it whenever it changes an ACL in that
+  root, and Dovecot rebuilds it on next use (otherwise a folder shared
+  through mailsrv would stay missing from Dovecot's other-users LIST).
 """
 
 from __future__ import annotations
@@ -30,19 +35,26 @@ from mailsrv import ranges
 from mailsrv.store import acl as aclmod
 from mailsrv.store import layout
 from mailsrv.store.acl import Acl
-from mailsrv.store.fsutil import atomic_write
+from mailsrv.store.fsutil import atomic_write, unlink_quiet
 from mailsrv.store.interfaces import InvalidFolderName
 from mailsrv.store.rightsfolder import PrivateSeen
 
 SHARED_DICT = "shared-mailboxes"
 PUBLIC_DIR = ".public"
 SEEN_PREFIX = "mailsrv-seen."
+DOVECOT_ACL_LIST = "dovecot-acl-list"
 _KEY_USER = "shared/shared-boxes/user/"
 _KEY_ANYONE = "shared/shared-boxes/anyone/"
 
 
 def public_root(data_dir: str) -> str:
     return os.path.join(data_dir, PUBLIC_DIR, layout.MAILDIR)
+
+
+def acl_changed(root: str) -> None:
+    """An ACL under this Maildir root changed: drop Dovecot's list of the
+    root's shared mailboxes so Dovecot rebuilds it (module docstring)."""
+    unlink_quiet(os.path.join(root, DOVECOT_ACL_LIST))
 
 
 def read_dict(path: str) -> dict[str, str]:
@@ -101,6 +113,7 @@ class MaildirShares:
                     aclmod.remove(path)
                 else:
                     aclmod.write(path, acl)
+                acl_changed(account.root)
             if account.root != public_root(self.data_dir):
                 self.update_index(account.user, account.root)
 

@@ -98,3 +98,52 @@ def test_swaks_to_a_public_mailbox_and_an_over_quota_user(server):
     assert b"UNSEEN 0" in alice.status('"Public/info"', "(UNSEEN)")[1][0]
     alice.logout()
     bob.logout()
+
+
+def test_quota_warning_lines_in_the_servers_log(tmp_path):
+    data = str(tmp_path / "data")
+    os.makedirs(data)
+    with open(os.path.join(data, "passwd"), "w") as f:
+        f.write("dave:{PLAIN}pw4::::::userdb_quota_rule=*:bytes=1000\n")
+    ini = tmp_path / "mailsrv.ini"
+    ini.write_text("[quota]\nwarning = 50 90\n")
+    with EmbeddedServer(data, kinds=("imap",), extra=["--config", str(ini)]) as srv:
+        dave = imaplib.IMAP4("127.0.0.1", srv.ports["imap"], timeout=20)
+        dave.login("dave", "pw4")
+        body = MSG + b"x" * (600 - len(MSG))
+        assert dave.append("INBOX", None, None, body)[0] == "OK"
+        assert dave.append("INBOX", None, None, body)[0] == "NO"  # 1200 > 1000: refused, no 90 % line
+        assert dave.append("INBOX", None, None, MSG + b"y" * 300)[0] == "OK"
+        dave.logout()
+        log = srv.log()
+    assert "quota warning: dave reached 50% of the storage limit (600 of 1000)" in log
+    assert "quota warning: dave reached 90% of the storage limit" in log
+
+
+def test_copy_into_a_shared_folder_keeps_only_the_copiers_flags(server):
+    """On either store: bob may keep \\Seen in alice's folder but set no
+    other flag there (lrsi); a copy of his flagged message arrives with
+    \\Seen alone, and PERMANENTFLAGS says so.  In the public mailbox his
+    \\Seen is his own."""
+    port = server.ports["imap"]
+    alice = imaplib.IMAP4("127.0.0.1", port, timeout=20)
+    alice.login("alice", "pw1")
+    alice.create("Inbox2")
+    assert alice._simple_command("SETACL", "Inbox2", "bob", "lrsi")[0] == "OK"
+    bob = imaplib.IMAP4("127.0.0.1", port, timeout=20)
+    bob.login("bob", "pw2")
+    assert bob.append("INBOX", "(\\Seen \\Flagged $Work)", None, MSG)[0] == "OK"
+    bob.select("INBOX")
+    assert bob.copy("1", '"Shared/alice/Inbox2"')[0] == "OK"
+    assert bob.copy("1", '"Public/info"')[0] == "OK"
+    alice.select("Inbox2")
+    assert alice.fetch("1", "(FLAGS)")[1][0] == b"1 (FLAGS (\\Seen \\Recent))"
+    typ, _ = bob.select('"Shared/alice/Inbox2"')
+    assert typ == "OK" and bob.response("PERMANENTFLAGS")[1] == [b"(\\Seen)"]
+    alice.select('"Public/info"')
+    flags = set(alice.fetch("1", "(FLAGS)")[1][0].split(b"FLAGS (")[1].rstrip(b")").split()) - {b"\\Recent"}
+    assert flags == {b"$Work", b"\\Flagged"}  # bob's \Seen went to his own set
+    bob.select('"Public/info"')
+    assert b"\\Seen" in bob.fetch("1", "(FLAGS)")[1][0]
+    alice.logout()
+    bob.logout()

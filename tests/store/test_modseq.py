@@ -89,6 +89,24 @@ class ModseqPersistence(StoreCase):
         self.assertEqual(g.vanished_since(before[uids[0]]), [uids[3]])
 
     @defer.inlineCallbacks
+    def test_touch_modseq_is_a_change_that_persists_and_keeps_flags(self) -> Any:
+        f, uids = yield self.populated()
+        yield f.store_flags([uids[1]], ["\\Flagged"], "+")
+        highest = f.highestmodseq
+        touched = yield f.touch_modseq([uids[1], 999])
+        self.assertEqual(touched, [uids[1]])
+        self.assertGreater(f.highestmodseq, highest)
+        self.assertEqual(f.get(uids[1]).modseq, f.highestmodseq)
+        self.assertEqual(f.get(uids[1]).flags, frozenset({"\\Flagged"}))
+        self.assertEqual(f.changed_since(highest), [uids[1]])
+        after = f.highestmodseq
+        yield self.store.close()
+        g = yield self.reopen()
+        self.assertEqual(g.highestmodseq, after)
+        self.assertEqual(g.get(uids[1]).modseq, after)
+        self.assertEqual(g.get(uids[1]).flags, frozenset({"\\Flagged"}))
+
+    @defer.inlineCallbacks
     def test_crash_continues_above_the_ceiling(self) -> Any:
         f, uids = yield self.populated()
         yield f.store_flags([uids[0]], ["\\Flagged"], "+")

@@ -61,6 +61,17 @@ def test_passwd_extra_fields_override_rules_as_dovecot_does():
     assert broken.bytes == 1 << 30
 
 
+def test_percent_signs_as_dovecot_expands_them():
+    # dovecot.conf (and mailsrv.ini): %% is %; a single % is taken as it is here
+    assert parse_rules(["*:storage=1M", "Trash:storage=+10%%"]).limits_for("Trash")[0] == (1 << 20) * 11 // 10
+    assert parse_rules(["*:storage=1M", "Trash:storage=+10%"]).limits_for("Trash")[0] == (1 << 20) * 11 // 10
+    # a passwd-file field is expanded twice by Dovecot: %%%% is a percentage, %% is gone (KiB)
+    fields = {"quota_rule": "*:storage=1M", "quota_rule2": "Trash:storage=+10%%%%"}
+    assert rules_for({}, fields).limits_for("Trash")[0] == (1 << 20) * 11 // 10
+    fields["quota_rule2"] = "Trash:storage=+10%%"
+    assert rules_for({}, fields).limits_for("Trash")[0] == (1 << 20) + 10 * 1024
+
+
 def test_maildirsize_is_dovecots_format_and_stays_small(tmp_path):
     root = tmp_path / "Maildir"
     for d in ("cur", "new", "tmp"):

@@ -27,7 +27,15 @@ from zope.interface import implementer
 
 from mailsrv.store.flags import normalize_flags
 from mailsrv.store.groupcommit import GroupCommit
-from mailsrv.store.interfaces import RIGHTS, IFolder, MessageGone, MessageInfo, NoSuchFolder, StoreError
+from mailsrv.store.interfaces import (
+    RIGHTS,
+    IFolder,
+    MessageGone,
+    MessageInfo,
+    NoPermission,
+    NoSuchFolder,
+    StoreError,
+)
 from mailsrv.store.listeners import ADDED, EXPUNGED, FLAGS, Listeners
 from mailsrv.store.pg import folder_sql
 from mailsrv.store.pg.errors import describe
@@ -458,9 +466,22 @@ class PgFolder:
 
         return d.addCallback(done)
 
+    def touch_modseq(self, uids: Iterable[int]) -> defer.Deferred:
+        """See IFolder.touch_modseq (issue 12); the change feed tells the
+        listeners, who re-send the unchanged flags."""
+        wanted = [u for u in dict.fromkeys(uids) if u in self._msgs]
+        if not wanted:
+            return defer.succeed([])
+        d = self.store.db.run(folder_sql.touch, self.id, wanted, self.synced, self.decode)
+        return d.addCallback(self.applied)
+
     def copy_to(self, uids: Iterable[int], target: Any, move: bool = False) -> defer.Deferred:
         """``move``: the caller expunges the sources next (IMAP MOVE), so a
-        copy within one owner's mailboxes does not grow usage: no quota check."""
+        copy within one owner's mailboxes does not grow usage: no quota check.
+        Into another user's handle (issue 12): needs its ``i``; the flags the
+        copier may not set there are taken off the copies right after."""
+        if getattr(target, "unwrap", None) is not None:
+            return self._copy_in(uids, target, move)
         if not isinstance(target, PgFolder) or target.store is not self.store:
             return defer.fail(StoreError("copy between different stores is not supported"))
         try:
@@ -474,6 +495,30 @@ class PgFolder:
         quota = None if move and target.account is self.account else target.account.quota_check(target.name)
         d = self.store.db.run(folder_sql.copy, self.id, wanted, target.id, target.synced, target.decode, quota)
         return d.addCallback(target.applied)
+
+
+    def _copy_in(self, uids: Iterable[int], handle: Any, move: bool) -> defer.Deferred:
+        if "i" not in handle.rights:
+            return defer.fail(NoPermission("Permission denied: storing into the target needs the 'i' right"))
+        target = handle.unwrap()
+        flags = {u: m.flags for u in set(uids) if (m := self._msgs.get(u)) is not None}
+
+        def strip(pairs: list[tuple[int, int]]) -> defer.Deferred:
+            extra: dict[frozenset, list[int]] = {}
+            for src, new in pairs:
+                drop = flags[src] - handle.incoming(flags[src])
+                if drop:
+                    extra.setdefault(frozenset(drop), []).append(new)
+            d: defer.Deferred = defer.succeed(None)
+            for drop, news in extra.items():
+                d.addCallback(_then, target.store_flags, news, drop, "-")
+            return d.addCallback(_then, handle.copied_in, pairs, flags)
+
+        return self.copy_to(uids, target, move).addCallback(strip)
+
+
+def _then(_: object, call: Callable[..., Any], *args: Any) -> Any:
+    return call(*args)
 
 
 def _discard_bodies(result: Any, items: list[NewMessage]) -> Any:

@@ -226,6 +226,19 @@ def store_flags(conn: Any, fid: int, uids: Sequence[int], bits: int, keywords: l
     return changed, delta(conn, fid, since, decode, fresh=False)
 
 
+def touch(conn: Any, fid: int, uids: Sequence[int], since: int, decode: FlagDecoder) -> tuple[list[int], Delta]:
+    """A new mod-sequence for these messages, flags unchanged (a user's
+    private \\Seen changed: IFolder.touch_modseq, issue 12)."""
+    st = lock_folder(conn, fid)
+    modseq = st.highestmodseq + 1
+    rows = conn.execute("UPDATE messages SET modseq = %s WHERE folder_id = %s AND uid = ANY(%s) RETURNING uid",
+                        (modseq, fid, list(uids))).fetchall()
+    touched = sorted(int(r[0]) for r in rows)
+    if touched:
+        conn.execute("UPDATE folders SET highestmodseq = %s WHERE id = %s", (modseq, fid))
+    return touched, delta(conn, fid, since, decode, fresh=False)
+
+
 def expunge(conn: Any, fid: int, uids: Sequence[int] | None, since: int,
             decode: FlagDecoder) -> tuple[list[int], list[int], Delta]:
     """Remove the given UIDs (None: those flagged \\Deleted); returns the
