@@ -37,7 +37,6 @@ from mailsrv.store.interfaces import (
     FolderCreated,
     FolderDeleted,
     FolderExists,
-    FolderNotEmpty,
     FolderRenamed,
     IAccount,
     InvalidFolderName,
@@ -366,8 +365,6 @@ class PgAccount:
         def delete() -> defer.Deferred:
             if name not in self._folders:
                 raise NoSuchFolder(f"no folder {name}")
-            if any(n.startswith(name + SEP) for n in self._folders):
-                raise FolderNotEmpty(f"{name} has subfolders; delete them first")
             return self.store.db.run(account_sql.delete, self.id, name).addCallback(deleted)
 
         def deleted(result: tuple[int, list[int], AccountState]) -> None:

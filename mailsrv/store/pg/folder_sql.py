@@ -6,7 +6,8 @@ folder (:mod:`.folder`) applies what they return.
 Writers lock the folder row first (``SELECT ... FOR UPDATE``), so writers
 to one folder take turns whichever process they run in: UIDs come from
 ``uidnext`` under that lock and are never handed out twice; the change
-gets ``highestmodseq + 1``.  A write then reads the change feed since the
+gets ``highestmodseq + 1``, an expunge too (:mod:`.modseq` keeps the
+expunge record).  A write then reads the change feed since the
 caller's last known mod-sequence, still under the lock, so the caller
 applies its own change and everything that came before it in one step.
 """
@@ -21,6 +22,7 @@ from mailsrv.store.interfaces import NoSuchFolder, OverQuota, StoreError
 from mailsrv.store.pg.blobs import BlobBackend, Body
 from mailsrv.store.pg.errors import TooManyKeywords
 from mailsrv.store.pg.message import COLUMNS, DELETED_BIT, FlagDecoder, PgMessageInfo, info_from_row
+from mailsrv.store.pg.modseq import load_record, record_expunges
 
 MAX_KEYWORDS = 256
 MAX_UID = 4294967295
@@ -33,17 +35,24 @@ class FolderState:
     highestmodseq: int
     first_recent_uid: int
     keywords: list[str]
+    vanished_floor: int = 1
 
 
 @dataclass
 class Delta:
     """The folder's changes since mod-sequence ``since``: its row now (None:
-    deleted), the messages changed or added, the UIDs expunged."""
+    deleted), the messages changed or added, the UIDs expunged with their
+    mod-sequences (ascending by mod-sequence).  ``full``: ``since`` was
+    below the expunge record's floor (or 0), so the delta holds every
+    message and the whole record instead; what the caller has and it
+    lacks was expunged."""
 
     since: int
     state: FolderState | None
     infos: list[PgMessageInfo] = field(default_factory=list)
     expunged: list[int] = field(default_factory=list)
+    expunged_modseqs: list[int] = field(default_factory=list)
+    full: bool = False
 
     @property
     def upto(self) -> int:
@@ -96,11 +105,12 @@ class NewMessage:
 
 
 def _state(row: Any) -> FolderState:
-    return FolderState(int(row[0]), int(row[1]), int(row[2]), int(row[3]), list(row[4] or ()))
+    return FolderState(int(row[0]), int(row[1]), int(row[2]), int(row[3]), list(row[4] or ()), int(row[5]))
 
 
 def _folder_row(conn: Any, fid: int, lock: bool) -> FolderState | None:
-    q = "SELECT uidvalidity, uidnext, highestmodseq, first_recent_uid, keywords FROM folders WHERE id = %s"
+    q = ("SELECT uidvalidity, uidnext, highestmodseq, first_recent_uid, keywords, vanished_floor "
+         "FROM folders WHERE id = %s")
     row = conn.execute(q + (" FOR UPDATE" if lock else ""), (fid,)).fetchone()
     return None if row is None else _state(row)
 
@@ -118,30 +128,39 @@ def snapshot(conn: Any) -> None:
 
 
 def load(conn: Any, fid: int, decode: FlagDecoder) -> Delta:
-    """Every message of the folder (a delta since 0)."""
+    """Every message of the folder and its expunge record (a full delta)."""
     snapshot(conn)
     st = _folder_row(conn, fid, lock=False)
     if st is None:
         return Delta(0, None)
+    return _full(conn, fid, st, decode)
+
+
+def _full(conn: Any, fid: int, st: FolderState, decode: FlagDecoder) -> Delta:
     with conn.cursor(binary=True) as cur:
         rows = cur.execute(f"SELECT {COLUMNS} FROM messages WHERE folder_id = %s ORDER BY uid", (fid,)).fetchall()
-    return Delta(0, st, [info_from_row(r, decode) for r in rows])
+    gone, modseqs = load_record(conn, fid, st.vanished_floor)
+    return Delta(0, st, [info_from_row(r, decode) for r in rows], gone, modseqs, full=True)
 
 
 def delta(conn: Any, fid: int, since: int, decode: FlagDecoder, fresh: bool = True) -> Delta:
-    """What changed after mod-sequence ``since``.  ``fresh``: a read-only
+    """What changed after mod-sequence ``since`` (everything, if the
+    expunge record no longer reaches back to it).  ``fresh``: a read-only
     transaction of its own (else: inside a writer that holds the lock)."""
     if fresh:
         snapshot(conn)
     st = _folder_row(conn, fid, lock=False)
     if st is None or st.highestmodseq <= since:
         return Delta(since, st)
+    if since < st.vanished_floor:
+        return _full(conn, fid, st, decode)
     with conn.cursor(binary=True) as cur:
         rows = cur.execute(f"SELECT {COLUMNS} FROM messages WHERE folder_id = %s AND modseq > %s ORDER BY uid",
                            (fid, since)).fetchall()
-        gone = cur.execute("SELECT uid FROM expunged WHERE folder_id = %s AND modseq > %s ORDER BY uid",
-                           (fid, since)).fetchall()
-    return Delta(since, st, [info_from_row(r, decode) for r in rows], [int(r[0]) for r in gone])
+        gone = cur.execute("SELECT uid, modseq FROM expunged WHERE folder_id = %s AND modseq > %s "
+                           "ORDER BY modseq, uid", (fid, since)).fetchall()
+    return Delta(since, st, [info_from_row(r, decode) for r in rows], [int(r[0]) for r in gone],
+                 [int(r[1]) for r in gone])
 
 
 def _new_keywords(conn: Any, fid: int, st: FolderState, keywords: set[str]) -> None:
@@ -211,19 +230,40 @@ def store_flags(conn: Any, fid: int, uids: Sequence[int], bits: int, keywords: l
                 since: int, decode: FlagDecoder) -> tuple[list[int], Delta]:
     """Change flags of those ``uids`` that would change (relative to what
     the database holds now, not to what the caller saw)."""
+    changed, _modified, d = store_flags_unchanged_since(conn, fid, uids, bits, keywords, mode, None, since, decode)
+    return changed, d
+
+
+def store_flags_unchanged_since(conn: Any, fid: int, uids: Sequence[int], bits: int, keywords: list[str],
+                                mode: str, unchangedsince: int | None, since: int,
+                                decode: FlagDecoder) -> tuple[list[int], list[int], Delta]:
+    """``store_flags`` with RFC 7162's UNCHANGEDSINCE (None: no test):
+    the messages whose mod-sequence is above it are left alone and
+    returned as modified.  Test and change happen under the folder lock
+    that every writer on every node takes first, and the UPDATE repeats
+    the test, so nothing comes between them."""
     st = lock_folder(conn, fid)
     modseq = st.highestmodseq + 1
-    if mode != "-":
+    modified: list[int] = []
+    targets = list(uids)
+    params = {"bits": bits, "kw": keywords, "modseq": modseq, "fid": fid, "uids": targets,
+              "limit": unchangedsince}
+    test = ""
+    if unchangedsince is not None:
+        test = " AND modseq <= %(limit)s"
+        modified = sorted(int(r[0]) for r in conn.execute(
+            "SELECT uid FROM messages WHERE folder_id = %(fid)s AND uid = ANY(%(uids)s) AND modseq > %(limit)s",
+            params))
+    if mode != "-" and len(modified) < len(targets):
         _new_keywords(conn, fid, st, set(keywords))
     setter, differs = _FLAG_SQL[mode]
-    params = {"bits": bits, "kw": keywords, "modseq": modseq, "fid": fid, "uids": list(uids)}
     rows = conn.execute(
         f"UPDATE messages SET {setter}, modseq = %(modseq)s "
-        f"WHERE folder_id = %(fid)s AND uid = ANY(%(uids)s) AND {differs} RETURNING uid", params).fetchall()
+        f"WHERE folder_id = %(fid)s AND uid = ANY(%(uids)s) AND {differs}{test} RETURNING uid", params).fetchall()
     changed = sorted(int(r[0]) for r in rows)
     if changed:
         conn.execute("UPDATE folders SET highestmodseq = %s WHERE id = %s", (modseq, fid))
-    return changed, delta(conn, fid, since, decode, fresh=False)
+    return changed, modified, delta(conn, fid, since, decode, fresh=False)
 
 
 def touch(conn: Any, fid: int, uids: Sequence[int], since: int, decode: FlagDecoder) -> tuple[list[int], Delta]:
@@ -253,8 +293,7 @@ def expunge(conn: Any, fid: int, uids: Sequence[int] | None, since: int,
     gone = sorted(int(r[0]) for r in rows)
     if gone:
         modseq = st.highestmodseq + 1
-        conn.execute("INSERT INTO expunged (folder_id, uid, modseq) SELECT %s, u, %s FROM unnest(%s::bigint[]) u "
-                     "ON CONFLICT (folder_id, uid) DO UPDATE SET modseq = EXCLUDED.modseq", (fid, modseq, gone))
+        record_expunges(conn, fid, gone, modseq)
         conn.execute("UPDATE folders SET highestmodseq = %s, storage = storage - %s, messages = messages - %s "
                      "WHERE id = %s", (modseq, sum(int(r[2]) for r in rows), len(rows), fid))
     return gone, sorted({int(r[1]) for r in rows}), delta(conn, fid, since, decode, fresh=False)
