@@ -12,7 +12,7 @@ backwards, and a change is committed with its mod-sequence or not at all.
 
 The expunge record is the ``expunged`` table: (UID, mod-sequence of the
 expunge).  Like the Maildir store's (:mod:`mailsrv.store.modseq`) it keeps
-the :data:`EXPUNGE_KEEP` most recent expunges of each folder; once it
+the :data:`KEEP` most recent expunges of each folder; once it
 holds a tenth more, an expunge also deletes the oldest rows, at most
 :data:`TRIM_BATCH` per transaction (a record grown large under an older
 schema shrinks over several expunges, none of them slow), and raises
@@ -36,11 +36,21 @@ from typing import Any
 
 from mailsrv.store.flagindex import FlagIndex
 from mailsrv.store.interfaces import MessageInfo
-from mailsrv.store.modseq import EXPUNGE_KEEP, trim_point
+from mailsrv.store.modseq import EXPUNGE_KEEP
 
+KEEP = EXPUNGE_KEEP  # expunges remembered per folder, as the Maildir store does
 TRIM_BATCH = 20_000  # expunge-record rows one transaction deletes at most
 
-__all__ = ["EXPUNGE_KEEP", "TRIM_BATCH", "FolderIndex", "load_record", "record_expunges"]
+__all__ = ["KEEP", "TRIM_BATCH", "FolderIndex", "load_record", "record_expunges", "trim_count"]
+
+
+def trim_count(rows: int) -> int:
+    """How many of ``rows`` remembered expunges an expunge forgets: the
+    oldest beyond :data:`KEEP` once they are a tenth more (the Maildir
+    store's rule, :func:`mailsrv.store.modseq.trim_point`), at most
+    :data:`TRIM_BATCH`."""
+    excess = rows - KEEP
+    return min(excess, TRIM_BATCH) if excess > KEEP // 10 else 0
 
 
 # --- the expunge record (pool threads, inside the writer's transaction) ----------------------
@@ -52,9 +62,9 @@ def record_expunges(conn: Any, fid: int, uids: Sequence[int], modseq: int) -> No
                  "ON CONFLICT (folder_id, uid) DO UPDATE SET modseq = EXCLUDED.modseq", (fid, modseq, list(uids)))
     row = conn.execute("UPDATE folders SET expunged_rows = expunged_rows + %s WHERE id = %s RETURNING expunged_rows",
                        (len(uids), fid)).fetchone()
-    excess = trim_point(int(row[0]))
-    if excess:
-        trim(conn, fid, min(excess, TRIM_BATCH))
+    count = trim_count(int(row[0]))
+    if count:
+        trim(conn, fid, count)
 
 
 def trim(conn: Any, fid: int, count: int) -> int:
