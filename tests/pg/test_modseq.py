@@ -106,6 +106,27 @@ class ModseqAcrossNodes(TwoNodes):
         assert (changed, modified) == ([x], [])
 
     @defer.inlineCallbacks
+    def test_store_and_expunge_go_by_the_database_not_by_what_this_node_heard(self) -> Any:
+        x = yield self.a.append(MSG, ["\\Seen"])
+        y = yield self.a.append(MSG)
+        yield self.in_step()
+        self.a.notified = lambda modseq: None  # A misses B's changes for a while
+        yield self.b.store_flags([x], ["\\Seen"], "-")
+        yield self.b.store_flags([y], ["\\Deleted"], "+")
+        assert "\\Seen" in self.a.get(x).flags and "\\Deleted" not in self.a.get(y).flags  # A is behind
+        changed = yield self.a.store_flags([x], ["\\Seen"], "+")  # a no-op as far as A knows
+        assert changed == [x] and "\\Seen" in self.a.get(x).flags
+        gone = yield self.a.expunge()  # nothing flagged as far as A knows
+        assert gone == [y] and self.a.uids() == [x]
+        # told what changed from A's point of view: x had \\Seen before and after
+        assert self.rec_a.take() == [("added", [x]), ("added", [y]), ("flags", [y]), ("expunged", [y])]
+        del self.a.notified
+        yield self.in_step()
+        self.assert_same_answers(range(0, self.a.highestmodseq + 1))
+        assert (yield self.a.expunge()) == []  # nothing flagged: no change, no new mod-sequence
+        assert self.db_rows("SELECT highestmodseq FROM folders WHERE id = %s", self.a.id) == [(self.a.highestmodseq,)]
+
+    @defer.inlineCallbacks
     def test_unchanged_since_from_both_nodes_at_once_lets_one_win(self) -> Any:
         uids = []
         for _ in range(5):

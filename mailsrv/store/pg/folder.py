@@ -446,10 +446,12 @@ class PgFolder:
 
     def store_flags(self, uids: Iterable[int], flags: Iterable[str], mode: str) -> defer.Deferred:
         try:
-            bits, keywords, wanted = self._flag_change(flags, mode)
+            bits, keywords = self._flag_change(flags, mode)
         except StoreError:
             return defer.fail()
-        targets = [u for u in dict.fromkeys(uids) if self._would_change(u, wanted, mode)]
+        # what this node holds may be behind another node's change not heard of yet: the
+        # database decides which messages change (a STORE that changes nothing costs a query)
+        targets = [u for u in dict.fromkeys(uids) if u in self._msgs]
         if not targets:
             return defer.succeed([])
         d = self.store.db.run(folder_sql.store_flags, self.id, targets, bits, keywords, mode, self.synced,
@@ -462,7 +464,7 @@ class PgFolder:
         folder lock, against the database's mod-sequences (another node's
         change not yet heard of here counts)."""
         try:
-            bits, keywords, _wanted = self._flag_change(flags, mode)
+            bits, keywords = self._flag_change(flags, mode)
         except StoreError:
             return defer.fail()
         targets = sorted(u for u in set(uids) if u in self._msgs)
@@ -478,24 +480,12 @@ class PgFolder:
 
         return d.addCallback(done)
 
-    def _flag_change(self, flags: Iterable[str], mode: str) -> tuple[int, list[str], frozenset[str]]:
-        """(bits, keywords, flag set) of a STORE; StoreError if it cannot be."""
+    def _flag_change(self, flags: Iterable[str], mode: str) -> tuple[int, list[str]]:
+        """(bits, keywords) of a STORE; StoreError if it cannot be."""
         if mode not in ("+", "-", "="):
             raise StoreError(f"bad flag mode {mode!r}")
         self.guard()
-        flags = list(flags)
-        bits, keywords = self._flags(flags)
-        return bits, keywords, frozenset(keywords) | {f for f in normalize_flags(flags) if f.startswith("\\")}
-
-    def _would_change(self, uid: int, wanted: frozenset, mode: str) -> bool:
-        m = self._msgs.get(uid)
-        if m is None:
-            return False
-        if mode == "+":
-            return not wanted <= m.flags
-        if mode == "-":
-            return bool(wanted & m.flags)
-        return wanted != m.flags
+        return self._flags(flags)
 
     def applied(self, result: tuple[list[int], Delta]) -> list[int]:
         done, delta = result
@@ -508,9 +498,7 @@ class PgFolder:
         except StoreError:
             return defer.fail()
         if uids is None:
-            if not any("\\Deleted" in m.flags for m in self._msgs.values()):
-                return defer.succeed([])
-            wanted: list[int] | None = None
+            wanted: list[int] | None = None  # the database knows (another node may have set \Deleted)
         else:
             wanted = sorted(u for u in set(uids) if u in self._msgs)
             if not wanted:

@@ -279,14 +279,23 @@ def touch(conn: Any, fid: int, uids: Sequence[int], since: int, decode: FlagDeco
     return touched, delta(conn, fid, since, decode, fresh=False)
 
 
+_DELETED = f"(flags & {DELETED_BIT}) <> 0"  # spelled as the partial index messages_deleted (schema step 5)
+
+
 def expunge(conn: Any, fid: int, uids: Sequence[int] | None, since: int,
             decode: FlagDecoder) -> tuple[list[int], list[int], Delta]:
     """Remove the given UIDs (None: those flagged \\Deleted); returns the
-    UIDs removed, the blobs they used, and the delta."""
+    UIDs removed, the blobs they used, and the delta.  With None the
+    database says which messages are flagged, whatever this node has
+    heard so far; when none is (a CLOSE, usually) the folder is not
+    locked at all: a flag being set meanwhile comes after this EXPUNGE."""
+    if uids is None and conn.execute(f"SELECT 1 FROM messages WHERE folder_id = %s AND {_DELETED} LIMIT 1",
+                                     (fid,)).fetchone() is None:
+        return [], [], delta(conn, fid, since, decode, fresh=False)
     st = lock_folder(conn, fid)
     if uids is None:
-        rows = conn.execute("DELETE FROM messages WHERE folder_id = %s AND flags & %s <> 0 "
-                            "RETURNING uid, blob_id, size", (fid, DELETED_BIT)).fetchall()
+        rows = conn.execute(f"DELETE FROM messages WHERE folder_id = %s AND {_DELETED} "
+                            "RETURNING uid, blob_id, size", (fid,)).fetchall()
     else:
         rows = conn.execute("DELETE FROM messages WHERE folder_id = %s AND uid = ANY(%s) RETURNING uid, blob_id, size",
                             (fid, list(uids))).fetchall()

@@ -12,6 +12,7 @@ Tables (one row per ...):
   every mod-sequence at or above the floor, and ``expunged_rows`` counts
   its rows so that an expunge knows when to trim without a count.  A
   database from before it had never trimmed: floor 1, rows counted.
+  ``messages_deleted``: the \\Deleted messages of a folder, by index.
 - ``users``: login name and ``{SCHEME}hash`` (the passwd file's schemes);
   (step 3) ``fields``: the passwd file's extra fields (``userdb_quota_rule``).
 - ``accounts``: a mailbox owner (created on first use, like a Maildir).
@@ -217,6 +218,8 @@ ALTER TABLE folders ADD COLUMN expunged_rows bigint NOT NULL DEFAULT 0;
 UPDATE folders f SET expunged_rows = e.n
     FROM (SELECT folder_id, count(*) AS n FROM expunged GROUP BY folder_id) e
     WHERE e.folder_id = f.id;
+-- EXPUNGE/CLOSE ask the database which messages are \\Deleted: a handful in a big folder
+CREATE INDEX messages_deleted ON messages (folder_id) WHERE (flags & 4) <> 0;
 """),
 ]
 
