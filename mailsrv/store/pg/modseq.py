@@ -32,6 +32,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 from mailsrv.store.flagindex import FlagIndex
@@ -147,9 +148,9 @@ class FolderIndex:
 
     def changed_since(self, modseq: int, msgs: Mapping[int, MessageInfo]) -> list[int]:
         changes = self._changes
-        if changes is None:
-            order = sorted((m.modseq, u) for u, m in msgs.items())
-            changes = self._changes = (array("q", (m for m, _u in order)), array("q", (u for _m, u in order)))
+        if changes is None:  # by mod-sequence, then UID: a stable sort of the folder's UID order
+            order = sorted(msgs.values(), key=attrgetter("modseq"))
+            changes = self._changes = (array("q", [m.modseq for m in order]), array("q", [m.uid for m in order]))
         i = bisect_right(changes[0], modseq)
         return sorted({u for u in changes[1][i:] if (m := msgs.get(u)) is not None and m.modseq > modseq})
 
