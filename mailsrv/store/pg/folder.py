@@ -110,6 +110,7 @@ class PgFolder:
         self._keywords: list[str] = []
         self._recent: set[int] = set()
         self._index = FolderIndex()
+        self._folder_values: dict[str, bytes] = {}
         self._listeners = Listeners()
         self.gone = False
         self.decode = FlagDecoder()
@@ -164,6 +165,8 @@ class PgFolder:
         if st.highestmodseq <= self.synced:
             return  # old news: a later feed has covered it
         above, msgs, index = self.synced, self._msgs, self._index
+        for kind, value in (d.folder_values or {}).items():
+            self._folder_values.setdefault(kind, value)  # one set here meanwhile is newer
         if d.full:
             present = {m.uid for m in d.infos}
             expunged = [u for u in msgs if u not in present]
@@ -372,13 +375,14 @@ class PgFolder:
                     out[u] = v
         return out
 
-    # folder-wide derived values (SORT/THREAD, issue 9): kept in this process only for now, so a
-    # restart computes them again from the per-message values; persisting them is the backend's to add
+    # folder-wide derived values (SORT/THREAD, issue 9): read with the folder, written in the
+    # background with the per-message values; another node's later value is seen on its next load
     def get_folder_cached(self, kind: str) -> bytes | None:
-        return self.__dict__.setdefault("_folder_values", {}).get(kind)
+        return self._folder_values.get(kind)
 
     def set_folder_cached(self, kind: str, value: bytes) -> None:
-        self.__dict__.setdefault("_folder_values", {})[kind] = bytes(value)
+        value = self._folder_values[kind] = bytes(value)
+        self.store.remember_folder_value(self.id, kind, value)
 
     def prefetch(self, uids: Iterable[int], kinds: Iterable[str] = (), body: str | None = None) -> defer.Deferred:
         """Make the synchronous reads of these messages local: cached values

@@ -53,6 +53,7 @@ class Delta:
     expunged: list[int] = field(default_factory=list)
     expunged_modseqs: list[int] = field(default_factory=list)
     full: bool = False
+    folder_values: dict[str, bytes] | None = None  # (load only) the folder-wide derived values
 
     @property
     def upto(self) -> int:
@@ -133,7 +134,11 @@ def load(conn: Any, fid: int, decode: FlagDecoder) -> Delta:
     st = _folder_row(conn, fid, lock=False)
     if st is None:
         return Delta(0, None)
-    return _full(conn, fid, st, decode)
+    d = _full(conn, fid, st, decode)
+    with conn.cursor(binary=True) as cur:
+        d.folder_values = {r[0]: bytes(r[1]) for r in cur.execute(
+            "SELECT kind, value FROM folder_values WHERE folder_id = %s", (fid,))}
+    return d
 
 
 def _full(conn: Any, fid: int, st: FolderState, decode: FlagDecoder) -> Delta:
@@ -363,9 +368,20 @@ def cached_values(conn: Any, blobs: Sequence[int], kinds: Sequence[str]) -> list
     return [(int(r[0]), r[1], bytes(r[2])) for r in rows]
 
 
-def save_values(conn: Any, values: Sequence[tuple[int, str, bytes]]) -> None:
+def save_values(conn: Any, values: Sequence[tuple[int, str, bytes]],
+                folder_values: Sequence[tuple[int, str, bytes, float]] = ()) -> None:
     """Remember derived values (a value for a blob removed meanwhile is
-    dropped: it would die with the blob anyway)."""
+    dropped: it would die with the blob anyway), and folder-wide ones
+    (folder, kind, value, when set): the latest set wins, whatever order
+    the writes arrive in."""
+    if folder_values:
+        conn.execute("INSERT INTO folder_values (folder_id, kind, value, written) SELECT t.f, t.k, t.v, t.w "
+                     "FROM unnest(%s::bigint[], %s::text[], %s::bytea[], %s::float8[]) AS t(f, k, v, w) "
+                     "WHERE EXISTS (SELECT 1 FROM folders WHERE id = t.f) ON CONFLICT (folder_id, kind) DO UPDATE "
+                     "SET value = EXCLUDED.value, written = EXCLUDED.written "
+                     "WHERE folder_values.written <= EXCLUDED.written",
+                     ([v[0] for v in folder_values], [v[1] for v in folder_values], [v[2] for v in folder_values],
+                      [v[3] for v in folder_values]))
     if not values:
         return
     conn.execute("INSERT INTO cache (blob_id, kind, value) SELECT t.b, t.k, t.v "
