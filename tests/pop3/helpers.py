@@ -1,140 +1,16 @@
-"""In-memory stand-ins for the store (IAccount/IFolder), the portal and the
-transport, enough to drive the POP3 protocol without disk or sockets."""
+"""Drive the POP3 protocol without sockets: a factory over the shared fake
+store (:mod:`tests.fakestore`) and its portal, a session that feeds bytes
+and reads replies, and transports that record STLS or push back."""
 
 from __future__ import annotations
 
-import io
-
-from twisted.cred import portal as portalmod
-from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from zope.interface import implementer
 
 from mailsrv.config import Config
 from mailsrv.pop3 import POP3Factory
-from mailsrv.store.crlf import to_crlf
-from mailsrv.store.interfaces import IAccount, IFolder, MessageGone, MessageInfo, StoreError
-
-
-@implementer(IFolder)
-class FakeFolder:
-    name = "INBOX"
-    uidvalidity = 1234
-    highestmodseq = 1
-
-    def __init__(self) -> None:
-        self.raw: dict[int, bytes] = {}
-        self.flags: dict[int, set] = {}
-        self.uidnext = 1
-        self.expunged: list[list[int]] = []  # every expunge() call
-        self.flag_calls: list[tuple] = []
-        self.refreshes = 0
-        self.fail_expunge = False
-        self.fail_open = False
-        self.opened: list[io.BytesIO] = []
-        self.prefetched: list[tuple] = []
-
-    def add(self, raw: bytes) -> int:
-        uid = self.uidnext
-        self.uidnext += 1
-        self.raw[uid] = raw
-        self.flags[uid] = set()
-        return uid
-
-    def messages(self) -> list:
-        return [self.get(uid) for uid in sorted(self.raw)]
-
-    def get(self, uid: int) -> MessageInfo | None:
-        if uid not in self.raw:
-            return None
-        return MessageInfo(uid, "key%d" % uid, len(to_crlf(self.raw[uid])), 0.0, frozenset(self.flags[uid]))
-
-    def open_message(self, uid: int):
-        if self.fail_open:
-            raise StoreError("disk on fire")
-        if uid not in self.raw:
-            raise MessageGone(uid)
-        f = io.BytesIO(self.raw[uid])
-        self.opened.append(f)
-        return f
-
-    def pop3_uidl(self, uid: int) -> str:
-        if uid not in self.raw:
-            raise MessageGone(uid)  # as the real store does
-        return "%08X%08X" % (uid, self.uidvalidity)
-
-    def refresh(self):
-        self.refreshes += 1
-        return defer.succeed(None)
-
-    def prefetch(self, uids, kinds=(), body=None):
-        self.prefetched.append((list(uids), list(kinds), body))
-        return defer.succeed(None)
-
-    def store_flags(self, uids, flags, mode):
-        uids = list(uids)
-        self.flag_calls.append((uids, list(flags), mode))
-        for uid in uids:
-            if uid in self.flags:
-                self.flags[uid] |= set(flags)
-        return defer.succeed(uids)
-
-    def expunge(self, uids=None):
-        if self.fail_expunge:
-            return defer.fail(StoreError("read-only file system"))
-        uids = list(uids)
-        self.expunged.append(uids)
-        for uid in uids:
-            self.raw.pop(uid, None)
-            self.flags.pop(uid, None)
-        return defer.succeed(uids)
-
-
-@implementer(IAccount)
-class FakeAccount:
-    def __init__(self, user: str) -> None:
-        self.user = user
-        self.inbox = FakeFolder()
-        self.locked = False
-        self.fail_open = False
-
-    def open_folder(self, name: str):
-        if self.fail_open:
-            return defer.fail(StoreError("cannot open"))
-        return defer.succeed(self.inbox)
-
-    def acquire_pop3_lock(self):
-        if self.locked:
-            return defer.succeed(False)
-        self.locked = True
-        return defer.succeed(True)
-
-    def release_pop3_lock(self):
-        assert self.locked, "released a lock that was not held"
-        self.locked = False
-        return defer.succeed(None)
-
-
-@implementer(portalmod.IRealm)
-class FakeRealm:
-    def __init__(self) -> None:
-        self.accounts: dict[bytes, FakeAccount] = {}
-        self.logouts = 0
-
-    def account(self, user: bytes) -> FakeAccount:
-        if user not in self.accounts:
-            self.accounts[user] = FakeAccount(user.decode())
-        return self.accounts[user]
-
-    def requestAvatar(self, avatar_id, mind, *interfaces):
-        assert IAccount in interfaces
-
-        def logout():
-            self.logouts += 1
-
-        return IAccount, self.account(avatar_id), logout
+from tests.fakestore import FakeRealm, FakeStore, make_portal
 
 
 class TLSStringTransport(StringTransport):
@@ -152,20 +28,23 @@ class TLSStringTransport(StringTransport):
         self.nodelay = on
 
 
-PASSWORDS = {b"alice": b"secret", b"bob": b"hunter2 with spaces"}
+PASSWORDS = {"alice": "secret", "bob": "hunter2 with spaces"}
 
 
 A_TLS_CONTEXT = object()  # stands for an OpenSSL context: STLS is offered, never really started
 
 
-def make_factory(clock=None, tls_context=A_TLS_CONTEXT, implicit_tls=False, plaintext=True, **cfg):
-    realm = FakeRealm()
-    checker = InMemoryUsernamePasswordDatabaseDontUse(**{k.decode(): v for k, v in PASSWORDS.items()})
-    p = portalmod.Portal(realm, [checker])
+def make_factory(clock=None, tls_context=A_TLS_CONTEXT, implicit_tls=False, plaintext=True, store=None, **cfg):
+    """A POP3Factory over ``store`` (a fresh FakeStore: accounts appear on
+    first use, so ``store.accounts`` tells who was logged in); the store and
+    the realm (it counts logouts) are kept on the factory for the tests."""
+    store = FakeStore() if store is None else store
+    p = make_portal(store, PASSWORDS)
     config = Config(**cfg)
     factory = POP3Factory(p, config, tls_context=tls_context, implicit_tls=implicit_tls, reactor=clock or Clock())
     factory.plaintext_allowed = lambda config, host, tls: plaintext or tls
-    factory.realm = realm
+    factory.store = store
+    factory.realm = p.realm
     return factory
 
 
@@ -182,6 +61,10 @@ class Session:
     @property
     def realm(self) -> FakeRealm:
         return self.factory.realm
+
+    @property
+    def store(self) -> FakeStore:
+        return self.factory.store
 
     def send(self, data: bytes) -> bytes:
         """Feed ``data``; return everything written since the last call."""
