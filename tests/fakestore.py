@@ -31,7 +31,8 @@ What tests need beyond the interface:
   ``account_listeners``; ``poll_folders`` refreshes the named folders, so
   ``drop_external`` deliveries come out itemised.
 - ``FakeRealm`` / ``make_portal`` log users in to a store's accounts with
-  fixed passwords and count logouts.
+  fixed passwords and count logouts; ``store.views`` lists every user
+  whose view was asked for (what a realm hands out).
 - mod-sequences as the Maildir store keeps them: one per changing call,
   the expunge record exact until ``folder.trim_expunge_record(modseq)``
   forgets the expunges up to ``modseq`` (then ``vanished_since`` answers
@@ -652,8 +653,10 @@ class FakeStore(_Failing):
         self.fail = {}
         self.public: FakeAccount | None = None
         self.shares = FakeShares(self)
+        self.views: list[str | None] = []  # every view(user) asked for, in order
 
     def view(self, user: str | None) -> UserView:
+        self.views.append(user)
         return UserView(self.shares, user, self.account(user) if user is not None else None)
 
     def make_public(self, *names: str) -> FakeAccount:

@@ -551,7 +551,7 @@ class Contract:
         assert self.account.special_use("Older") is None
 
 
-class FakeStoreContract(Contract, unittest.TestCase):
+class SharedFakeContract(Contract, unittest.TestCase):
     def make_store(self) -> Any:
         return FakeStore()
 
@@ -629,6 +629,7 @@ class FakeStoreContract(Contract, unittest.TestCase):
         iface, avatar, logout = self.successResultOf(
             portal.login(UsernamePassword(b"alice", b"secret"), None, IAccount))
         assert avatar.own is self.account  # the user's view over their account (issue 12)
+        assert self.store.views == ["alice"]
         logout()
         assert portal.realm.logouts == 1
 
