@@ -183,7 +183,7 @@ def append(conn: Any, fid: int, items: Sequence[NewMessage], blobs: BlobBackend,
            decode: FlagDecoder, quota: QuotaCheck | None = None) -> tuple[list[int], Delta | None]:
     """Store bodies (before taking the folder lock), then the messages.
     Returns their UIDs (aligned with ``items``) and the delta since
-    ``since`` (None: no live folder to feed)."""
+    ``since`` (None: no live folder to feed, only the folder's new state)."""
     blob_ids = [blobs.store(conn, it.body) for it in items]
     octets = sum(it.body.size for it in items)
     check_quota(conn, quota, octets, len(items))
@@ -212,7 +212,10 @@ def append(conn: Any, fid: int, items: Sequence[NewMessage], blobs: BlobBackend,
          [it.internaldate for it in items], [it.body.size for it in items], [it.pop3 for it in items]))
     conn.execute("UPDATE folders SET uidnext = %s, highestmodseq = %s, storage = storage + %s, "
                  "messages = messages + %s WHERE id = %s", (nxt, modseq, octets, len(items), fid))
-    return uids, (None if since is None else delta(conn, fid, since, decode, fresh=False))
+    if since is None:  # no live folder: only where the folder is now ("nothing after this modseq")
+        return uids, Delta(modseq, FolderState(st.uidvalidity, nxt, modseq, st.first_recent_uid, st.keywords,
+                                               st.vanished_floor))
+    return uids, delta(conn, fid, since, decode, fresh=False)
 
 
 def _exists(conn: Any, fid: int, uid: int) -> bool:
@@ -307,9 +310,10 @@ def expunge(conn: Any, fid: int, uids: Sequence[int] | None, since: int,
     gone = sorted(int(r[0]) for r in rows)
     if gone:
         modseq = st.highestmodseq + 1
-        record_expunges(conn, fid, gone, modseq)
-        conn.execute("UPDATE folders SET highestmodseq = %s, storage = storage - %s, messages = messages - %s "
-                     "WHERE id = %s", (modseq, sum(int(r[2]) for r in rows), len(rows), fid))
+        kept = conn.execute("UPDATE folders SET highestmodseq = %s, storage = storage - %s, messages = messages - %s, "
+                            "expunged_rows = expunged_rows + %s WHERE id = %s RETURNING expunged_rows",
+                            (modseq, sum(int(r[2]) for r in rows), len(rows), len(gone), fid)).fetchone()[0]
+        record_expunges(conn, fid, gone, modseq, int(kept))
     return gone, sorted({int(r[1]) for r in rows}), delta(conn, fid, since, decode, fresh=False)
 
 

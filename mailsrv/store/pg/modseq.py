@@ -56,14 +56,13 @@ def trim_count(rows: int) -> int:
 
 # --- the expunge record (pool threads, inside the writer's transaction) ----------------------
 
-def record_expunges(conn: Any, fid: int, uids: Sequence[int], modseq: int) -> None:
-    """Remember ``uids`` as expunged at ``modseq`` (the folder row is
-    locked by the caller) and trim the record when it has grown."""
+def record_expunges(conn: Any, fid: int, uids: Sequence[int], modseq: int, rows: int) -> None:
+    """Remember ``uids`` as expunged at ``modseq`` and trim the record
+    when it has grown.  The caller holds the folder row's lock and has
+    counted them in ``folders.expunged_rows``, which is now ``rows``."""
     conn.execute("INSERT INTO expunged (folder_id, uid, modseq) SELECT %s, u, %s FROM unnest(%s::bigint[]) u "
                  "ON CONFLICT (folder_id, uid) DO UPDATE SET modseq = EXCLUDED.modseq", (fid, modseq, list(uids)))
-    row = conn.execute("UPDATE folders SET expunged_rows = expunged_rows + %s WHERE id = %s RETURNING expunged_rows",
-                       (len(uids), fid)).fetchone()
-    count = trim_count(int(row[0]))
+    count = trim_count(rows)
     if count:
         trim(conn, fid, count)
 

@@ -215,6 +215,7 @@ class PgStore:
         """NOTIFY payloads: '<folder id>:<highestmodseq>' or 'a<account id>'."""
         accounts: set[int] = set()
         folders: dict[int, int] = {}
+        every: dict[int, list[int]] = {}  # each modseq, in commit order (for folders not open here)
         if "s" in payloads and self._sharers:
             self.refresh_shares().addErrback(lambda f: log.warn("shares not re-read: {e}", e=describe(f.value)))
         for p in payloads:
@@ -227,6 +228,7 @@ class PgStore:
                     head, _, tail = p.partition(":")
                     fid, m = int(head), int(tail)
                     folders[fid] = m if m < 0 else max(m, folders.get(fid, 0))
+                    every.setdefault(fid, []).append(m)
             except ValueError:
                 log.warn("ignoring a malformed change notification {p!r}", p=p)
         for aid in accounts:
@@ -240,7 +242,7 @@ class PgStore:
                 folder.notified(modseq)
             else:
                 for a in watching:
-                    a.folder_changed(fid)
+                    a.folder_changed(fid, every[fid])
 
     def _listening(self) -> None:
         """(Re)connected to the change feed: notifications may have been
