@@ -18,8 +18,11 @@ What tests need beyond the interface:
   ``folder.drop_external(raw)`` is a delivery by another process, noticed
   on the next ``refresh()``.
 - counters: ``opens`` and ``bytes_read`` (message file access),
-  ``refresh_count``; ``calls`` records every changing call with its
-  arguments; ``cache`` is the cached-value dict.
+  ``refresh_count``; ``opened`` keeps every file ``open_message`` handed
+  out (did the protocol close it?); ``calls`` records every changing call
+  with its arguments, ``calls_to(name)`` those of one method;
+  ``contents()`` (folder) and ``account.contents(folder)`` are the stored
+  bytes in UID order; ``cache`` is the cached-value dict.
 - ``fail[method] = exception`` makes that method fail (raise, or return a
   failed Deferred) until the entry is removed; on accounts also for
   ``deliver``, ``open_folder``...; ``account.hold_deliveries`` keeps
@@ -28,7 +31,8 @@ What tests need beyond the interface:
   ``account_listeners``; ``poll_folders`` refreshes the named folders, so
   ``drop_external`` deliveries come out itemised.
 - ``FakeRealm`` / ``make_portal`` log users in to a store's accounts with
-  fixed passwords and count logouts.
+  fixed passwords and count logouts; ``store.views`` lists every user
+  whose view was asked for (what a realm hands out).
 - mod-sequences as the Maildir store keeps them: one per changing call,
   the expunge record exact until ``folder.trim_expunge_record(modseq)``
   forgets the expunges up to ``modseq`` (then ``vanished_since`` answers
@@ -142,6 +146,7 @@ class FakeFolder(_Failing):
         self.fail = {}
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.opens = 0
+        self.opened: list[BinaryIO] = []
         self.bytes_read = 0
         self.refresh_count = 0
         self.prefetches: list[tuple[list[int], list[str], str | None]] = []
@@ -172,6 +177,14 @@ class FakeFolder(_Failing):
 
     def raw(self, uid: int) -> bytes:
         return self._data[uid]
+
+    def contents(self) -> list[bytes]:
+        """The stored bytes of every message, in UID order."""
+        return [self._data[u] for u in sorted(self._msgs)]
+
+    def calls_to(self, name: str) -> list[tuple[Any, ...]]:
+        """The arguments of every recorded call to ``name``, in order."""
+        return [args for called, args in self.calls if called == name]
 
     def _bump(self) -> int:
         """A changing call's mod-sequence (one per call, as the real store)."""
@@ -211,7 +224,9 @@ class FakeFolder(_Failing):
         if uid not in self._data:
             raise MessageGone(uid)
         self.opens += 1
-        return _CountingFile(self._data[uid], self)
+        f = _CountingFile(self._data[uid], self)
+        self.opened.append(f)
+        return f
 
     def pop3_uidl(self, uid: int) -> str:
         if uid not in self._msgs:
@@ -316,10 +331,9 @@ class FakeFolder(_Failing):
         return [u for u in range(1, self.uidnext) if u not in self._msgs]
 
     def expunge(self, uids: Iterable[int] | None = None) -> defer.Deferred[list[int]]:
-        if uids is None:
-            uids = [u for u, i in self._msgs.items() if "\\Deleted" in i.flags]
-        wanted = sorted(set(uids))
-        self.calls.append(("expunge", (wanted,)))
+        asked = sorted(u for u, i in self._msgs.items() if "\\Deleted" in i.flags) if uids is None else list(uids)
+        self.calls.append(("expunge", (asked,)))  # as asked, so a test sees repeats and order
+        wanted = sorted(set(asked))
         if "expunge" in self.fail:
             return self._deferred("expunge", None)
         gone = [u for u in wanted if u in self._msgs]
@@ -603,6 +617,10 @@ class FakeAccount(_Failing):
         d.addCallback(lambda uid: self.pending.append((held, uid)))
         return held
 
+    def contents(self, folder: str = "INBOX") -> list[bytes]:
+        """The stored bytes of every message in ``folder``, in UID order."""
+        return self.folders[self._norm(folder)].contents()
+
     def release(self) -> None:
         """Let held deliveries finish."""
         pending, self.pending = self.pending, []
@@ -610,7 +628,8 @@ class FakeAccount(_Failing):
             d.callback(uid)
 
     def acquire_pop3_lock(self) -> defer.Deferred[bool]:
-        self._check("acquire_pop3_lock")
+        if "acquire_pop3_lock" in self.fail:  # a failed Deferred, as the store's flock in a thread
+            return self._deferred("acquire_pop3_lock", None)
         if self.pop3_locked:
             return defer.succeed(False)
         self.pop3_locked = True
@@ -634,8 +653,10 @@ class FakeStore(_Failing):
         self.fail = {}
         self.public: FakeAccount | None = None
         self.shares = FakeShares(self)
+        self.views: list[str | None] = []  # every view(user) asked for, in order
 
     def view(self, user: str | None) -> UserView:
+        self.views.append(user)
         return UserView(self.shares, user, self.account(user) if user is not None else None)
 
     def make_public(self, *names: str) -> FakeAccount:

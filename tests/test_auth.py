@@ -37,6 +37,7 @@ from mailsrv.auth import (
 from mailsrv.auth.hashing import DEFAULT_ARGON2, HASH_SCHEMES, Argon2Params
 from mailsrv.config import Config, ConfigError
 from mailsrv.store.interfaces import IAccount
+from tests.fakestore import FakeStore
 
 
 def tmpdir(case):
@@ -214,23 +215,6 @@ def _sync(f, *args, **kw):
     return defer.maybeDeferred(f, *args, **kw)
 
 
-class FakeAccount:
-    def __init__(self, user):
-        self.user = user
-
-
-class FakeStore:
-    def __init__(self):
-        self.asked = []
-
-    def account(self, user):
-        self.asked.append(user)
-        return FakeAccount(user)
-
-    def view(self, user):  # what the realm hands out (issue 12): the user's view
-        return self.account(user)
-
-
 class CheckerTests(unittest.TestCase):
     def setUp(self):
         self.dir = tmpdir(self)
@@ -336,7 +320,7 @@ class CheckerTests(unittest.TestCase):
             portal.login(UsernamePassword(b"alice", b"wonderland"), None, IAccount))
         self.assertIs(iface, IAccount)
         self.assertEqual(account.user, "alice")
-        self.assertEqual(store.asked, ["alice"])
+        self.assertEqual(store.views, ["alice"])
         self.assertIsNone(logout())
         d = portal.login(UsernamePassword(b"alice", b"nope"), None, IAccount)
         self.assert_delayed_failure(d)
@@ -355,7 +339,7 @@ class RealmTests(unittest.TestCase):
             self.assertIs(iface, IAccount)
             self.assertEqual(account.user, "j\u00f6rg")
             self.assertTrue(callable(logout))
-        self.assertEqual(store.asked, ["j\u00f6rg", "j\u00f6rg"])
+        self.assertEqual(store.views, ["j\u00f6rg", "j\u00f6rg"])
         self.assertRaises(NotImplementedError, realm.requestAvatar, "alice", None, IOther)
 
 

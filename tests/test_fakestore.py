@@ -5,6 +5,7 @@ what the protocols meet in production."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -272,12 +273,80 @@ class Contract:
             yield self.account.deliver("Nope", MSG2)
 
     @defer.inlineCallbacks
+    def test_deliver_reads_a_file_and_names_a_missing_folder(self) -> Any:
+        """LMTP hands deliver its spool as a file object, and falls back to
+        INBOX when a +detail folder went away after RCPT: that needs
+        NoSuchFolder itself, not just some StoreError."""
+        uid = yield self.account.deliver("INBOX", io.BytesIO(MSG))
+        f = self.inbox.open_message(uid)
+        try:
+            assert f.read() == self.stored(MSG)
+        finally:
+            f.close()
+        assert self.inbox.get(uid).size == len(to_crlf(MSG))
+        yield self.account.create_folder("Lists")
+        yield self.account.delete_folder("Lists")
+        with self.assertRaises(NoSuchFolder):
+            yield self.account.deliver("Lists", io.BytesIO(MSG2))
+        assert [m.uid for m in self.inbox.messages()] == [uid]
+
+    @defer.inlineCallbacks
     def test_pop3_lock_is_exclusive(self) -> Any:
         assert (yield self.account.acquire_pop3_lock()) is True
         assert (yield self.account.acquire_pop3_lock()) is False
         yield self.account.release_pop3_lock()
         assert (yield self.account.acquire_pop3_lock()) is True
         yield self.account.release_pop3_lock()
+
+    @defer.inlineCallbacks
+    def test_pop3_lock_calls_are_deferreds(self) -> Any:
+        """POP3 awaits the lock and releases it through maybeDeferred: both
+        calls answer with a Deferred, and the lock is the account's, however
+        the account is reached again."""
+        got = self.account.acquire_pop3_lock()
+        assert isinstance(got, defer.Deferred) and (yield got) is True
+        again = yield self.store.open_account("alice")
+        assert (yield again.acquire_pop3_lock()) is False
+        released = self.account.release_pop3_lock()
+        assert isinstance(released, defer.Deferred) and (yield released) is None
+        assert (yield again.acquire_pop3_lock()) is True
+        yield again.release_pop3_lock()
+
+    @defer.inlineCallbacks
+    def test_what_the_protocols_await_is_a_deferred(self) -> Any:
+        """POP3 and LMTP ``await`` these calls: each answers with a Deferred,
+        not a plain value."""
+        opened = self.account.open_folder("INBOX")
+        assert isinstance(opened, defer.Deferred) and (yield opened) is self.inbox
+        calls = [lambda: self.inbox.refresh(), lambda: self.inbox.append(MSG)]
+        uids = []
+        for call in calls:
+            d = call()
+            assert isinstance(d, defer.Deferred)
+            uids.append((yield d))
+        uid = uids[-1]
+        for call in (lambda: self.inbox.prefetch([uid], (), "full"),
+                     lambda: self.inbox.store_flags([uid], ["\\Seen"], "+"),
+                     lambda: self.inbox.expunge([uid]),
+                     lambda: self.account.deliver("INBOX", MSG2)):
+            d = call()
+            assert isinstance(d, defer.Deferred)
+            yield d
+
+    @defer.inlineCallbacks
+    def test_expunge_skips_messages_already_gone(self) -> Any:
+        """POP3 expunges at QUIT what the user deleted; another session may
+        have expunged some of it meanwhile: the rest goes, nothing fails."""
+        a = yield self.inbox.append(MSG)
+        b = yield self.inbox.append(MSG2)
+        c = yield self.inbox.append(MSG)
+        yield self.inbox.expunge([a])
+        self.rec.take()
+        gone = yield self.inbox.expunge([a, b, c + 100])
+        assert gone == [b] and self.rec.take() == [("expunged", [b])]
+        assert [m.uid for m in self.inbox.messages()] == [c]
+        gone = yield self.inbox.expunge([a])
+        assert gone == [] and self.rec.take() == []
 
     @defer.inlineCallbacks
     def test_open_account_and_prefetch(self) -> Any:
@@ -482,7 +551,7 @@ class Contract:
         assert self.account.special_use("Older") is None
 
 
-class FakeStoreContract(Contract, unittest.TestCase):
+class SharedFakeContract(Contract, unittest.TestCase):
     def make_store(self) -> Any:
         return FakeStore()
 
@@ -503,6 +572,16 @@ class FakeStoreContract(Contract, unittest.TestCase):
         self.store.fail["account"] = OSError(5, "Input/output error")
         with self.assertRaises(OSError):
             self.store.account("bob")
+        self.account.fail["acquire_pop3_lock"] = StoreError("lock file unreadable")
+        d = self.account.acquire_pop3_lock()
+        assert isinstance(d, defer.Deferred)  # failed, not raised: what the real store's thread gives
+        with self.assertRaises(StoreError):
+            yield d
+        assert not self.account.pop3_locked
+        self.account.fail["deliver"] = OSError(28, "No space left on device")
+        with self.assertRaises(OSError):
+            yield self.account.deliver("INBOX", MSG)
+        assert self.account.contents() == []
 
     @defer.inlineCallbacks
     def test_counters_and_external_delivery(self) -> Any:
@@ -514,6 +593,24 @@ class FakeStoreContract(Contract, unittest.TestCase):
         yield self.inbox.refresh()
         assert self.rec.take() == [("added", [uid + 1])] and self.inbox.refresh_count == 1
         assert self.inbox.calls == [("append", ([], None))]
+
+    @defer.inlineCallbacks
+    def test_what_tests_observe(self) -> Any:
+        """The files handed out, the calls as made, the stored bytes."""
+        a = yield self.inbox.append(MSG)
+        b = yield self.account.deliver("INBOX", MSG2, ["\\Seen"])
+        assert self.inbox.contents() == [MSG, MSG2] == self.account.contents("inbox")
+        assert self.account.contents("Trash") == []
+        f = self.inbox.open_message(a)
+        assert self.inbox.opened == [f] and not f.closed
+        f.close()
+        assert self.inbox.opened[0].closed
+        yield self.inbox.store_flags([b, a], ["\\Seen", "\\Answered"], "+")
+        yield self.inbox.expunge([b, a, b])
+        yield self.inbox.expunge(None)
+        assert self.inbox.calls_to("store_flags") == [([b, a], ["\\Answered", "\\Seen"], "+")]
+        assert self.inbox.calls_to("expunge") == [([b, a, b],), ([],)]  # as asked, repeats and all
+        assert self.inbox.contents() == [] and self.account.delivered == [("INBOX", MSG2, ("\\Seen",))]
 
     def test_held_deliveries(self) -> None:
         self.account.hold_deliveries = True
@@ -532,6 +629,7 @@ class FakeStoreContract(Contract, unittest.TestCase):
         iface, avatar, logout = self.successResultOf(
             portal.login(UsernamePassword(b"alice", b"secret"), None, IAccount))
         assert avatar.own is self.account  # the user's view over their account (issue 12)
+        assert self.store.views == ["alice"]
         logout()
         assert portal.realm.logouts == 1
 

@@ -1,76 +1,14 @@
-"""An in-memory store and a transcript driver for LMTP tests."""
+"""A transcript driver for LMTP tests (over the shared fake store of
+:mod:`tests.fakestore` unless given another) and the client side of DATA."""
 
 from __future__ import annotations
 
-from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from mailsrv.config import Config
 from mailsrv.lmtp import LMTPFactory
-from mailsrv.store.interfaces import NoSuchFolder
-
-
-class FakeAccount:
-    """Just what LMTP uses of IAccount; records what it was given."""
-
-    def __init__(self, user: str, folders=("INBOX",)) -> None:
-        self.user = user
-        self.folders: dict[str, list[tuple[bytes, tuple]]] = {f: [] for f in folders}
-        self.fail: Exception | None = None
-        self.hold = False  # deliveries wait in ``pending`` until released
-        self.pending: list[tuple[defer.Deferred, int]] = []
-
-    def folder_exists(self, name: str) -> bool:
-        return name in self.folders
-
-    def list_folders(self) -> list:
-        return sorted(self.folders)
-
-    def deliver(self, folder: str, source, flags=()) -> defer.Deferred:
-        if self.fail is not None:
-            return defer.fail(self.fail)
-        if folder not in self.folders:
-            return defer.fail(NoSuchFolder(folder))
-        data = source if isinstance(source, bytes) else source.read()
-        self.folders[folder].append((data, tuple(flags)))
-        uid = sum(len(v) for v in self.folders.values())
-        if self.hold:
-            d = defer.Deferred()
-            self.pending.append((d, uid))
-            return d
-        return defer.succeed(uid)
-
-    def release(self) -> None:
-        pending, self.pending = self.pending, []
-        for d, uid in pending:
-            d.callback(uid)
-
-    def messages(self, folder: str = "INBOX") -> list[bytes]:
-        return [m for m, _ in self.folders[folder]]
-
-
-class FakeStore:
-    def __init__(self, **folders) -> None:
-        self.accounts: dict[str, FakeAccount] = {}
-        self.broken = False
-        for user, names in folders.items():
-            self.accounts[user] = FakeAccount(user, ("INBOX",) + tuple(names))
-
-    def account(self, user: str) -> FakeAccount:
-        if self.broken:
-            raise OSError(5, "Input/output error")
-        if user not in self.accounts:
-            self.accounts[user] = FakeAccount(user)
-        return self.accounts[user]
-
-    def view(self, user: str) -> FakeAccount:
-        """LMTP delivers through the user's view (issue 12): here the account."""
-        return self.account(user)
-
-    def public_mailbox(self, name: str) -> None:
-        return None
-
+from tests.fakestore import FakeStore
 
 USERS = {"alice", "bob", "carol"}
 

@@ -74,7 +74,7 @@ def test_protocol_chunk_boundaries():
         s.cmd("DATA")
         assert s.send(wire[:i]) == [] or i == len(wire)
         s.send(wire[i:])
-        assert s.store.accounts["alice"].messages() == [headers("s@example.org", "alice@x.org") + TRICKY], i
+        assert s.store.accounts["alice"].contents() == [headers("s@example.org", "alice@x.org") + TRICKY], i
 
 
 def test_spool_rolls_to_disk_and_readers_are_independent():

@@ -17,7 +17,8 @@ from twisted.trial import unittest
 from mailsrv.config import Config
 from mailsrv.lmtp import LMTPFactory
 from mailsrv.store import Store
-from tests.lmtp.helpers import USERS, FakeStore, headers
+from tests.fakestore import FakeStore
+from tests.lmtp.helpers import USERS, headers
 
 SWAKS = shutil.which("swaks")
 BODY = b"Subject: e2e\r\n\r\nhello\r\n.dotted line\r\n"
@@ -142,12 +143,12 @@ class _Base:
         self.assertIn(b"550 5.1.1 <nobody@x.org> User unknown", out)
 
 
-class FakeStoreEndToEnd(_Base, unittest.TestCase):
+class SharedFakeStoreEndToEnd(_Base, unittest.TestCase):
     def make_store(self):
         return FakeStore()
 
     def stored(self, user, folder="INBOX"):
-        return defer.succeed(self.store.account(user).messages(folder))
+        return defer.succeed(self.store.account(user).contents(folder))
 
 
 class RealStoreEndToEnd(_Base, unittest.TestCase):

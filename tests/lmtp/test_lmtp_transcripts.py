@@ -6,7 +6,8 @@ import pytest
 
 from mailsrv.lmtp.protocol import MAX_PENDING_INPUT
 from mailsrv.store.interfaces import StoreError, TooBig
-from tests.lmtp.helpers import USERS, FakeStore, Session, headers, stuff
+from tests.fakestore import FakeStore
+from tests.lmtp.helpers import USERS, Session, headers, stuff
 
 MSG = b"Subject: hi\r\n\r\nbody line\r\n.leading dot\r\n..two dots\r\n"
 
@@ -141,7 +142,7 @@ def test_rcpt_lookup_trouble():
     s.start()
     assert s.cmd("RCPT TO:<alice@x.org>") == [b"451 4.3.0 <alice@x.org> Temporary lookup failure"]
     store = FakeStore()
-    store.broken = True
+    store.fail["account"] = OSError(5, "Input/output error")
     s = Session(store=store)
     s.start()
     assert s.cmd("RCPT TO:<alice@x.org>") == [b"451 4.3.0 <alice@x.org> Temporary lookup failure"]
@@ -161,14 +162,14 @@ def test_delivery_headers_and_unstuffing():
     s.start("alice@x.org")
     assert s.cmd("DATA") == [b"354 Start mail input; end with <CRLF>.<CRLF>"]
     assert s.send(stuff(MSG)) == [b"250 2.0.0 <alice@x.org> Saved"]
-    assert s.store.accounts["alice"].messages() == [headers("s@example.org", "alice@x.org") + MSG]
+    assert s.store.accounts["alice"].contents() == [headers("s@example.org", "alice@x.org") + MSG]
     # the session goes on: a second transaction, null sender, 8-bit body
     s.cmd("MAIL FROM:<>")
     s.cmd("RCPT TO:<bob@x.org>")
     s.cmd("DATA")
     body = "Subject: \u00e9t\u00e9\r\n\r\n\u00fcber\r\n".encode()
     assert s.send(stuff(body)) == [b"250 2.0.0 <bob@x.org> Saved"]
-    assert s.store.accounts["bob"].messages() == [headers("", "bob@x.org") + body]
+    assert s.store.accounts["bob"].contents() == [headers("", "bob@x.org") + body]
 
 
 def test_empty_message_and_lone_dot_lines():
@@ -176,11 +177,11 @@ def test_empty_message_and_lone_dot_lines():
     s.start("alice@x.org")
     s.cmd("DATA")
     assert s.send(b".\r\n") == [b"250 2.0.0 <alice@x.org> Saved"]
-    assert s.store.accounts["alice"].messages() == [headers("s@example.org", "alice@x.org")]
+    assert s.store.accounts["alice"].contents() == [headers("s@example.org", "alice@x.org")]
     s.start("alice@x.org")
     s.cmd("DATA")
     s.send(b"..\r\n.\r\n")
-    assert s.store.accounts["alice"].messages()[1].endswith(b"alice@x.org\r\n.\r\n")
+    assert s.store.accounts["alice"].contents()[1].endswith(b"alice@x.org\r\n.\r\n")
 
 
 def test_detail_folders():
@@ -190,10 +191,10 @@ def test_detail_folders():
     s.cmd("DATA")
     assert len(s.send(stuff(MSG))) == 4
     acct = store.accounts["alice"]
-    assert len(acct.messages("Lists")) == 1
-    assert len(acct.messages("Work/Projects")) == 1
-    assert len(acct.messages("INBOX")) == 2
-    assert acct.messages("Lists")[0].startswith(b"Return-Path: <s@example.org>\r\nDelivered-To: alice+lists@x.org\r\n")
+    assert len(acct.contents("Lists")) == 1
+    assert len(acct.contents("Work/Projects")) == 1
+    assert len(acct.contents("INBOX")) == 2
+    assert acct.contents("Lists")[0].startswith(b"Return-Path: <s@example.org>\r\nDelivered-To: alice+lists@x.org\r\n")
 
 
 def test_detail_folders_disabled():
@@ -202,18 +203,20 @@ def test_detail_folders_disabled():
     s.start("alice+Lists@x.org")
     s.cmd("DATA")
     s.send(stuff(MSG))
-    assert store.accounts["alice"].messages("Lists") == []
-    assert len(store.accounts["alice"].messages("INBOX")) == 1
+    assert store.accounts["alice"].contents("Lists") == []
+    assert len(store.accounts["alice"].contents("INBOX")) == 1
 
 
 def test_detail_folder_vanished_before_data():
     store = FakeStore(alice=["Lists"])
     s = Session(store=store)
     s.start("alice+Lists@x.org")
-    del store.accounts["alice"].folders["Lists"]
+    failed = []
+    store.accounts["alice"].delete_folder("Lists").addErrback(failed.append)
+    assert failed == [] and not store.accounts["alice"].folder_exists("Lists")
     s.cmd("DATA")
     assert s.send(stuff(MSG)) == [b"250 2.0.0 <alice+Lists@x.org> Saved"]
-    assert len(store.accounts["alice"].messages("INBOX")) == 1
+    assert len(store.accounts["alice"].contents("INBOX")) == 1
 
 
 class Quota(StoreError):
@@ -223,10 +226,10 @@ class Quota(StoreError):
 def test_mixed_outcomes_one_transaction():
     """One reply per accepted recipient, in RCPT order, each its own fate."""
     store = FakeStore()
-    store.account("bob").fail = OSError(28, "No space left on device")
-    store.account("carol").fail = Quota()
+    store.account("bob").fail["deliver"] = OSError(28, "No space left on device")
+    store.account("carol").fail["deliver"] = Quota()
     s = Session(store=store, users=USERS | {"dave", "erin"})
-    store.account("dave").fail = TooBig()
+    store.account("dave").fail["deliver"] = TooBig()
     s.start()
     replies = s.send(
         b"RCPT TO:<alice@x.org>\r\nRCPT TO:<nobody@x.org>\r\nRCPT TO:<bob@x.org>\r\n"
@@ -240,8 +243,8 @@ def test_mixed_outcomes_one_transaction():
         b"552 5.3.4 <dave@x.org> Message too big for mailbox",
         b"250 2.0.0 <erin@x.org> Saved",
     ]
-    assert len(store.accounts["alice"].messages()) == 1
-    assert store.accounts["erin"].messages()[0].startswith(headers("s@example.org", "erin@x.org"))
+    assert len(store.accounts["alice"].contents()) == 1
+    assert store.accounts["erin"].contents()[0].startswith(headers("s@example.org", "erin@x.org"))
 
 
 def test_size_limit_during_data():
@@ -254,7 +257,7 @@ def test_size_limit_during_data():
         b"552 5.3.4 <alice@x.org> Message too big for system",
         b"552 5.3.4 <bob@x.org> Message too big for system",
     ]
-    assert s.store.accounts["alice"].messages() == []
+    assert s.store.accounts["alice"].contents() == []
     # exactly at the limit is fine; the session is usable afterwards
     s.start("alice@x.org")
     s.cmd("DATA")
@@ -267,7 +270,7 @@ def test_pipelining_waits_for_delivery():
     """Replies stay in order and input is paused while a delivery is pending
     (once more than MAX_PENDING_INPUT octets wait: the shared pump's rule)."""
     store = FakeStore()
-    store.account("alice").hold = True
+    store.account("alice").hold_deliveries = True
     s = Session(store=store)
     first = s.send(b"LHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<alice@x.org>\r\nRCPT TO:<bob@x.org>\r\nDATA\r\n")
     assert first[-1].startswith(b"354")
@@ -354,18 +357,15 @@ def test_connection_lost_mid_data_delivers_nothing():
     s.cmd("DATA")
     s.send(b"Subject: partial\r\n\r\nhalf a message")
     s.proto.connectionLost(None)
-    assert s.store.accounts["alice"].messages() == []
+    assert s.store.accounts["alice"].contents() == []
     assert s.proto._spool is None
 
 
 def test_handler_crash_is_a_451_not_a_dropped_session():
     store = FakeStore()
-
-    class Weird(FakeStore):
-        def account(self, user):
-            raise RuntimeError("bug")
-
-    s = Session(store=Weird())
+    weird = FakeStore()
+    weird.fail["account"] = RuntimeError("bug")
+    s = Session(store=weird)
     s.start()
     assert s.cmd("RCPT TO:<alice@x.org>") == [b"451 4.3.0 <alice@x.org> Temporary lookup failure"]
     s = Session(store=store, users=lambda name: 1 / 0)
@@ -389,7 +389,7 @@ def test_smtputf8_addresses_are_delivered():
     assert out == [b"354 Start mail input; end with <CRLF>.<CRLF>"]
     out = s.send("Subject: Grüße\r\n\r\nHallo\r\n.\r\n".encode())
     assert [line[:3] for line in out] == [b"250", b"250"]
-    raw = s.store.accounts["jörg"].messages()[0]
+    raw = s.store.accounts["jörg"].contents()[0]
     assert raw.startswith("Return-Path: <dörte@bücher.example>\r\nDelivered-To: jörg@bücher.example\r\n".encode())
     assert "Subject: Grüße".encode() in raw
 

@@ -10,7 +10,9 @@ from twisted.trial import unittest
 
 from mailsrv.config import Config
 from mailsrv.pop3 import POP3Factory
-from tests.pop3.fakes import FakeRealm, Session, SlowChecker, make_factory
+from mailsrv.store.interfaces import StoreError
+from tests.fakestore import FakeRealm, FakeStore
+from tests.pop3.helpers import Session, SlowChecker, make_factory
 
 
 def b64(s: bytes) -> str:
@@ -68,12 +70,12 @@ class GreetingAndCapa(unittest.TestCase):
 class UserPass(unittest.TestCase):
     def test_login_ok(self):
         s = Session()
-        s.realm.account(b"alice").inbox.add(b"Subject: x\n\nhi\n")
+        s.store.account("alice").inbox.add(b"Subject: x\n\nhi\n")
         s.read()
         self.assertEqual(s.cmd("USER alice"), b"+OK\r\n")
         self.assertEqual(s.cmd("PASS secret"), b"+OK Logged in, 1 messages (18 octets).\r\n")
-        self.assertTrue(s.realm.account(b"alice").locked)
-        self.assertEqual(s.realm.account(b"alice").inbox.refreshes, 1)
+        self.assertTrue(s.store.account("alice").pop3_locked)
+        self.assertEqual(s.store.account("alice").inbox.refresh_count, 1)
 
     def test_password_with_spaces(self):
         s = Session()
@@ -94,14 +96,14 @@ class UserPass(unittest.TestCase):
         s = Session()
         s.cmd("USER mallory")
         self.assertEqual(s.cmd("PASS x"), b"-ERR [AUTH] Authentication failed.\r\n")
-        self.assertNotIn(b"mallory", s.realm.accounts)
+        self.assertNotIn("mallory", s.store.accounts)
 
     def test_plaintext_refused(self):
         s = Session(plaintext=False)
         self.assertTrue(s.cmd("USER alice").startswith(b"-ERR [AUTH] Plaintext authentication disallowed"))
         self.assertTrue(s.cmd("PASS secret").startswith(b"-ERR No username"))
         self.assertTrue(s.cmd("AUTH PLAIN " + b64(b"\0alice\0secret")).startswith(b"-ERR [AUTH] Plaintext"))
-        self.assertFalse(s.realm.accounts)
+        self.assertFalse(s.store.accounts)
 
     def test_plaintext_after_stls(self):
         s = Session(plaintext=False)
@@ -198,7 +200,7 @@ class AuthPlain(unittest.TestCase):
         s.cmd("AUTH PLAIN")
         s.drop()
         self.assertEqual(s.send(b64(b"\0alice\0secret").encode() + b"\r\n"), b"")
-        self.assertFalse(s.realm.accounts)
+        self.assertFalse(s.store.accounts)
         self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_cancel(self):
@@ -233,7 +235,7 @@ class Locking(unittest.TestCase):
     def test_second_login_in_use(self):
         factory = make_factory()
         first = Session(factory)
-        first.realm.account(b"alice").inbox.add(b"Subject: x\n\nhi\n")
+        first.store.account("alice").inbox.add(b"Subject: x\n\nhi\n")
         first.login()
         second = Session(factory)
         second.cmd("USER alice")
@@ -244,7 +246,7 @@ class Locking(unittest.TestCase):
         self.assertIn(b"hi", first.cmd("RETR 1"))
         self.assertEqual(factory.realm.logouts, 1)  # the refused login logged out
         first.cmd("QUIT")
-        self.assertFalse(factory.realm.account(b"alice").locked)
+        self.assertFalse(factory.store.account("alice").pop3_locked)
         second.cmd("USER alice")
         self.assertIn(b"+OK Logged in", second.cmd("PASS secret"))
 
@@ -253,16 +255,16 @@ class Locking(unittest.TestCase):
         s = Session(factory)
         s.login()
         s.drop()
-        self.assertFalse(factory.realm.account(b"alice").locked)
+        self.assertFalse(factory.store.account("alice").pop3_locked)
         self.assertEqual(factory.realm.logouts, 1)
 
     def test_store_error_on_open_is_temp(self):
         factory = make_factory()
-        factory.realm.account(b"alice").fail_open = True
+        factory.store.account("alice").fail["open_folder"] = StoreError("cannot open")
         s = Session(factory)
         s.cmd("USER alice")
         self.assertEqual(s.cmd("PASS secret"), b"-ERR [SYS/TEMP] Temporary server failure, try again later.\r\n")
-        self.assertFalse(factory.realm.account(b"alice").locked)
+        self.assertFalse(factory.store.account("alice").pop3_locked)
         self.assertEqual(s.cmd("STAT"), b"-ERR Command not valid in this state.\r\n")
         self.flushLoggedErrors()
 
@@ -273,7 +275,7 @@ class Locking(unittest.TestCase):
             def requestAvatarId(self, creds):
                 raise OSError("passwd unreadable")
 
-        p = portalmod.Portal(FakeRealm(), [Broken()])
+        p = portalmod.Portal(FakeRealm(FakeStore()), [Broken()])
         s = Session(POP3Factory(p, Config(plaintext_auth="yes"), reactor=Clock()))
         s.cmd("USER alice")
         self.assertIn(b"-ERR [SYS/TEMP]", s.cmd("PASS secret"))
@@ -283,8 +285,9 @@ class Locking(unittest.TestCase):
 class SlowLogin(unittest.TestCase):
     def setUp(self):
         self.checker = SlowChecker()
-        self.realm = FakeRealm()
-        self.realm.account(b"alice").inbox.add(b"Subject: x\n\nhi\n")
+        self.store = FakeStore()
+        self.realm = FakeRealm(self.store)
+        self.store.account("alice").inbox.add(b"Subject: x\n\nhi\n")
         p = portalmod.Portal(self.realm, [self.checker])
         self.factory = POP3Factory(p, Config(plaintext_auth="yes"), reactor=Clock())
 
@@ -325,7 +328,7 @@ class SlowLogin(unittest.TestCase):
         s.cmd("PASS secret")
         s.drop()
         self.checker.pending[0][1].callback(b"alice")
-        self.assertFalse(self.realm.account(b"alice").locked)
+        self.assertFalse(self.store.account("alice").pop3_locked)
         self.assertEqual(self.realm.logouts, 1)
 
 

@@ -13,7 +13,7 @@ from twisted.trial import unittest
 from mailsrv.pop3 import streaming
 from mailsrv.pop3.streaming import DotStuffer, MessageSender, stored_length
 from mailsrv.store.crlf import CRLFEncoder, to_crlf
-from tests.pop3.fakes import PausingTransport, Session, TLSStringTransport, make_factory
+from tests.pop3.helpers import PausingTransport, Session, TLSStringTransport, make_factory
 
 # Bytes that hit every special case: CR, LF, dots, and ordinary text.
 edgy = st.binary(max_size=120).map(lambda b: bytes(b"\r\n.x"[c % 4] for c in b))
@@ -171,7 +171,7 @@ class PipelinedFlowControl(unittest.TestCase):
     def test_pipelined_retrs_wait_for_a_full_buffer_to_drain(self):
         msg = b"Subject: small\n\n" + b"z" * 200 + b"\n"
         f = make_factory()
-        inbox = f.realm.account(b"alice").inbox
+        inbox = f.store.account("alice").inbox
         for _ in range(20):
             inbox.add(msg)
         s = Session(f)
@@ -193,7 +193,7 @@ class PipelinedFlowControl(unittest.TestCase):
 
     def test_drop_while_waiting_for_drain_closes_the_file(self):
         f = make_factory()
-        inbox = f.realm.account(b"alice").inbox
+        inbox = f.store.account("alice").inbox
         inbox.add(b"Subject: x\n\n" + b"y" * 500 + b"\n")
         s = Session(f)
         s.transport = PausingTransport(limit=100)
@@ -205,5 +205,5 @@ class PipelinedFlowControl(unittest.TestCase):
         self.assertIsNotNone(s.transport.producer)
         s.drop()
         self.assertTrue(inbox.opened[-1].closed)
-        self.assertEqual(inbox.expunged, [])
-        self.assertFalse(f.realm.account(b"alice").locked)
+        self.assertEqual(inbox.calls_to("expunge"), [])
+        self.assertFalse(f.store.account("alice").pop3_locked)

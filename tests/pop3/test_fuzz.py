@@ -5,7 +5,7 @@ internal error, and the connection only closes by the documented rules
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.pop3.fakes import Session, make_factory
+from tests.pop3.helpers import Session, make_factory
 
 COMMANDS = [b"USER alice", b"PASS secret", b"STAT", b"LIST", b"LIST 1", b"UIDL", b"RETR 1", b"TOP 1 0",
             b"TOP 2 99999999", b"DELE 1", b"RSET", b"NOOP", b"CAPA", b"AUTH", b"AUTH PLAIN", b"STLS",
@@ -23,7 +23,7 @@ chunks = st.lists(
 
 def run(pieces, logged_in: bool):
     f = make_factory(apop=True)
-    inbox = f.realm.account(b"alice").inbox
+    inbox = f.store.account("alice").inbox
     inbox.add(b"Subject: a\n\n.x\n")
     inbox.add(b"Subject: b\r\n\r\n..\r\n")
     s = Session(f)
@@ -39,9 +39,9 @@ def run(pieces, logged_in: bool):
     else:
         assert s.proto.bad_commands < 10
     s.drop()  # the transport reports the end of the connection either way
-    assert not f.realm.account(b"alice").locked
+    assert not f.store.account("alice").pop3_locked
     if b"+OK Logging out, " not in out:
-        assert inbox.expunged == []
+        assert inbox.calls_to("expunge") == []
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -12,7 +12,7 @@ from twisted.trial import unittest
 
 from mailsrv import tls
 from mailsrv.store.crlf import to_crlf
-from tests.pop3.fakes import make_factory
+from tests.pop3.helpers import make_factory
 
 MSG = b"From: a@example\nSubject: hi\n\n.dotted\nline two\n"
 
@@ -26,7 +26,7 @@ class Loopback(unittest.TestCase):
         cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
         tls.make_self_signed(cert, key)
         self.factory = make_factory(clock=reactor, tls_context=tls.load_context(cert, key), plaintext=False)
-        self.inbox = self.factory.realm.account(b"alice").inbox
+        self.inbox = self.factory.store.account("alice").inbox
         self.inbox.add(MSG)
         self.inbox.add(b"Subject: second\r\n\r\nbody\r\n")
         self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
@@ -65,14 +65,14 @@ class Loopback(unittest.TestCase):
             size1 = len(to_crlf(MSG))
             self.assertEqual(stat, (2, size1 + 25))
             self.assertEqual(listing, [b"1 %d" % size1, b"2 25"])
-            self.assertEqual(uidl, [b"1 00000001000004D2", b"2 00000002000004D2"])
+            self.assertEqual(uidl, [b"1 00000001000003e8", b"2 00000002000003e8"])
             self.assertEqual(retr[1], to_crlf(MSG).split(b"\r\n")[:-1])
             self.assertEqual(retr[2], size1)  # poplib's count of octets after un-stuffing
             self.assertEqual(top, [b"Subject: second", b""])
             self.assertEqual(after, (1, size1))
             self.assertTrue(quit.startswith(b"+OK"))
-            self.assertEqual(self.inbox.expunged, [[2]])
-            self.assertEqual(self.inbox.flag_calls, [([1], ["\\Seen"], "+")])
-            self.assertFalse(self.factory.realm.account(b"alice").locked)
+            self.assertEqual(self.inbox.calls_to("expunge"), [([2],)])
+            self.assertEqual(self.inbox.calls_to("store_flags"), [([1], ["\\Seen"], "+")])
+            self.assertFalse(self.factory.store.account("alice").pop3_locked)
 
         return d.addCallback(check)

@@ -11,7 +11,7 @@ from twisted.trial import unittest
 from mailsrv.pop3 import streaming
 from mailsrv.pop3.streaming import DotStuffer, MessageSender, TopLimiter
 from mailsrv.store.crlf import to_crlf
-from tests.pop3.fakes import PausingTransport, Session, TLSStringTransport, make_factory
+from tests.pop3.helpers import PausingTransport, Session, TLSStringTransport, make_factory
 
 
 def stuffed(crlf: bytes) -> bytes:
@@ -118,7 +118,7 @@ class SizesAndStorage(unittest.TestCase):
     def test_lf_and_crlf_stored_identical_and_size_exact(self):
         lf = b"From: x\nSubject: y\n\n.line\n\nend\n" * 3
         f = make_factory()
-        inbox = f.realm.account(b"alice").inbox
+        inbox = f.store.account("alice").inbox
         inbox.add(lf)
         inbox.add(lf.replace(b"\n", b"\r\n"))
         s = Session(f)
@@ -135,7 +135,7 @@ class SizesAndStorage(unittest.TestCase):
         self.patch(streaming, "CHUNK_SIZE", 1024)
         raw = b"Subject: big\n\n" + b"".join(b".%06d line\n" % i for i in range(20000))
         f = make_factory()
-        f.realm.account(b"alice").inbox.add(raw)
+        f.store.account("alice").inbox.add(raw)
         reads = []
 
         class Recording(io.BytesIO):
@@ -143,8 +143,8 @@ class SizesAndStorage(unittest.TestCase):
                 reads.append(n)
                 return super().read(n)
 
-        inbox = f.realm.account(b"alice").inbox
-        inbox.open_message = lambda uid: Recording(inbox.raw[uid])
+        inbox = f.store.account("alice").inbox
+        inbox.open_message = lambda uid: Recording(inbox.raw(uid))
         s = Session(f)
         s.transport = PausingTransport(limit=8192)
         s.proto = f.buildProtocol(None)
@@ -167,7 +167,7 @@ class SizesAndStorage(unittest.TestCase):
     def test_drop_while_streaming(self):
         self.patch(streaming, "CHUNK_SIZE", 16)
         f = make_factory()
-        inbox = f.realm.account(b"alice").inbox
+        inbox = f.store.account("alice").inbox
         inbox.add(b"Subject: x\n\n" + b"y" * 1000)
         s = Session(f)
         s.transport = PausingTransport(limit=32)
@@ -180,8 +180,8 @@ class SizesAndStorage(unittest.TestCase):
         self.assertIsNotNone(s.transport.producer)
         s.drop()
         self.assertTrue(inbox.opened[-1].closed)
-        self.assertEqual(inbox.expunged, [])
-        self.assertFalse(f.realm.account(b"alice").locked)
+        self.assertEqual(inbox.calls_to("expunge"), [])
+        self.assertFalse(f.store.account("alice").pop3_locked)
 
     def test_read_error_mid_stream_aborts(self):
         class Broken(io.BytesIO):
@@ -192,9 +192,9 @@ class SizesAndStorage(unittest.TestCase):
 
         self.patch(streaming, "CHUNK_SIZE", 4)
         f = make_factory()
-        inbox = f.realm.account(b"alice").inbox
+        inbox = f.store.account("alice").inbox
         inbox.add(b"Subject: x\n\nbody\n")
-        inbox.open_message = lambda uid: Broken(inbox.raw[uid])
+        inbox.open_message = lambda uid: Broken(inbox.raw(uid))
         s = Session(f)
         s.login()
         out = s.cmd("RETR 1")
@@ -210,7 +210,7 @@ class Burst(unittest.TestCase):
         self.patch(streaming, "BURST_SIZE", 300)
         f = make_factory()
         raw = b"Subject: x\n\n" + b"z" * 2000 + b"\n"
-        f.realm.account(b"alice").inbox.add(raw)
+        f.store.account("alice").inbox.add(raw)
         s = Session(f)
         s.login()
         out = s.send(b"RETR 1\r\nNOOP\r\n")

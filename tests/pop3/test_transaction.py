@@ -3,7 +3,8 @@
 from twisted.trial import unittest
 
 from mailsrv.pop3 import lines
-from tests.pop3.fakes import Session, make_factory
+from mailsrv.store.interfaces import StoreError
+from tests.pop3.helpers import Session, make_factory
 
 M1 = b"From: a@example\nSubject: one\n\nfirst line\n.dot line\nlast\n"
 M2 = b"From: b@example\r\nSubject: two\r\n\r\nbody\r\n"
@@ -17,9 +18,9 @@ def crlf_len(raw: bytes) -> int:
 class Base(unittest.TestCase):
     def setUp(self):
         self.factory = make_factory()
-        self.account = self.factory.realm.account(b"alice")
+        self.account = self.factory.store.account("alice")
         self.inbox = self.account.inbox
-        self.uids = [self.inbox.add(m) for m in (M1, M2, M3)]
+        self.uids = [self.inbox.add(m).uid for m in (M1, M2, M3)]
         self.s = Session(self.factory)
         self.s.login()
         self.sizes = [crlf_len(m) for m in (M1, M2, M3)]
@@ -51,9 +52,9 @@ class Listing(Base):
 
     def test_uidl(self):
         out = self.cmd("UIDL")
-        body = b"".join(b"%d %08X000004D2\r\n" % (i + 1, uid) for i, uid in enumerate(self.uids))
+        body = b"".join(b"%d %08x000003e8\r\n" % (i + 1, uid) for i, uid in enumerate(self.uids))
         self.assertEqual(out, b"+OK Unique-ID listing follows.\r\n" + body + b".\r\n")
-        self.assertEqual(self.cmd("UIDL 3"), b"+OK 3 %08X000004D2\r\n" % self.uids[2])
+        self.assertEqual(self.cmd("UIDL 3"), b"+OK 3 %08x000003e8\r\n" % self.uids[2])
         self.assertEqual(self.cmd("UIDL 4"), b"-ERR No such message.\r\n")
 
     def test_noop(self):
@@ -98,28 +99,29 @@ class Retrieval(Base):
         self.assertEqual(self.cmd("TOP 5 1"), b"-ERR No such message.\r\n")
 
     def test_expunged_meanwhile(self):
-        del self.inbox.raw[self.uids[0]]  # another session expunged it
+        self.inbox.expunge([self.uids[0]])  # another session expunged it
         self.assertEqual(self.cmd("RETR 1"), b"-ERR Message was expunged by another session.\r\n")
         self.assertEqual(self.cmd("TOP 1 0"), b"-ERR Message was expunged by another session.\r\n")
         self.assertEqual(self.cmd("STAT"), b"+OK 3 %d\r\n" % sum(self.sizes))  # still frozen
-        self.assertEqual(self.cmd("UIDL 1"), b"+OK 1 %08X000004D2\r\n" % self.uids[0])
+        self.assertEqual(self.cmd("UIDL 1"), b"+OK 1 %08x000003e8\r\n" % self.uids[0])
         self.assertTrue(self.cmd("UIDL").startswith(b"+OK Unique-ID listing follows.\r\n1 "))
         self.assertEqual(self.cmd("DELE 1"), b"+OK Marked to be deleted.\r\n")
         self.assertEqual(self.cmd("QUIT"), b"+OK Logging out, 1 messages deleted.\r\n")
 
     def test_open_raises_message_gone(self):
         self.inbox.get = lambda uid: object()  # listed, but the file is gone
-        del self.inbox.raw[self.uids[1]]
+        self.inbox.expunge([self.uids[1]])
         self.assertEqual(self.cmd("RETR 2"), b"-ERR Message was expunged by another session.\r\n")
 
     def test_store_error_on_open(self):
-        self.inbox.fail_open = True
+        self.inbox.fail["open_message"] = StoreError("disk on fire")
         self.assertIn(b"-ERR [SYS/TEMP]", self.cmd("RETR 1"))
         self.assertEqual(self.cmd("NOOP"), b"+OK\r\n")
         self.flushLoggedErrors()
 
     def test_file_closed_after_retr(self):
         self.cmd("RETR 1")
+        self.assertTrue(self.inbox.opened)
         self.assertTrue(all(f.closed for f in self.inbox.opened))
 
     def test_frozen_view_ignores_new_mail(self):
@@ -136,7 +138,7 @@ class Deletion(Base):
         self.assertNotIn(b"\r\n2 ", self.cmd("UIDL"))
         for c in ("LIST 2", "UIDL 2", "RETR 2", "TOP 2 1", "DELE 2"):
             self.assertEqual(self.cmd(c), b"-ERR Message is deleted.\r\n", c)
-        self.assertEqual(self.inbox.expunged, [])
+        self.assertEqual(self.inbox.calls_to("expunge"), [])
 
     def test_rset_undeletes(self):
         self.cmd("DELE 1")
@@ -144,7 +146,7 @@ class Deletion(Base):
         self.assertEqual(self.cmd("RSET"), b"+OK 3 messages (%d octets).\r\n" % sum(self.sizes))
         self.assertEqual(self.cmd("STAT"), b"+OK 3 %d\r\n" % sum(self.sizes))
         self.assertEqual(self.cmd("QUIT"), b"+OK Logging out, 0 messages deleted.\r\n")
-        self.assertEqual(self.inbox.expunged, [])
+        self.assertEqual(self.inbox.calls_to("expunge"), [])
 
     def test_quit_expunges_in_update(self):
         self.cmd("RETR 1")
@@ -154,21 +156,21 @@ class Deletion(Base):
         self.cmd("DELE 3")
         self.assertEqual(self.cmd("QUIT"), b"+OK Logging out, 2 messages deleted.\r\n")
         self.assertTrue(self.s.closed)
-        self.assertEqual(self.inbox.expunged, [[self.uids[1], self.uids[2]]])
+        self.assertEqual(self.inbox.calls_to("expunge"), [([self.uids[1], self.uids[2]],)])
         # \Seen only for messages fully retrieved and kept
-        self.assertEqual(self.inbox.flag_calls, [([self.uids[0]], ["\\Seen"], "+")])
-        self.assertFalse(self.account.locked)
-        self.assertEqual(sorted(self.inbox.raw), [self.uids[0]])
+        self.assertEqual(self.inbox.calls_to("store_flags"), [([self.uids[0]], ["\\Seen"], "+")])
+        self.assertFalse(self.account.pop3_locked)
+        self.assertEqual(self.inbox.uids(), [self.uids[0]])
 
     def test_drop_deletes_nothing(self):
         self.cmd("RETR 1")
         self.cmd("DELE 1")
         self.cmd("DELE 2")
         self.s.drop()
-        self.assertEqual(self.inbox.expunged, [])
-        self.assertEqual(self.inbox.flag_calls, [])
-        self.assertEqual(len(self.inbox.raw), 3)
-        self.assertFalse(self.account.locked)
+        self.assertEqual(self.inbox.calls_to("expunge"), [])
+        self.assertEqual(self.inbox.calls_to("store_flags"), [])
+        self.assertEqual(len(self.inbox.uids()), 3)
+        self.assertFalse(self.account.pop3_locked)
 
     def test_timeout_deletes_nothing(self):
         self.cmd("DELE 1")
@@ -182,21 +184,21 @@ class Deletion(Base):
         self.assertEqual(self.s.read(), b"-ERR Disconnected for inactivity.\r\n")
         self.assertTrue(self.s.closed)
         self.s.drop()
-        self.assertEqual(self.inbox.expunged, [])
-        self.assertFalse(self.account.locked)
+        self.assertEqual(self.inbox.calls_to("expunge"), [])
+        self.assertFalse(self.account.pop3_locked)
 
     def test_expunge_failure(self):
-        self.inbox.fail_expunge = True
+        self.inbox.fail["expunge"] = StoreError("read-only file system")
         self.cmd("DELE 1")
         self.assertEqual(self.cmd("QUIT"), b"-ERR [SYS/TEMP] Some deleted messages were not removed.\r\n")
         self.assertTrue(self.s.closed)
-        self.assertFalse(self.account.locked)
+        self.assertFalse(self.account.pop3_locked)
         self.flushLoggedErrors()
 
     def test_commands_after_quit_ignored(self):
         out = self.s.send(b"DELE 1\r\nQUIT\r\nDELE 2\r\nNOOP\r\n")
         self.assertEqual(out, b"+OK Marked to be deleted.\r\n+OK Logging out, 1 messages deleted.\r\n")
-        self.assertEqual(self.inbox.expunged, [[self.uids[0]]])
+        self.assertEqual(self.inbox.calls_to("expunge"), [([self.uids[0]],)])
 
 
 class Timeout(unittest.TestCase):
@@ -239,7 +241,7 @@ class BadInput(unittest.TestCase):
 
     def test_ten_bad_commands_in_one_packet_drop_nothing(self):
         f = make_factory()
-        f.realm.account(b"alice").inbox.add(M1)
+        f.store.account("alice").inbox.add(M1)
         s = Session(f)
         s.login()
         s.cmd("DELE 1")
@@ -247,7 +249,7 @@ class BadInput(unittest.TestCase):
         self.assertEqual(out.count(b"\r\n"), 10)
         self.assertTrue(s.closed)
         s.drop()
-        self.assertEqual(f.realm.account(b"alice").inbox.expunged, [])
+        self.assertEqual(f.store.account("alice").inbox.calls_to("expunge"), [])
 
     def test_line_too_long_continues(self):
         s = Session()
