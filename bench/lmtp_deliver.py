@@ -3,11 +3,9 @@ against this machine's fsync rate measured in the same run.
 
 Every figure is 10 KB messages, fsync-safe (each delivery is on disk before
 it is acknowledged), the median of a few fixed-length runs.  The LMTP server
-runs in its own process (``--serve``), with the real store when
-``mailsrv.store.Store`` exists, else a Maildir-only adapter over the store's
-synchronous ``maildir.deliver`` in the thread pool (said in the output).
-Clients keep one connection each and send MAIL/RCPT/DATA in a loop, as
-Postfix's LMTP client does with connection caching; each client delivers
+runs in its own process (``--serve``) on the real Maildir store.  Clients
+keep one connection each and send MAIL/RCPT/DATA in a loop, as Postfix's
+LMTP client does with connection caching; each client delivers
 to its own user.  The whole script stays under two minutes.
 
     python bench/lmtp_deliver.py [--runs 3] [--seconds 2.5]
@@ -47,51 +45,14 @@ def message(i: int) -> bytes:
 # -- the server process ---------------------------------------------------------
 
 
-class _MaildirAccount:
-    """Enough of IAccount for LMTP: INBOX only, maildir.deliver in a thread."""
-
-    def __init__(self, data_dir: str, user: str) -> None:
-        from mailsrv.store import layout
-
-        self.path = layout.folder_dir(data_dir, user, "INBOX")
-
-    def folder_exists(self, name: str) -> bool:
-        return name == "INBOX"
-
-    def list_folders(self) -> list:
-        return ["INBOX"]
-
-    def deliver(self, folder, source, flags=()):
-        from twisted.internet.threads import deferToThread
-
-        from mailsrv.store import maildir
-
-        return deferToThread(maildir.deliver, self.path, source, flags)
-
-
-class _MaildirStore:
-    def __init__(self, data_dir: str) -> None:
-        self.data_dir = data_dir
-        self.accounts: dict = {}
-
-    def account(self, user: str) -> _MaildirAccount:
-        if user not in self.accounts:
-            self.accounts[user] = _MaildirAccount(self.data_dir, user)
-        return self.accounts[user]
-
-
 def serve(data_dir: str) -> None:
     from twisted.internet import reactor
 
     from mailsrv.config import Config
     from mailsrv.lmtp import LMTPFactory
+    from mailsrv.store import Store
 
-    try:
-        from mailsrv.store import Store
-
-        store, kind = Store(data_dir), "real store (mailsrv.store.Store)"
-    except ImportError:
-        store, kind = _MaildirStore(data_dir), "Maildir-only adapter (mailsrv.store.Store not available)"
+    store, kind = Store(data_dir), "real store (mailsrv.store.Store)"
     factory = LMTPFactory(store, Config(data_dir=data_dir), lambda name: name in USERS, reactor=reactor)
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     print(port.getHost().port, kind, flush=True)

@@ -1,4 +1,5 @@
-"""The mail store: Maildir++ on disk, Dovecot-compatible (see DESIGN.md).
+"""The mail store: Maildir++ on disk, Dovecot-compatible (the map of the
+whole project, both backends included, is docs/architecture.md).
 
 ``Store(data_dir)`` is the process-wide IStore; protocols use only the
 interfaces in :mod:`mailsrv.store.interfaces`.
@@ -18,6 +19,13 @@ Modules, from the contract down:
   worker thread; filename: the file-name/flags codec; uidlist: the
   dovecot-uidlist/keywords files and dotlocks; layout: paths, folder names,
   subscriptions; fsutil: unlink, atomic write, fsync.
+- changes, modseq: persistent mod-sequences and the expunge record
+  (CONDSTORE/QRESYNC); flagindex: the per-flag UID sets.
+- watch, poll: noticing other programs' changes (inotify, stat poll);
+  pop3lock: the cross-process POP3 maildrop lock; events: account events.
+- quota; acl, rightsfolder, shared, sharedfiles: rights and shared
+  mailboxes in Dovecot's formats; specialuse; opstats: store metrics.
+- pg/: the PostgreSQL backend behind the same interfaces.
 """
 
 from typing import Any

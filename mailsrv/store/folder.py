@@ -9,10 +9,11 @@ What the folder needs of its account is :class:`FolderHost`; the snapshot
 of its view is written by :class:`mailsrv.store.index.SnapshotWriter`, the
 news reach sessions through :class:`mailsrv.store.listeners.Listeners`.
 
-About 700 lines as one class on purpose: the message table, the state of
-the disk it matches (mtimes, uid list identity, rechecks due) and the
-operations that change both are one consistency unit; they are grouped
-below as lifecycle, snapshot, applying results, reads, sync, mutations.
+About a thousand lines as one class on purpose: the message table, the
+state of the disk it matches (mtimes, uid list identity, rechecks due),
+the mod-sequence record kept with it and the operations that change them
+are one consistency unit; they are grouped below as lifecycle, snapshot,
+applying results, reads, sync, mutations.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The contract between the protocols (IMAP, POP3, LMTP) and the mail store.
 
-Protocols never touch files; they talk to these interfaces.  A second
-backend (say PostgreSQL metadata + object storage) implements the same
-interfaces without any protocol change.
+Protocols never touch files; they talk to these interfaces.  Two backends
+implement them: the Maildir store (mailsrv.store) and the PostgreSQL store
+(mailsrv.store.pg); protocols never know which one they talk to.
 
 Conventions:
 

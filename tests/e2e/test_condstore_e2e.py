@@ -10,7 +10,7 @@ import re
 import signal
 import socket
 
-import pytest
+import imapclient
 
 from tests.e2e.conftest import USERS
 
@@ -112,7 +112,6 @@ def test_qresync_after_changes_and_a_kill_9(server):
 
 
 def test_imapclient_condstore(server):
-    imapclient = pytest.importorskip("imapclient")
     c = imapclient.IMAPClient("127.0.0.1", port=server.ports["imap"], ssl=False, timeout=30)
     c.login("alice", USERS["alice"])
     assert b"CONDSTORE" in c.capabilities() and c.has_capability("QRESYNC")

@@ -9,6 +9,7 @@ import textwrap
 import threading
 import time
 
+import imapclient
 import pytest
 
 from tests.e2e.harness import have
@@ -128,7 +129,6 @@ def test_curl_imap(server, tmp_path):
 
 
 def test_imapclient_folders_flags_partial_move(server):
-    imapclient = pytest.importorskip("imapclient")
     server.deliver("alice", message(1))
     c = imapclient.IMAPClient("127.0.0.1", port=server.ports["imap"], ssl=False, timeout=30)
     c.login("alice", PW)
