@@ -205,8 +205,12 @@ class Context:
 
     @property
     def mailbox(self) -> SelectedMailbox:
-        """The selected mailbox (handlers of the selected state only)."""
+        """The selected mailbox (handlers of the selected state only).  A
+        handler that waited while the client hung up finds none: that is
+        the connection's end (ConnectionError, dropped quietly), not a bug."""
         if self.selected is None:
+            if self._conn.closed:
+                raise ConnectionError("connection lost")
             raise RuntimeError("no mailbox selected")
         return self.selected
 
