@@ -177,7 +177,7 @@ async def search(ctx: Context, cmd: C.Search) -> Result:
     bound, found = await matches(sel, cmd)
     assert isinstance(bound, C.Search)
     answer(ctx, bound, found)
-    return ok()
+    return found.result()
 
 
 HANDLERS: Handlers = {

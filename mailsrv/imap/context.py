@@ -13,7 +13,7 @@ be driven in a test with any object that has those methods.
 
 Per-session state of a later extension (CONDSTORE's highest reported
 modseq, QRESYNC's known UIDs, a COMPRESS stream flag...) does not need a
-new attribute here: ``ctx.session_data(CondstoreState)`` creates an
+new attribute here: ``ctx.session_data(Contexts)`` creates an
 instance of that class on first use and returns the same one for the rest
 of the session.  Extensions advertise themselves by adding to
 :data:`AUTHENTICATED_CAPABILITIES` (or via :attr:`Context.enabled` once
@@ -205,8 +205,12 @@ class Context:
 
     @property
     def mailbox(self) -> SelectedMailbox:
-        """The selected mailbox (handlers of the selected state only)."""
+        """The selected mailbox (handlers of the selected state only).  A
+        handler that waited while the client hung up finds none: that is
+        the connection's end (ConnectionError, dropped quietly), not a bug."""
         if self.selected is None:
+            if self._conn.closed:
+                raise ConnectionError("connection lost")
             raise RuntimeError("no mailbox selected")
         return self.selected
 

@@ -58,13 +58,22 @@ def bind_saved(key: K.SearchKey, saved: Sequence[int]) -> K.SearchKey:
 
 class Found:
     """What a search matched, in result order: UIDs, and their sequence
-    numbers (worked out only when asked for: UID SORT never needs them)."""
+    numbers (worked out only when asked for: UID SORT never needs them).
+    ``lost``: messages of the view were gone (expunged elsewhere) and left
+    out; the command answers ``OK [EXPUNGEISSUED]``, as Dovecot's."""
 
-    __slots__ = ("_seqs", "uids", "_seq_of", "_origin")
+    __slots__ = ("_seqs", "uids", "_seq_of", "_origin", "lost")
 
-    def __init__(self, seqs: list[int] | None, uids: list[int], origin: Found | None = None) -> None:
+    def __init__(self, seqs: list[int] | None, uids: list[int], origin: Found | None = None,
+                 lost: bool = False) -> None:
         self._seqs, self.uids, self._origin = seqs, uids, origin
         self._seq_of: Mapping[int, int] | None = None
+        self.lost: bool = lost or (origin is not None and origin.lost)
+
+    def result(self) -> Result:
+        """The tagged OK: ``[EXPUNGEISSUED]`` when messages were left out
+        because they were gone (RFC 5530; RFC 2180 4.3 lets SEARCH omit them)."""
+        return ok("completed", "EXPUNGEISSUED") if self.lost else ok()
 
     @property
     def seqs(self) -> list[int]:
@@ -92,14 +101,16 @@ async def matches(sel: SelectedMailbox, cmd: C.Search | C.Thread) -> tuple[C.Sea
     view = sel.uids
     if isinstance(cmd.key, K.All) and not sel.has_pending():
         return cmd, Found(list(range(1, len(view) + 1)), list(view))
+    lost = sel.expunged_in_view()  # those are left out in any case
     seqs = flagsearch.search(sel, cmd.key)  # flags only: from the store's flag sets, pending left out
     if seqs is not None:
-        return cmd, Found(seqs, [view[s - 1] for s in seqs])
-    seqs = await run_search(folder, sel.infos(), cmd.key, set(sel.recent), cmd.charset)
+        return cmd, Found(seqs, [view[s - 1] for s in seqs], lost=lost)
+    gone: set[int] = set()
+    seqs = await run_search(folder, sel.infos(), cmd.key, set(sel.recent), cmd.charset, gone)
     if sel.has_pending():
         get = folder.get
         seqs = [s for s in seqs if get(view[s - 1]) is not None]
-    return cmd, Found(seqs, [view[s - 1] for s in seqs])
+    return cmd, Found(seqs, [view[s - 1] for s in seqs], lost=lost or bool(gone))
 
 
 def _saved_part(opts: set[str], partial: tuple[int, int] | None, uids: list[int]) -> list[int]:

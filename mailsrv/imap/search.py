@@ -29,7 +29,7 @@ from mailsrv.imap import addresses as addr_mod
 from mailsrv.imap import fetchdata, headers, mime
 from mailsrv.imap import searchkeys as K
 from mailsrv.store.crlf import to_crlf
-from mailsrv.store.interfaces import IFolder, MessageInfo
+from mailsrv.store.interfaces import IFolder, MessageGone, MessageInfo
 
 Pred = Callable[[int, MessageInfo], bool]
 Compiled = tuple[int, Pred]  # (cost class, predicate)
@@ -106,20 +106,40 @@ def search(folder: IFolder, view: Sequence[MessageInfo], key: K.SearchKey, recen
     return [i + 1 for i, info in enumerate(view) if pred(i, info)]
 
 
+def _guarded(pred: Pred, gone: set[int]) -> Pred:
+    """``pred``, with a message that is gone when it is read (MessageGone:
+    expunged meanwhile, its file removed) left out and its UID added to
+    ``gone``, so the answer can say ``[EXPUNGEISSUED]`` (as Dovecot's
+    does) instead of the whole command failing."""
+
+    def test(i: int, info: MessageInfo) -> bool:
+        try:
+            return pred(i, info)
+        except MessageGone:
+            gone.add(info.uid)
+            return False
+
+    return test
+
+
 LOAD_CHUNK = 200  # messages whose headers or bodies are fetched at a time
 
 
 async def search_loaded(folder: IFolder, view: Sequence[MessageInfo], key: K.SearchKey, recent: set[int],
-                        charset: str | None = None) -> list[int]:
+                        charset: str | None = None, gone: set[int] | None = None) -> list[int]:
     """:func:`search`, with what the key reads (headers, cached header
     texts, bodies) fetched from the store chunk by chunk first
     (``IFolder.prefetch``), each chunk tested while its data is at hand:
     a remote store's reads never wait in the reactor thread, and a body
-    search over a large folder never holds more than a chunk of bodies."""
+    search over a large folder never holds more than a chunk of bodies.
+    Messages found gone while read are left out, their UIDs added to
+    ``gone`` (when given; otherwise MessageGone propagates)."""
     if not view:
         return []
     kinds, body = needs(key)
     cost, pred = compile_key(key, _Scope(view, recent, _Message(folder)))
+    if cost != CHEAP and gone is not None:
+        pred = _guarded(pred, gone)
     if cost == CHEAP or body is None:
         return [i + 1 for i, info in enumerate(view) if pred(i, info)]
     out: list[int] = []
@@ -161,10 +181,13 @@ def search_among(folder: IFolder, view: Sequence[MessageInfo], key: K.SearchKey,
                  positions: Iterable[int]) -> list[int]:
     """:func:`search` for the messages at these 0-based positions of
     ``view`` only (what changed, for RFC 5267 context updates); sequence
-    numbers and ``*`` in the key still refer to the whole view."""
+    numbers and ``*`` in the key still refer to the whole view.  A message
+    gone when read is no hit (its expunge is reported in any case)."""
     if not view:
         return []
-    _, pred = compile_key(key, _Scope(view, recent, _Message(folder)))
+    cost, pred = compile_key(key, _Scope(view, recent, _Message(folder)))
+    if cost != CHEAP:
+        pred = _guarded(pred, set())
     return [i + 1 for i in positions if pred(i, view[i])]
 
 

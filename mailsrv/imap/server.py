@@ -319,6 +319,8 @@ class IMAPServer(Protocol, TimeoutMixin):
             try:
                 if ctx.selected is not None:
                     await ctx.selected.folder.refresh()  # a remote store may be unavailable: NO, not BAD
+                    if self.closed:
+                        return  # the client hung up meanwhile: its session (and mailbox) are gone
                     if getattr(cmd, "uid", False):
                         # a UID command may name a message this session has not
                         # heard of yet (its UID came from another session's

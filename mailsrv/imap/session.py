@@ -97,6 +97,11 @@ class SelectedMailbox:
     def is_pending_expunge(self, uid: int) -> bool:
         return uid in self._expunged
 
+    def expunged_in_view(self) -> bool:
+        """Some messages of this view were expunged elsewhere and the
+        expunge is not reported yet (a search cannot judge them)."""
+        return any(self.seq_of(u) is not None for u in self._expunged)
+
     def has_pending(self) -> bool:
         return bool(self._added or self._flags or self._expunged)
 

@@ -22,7 +22,7 @@ from mailsrv.imap import sortcolumns as K
 from mailsrv.imap import sortdata as D
 from mailsrv.imap.context import Context, Handlers
 from mailsrv.imap.contextsearch import answer, check_update, matches, search_failed
-from mailsrv.imap.results import SELECTED_ONLY, Result, no, ok
+from mailsrv.imap.results import SELECTED_ONLY, Result, no
 from mailsrv.imap.sortcolumns import Ranking
 from mailsrv.store.interfaces import IFolder, MessageInfo
 
@@ -142,7 +142,7 @@ async def sort(ctx: Context, cmd: C.Sort) -> Result:
     criteria = list(cmd.criteria)
     assert isinstance(bound, C.Sort)
     answer(ctx, bound, found.reordered(sorted_uids), lambda us: sort_uids_now(folder, us, criteria))
-    return ok()
+    return found.result()
 
 
 HANDLERS: Handlers = {

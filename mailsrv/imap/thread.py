@@ -43,7 +43,7 @@ from mailsrv.imap import sortcolumns as K
 from mailsrv.imap import sortdata as D
 from mailsrv.imap.context import Context, Handlers
 from mailsrv.imap.contextsearch import Found, matches
-from mailsrv.imap.results import SELECTED_ONLY, Result, no, ok
+from mailsrv.imap.results import SELECTED_ONLY, Result, no
 from mailsrv.imap.sort import BADCHARSET, CHARSETS, arrival, info_lookup, order
 
 NONE = -1
@@ -395,7 +395,7 @@ async def thread(ctx: Context, cmd: C.Thread) -> Result:
             folder.set_folder_cached(kept_kind, digest + body)
     _LAST[folder] = (digest, body)
     ctx.send(b"* THREAD " + body + b"\r\n" if body else b"* THREAD\r\n")
-    return ok()
+    return found.result()
 
 
 WORKER_MIN = 5000  # threading this many messages or more runs in a worker thread

@@ -137,10 +137,29 @@ def deliver(folder_dir: str, source: Source, flags: Iterable[str] = ()) -> str:
     return dest
 
 
+LOCATE_ATTEMPTS = 3
+
+
 def locate(folder_dir: str, key: str) -> tuple[str, str | None] | None:
     """(sub, info) where the message with this key is now, after someone
-    renamed it; None if it is gone.  Slow path: lists new/ and cur/."""
-    for sub in ("cur", "new"):
+    renamed it; None if it is gone.  Slow path: lists new/ and cur/.
+
+    Files only ever move from new/ to cur/, so new/ is listed first: a
+    move between the two listings is then seen in one of them (listing
+    cur/ first missed it, and the message was taken for gone).  A name
+    found is checked to still be there and the search repeated if it was
+    renamed again meanwhile (a STORE's background rename)."""
+    for _attempt in range(LOCATE_ATTEMPTS):
+        found = _find(folder_dir, key)
+        if found is None:
+            return None
+        if os.path.exists(message_path(folder_dir, found[0], key, found[1])):
+            return found
+    return None
+
+
+def _find(folder_dir: str, key: str) -> tuple[str, str | None] | None:
+    for sub in ("new", "cur"):
         try:
             names = os.listdir(os.path.join(folder_dir, sub))
         except FileNotFoundError:
