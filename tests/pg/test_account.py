@@ -4,7 +4,6 @@ from twisted.internet import defer
 
 from mailsrv.store.interfaces import (
     FolderExists,
-    FolderNotEmpty,
     IAccount,
     IFolder,
     InvalidFolderName,
@@ -69,7 +68,14 @@ class AccountTests(PgStoreCase):
     @defer.inlineCallbacks
     def test_delete(self):
         yield self.account.create_folder("Work/Old")
-        yield self.assertFailure(self.account.delete_folder("Work"), FolderNotEmpty)
+        yield self.account.create_folder("Keep/Child")
+        keep = yield self.account.open_folder("Keep")
+        yield keep.append(MSG)
+        yield self.account.delete_folder("Keep")  # with an inferior: allowed, the child stays (RFC 3501 6.3.4)
+        self.assertFalse(self.account.folder_exists("Keep"))
+        self.assertTrue(self.account.folder_exists("Keep/Child"))
+        self.assertEqual([n for n in self.account.list_folders() if n.startswith("Keep")], ["Keep/Child"])
+        yield self.assertFailure(self.account.open_folder("Keep"), NoSuchFolder)
         yield self.assertFailure(self.account.delete_folder("INBOX"), InvalidFolderName)
         yield self.assertFailure(self.account.delete_folder("Nope"), NoSuchFolder)
         f = yield self.account.open_folder("Work/Old")

@@ -7,6 +7,7 @@ from twisted.internet import defer
 
 from mailsrv.store.flags import InvalidFlag
 from mailsrv.store.interfaces import IFolder, MessageGone, NoSuchFolder
+from mailsrv.store.pg import folder_sql
 from mailsrv.store.pg.errors import TooManyKeywords
 from mailsrv.store.pg.folder_sql import MAX_KEYWORDS
 
@@ -188,3 +189,29 @@ def until_claimed(store, fid, upto):
             return
         yield sleep(0.01)
     raise AssertionError("first_recent_uid never written")
+
+
+class FolderWideValues(PgStoreCase):
+    """The folder-wide derived values (SORT/THREAD's packed columns) outlive
+    the process, as the Maildir store's do, and die with the folder."""
+
+    @defer.inlineCallbacks
+    def test_kept_across_a_restart_latest_wins_and_gone_with_the_folder(self):
+        account = yield self.store.open_account("alice")
+        yield account.create_folder("Big")
+        big = yield account.open_folder("Big")
+        big.set_folder_cached("col:subj", b"one")
+        big.set_folder_cached("col:subj", b"two")
+        big.set_folder_cached("col:date", b"")
+        yield self.store.flush_values()
+        # a late write of an older value (another node's, a slow batch) does not replace a newer one
+        yield self.store.db.run(folder_sql.save_values, [], [(big.id, "col:subj", b"old", 1.0)])
+        other = self.fresh_store()  # a restarted process, or another node
+        again = yield (yield other.open_account("alice")).open_folder("Big")
+        self.assertEqual((again.get_folder_cached("col:subj"), again.get_folder_cached("col:date")), (b"two", b""))
+        self.assertIsNone(again.get_folder_cached("col:from"))
+        fid = big.id
+        yield account.delete_folder("Big")
+        rows = yield self.store.db.run(lambda c: c.execute("SELECT count(*) FROM folder_values WHERE folder_id = %s",
+                                                           (fid,)).fetchone()[0])
+        self.assertEqual(rows, 0)

@@ -9,6 +9,11 @@ backend").
 - :mod:`.blobs`: bodies, deduplicated by hash (the blob seam)
 - :mod:`.folder_sql`, :mod:`.account_sql`: the SQL, run in pool threads
 - :mod:`.folder`, :mod:`.account`, :mod:`.store`: the live objects
+- :mod:`.modseq`: the expunge record (trimmed, with its floor) and the
+  live folder's in-memory indexes (expunges, changes by mod-sequence,
+  UIDs by flag) for CONDSTORE/QRESYNC and flag searches
+- :mod:`.echoes`: an account's own deliveries told apart from other
+  processes' changes in the change feed (account events)
 - :mod:`.bodycache`: this process's copy of bodies and derived values
 - :mod:`.notify`: the change listener and the session (POP3) locks
 - :mod:`.users`: users in the database, checker and realm

@@ -18,7 +18,7 @@ one is made again), which splitting would spread over modules.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from twisted.internet import defer
@@ -37,7 +37,6 @@ from mailsrv.store.interfaces import (
     FolderCreated,
     FolderDeleted,
     FolderExists,
-    FolderNotEmpty,
     FolderRenamed,
     IAccount,
     InvalidFolderName,
@@ -51,6 +50,7 @@ from mailsrv.store.interfaces import (
 from mailsrv.store.layout import INBOX, SEP
 from mailsrv.store.pg import account_sql, folder_sql
 from mailsrv.store.pg.account_sql import AccountState
+from mailsrv.store.pg.echoes import OwnWrites
 from mailsrv.store.pg.errors import describe
 from mailsrv.store.pg.folder import PgFolder
 from mailsrv.store.pg.folder_sql import NewMessage, QuotaCheck
@@ -94,6 +94,7 @@ class PgAccount:
         self._epoch = 0
         self._idle_timers: dict[int, Any] = {}
         self._batches: dict[int, GroupCommit] = {}
+        self._own = OwnWrites()
         self._decode = FlagDecoder()
         self._pop3_locked = False
         self._account_listeners = AccountListeners(self)
@@ -207,9 +208,16 @@ class PgAccount:
     def folder_news(self, folder: Any, what: str, uids: list[int]) -> None:
         self._account_listeners.folder_news(folder, what, uids)
 
-    def folder_changed(self, fid: int) -> None:
-        """A folder no session here has open changed (a NOTIFY): told as
-        FolderChanged (its listeners read the counters again)."""
+    def folder_changed(self, fid: int, modseqs: Sequence[int]) -> None:
+        """A folder no session here has open changed (NOTIFYs, in commit
+        order): told as one FolderChanged (its listeners read the counters
+        again), unless they are all echoes of deliveries of ours, told
+        itemised already."""
+        foreign = [self._own.notified(fid, m) for m in modseqs]
+        if any(foreign):
+            self._tell_folder_changed(fid)
+
+    def _tell_folder_changed(self, fid: int) -> None:
         if self._account_listeners:
             name = next((n for n, (i, _u) in self._folders.items() if i == fid), None)
             if name is not None:
@@ -366,8 +374,6 @@ class PgAccount:
         def delete() -> defer.Deferred:
             if name not in self._folders:
                 raise NoSuchFolder(f"no folder {name}")
-            if any(n.startswith(name + SEP) for n in self._folders):
-                raise FolderNotEmpty(f"{name} has subfolders; delete them first")
             return self.store.db.run(account_sql.delete, self.id, name).addCallback(deleted)
 
         def deleted(result: tuple[int, list[int], AccountState]) -> None:
@@ -487,17 +493,28 @@ class PgAccount:
         return batch.submit(item)
 
     def _store_batch(self, fid: int, items: list[NewMessage], quota: QuotaCheck | None = None) -> defer.Deferred:
-        """Deliveries into a folder no session has open: no change feed to apply."""
+        """Deliveries into a folder no session has open: no change feed to
+        apply; account listeners are told itemised (and of any other
+        process's change that came meanwhile, :mod:`.echoes`)."""
+        self._own.started(fid)
         d = self.store.db.run(folder_sql.append, fid, items, self.store.blobs, None, self._decode, quota)
 
         def stored(result: tuple[list[int], Any]) -> list[int]:
-            uids = result[0]
+            uids, where = result
+            others = self._own.finished(fid, where.upto)
             name = next((n for n, (i, _u) in self._folders.items() if i == fid), None)
             if name is not None and self._account_listeners:
                 self._account_listeners.tell(MessagesAdded(name, tuple(uids)))
+            if others:
+                self._tell_folder_changed(fid)
             return uids
 
-        d.addCallback(stored)
+        def failed(f: Any) -> Any:
+            if self._own.finished(fid, None):
+                self._tell_folder_changed(fid)
+            return f
+
+        d.addCallbacks(stored, failed)
 
         def cleanup(result: Any) -> Any:
             for it in items:

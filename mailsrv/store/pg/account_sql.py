@@ -12,7 +12,7 @@ from typing import Any
 
 from psycopg import errors as pgerrors
 
-from mailsrv.store.interfaces import FolderExists, FolderNotEmpty, NoSuchFolder
+from mailsrv.store.interfaces import FolderExists, NoSuchFolder
 from mailsrv.store.layout import DEFAULT_FOLDERS, INBOX, SEP
 from mailsrv.store.pg import folder_sql
 from mailsrv.store.pg.message import FlagDecoder
@@ -99,17 +99,15 @@ def create(conn: Any, aid: int, name: str) -> AccountState:
 
 
 def delete(conn: Any, aid: int, name: str) -> tuple[int, list[int], AccountState]:
-    """Delete a folder without inferiors; returns its id, the blobs its
-    messages used (to collect) and the account's new state."""
+    """Delete a folder and its messages; its inferiors stay (RFC 3501
+    6.3.4, as Dovecot's Maildir++: the name lives on only as their
+    parent).  Returns its id, the blobs its messages used (to collect)
+    and the account's new state."""
     row = conn.execute("SELECT id FROM folders WHERE account_id = %s AND name = %s FOR UPDATE",
                        (aid, name)).fetchone()
     if row is None:
         raise NoSuchFolder(f"no folder {name}")
     fid = int(row[0])
-    child = conn.execute("SELECT 1 FROM folders WHERE account_id = %s AND starts_with(name, %s) LIMIT 1",
-                         (aid, name + SEP)).fetchone()
-    if child is not None:
-        raise FolderNotEmpty(f"{name} has subfolders; delete them first")
     blobs = [int(r[0]) for r in conn.execute("SELECT DISTINCT blob_id FROM messages WHERE folder_id = %s", (fid,))]
     conn.execute("DELETE FROM folders WHERE id = %s", (fid,))
     return fid, blobs, read(conn, aid)

@@ -10,7 +10,10 @@ the N up to which it has applied it (``_synced``).  Its own writes return
 the feed since then (read under the folder lock, so nothing is missed);
 other processes' writes arrive as a NOTIFY and are fetched the same way;
 ``refresh()`` asks directly.  A feed whose end is not beyond ``_synced``
-is old news and dropped, so writes may complete in any order.
+is old news and dropped, so writes may complete in any order.  The same
+feed keeps the folder's in-memory indexes (:class:`.modseq.FolderIndex`:
+expunge record, changes by mod-sequence, UIDs by flag) in step, whichever
+node made the change.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from mailsrv.store.pg import folder_sql
 from mailsrv.store.pg.errors import describe
 from mailsrv.store.pg.folder_sql import Delta, NewMessage, QuotaCheck
 from mailsrv.store.pg.message import FlagDecoder, PgMessageInfo, split_flags
+from mailsrv.store.pg.modseq import FolderIndex
 from mailsrv.store.pg.parts import FolderOwner
 
 log = Logger(namespace="mailsrv.store.pg")
@@ -105,6 +109,8 @@ class PgFolder:
         self._msgs: dict[int, PgMessageInfo] = {}
         self._keywords: list[str] = []
         self._recent: set[int] = set()
+        self._index = FolderIndex()
+        self._folder_values: dict[str, bytes] = {}
         self._listeners = Listeners()
         self.gone = False
         self.decode = FlagDecoder()
@@ -158,11 +164,22 @@ class PgFolder:
             return
         if st.highestmodseq <= self.synced:
             return  # old news: a later feed has covered it
-        expunged = [u for u in d.expunged if u in self._msgs]
+        above, msgs, index = self.synced, self._msgs, self._index
+        for kind, value in (d.folder_values or {}).items():
+            self._folder_values.setdefault(kind, value)  # one set here meanwhile is newer
+        if d.full:
+            present = {m.uid for m in d.infos}
+            expunged = [u for u in msgs if u not in present]
+            index.restart(d.expunged, d.expunged_modseqs, st.vanished_floor)
+        else:
+            expunged = sorted(u for u in d.expunged if u in msgs)
+            index.expunged(d.expunged, d.expunged_modseqs, above)
         for u in expunged:
-            del self._msgs[u]
+            index.flags.removed(u, msgs.pop(u).flags)
         self._recent.difference_update(expunged)
         added, changed = self._merge(d.infos, st.first_recent_uid)
+        index.changed(d.infos, above, len(self._msgs))
+        index.trim(st.vanished_floor)
         self.uidvalidity = st.uidvalidity
         self.uidnext = st.uidnext
         self.highestmodseq = self.synced = st.highestmodseq
@@ -173,7 +190,7 @@ class PgFolder:
             self.account.folder_news(self, what, uids)
 
     def _merge(self, infos: list[PgMessageInfo], first_recent: int) -> tuple[list[int], list[int]]:
-        msgs = self._msgs
+        msgs, by_flag = self._msgs, self._index.flags
         added: list[int] = []
         changed: list[int] = []
         last = next(reversed(msgs)) if msgs else 0
@@ -183,6 +200,7 @@ class PgFolder:
             old = msgs.get(uid)
             if old is None:
                 msgs[uid] = info
+                by_flag.added(uid, info.flags)
                 added.append(uid)
                 if uid < last:
                     unsorted = True
@@ -191,6 +209,7 @@ class PgFolder:
             elif old.modseq != info.modseq or old.flags != info.flags:
                 msgs[uid] = info
                 if old.flags != info.flags:
+                    by_flag.changed(uid, old.flags, info.flags)
                     changed.append(uid)
         if unsorted:
             self._msgs = dict(sorted(msgs.items()))
@@ -202,6 +221,7 @@ class PgFolder:
             return
         gone = list(self._msgs)
         self._msgs = {}
+        self._index.restart((), (), self._index.floor)
         self._recent.clear()
         self.gone = True
         self.store.forget_folder(self)
@@ -318,6 +338,21 @@ class PgFolder:
     def total_size(self) -> int:
         return sum(m.size for m in self._msgs.values())
 
+    # --- flag sets (issue 10) and CONDSTORE/QRESYNC (issue 9), from memory ---------------------
+
+    def uids_with_flag(self, flag: str) -> set[int]:
+        return self._index.flags.uids(flag, self._msgs)
+
+    def changed_since(self, modseq: int) -> list[int]:
+        return self._index.changed_since(modseq, self._msgs)
+
+    def vanished_since(self, modseq: int) -> list[int]:
+        return self._index.vanished_since(modseq, self.uidnext, self._msgs)
+
+    @property
+    def vanished_floor(self) -> int:
+        return self._index.floor
+
     # --- derived values -------------------------------------------------------------------------
 
     def get_cached(self, uid: int, kind: str) -> bytes | None:
@@ -340,13 +375,14 @@ class PgFolder:
                     out[u] = v
         return out
 
-    # folder-wide derived values (SORT/THREAD, issue 9): kept in this process only for now, so a
-    # restart computes them again from the per-message values; persisting them is the backend's to add
+    # folder-wide derived values (SORT/THREAD, issue 9): read with the folder, written in the
+    # background with the per-message values; another node's later value is seen on its next load
     def get_folder_cached(self, kind: str) -> bytes | None:
-        return self.__dict__.setdefault("_folder_values", {}).get(kind)
+        return self._folder_values.get(kind)
 
     def set_folder_cached(self, kind: str, value: bytes) -> None:
-        self.__dict__.setdefault("_folder_values", {})[kind] = bytes(value)
+        value = self._folder_values[kind] = bytes(value)
+        self.store.remember_folder_value(self.id, kind, value)
 
     def prefetch(self, uids: Iterable[int], kinds: Iterable[str] = (), body: str | None = None) -> defer.Deferred:
         """Make the synchronous reads of these messages local: cached values
@@ -413,30 +449,47 @@ class PgFolder:
         return d
 
     def store_flags(self, uids: Iterable[int], flags: Iterable[str], mode: str) -> defer.Deferred:
-        if mode not in ("+", "-", "="):
-            return defer.fail(StoreError(f"bad flag mode {mode!r}"))
         try:
-            self.guard()
-            bits, keywords = self._flags(flags)
+            bits, keywords = self._flag_change(flags, mode)
         except StoreError:
             return defer.fail()
-        wanted = frozenset(keywords) | {f for f in normalize_flags(flags) if f.startswith("\\")}
-        targets = [u for u in dict.fromkeys(uids) if self._would_change(u, wanted, mode)]
+        # what this node holds may be behind another node's change not heard of yet: the
+        # database decides which messages change (a STORE that changes nothing costs a query)
+        targets = [u for u in dict.fromkeys(uids) if u in self._msgs]
         if not targets:
             return defer.succeed([])
         d = self.store.db.run(folder_sql.store_flags, self.id, targets, bits, keywords, mode, self.synced,
                               self.decode)
         return d.addCallback(self.applied)
 
-    def _would_change(self, uid: int, wanted: frozenset, mode: str) -> bool:
-        m = self._msgs.get(uid)
-        if m is None:
-            return False
-        if mode == "+":
-            return not wanted <= m.flags
-        if mode == "-":
-            return bool(wanted & m.flags)
-        return wanted != m.flags
+    def store_flags_unchanged_since(self, uids: Iterable[int], flags: Iterable[str], mode: str,
+                                    unchangedsince: int) -> defer.Deferred:
+        """See IFolder: tested and changed in one transaction under the
+        folder lock, against the database's mod-sequences (another node's
+        change not yet heard of here counts)."""
+        try:
+            bits, keywords = self._flag_change(flags, mode)
+        except StoreError:
+            return defer.fail()
+        targets = sorted(u for u in set(uids) if u in self._msgs)
+        if not targets:
+            return defer.succeed(([], []))
+        d = self.store.db.run(folder_sql.store_flags_unchanged_since, self.id, targets, bits, keywords, mode,
+                              int(unchangedsince), self.synced, self.decode)
+
+        def done(result: tuple[list[int], list[int], Delta]) -> tuple[list[int], list[int]]:
+            changed, modified, delta = result
+            self.apply_delta(delta)
+            return changed, modified
+
+        return d.addCallback(done)
+
+    def _flag_change(self, flags: Iterable[str], mode: str) -> tuple[int, list[str]]:
+        """(bits, keywords) of a STORE; StoreError if it cannot be."""
+        if mode not in ("+", "-", "="):
+            raise StoreError(f"bad flag mode {mode!r}")
+        self.guard()
+        return self._flags(flags)
 
     def applied(self, result: tuple[list[int], Delta]) -> list[int]:
         done, delta = result
@@ -449,9 +502,7 @@ class PgFolder:
         except StoreError:
             return defer.fail()
         if uids is None:
-            if not any("\\Deleted" in m.flags for m in self._msgs.values()):
-                return defer.succeed([])
-            wanted: list[int] | None = None
+            wanted: list[int] | None = None  # the database knows (another node may have set \Deleted)
         else:
             wanted = sorted(u for u in set(uids) if u in self._msgs)
             if not wanted:

@@ -6,7 +6,8 @@ folder (:mod:`.folder`) applies what they return.
 Writers lock the folder row first (``SELECT ... FOR UPDATE``), so writers
 to one folder take turns whichever process they run in: UIDs come from
 ``uidnext`` under that lock and are never handed out twice; the change
-gets ``highestmodseq + 1``.  A write then reads the change feed since the
+gets ``highestmodseq + 1``, an expunge too (:mod:`.modseq` keeps the
+expunge record).  A write then reads the change feed since the
 caller's last known mod-sequence, still under the lock, so the caller
 applies its own change and everything that came before it in one step.
 """
@@ -21,6 +22,7 @@ from mailsrv.store.interfaces import NoSuchFolder, OverQuota, StoreError
 from mailsrv.store.pg.blobs import BlobBackend, Body
 from mailsrv.store.pg.errors import TooManyKeywords
 from mailsrv.store.pg.message import COLUMNS, DELETED_BIT, FlagDecoder, PgMessageInfo, info_from_row
+from mailsrv.store.pg.modseq import load_record, record_expunges
 
 MAX_KEYWORDS = 256
 MAX_UID = 4294967295
@@ -33,17 +35,25 @@ class FolderState:
     highestmodseq: int
     first_recent_uid: int
     keywords: list[str]
+    vanished_floor: int = 1
 
 
 @dataclass
 class Delta:
     """The folder's changes since mod-sequence ``since``: its row now (None:
-    deleted), the messages changed or added, the UIDs expunged."""
+    deleted), the messages changed or added, the UIDs expunged with their
+    mod-sequences (ascending by mod-sequence).  ``full``: ``since`` was
+    below the expunge record's floor (or 0), so the delta holds every
+    message and the whole record instead; what the caller has and it
+    lacks was expunged."""
 
     since: int
     state: FolderState | None
     infos: list[PgMessageInfo] = field(default_factory=list)
     expunged: list[int] = field(default_factory=list)
+    expunged_modseqs: list[int] = field(default_factory=list)
+    full: bool = False
+    folder_values: dict[str, bytes] | None = None  # (load only) the folder-wide derived values
 
     @property
     def upto(self) -> int:
@@ -96,11 +106,12 @@ class NewMessage:
 
 
 def _state(row: Any) -> FolderState:
-    return FolderState(int(row[0]), int(row[1]), int(row[2]), int(row[3]), list(row[4] or ()))
+    return FolderState(int(row[0]), int(row[1]), int(row[2]), int(row[3]), list(row[4] or ()), int(row[5]))
 
 
 def _folder_row(conn: Any, fid: int, lock: bool) -> FolderState | None:
-    q = "SELECT uidvalidity, uidnext, highestmodseq, first_recent_uid, keywords FROM folders WHERE id = %s"
+    q = ("SELECT uidvalidity, uidnext, highestmodseq, first_recent_uid, keywords, vanished_floor "
+         "FROM folders WHERE id = %s")
     row = conn.execute(q + (" FOR UPDATE" if lock else ""), (fid,)).fetchone()
     return None if row is None else _state(row)
 
@@ -118,30 +129,43 @@ def snapshot(conn: Any) -> None:
 
 
 def load(conn: Any, fid: int, decode: FlagDecoder) -> Delta:
-    """Every message of the folder (a delta since 0)."""
+    """Every message of the folder and its expunge record (a full delta)."""
     snapshot(conn)
     st = _folder_row(conn, fid, lock=False)
     if st is None:
         return Delta(0, None)
+    d = _full(conn, fid, st, decode)
+    with conn.cursor(binary=True) as cur:
+        d.folder_values = {r[0]: bytes(r[1]) for r in cur.execute(
+            "SELECT kind, value FROM folder_values WHERE folder_id = %s", (fid,))}
+    return d
+
+
+def _full(conn: Any, fid: int, st: FolderState, decode: FlagDecoder) -> Delta:
     with conn.cursor(binary=True) as cur:
         rows = cur.execute(f"SELECT {COLUMNS} FROM messages WHERE folder_id = %s ORDER BY uid", (fid,)).fetchall()
-    return Delta(0, st, [info_from_row(r, decode) for r in rows])
+    gone, modseqs = load_record(conn, fid, st.vanished_floor)
+    return Delta(0, st, [info_from_row(r, decode) for r in rows], gone, modseqs, full=True)
 
 
 def delta(conn: Any, fid: int, since: int, decode: FlagDecoder, fresh: bool = True) -> Delta:
-    """What changed after mod-sequence ``since``.  ``fresh``: a read-only
+    """What changed after mod-sequence ``since`` (everything, if the
+    expunge record no longer reaches back to it).  ``fresh``: a read-only
     transaction of its own (else: inside a writer that holds the lock)."""
     if fresh:
         snapshot(conn)
     st = _folder_row(conn, fid, lock=False)
     if st is None or st.highestmodseq <= since:
         return Delta(since, st)
+    if since < st.vanished_floor:
+        return _full(conn, fid, st, decode)
     with conn.cursor(binary=True) as cur:
         rows = cur.execute(f"SELECT {COLUMNS} FROM messages WHERE folder_id = %s AND modseq > %s ORDER BY uid",
                            (fid, since)).fetchall()
-        gone = cur.execute("SELECT uid FROM expunged WHERE folder_id = %s AND modseq > %s ORDER BY uid",
-                           (fid, since)).fetchall()
-    return Delta(since, st, [info_from_row(r, decode) for r in rows], [int(r[0]) for r in gone])
+        gone = cur.execute("SELECT uid, modseq FROM expunged WHERE folder_id = %s AND modseq > %s "
+                           "ORDER BY modseq, uid", (fid, since)).fetchall()
+    return Delta(since, st, [info_from_row(r, decode) for r in rows], [int(r[0]) for r in gone],
+                 [int(r[1]) for r in gone])
 
 
 def _new_keywords(conn: Any, fid: int, st: FolderState, keywords: set[str]) -> None:
@@ -159,7 +183,7 @@ def append(conn: Any, fid: int, items: Sequence[NewMessage], blobs: BlobBackend,
            decode: FlagDecoder, quota: QuotaCheck | None = None) -> tuple[list[int], Delta | None]:
     """Store bodies (before taking the folder lock), then the messages.
     Returns their UIDs (aligned with ``items``) and the delta since
-    ``since`` (None: no live folder to feed)."""
+    ``since`` (None: no live folder to feed, only the folder's new state)."""
     blob_ids = [blobs.store(conn, it.body) for it in items]
     octets = sum(it.body.size for it in items)
     check_quota(conn, quota, octets, len(items))
@@ -188,7 +212,10 @@ def append(conn: Any, fid: int, items: Sequence[NewMessage], blobs: BlobBackend,
          [it.internaldate for it in items], [it.body.size for it in items], [it.pop3 for it in items]))
     conn.execute("UPDATE folders SET uidnext = %s, highestmodseq = %s, storage = storage + %s, "
                  "messages = messages + %s WHERE id = %s", (nxt, modseq, octets, len(items), fid))
-    return uids, (None if since is None else delta(conn, fid, since, decode, fresh=False))
+    if since is None:  # no live folder: only where the folder is now ("nothing after this modseq")
+        return uids, Delta(modseq, FolderState(st.uidvalidity, nxt, modseq, st.first_recent_uid, st.keywords,
+                                               st.vanished_floor))
+    return uids, delta(conn, fid, since, decode, fresh=False)
 
 
 def _exists(conn: Any, fid: int, uid: int) -> bool:
@@ -211,19 +238,40 @@ def store_flags(conn: Any, fid: int, uids: Sequence[int], bits: int, keywords: l
                 since: int, decode: FlagDecoder) -> tuple[list[int], Delta]:
     """Change flags of those ``uids`` that would change (relative to what
     the database holds now, not to what the caller saw)."""
+    changed, _modified, d = store_flags_unchanged_since(conn, fid, uids, bits, keywords, mode, None, since, decode)
+    return changed, d
+
+
+def store_flags_unchanged_since(conn: Any, fid: int, uids: Sequence[int], bits: int, keywords: list[str],
+                                mode: str, unchangedsince: int | None, since: int,
+                                decode: FlagDecoder) -> tuple[list[int], list[int], Delta]:
+    """``store_flags`` with RFC 7162's UNCHANGEDSINCE (None: no test):
+    the messages whose mod-sequence is above it are left alone and
+    returned as modified.  Test and change happen under the folder lock
+    that every writer on every node takes first, and the UPDATE repeats
+    the test, so nothing comes between them."""
     st = lock_folder(conn, fid)
     modseq = st.highestmodseq + 1
-    if mode != "-":
+    modified: list[int] = []
+    targets = list(uids)
+    params = {"bits": bits, "kw": keywords, "modseq": modseq, "fid": fid, "uids": targets,
+              "limit": unchangedsince}
+    test = ""
+    if unchangedsince is not None:
+        test = " AND modseq <= %(limit)s"
+        modified = sorted(int(r[0]) for r in conn.execute(
+            "SELECT uid FROM messages WHERE folder_id = %(fid)s AND uid = ANY(%(uids)s) AND modseq > %(limit)s",
+            params))
+    if mode != "-" and len(modified) < len(targets):
         _new_keywords(conn, fid, st, set(keywords))
     setter, differs = _FLAG_SQL[mode]
-    params = {"bits": bits, "kw": keywords, "modseq": modseq, "fid": fid, "uids": list(uids)}
     rows = conn.execute(
         f"UPDATE messages SET {setter}, modseq = %(modseq)s "
-        f"WHERE folder_id = %(fid)s AND uid = ANY(%(uids)s) AND {differs} RETURNING uid", params).fetchall()
+        f"WHERE folder_id = %(fid)s AND uid = ANY(%(uids)s) AND {differs}{test} RETURNING uid", params).fetchall()
     changed = sorted(int(r[0]) for r in rows)
     if changed:
         conn.execute("UPDATE folders SET highestmodseq = %s WHERE id = %s", (modseq, fid))
-    return changed, delta(conn, fid, since, decode, fresh=False)
+    return changed, modified, delta(conn, fid, since, decode, fresh=False)
 
 
 def touch(conn: Any, fid: int, uids: Sequence[int], since: int, decode: FlagDecoder) -> tuple[list[int], Delta]:
@@ -239,24 +287,33 @@ def touch(conn: Any, fid: int, uids: Sequence[int], since: int, decode: FlagDeco
     return touched, delta(conn, fid, since, decode, fresh=False)
 
 
+_DELETED = f"(flags & {DELETED_BIT}) <> 0"  # spelled as the partial index messages_deleted (schema step 5)
+
+
 def expunge(conn: Any, fid: int, uids: Sequence[int] | None, since: int,
             decode: FlagDecoder) -> tuple[list[int], list[int], Delta]:
     """Remove the given UIDs (None: those flagged \\Deleted); returns the
-    UIDs removed, the blobs they used, and the delta."""
+    UIDs removed, the blobs they used, and the delta.  With None the
+    database says which messages are flagged, whatever this node has
+    heard so far; when none is (a CLOSE, usually) the folder is not
+    locked at all: a flag being set meanwhile comes after this EXPUNGE."""
+    if uids is None and conn.execute(f"SELECT 1 FROM messages WHERE folder_id = %s AND {_DELETED} LIMIT 1",
+                                     (fid,)).fetchone() is None:
+        return [], [], delta(conn, fid, since, decode, fresh=False)
     st = lock_folder(conn, fid)
     if uids is None:
-        rows = conn.execute("DELETE FROM messages WHERE folder_id = %s AND flags & %s <> 0 "
-                            "RETURNING uid, blob_id, size", (fid, DELETED_BIT)).fetchall()
+        rows = conn.execute(f"DELETE FROM messages WHERE folder_id = %s AND {_DELETED} "
+                            "RETURNING uid, blob_id, size", (fid,)).fetchall()
     else:
         rows = conn.execute("DELETE FROM messages WHERE folder_id = %s AND uid = ANY(%s) RETURNING uid, blob_id, size",
                             (fid, list(uids))).fetchall()
     gone = sorted(int(r[0]) for r in rows)
     if gone:
         modseq = st.highestmodseq + 1
-        conn.execute("INSERT INTO expunged (folder_id, uid, modseq) SELECT %s, u, %s FROM unnest(%s::bigint[]) u "
-                     "ON CONFLICT (folder_id, uid) DO UPDATE SET modseq = EXCLUDED.modseq", (fid, modseq, gone))
-        conn.execute("UPDATE folders SET highestmodseq = %s, storage = storage - %s, messages = messages - %s "
-                     "WHERE id = %s", (modseq, sum(int(r[2]) for r in rows), len(rows), fid))
+        kept = conn.execute("UPDATE folders SET highestmodseq = %s, storage = storage - %s, messages = messages - %s, "
+                            "expunged_rows = expunged_rows + %s WHERE id = %s RETURNING expunged_rows",
+                            (modseq, sum(int(r[2]) for r in rows), len(rows), len(gone), fid)).fetchone()[0]
+        record_expunges(conn, fid, gone, modseq, int(kept))
     return gone, sorted({int(r[1]) for r in rows}), delta(conn, fid, since, decode, fresh=False)
 
 
@@ -315,9 +372,20 @@ def cached_values(conn: Any, blobs: Sequence[int], kinds: Sequence[str]) -> list
     return [(int(r[0]), r[1], bytes(r[2])) for r in rows]
 
 
-def save_values(conn: Any, values: Sequence[tuple[int, str, bytes]]) -> None:
+def save_values(conn: Any, values: Sequence[tuple[int, str, bytes]],
+                folder_values: Sequence[tuple[int, str, bytes, float]] = ()) -> None:
     """Remember derived values (a value for a blob removed meanwhile is
-    dropped: it would die with the blob anyway)."""
+    dropped: it would die with the blob anyway), and folder-wide ones
+    (folder, kind, value, when set): the latest set wins, whatever order
+    the writes arrive in."""
+    if folder_values:
+        conn.execute("INSERT INTO folder_values (folder_id, kind, value, written) SELECT t.f, t.k, t.v, t.w "
+                     "FROM unnest(%s::bigint[], %s::text[], %s::bytea[], %s::float8[]) AS t(f, k, v, w) "
+                     "WHERE EXISTS (SELECT 1 FROM folders WHERE id = t.f) ON CONFLICT (folder_id, kind) DO UPDATE "
+                     "SET value = EXCLUDED.value, written = EXCLUDED.written "
+                     "WHERE folder_values.written <= EXCLUDED.written",
+                     ([v[0] for v in folder_values], [v[1] for v in folder_values], [v[2] for v in folder_values],
+                      [v[3] for v in folder_values]))
     if not values:
         return
     conn.execute("INSERT INTO cache (blob_id, kind, value) SELECT t.b, t.k, t.v "

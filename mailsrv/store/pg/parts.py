@@ -41,6 +41,9 @@ class StoreParts(Protocol):
     def prefetch_messages(self, infos: Sequence[Any], kinds: list[str], body: str | None) -> defer.Deferred[None]:
         """IFolder.prefetch for these messages."""
 
+    def remember_folder_value(self, fid: int, kind: str, value: bytes) -> None:
+        """Write a folder-wide derived value out with the next batch."""
+
     def remember_value(self, blob: int, kind: str, value: bytes) -> None:
         """Keep a derived value and write it out in the next batch."""
 

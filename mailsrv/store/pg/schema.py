@@ -7,6 +7,16 @@ Tables (one row per ...):
 
 - ``messages.saved`` (step 4): when the message was saved into its folder
   (RFC 8514 SAVEDATE; rows from before it: NULL, the internal date stands in).
+- ``folders.vanished_floor``, ``folders.expunged_rows`` (step 5): the
+  expunge record is trimmed (:mod:`.modseq`): ``expunged`` is exact for
+  every mod-sequence at or above the floor, and ``expunged_rows`` counts
+  its rows so that an expunge knows when to trim without a count.  A
+  database from before it had never trimmed: floor 1, rows counted.
+  ``messages_deleted``: the \\Deleted messages of a folder, by index.
+  ``folder_values``: a folder's folder-wide derived values (the packed
+  SORT/THREAD columns, ``IFolder.get_folder_cached``), read with the
+  folder, written with the derived values' batching; ``written`` keeps a
+  late write of an older value from replacing a newer one.
 - ``users``: login name and ``{SCHEME}hash`` (the passwd file's schemes);
   (step 3) ``fields``: the passwd file's extra fields (``userdb_quota_rule``).
 - ``accounts``: a mailbox owner (created on first use, like a Maildir).
@@ -205,6 +215,25 @@ ALTER TABLE users ADD COLUMN fields jsonb NOT NULL DEFAULT '{}';
 """),
     (4, "save dates", """
 ALTER TABLE messages ADD COLUMN saved double precision;
+"""),
+    (5, "expunge record: floor and size", """
+ALTER TABLE folders ADD COLUMN vanished_floor bigint NOT NULL DEFAULT 1;
+ALTER TABLE folders ADD COLUMN expunged_rows bigint NOT NULL DEFAULT 0;
+UPDATE folders f SET expunged_rows = e.n
+    FROM (SELECT folder_id, count(*) AS n FROM expunged GROUP BY folder_id) e
+    WHERE e.folder_id = f.id;
+-- EXPUNGE/CLOSE ask the database which messages are \\Deleted: a handful in a big folder
+CREATE INDEX messages_deleted ON messages (folder_id) WHERE (flags & 4) <> 0;
+
+-- values derived from many messages of a folder at once (SORT/THREAD columns): a cache
+CREATE TABLE folder_values (
+    folder_id bigint NOT NULL REFERENCES folders ON DELETE CASCADE,
+    kind text NOT NULL,
+    value bytea NOT NULL,
+    written double precision NOT NULL,
+    PRIMARY KEY (folder_id, kind)
+);
+ALTER TABLE folder_values ALTER COLUMN value SET STORAGE EXTERNAL;
 """),
 ]
 

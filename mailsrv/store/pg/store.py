@@ -77,6 +77,7 @@ class PgStore:
         self._by_account_id: dict[int, PgAccount] = {}
         self._folders: dict[int, PgFolder] = {}
         self._values_pending: list[tuple[int, str, bytes]] = []
+        self._folder_values_pending: dict[tuple[int, str], tuple[bytes, float]] = {}
         self._values_timer: Any = None
         self._closed = False
         self._last_blocking_warning = 0.0
@@ -214,6 +215,7 @@ class PgStore:
         """NOTIFY payloads: '<folder id>:<highestmodseq>' or 'a<account id>'."""
         accounts: set[int] = set()
         folders: dict[int, int] = {}
+        every: dict[int, list[int]] = {}  # each modseq, in commit order (for folders not open here)
         if "s" in payloads and self._sharers:
             self.refresh_shares().addErrback(lambda f: log.warn("shares not re-read: {e}", e=describe(f.value)))
         for p in payloads:
@@ -226,6 +228,7 @@ class PgStore:
                     head, _, tail = p.partition(":")
                     fid, m = int(head), int(tail)
                     folders[fid] = m if m < 0 else max(m, folders.get(fid, 0))
+                    every.setdefault(fid, []).append(m)
             except ValueError:
                 log.warn("ignoring a malformed change notification {p!r}", p=p)
         for aid in accounts:
@@ -239,7 +242,7 @@ class PgStore:
                 folder.notified(modseq)
             else:
                 for a in watching:
-                    a.folder_changed(fid)
+                    a.folder_changed(fid, every[fid])
 
     def _listening(self) -> None:
         """(Re)connected to the change feed: notifications may have been
@@ -326,6 +329,15 @@ class PgStore:
     def remember_value(self, blob: int, kind: str, value: bytes) -> None:
         self.values.put(blob, kind, value)
         self._values_pending.append((blob, kind, value))
+        self._flush_soon()
+
+    def remember_folder_value(self, fid: int, kind: str, value: bytes) -> None:
+        """A folder-wide derived value, written with the next flush (the
+        last one set of each kind)."""
+        self._folder_values_pending[(fid, kind)] = (value, time.time())
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
         if len(self._values_pending) >= VALUE_FLUSH_EVERY:
             self.flush_values()
         elif self._values_timer is None:
@@ -339,9 +351,10 @@ class PgStore:
                 self._values_timer.cancel()
             self._values_timer = None
         rows, self._values_pending = self._values_pending, []
-        if not rows:
+        wide, self._folder_values_pending = self._folder_values_pending, {}
+        if not rows and not wide:
             return defer.succeed(None)
-        d = self.db.run(folder_sql.save_values, rows)
+        d = self.db.run(folder_sql.save_values, rows, [(f, k, v, w) for (f, k), (v, w) in wide.items()])
         d.addErrback(lambda f: log.warn("derived values not saved: {e}", e=describe(f.value)))
         return d
 
