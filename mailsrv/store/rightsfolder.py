@@ -260,6 +260,47 @@ class RightsFolder:
 
         return self._store(uids, remove, "-").addCallback(add)
 
+    def store_flags_unchanged_since(self, uids: Iterable[int], flags: Iterable[str], mode: str,
+                                    unchangedsince: int) -> defer.Deferred[tuple[list[int], list[int]]]:
+        """STORE (UNCHANGEDSINCE) under the same rules as ``store_flags``:
+        the live folder's atomic test-and-change when only shared flags the
+        user may change are involved; with a private \\Seen or an exact
+        set (whose unpermitted flags stay per message), the test first, then
+        ``store_flags`` on the messages that passed it."""
+        wanted = list(uids)
+        ok = set(allowed_flags(self.rights, set(flags)))
+        private_seen = self._private is not None and SEEN in ok
+        if mode != "=" and not private_seen:
+            if ok:
+                return self._f.store_flags_unchanged_since(wanted, ok, mode, unchangedsince)
+            return defer.succeed(([], self._modified(wanted, unchangedsince)))
+        modified = self._modified(wanted, unchangedsince)
+        gone = set(modified)
+        rest = [u for u in wanted if u not in gone]
+        d = self._store_exact(rest, ok) if mode == "=" else self._store(rest, ok, mode)
+        return d.addCallback(lambda changed: (changed, modified))
+
+    def _modified(self, uids: list[int], unchangedsince: int) -> list[int]:
+        """The UIDs whose mod-sequence is above ``unchangedsince`` (RFC 7162 3.1.3)."""
+        get = self._f.get
+        return sorted(u for u in uids if (m := get(u)) is not None and m.modseq > unchangedsince)
+
+    # -- CONDSTORE and flag sets (r; \\Seen of a public mailbox is the user's own)
+    def uids_with_flag(self, flag: str) -> set[int]:
+        need(self.rights, "r", "reading")
+        if self._private is not None and flag == SEEN:
+            get = self._f.get
+            return {u for u in self._private.seen if get(u) is not None}
+        return self._f.uids_with_flag(flag)
+
+    def changed_since(self, modseq: int) -> list[int]:
+        need(self.rights, "r", "reading")
+        return list(self._f.changed_since(modseq))
+
+    def vanished_since(self, modseq: int) -> list[int]:
+        need(self.rights, "r", "reading")
+        return list(self._f.vanished_since(modseq))
+
     def expunge(self, uids: Iterable[int] | None = None) -> defer.Deferred[list[int]]:
         try:
             need(self.rights, "e", "expunging")

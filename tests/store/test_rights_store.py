@@ -12,7 +12,7 @@ from twisted.internet import defer
 
 from mailsrv.store import layout
 from mailsrv.store.acl import Acl, BadRights, normalize, parse, render, with_virtual
-from mailsrv.store.interfaces import RIGHTS
+from mailsrv.store.interfaces import RIGHTS, NoPermission
 from mailsrv.store.sharedfiles import public_root
 
 from .helpers import StoreCase
@@ -84,6 +84,49 @@ class ViewRights(StoreCase):
         self.assertEqual((yield mine.store_flags([uid], ["\\Flagged"], "+")), [])
         self.assertEqual((yield mine.store_flags([uid], ["\\Seen"], "=")), [uid])
         self.assertEqual(own.get(uid).flags, frozenset({"\\Answered", "\\Seen"}))  # \Answered is not bob's to drop
+
+    @defer.inlineCallbacks
+    def test_conditional_store_keeps_the_rights_of_store(self):
+        yield self.alice.set_acl("Projects", "bob", "lrs")
+        own = yield self.alice.open_folder("Projects")
+        uid = yield own.append(MSG, ["\\Answered"])
+        mine = yield self.bob.open_folder("Shared/alice/Projects")
+        high = own.highestmodseq
+        changed, modified = yield mine.store_flags_unchanged_since([uid], ["\\Deleted", "\\Flagged"], "+", high)
+        self.assertEqual((changed, modified), ([], []))
+        self.assertEqual(own.get(uid).flags, frozenset({"\\Answered"}))  # t and w are not bob's
+        changed, modified = yield mine.store_flags_unchanged_since([uid], ["\\Seen"], "=", high)
+        self.assertEqual((changed, modified), ([uid], []))
+        self.assertEqual(own.get(uid).flags, frozenset({"\\Answered", "\\Seen"}))
+        changed, modified = yield mine.store_flags_unchanged_since([uid], ["\\Seen"], "-", high)
+        self.assertEqual((changed, modified), ([], [uid]))  # changed since: left alone
+        self.assertEqual(mine.uids_with_flag("\\Seen"), {uid})
+        self.assertEqual(mine.changed_since(high), [uid])
+        yield self.alice.set_acl("Projects", "bob", "l")
+        mine = yield self.bob.open_folder("Shared/alice/Projects")
+        for call in (lambda: mine.uids_with_flag("\\Seen"), lambda: mine.changed_since(0),
+                     lambda: mine.vanished_since(0)):
+            self.assertRaises(NoPermission, call)
+
+    @defer.inlineCallbacks
+    def test_private_seen_answers_flag_searches_and_conditional_stores(self):
+        root = public_root(self.data)
+        layout.make_folder_dirs(root, is_inbox=True)
+        layout.make_folder_dirs(layout.folder_path(root, "info"))
+        yield self.store.shares.write_acl(self.store.public_account(), "info",
+                                          parse("user=alice lrswipte\nuser=bob lrswipte\n"))
+        a = yield self.alice.open_folder("Public/info")
+        uid = yield a.append(MSG)
+        other = yield a.append(MSG)
+        b = yield self.bob.open_folder("Public/info")
+        changed, modified = yield a.store_flags_unchanged_since([uid], ["\\Seen"], "+", a.highestmodseq)
+        self.assertEqual((changed, modified), ([uid], []))
+        self.assertEqual(a.uids_with_flag("\\Seen"), {uid})
+        self.assertEqual(b.uids_with_flag("\\Seen"), set())  # bob's UNSEEN still finds both
+        self.assertEqual(a.unwrap().uids_with_flag("\\Seen"), set())  # not in the shared files
+        yield a.expunge([uid])
+        self.assertEqual(a.uids_with_flag("\\Seen"), set())
+        self.assertIsNotNone(a.get(other))
 
     @defer.inlineCallbacks
     def test_private_seen_is_the_users_and_bumps_the_modseq(self):
