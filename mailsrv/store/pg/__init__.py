@@ -1,6 +1,6 @@
 """The PostgreSQL store backend: every process and node on one database,
-changes pushed between them by LISTEN/NOTIFY (see DESIGN.md, "Scale-out
-backend").
+changes pushed between them by LISTEN/NOTIFY (docs/architecture.md has the
+map of both backends).
 
 ``PgStore(dsn)`` is the IStore; the modules, one concern each:
 
