@@ -6,10 +6,11 @@ import io
 from twisted.internet import defer
 
 from mailsrv.store.flags import InvalidFlag
-from mailsrv.store.interfaces import IFolder, MessageGone, NoSuchFolder
+from mailsrv.store.interfaces import IFolder, MessageGone
 from mailsrv.store.pg import folder_sql
 from mailsrv.store.pg.errors import TooManyKeywords
 from mailsrv.store.pg.folder_sql import MAX_KEYWORDS
+from tests.store.behaviour import FolderBehaviour
 
 from .helpers import PgStoreCase, Recorder, sleep
 
@@ -17,7 +18,7 @@ MSG = b"From: a@example.com\nSubject: hi\n\nhello\n"
 CRLF_MSG = MSG.replace(b"\n", b"\r\n")
 
 
-class FolderTests(PgStoreCase):
+class FolderTests(PgStoreCase, FolderBehaviour):
     @defer.inlineCallbacks
     def setUp(self):
         super().setUp()
@@ -123,39 +124,12 @@ class FolderTests(PgStoreCase):
         self.assertEqual(trash.claim_recent(), {1, 2, 3})
 
     @defer.inlineCallbacks
-    def test_two_sessions_share_one_folder(self):
-        other = yield self.account.open_folder("inbox")
-        self.assertIs(other, self.inbox)
-        rec2 = Recorder()
-        other.add_listener(rec2)
-        uid = yield other.append(MSG)
-        yield self.inbox.store_flags([uid], ["\\Seen"], "+")
-        self.assertEqual(self.rec.take(), rec2.take())
-        self.assertEqual(other.claim_recent(), {uid})
-        self.assertEqual(self.inbox.claim_recent(), set())
-        other.remove_listener(rec2)
-        again = yield self.account.open_folder("INBOX")
-        self.assertIs(again, self.inbox)
-
-    @defer.inlineCallbacks
     def test_recent_is_claimed_once_across_processes(self):
         uid = yield self.inbox.append(MSG)
         self.assertEqual(self.inbox.claim_recent(), {uid})
         yield until_claimed(self.store, self.inbox.id, uid + 1)  # written in the background
         other = yield self.fresh_store().account("alice").open_folder("INBOX")
         self.assertEqual(other.peek_recent(), set())
-
-    @defer.inlineCallbacks
-    def test_pop3_uidl(self):
-        uid = yield self.inbox.append(MSG)
-        self.assertEqual(self.inbox.pop3_uidl(uid), "%08x%08x" % (uid, self.inbox.uidvalidity))
-
-    @defer.inlineCallbacks
-    def test_deleted_folder_refuses(self):
-        sent = yield self.account.open_folder("Sent")
-        yield self.account.delete_folder("Sent")
-        yield self.assertFailure(sent.append(MSG), NoSuchFolder)
-        yield self.assertFailure(sent.store_flags([1], ["\\Seen"], "+"), NoSuchFolder)
 
     @defer.inlineCallbacks
     def test_large_message_streams_and_reads_back(self):

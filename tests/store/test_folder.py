@@ -4,15 +4,16 @@ import os
 from twisted.internet import defer
 
 from mailsrv.store.flags import InvalidFlag
-from mailsrv.store.interfaces import MessageGone, NoSuchFolder
+from mailsrv.store.interfaces import MessageGone
 from mailsrv.store.uidlist import parse_uidlist, read_uidlist
 
+from .behaviour import FolderBehaviour
 from .helpers import Recorder, StoreCase, files_in
 
 MSG = b"From: a@example.com\nSubject: hi\n\nhello\n"
 
 
-class FolderTests(StoreCase):
+class FolderTests(StoreCase, FolderBehaviour):
     @defer.inlineCallbacks
     def setUp(self):
         super().setUp()
@@ -124,21 +125,6 @@ class FolderTests(StoreCase):
         self.assertEqual(self.inbox.uids(), [1, 2])
 
     @defer.inlineCallbacks
-    def test_two_sessions_share_one_folder(self):
-        other = yield self.account.open_folder("inbox")
-        self.assertIs(other, self.inbox)
-        rec2 = Recorder()
-        other.add_listener(rec2)
-        uid = yield other.append(MSG)
-        yield self.inbox.store_flags([uid], ["\\Seen"], "+")
-        self.assertEqual(self.rec.take(), rec2.take())
-        self.assertEqual(other.claim_recent(), {uid})
-        self.assertEqual(self.inbox.claim_recent(), set())
-        other.remove_listener(rec2)
-        again = yield self.account.open_folder("INBOX")
-        self.assertIs(again, self.inbox)  # still listened to by the first session
-
-    @defer.inlineCallbacks
     def test_external_delivery_removal_and_rename_noticed(self):
         yield self.inbox.append(MSG)
         yield self.inbox.refresh()
@@ -205,17 +191,6 @@ class FolderTests(StoreCase):
         f = yield other.account("alice").open_folder("INBOX")
         self.assertEqual(f.get_cached(uid, "envelope"), b"(ENV)")
         self.assertIsNone(f.get_cached(uid, "bodystructure"))
-
-    @defer.inlineCallbacks
-    def test_pop3_uidl(self):
-        uid = yield self.inbox.append(MSG)
-        self.assertEqual(self.inbox.pop3_uidl(uid), "%08x%08x" % (uid, self.inbox.uidvalidity))
-
-    @defer.inlineCallbacks
-    def test_deleted_folder_refuses(self):
-        sent = yield self.account.open_folder("Sent")
-        yield self.account.delete_folder("Sent")
-        yield self.assertFailure(sent.append(MSG), NoSuchFolder)
 
 
 class CrashTests(StoreCase):
