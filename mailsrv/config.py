@@ -10,6 +10,7 @@ import configparser
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from mailsrv.ops.limits import LimitSettings
 
@@ -84,6 +85,14 @@ class Config:
 
     def endpoints(self, kind: str) -> list[str]:
         return list(self.listeners.get(kind, []))
+
+
+def from_spec(spec: dict[str, Any]) -> Config:
+    """A Config rebuilt from ``dataclasses.asdict`` of one (a worker's copy of
+    its parent's, through JSON): nested settings become objects again."""
+    spec = dict(spec)
+    spec["limits"] = LimitSettings(**spec.get("limits", {}))
+    return Config(**spec)
 
 
 def load(path: str | None = None, data_dir: str | None = None) -> Config:

@@ -591,6 +591,6 @@ def make_parent_service(cfg: configmod.Config) -> service.IService:
 def make_worker_service(reactor: Any, spec: dict[str, Any], index: int) -> tuple[service.IService, Any]:
     """A worker's service (no listeners of its own) and the factory for
     each listener it adopts (called by mailsrv.workers in the worker)."""
-    cfg = configmod.Config(**spec)
+    cfg = configmod.from_spec(spec)
     svc = MailService(cfg, reactor, listen=False)
     return svc, lambda listener: svc.factory_for(listener.kind, listener.description)

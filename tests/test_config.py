@@ -60,3 +60,17 @@ def test_bad_config_is_one_clear_error(tmp_path, text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(configmod.ConfigError, match="cannot read config"):
         configmod.load(str(tmp_path / "nope.ini"))
+
+
+def test_a_workers_copy_of_the_config_is_the_same_config(tmp_path):
+    """--workers hands each worker its parent's Config as JSON; nested
+    settings ([limits]) must come back as objects, not dicts."""
+    import dataclasses
+    import json
+
+    ini = tmp_path / "m.ini"
+    ini.write_text("[limits]\nconnections_per_ip = 7\nuserip_connections = 3\n")
+    cfg = configmod.load(str(ini), data_dir=str(tmp_path))
+    copy = configmod.from_spec(json.loads(json.dumps(dataclasses.asdict(cfg))))
+    assert copy == cfg
+    assert copy.limits.connections_per_ip == 7
