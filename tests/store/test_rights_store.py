@@ -54,6 +54,14 @@ class ViewRights(StoreCase):
         self.bob = self.store.view("bob")
         yield self.alice.create_folder("Projects")
 
+    def public_info(self):
+        """The public mailbox ``info``, alice and bob with every right but admin."""
+        root = public_root(self.data)
+        layout.make_folder_dirs(root, is_inbox=True)
+        layout.make_folder_dirs(layout.folder_path(root, "info"))
+        return self.store.shares.write_acl(self.store.public_account(), "info",
+                                           parse("user=alice lrswipte\nuser=bob lrswipte\n"))
+
     def files(self, user: str, folder: str) -> list[str]:
         path = layout.folder_path(layout.maildir_root(self.data, user), folder)
         return sorted(n for sub in ("new", "cur") for n in os.listdir(os.path.join(path, sub)))
@@ -110,11 +118,7 @@ class ViewRights(StoreCase):
 
     @defer.inlineCallbacks
     def test_private_seen_answers_flag_searches_and_conditional_stores(self):
-        root = public_root(self.data)
-        layout.make_folder_dirs(root, is_inbox=True)
-        layout.make_folder_dirs(layout.folder_path(root, "info"))
-        yield self.store.shares.write_acl(self.store.public_account(), "info",
-                                          parse("user=alice lrswipte\nuser=bob lrswipte\n"))
+        yield self.public_info()
         a = yield self.alice.open_folder("Public/info")
         uid = yield a.append(MSG)
         other = yield a.append(MSG)
@@ -130,11 +134,7 @@ class ViewRights(StoreCase):
 
     @defer.inlineCallbacks
     def test_private_seen_is_the_users_and_bumps_the_modseq(self):
-        root = public_root(self.data)
-        layout.make_folder_dirs(root, is_inbox=True)
-        layout.make_folder_dirs(layout.folder_path(root, "info"))
-        yield self.store.shares.write_acl(self.store.public_account(), "info",
-                                          parse("user=alice lrswipte\nuser=bob lrswipte\n"))
+        yield self.public_info()
         a = yield self.alice.open_folder("Public/info")
         uid = yield a.append(MSG)
         live = a.unwrap()
